@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One entry point for the README's commands. Idempotent: installs only what is missing.
+#   bash scripts/bootstrap.sh demo    install, then start `wasmprof serve --demo`
+#   bash scripts/bootstrap.sh test    install (incl. chromium, postgresql), run all tests
+#   bash scripts/bootstrap.sh bench   install (incl. llvm-19), run the benchmarks
+#   bash scripts/bootstrap.sh install install only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-demo}
+shift || true
+
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+
+apt_install() {
+  # Install Debian packages that are missing; uses sudo when not root.
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+PY=${PYTHON:-python3}
+base_pkgs=(python3-venv python3-pip)
+case "$MODE" in
+  test) apt_install "${base_pkgs[@]}" chromium postgresql ;;
+  bench) apt_install "${base_pkgs[@]}" llvm-19 ;;
+  *) "$PY" -m venv --help >/dev/null 2>&1 || apt_install "${base_pkgs[@]}" ;;
+esac
+
+VENV="$ROOT/.venv"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+STAMP="$VENV/.wasmprof-installed"
+HASH=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$HASH" ]; then
+  log "installing wasmprof and its dependencies into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  echo "$HASH" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+
+case "$MODE" in
+  install) log "installed; activate with: source .venv/bin/activate" ;;
+  demo)
+    exec "$VENV/bin/wasmprof" demo "$@" ;;
+  test)
+    set +e
+    "$VENV/bin/python" -m pytest "$@"
+    rc=$?
+    set -e
+    [ $rc -eq 5 ] && { echo "no tests collected" >&2; exit 1; }
+    exit $rc ;;
+  bench)
+    for b in bench/*.py; do log "running $b"; "$VENV/bin/python" "$b" "$@"; done ;;
+  *) echo "usage: $0 demo|test|bench|install [args]" >&2; exit 2 ;;
+esac

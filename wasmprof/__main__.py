@@ -1,0 +1,5 @@
+import sys
+
+from wasmprof.cli import main
+
+sys.exit(main())

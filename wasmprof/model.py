@@ -1,0 +1,288 @@
+"""The core model every part of wasmprof shares: one definition each.
+
+Layering (see design notes): readers (``wasmprof.binary``) produce :class:`Module`;
+parsers (``wasmprof.ingest``) produce :class:`Crash` and :class:`Profile` holding
+:class:`RawFrame`; the resolver (``wasmprof.addr2line``) turns RawFrames into
+:class:`Frame`; outputs (CLI, ``wasmprof.flamegraph``, server) only read these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class AddressSpace(StrEnum):
+    """What a number printed next to a Wasm frame means. Never pass a bare int around.
+
+    - ``file``: byte offset in the .wasm file (wasm-tools addr2line's default).
+    - ``code``: offset from the Code section payload start = DWARF address.
+    - ``interp``: WAMR classic interpreter dump: file offset *after* the instruction (-1).
+    - ``fast-interp``: WAMR fast interpreter: offset into transformed code, unusable; function only.
+    - ``aot``: WAMR AOT with call-stack frames: file offset of the instruction start.
+    - ``v8``: V8 module offset (file offset of the instruction).
+    - ``wasmtime``: Wasmtime module offset (file offset of the instruction).
+    - ``native``: offset into an AOT/cwasm text section.
+    - ``perf``: perf-map symbol + offset (``aot_func#N+0x34``): function N, native offset within it.
+    """
+
+    FILE = "file"
+    CODE = "code"
+    INTERP = "interp"
+    FAST_INTERP = "fast-interp"
+    AOT = "aot"
+    V8 = "v8"
+    WASMTIME = "wasmtime"
+    NATIVE = "native"
+    PERF = "perf"
+
+    @property
+    def is_wasm_file_offset(self) -> bool:
+        """Offsets in this space are file offsets into the .wasm (possibly adjusted)."""
+        return self in (AddressSpace.FILE, AddressSpace.INTERP, AddressSpace.AOT,
+                        AddressSpace.V8, AddressSpace.WASMTIME)
+
+    @property
+    def lookup_adjust(self) -> int:
+        """Amount added to a printed offset to get the instruction's own file offset."""
+        return -1 if self is AddressSpace.INTERP else 0
+
+
+class ModuleKind(StrEnum):
+    WASM = "wasm"
+    AOT = "aot"
+    AOT_WASM = "aot.wasm"
+    ELF_OBJECT = "elf-object"
+    CWASM = "cwasm"
+
+
+class FrameStatus(StrEnum):
+    """How a frame was resolved.
+
+    - ``exact``: function, file and line from DWARF at this address.
+    - ``function-only``: the function is known (DWARF subprogram, name section, symbol),
+      but no line: no DWARF line row, an offset of 0, a stale/garbage offset, native code
+      without an address map...
+    - ``index-only``: only a function index is known (``$f12``, ``aot_func#3``), no name.
+    - ``unknown``: nothing could be resolved (no module, address outside any function).
+    """
+
+    EXACT = "exact"
+    FUNCTION_ONLY = "function-only"
+    INDEX_ONLY = "index-only"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class FunctionInfo:
+    """One function of a module, in the Wasm function index space (imports first).
+
+    ``body_start``/``body_end`` are file offsets of the body (just after the size LEB, as
+    wasm-objdump and DWARF low_pc count) in the .wasm; ``aot_index``/``text_offset``/``size``
+    describe native code (AOT ``aot_func#N``, cwasm ``function[i]``) when known.
+    """
+
+    wasm_index: int
+    name: str | None = None
+    imported: bool = False
+    body_start: int | None = None
+    body_end: int | None = None
+    aot_index: int | None = None
+    text_offset: int | None = None
+    size: int | None = None
+    internal_text_offset: int | None = None   # aot_func_internal#N (stack-bounds-check builds)
+    internal_size: int | None = None
+    exports: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RawFrame:
+    """A frame as an input printed it, before any lookup.
+
+    ``index``: the printed frame number (``#03`` -> 3), or the position in a sample stack.
+    ``offset``: the printed number in ``space`` (None when the input printed none).
+    ``func_index``: Wasm function index when the input states it (``$f12``, ``aot_func#3`` is
+    converted by whoever knows the import count: keep ``aot_index`` then).
+    ``native``: a host (Envoy/runtime) frame, never resolved against a Wasm module.
+    """
+
+    index: int
+    space: AddressSpace
+    offset: int | None = None
+    printed_name: str | None = None
+    func_index: int | None = None
+    aot_index: int | None = None
+    module: str | None = None         # module name/hint printed with the frame
+    native: bool = False
+    truncated: bool = False           # the runtime cut the line (WAMR: 255 bytes + "...")
+    raw: str | None = None            # the input line, verbatim
+
+
+@dataclass(slots=True)
+class Frame:
+    """A resolved frame. One input frame expands into its inline chain, innermost first;
+    ``inlined`` is True for all but the last (outermost) element of a chain."""
+
+    function: str | None
+    status: FrameStatus
+    raw_function: str | None = None
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    inlined: bool = False
+    reason: str | None = None
+    wasm_index: int | None = None
+    module: str | None = None         # module identity or name it was resolved against
+    address: int | None = None        # lookup address (code offset for Wasm spaces)
+    input_index: int | None = None
+    raw_offset: int | None = None
+    printed_name: str | None = None
+    native: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "function": self.function, "raw_function": self.raw_function,
+            "file": self.file, "line": self.line, "column": self.column,
+            "inlined": self.inlined, "status": str(self.status), "reason": self.reason,
+            "wasm_index": self.wasm_index, "module": self.module, "address": self.address,
+            "input_index": self.input_index, "raw_offset": self.raw_offset,
+            "printed_name": self.printed_name, "native": self.native,
+        }
+
+
+class TrapKind(StrEnum):
+    UNREACHABLE = "unreachable"
+    OUT_OF_BOUNDS = "out-of-bounds-memory"
+    DIVIDE_BY_ZERO = "divide-by-zero"
+    INTEGER_OVERFLOW = "integer-overflow"
+    INVALID_CONVERSION = "invalid-conversion"
+    STACK_OVERFLOW = "stack-overflow"
+    INDIRECT_CALL_MISMATCH = "indirect-call-mismatch"
+    UNDEFINED_ELEMENT = "undefined-element"
+    TABLE_OUT_OF_BOUNDS = "table-out-of-bounds"
+    NULL_REFERENCE = "null-reference"
+    OUT_OF_MEMORY = "out-of-memory"
+    UNLINKED_IMPORT = "unlinked-import"
+    HOST_ERROR = "host-error"
+    NATIVE_CRASH = "native-crash"
+    PANIC = "panic"
+    TIMEOUT = "timeout"
+    UNKNOWN = "unknown"
+
+
+class Runtime(StrEnum):
+    """The dialect a crash was printed in."""
+
+    WAMR_INTERP = "wamr-interp"
+    WAMR_FAST_INTERP = "wamr-fast-interp"
+    WAMR_AOT = "wamr-aot"
+    WAMR = "wamr"                     # WAMR dump whose mode the log does not tell
+    V8 = "v8"
+    WASMTIME = "wasmtime"
+    WAVM = "wavm"
+    ENVOY_NATIVE = "envoy-native"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class Crash:
+    """One crash found in a log.
+
+    ``raw_frames`` keep what the log said; ``frames`` are filled by the resolver (flat,
+    innermost first, inline chains expanded, each carrying ``input_index``).
+    ``partial`` is True when the block was cut short or damaged; ``notes`` say why.
+    """
+
+    message: str | None = None
+    trap_kind: TrapKind = TrapKind.UNKNOWN
+    runtime: Runtime = Runtime.UNKNOWN
+    space: AddressSpace | None = None
+    plugin: str | None = None
+    vm_id: str | None = None
+    root_id: str | None = None
+    function: str | None = None       # the proxy-wasm export that failed (proxy_on_...)
+    thread: str | None = None
+    timestamp: str | None = None
+    source: str | None = None         # log file name
+    first_line: int | None = None     # 1-based line number in the source
+    raw: list[str] = field(default_factory=list)
+    raw_frames: list[RawFrame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    partial: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message, "trap_kind": str(self.trap_kind),
+            "runtime": str(self.runtime), "space": str(self.space) if self.space else None,
+            "plugin": self.plugin, "vm_id": self.vm_id, "root_id": self.root_id,
+            "function": self.function, "thread": self.thread, "timestamp": self.timestamp,
+            "source": self.source, "first_line": self.first_line, "partial": self.partial,
+            "notes": list(self.notes),
+            "frames": [f.to_dict() for f in self.frames],
+            "raw": list(self.raw),
+        }
+
+
+@dataclass(slots=True)
+class Sample:
+    """One sampled stack, leaf first, with a weight."""
+
+    stack: tuple[RawFrame, ...]
+    count: int = 1
+    timestamp: float | None = None
+    thread: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Profile:
+    """Samples from one input, before symbolization. ``unit`` is "samples" or a time unit
+    ("milliseconds" for WAMR's profiler block, where ``count`` holds self time)."""
+
+    samples: list[Sample] = field(default_factory=list)
+    unit: str = "samples"
+    name: str | None = None
+    plugin: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    start: float | None = None
+    end: float | None = None
+    source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Module:
+    """One binary a user gave us, read but not resolved.
+
+    ``identity``: ``build_id:<hex>`` when the module has a build_id section, else
+    ``code:<sha256 of the Code section payload>`` (a stripped module and its unstripped
+    debug companion share it); for AOT/objects, the identity of the embedded or linked Wasm
+    when known, else ``file:<sha256>``. ``sha256`` is the whole file's hash.
+    ``functions`` is indexed by Wasm function index (imports first).
+    ``wasm``/``aot``/``elf`` hold the format-level readings (``WasmBinary``, ``AotFile``,
+    ``ElfObject``) for code that needs more than this summary.
+    """
+
+    kind: ModuleKind
+    path: str
+    sha256: str
+    identity: str
+    import_function_count: int
+    functions: list[FunctionInfo]
+    name: str | None = None           # module name from the name section, or the file stem
+    arch: str | None = None
+    aot_version: int | None = None
+    aot_layout: str | None = None
+    has_dwarf: bool = False
+    has_name_section: bool = False
+    build_id: str | None = None
+    external_debug_info: str | None = None
+    source_mapping_url: str | None = None
+    code_payload_start: int | None = None
+    notes: list[str] = field(default_factory=list)
+    wasm: Any = None
+    aot: Any = None
+    elf: Any = None
+    companion: "Module | None" = None  # the .wasm with DWARF/names this module resolves against
