@@ -281,6 +281,9 @@ class Module:
     external_debug_info: str | None = None
     source_mapping_url: str | None = None
     code_payload_start: int | None = None
+    shape: str | None = None          # hash of (import count, defined functions' type
+                                      # indices, function exports): matches an .aot to the
+                                      # .wasm it was compiled from when no identity links them
     notes: list[str] = field(default_factory=list)
     wasm: Any = None
     aot: Any = None
