@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pg import db_url, pg_cluster, pg_url  # noqa: F401,E402  (PostgreSQL fixtures, tests/pg.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 SHARED = ROOT.parent / "shared" / "fixtures"

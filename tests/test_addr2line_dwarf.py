@@ -1,0 +1,132 @@
+"""The hand-written DWARF decoder and the index, checked against pyelftools' reading of the
+same bytes (DWARF 4, DWARF 5, wasi-libc CUs from clang 14, zig-built modules)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from wasmprof.addr2line import dwarf as ref
+from wasmprof.addr2line.debuginfo import ModuleDebug
+from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections
+from wasmprof.addr2line.index import TOMBSTONE_MIN
+from wasmprof.binary.wasm import parse_wasm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compile import compile_wasm  # noqa: E402
+
+FIXTURE_MODULES = ["crash_oob.O0.wasm", "crash_oob.O2.wasm", "crash_oob.O2d4.wasm",
+                   "inline_chain.O2.wasm", "inline_chain.O2d4.wasm", "cxx_plugin.O2.wasm",
+                   "cxx_plugin.O0.wasm"]
+
+MIXED_SRC = r'''
+static inline __attribute__((always_inline)) int leaf(int x) { return x * 7 + 3; }
+static inline __attribute__((always_inline)) int mid(int x) { return leaf(x) ^ (x >> 2); }
+__attribute__((noinline)) int work(int n) { int s = 0; for (int i = 0; i < n; i++) s += mid(i); return s; }
+int main(int argc, char **argv) { (void)argv; return work(argc * 100) & 1; }
+'''
+
+
+def _wasm(path: Path):
+    return parse_wasm(path.read_bytes(), str(path))
+
+
+def _compare_module(wasm) -> int:
+    """Compare rows, scopes and every row address's chain; returns addresses checked."""
+    di = ref.dwarfinfo(wasm.dwarf_sections)
+    reader = DwarfReader(DwarfSections.from_wasm(wasm))
+    ref_rows = ref.reference_line_rows(di)
+    assert len(ref_rows) == len(reader.units)
+    for unit, rows in zip(reader.units, ref_rows):
+        lt = reader.decode_line_program(unit)
+        mine = []
+        if lt is not None:
+            for addrs, files, lines, cols in lt.sequences:
+                for a, f, ln, c in zip(addrs, files, lines, cols):
+                    mine.append((a, None if f == -1 else lt.files[f], ln, c, f == -1))
+        # pyelftools does not wrap 32-bit addresses in tombstoned sequences (formats.md §6.4)
+        assert [(a & 0xFFFFFFFF, *rest) for a, *rest in rows] == \
+            [(a & 0xFFFFFFFF, *rest) for a, *rest in mine], unit.name
+
+    # scopes: same (name, linkage, ranges, depth) multiset
+    ref_scopes = ref.reference_scopes(di)
+    mine_scopes = []
+    for unit in reader.units:
+        sc = reader.decode_unit(unit)
+        names = reader.resolve_names(sc)
+        for i, parent in enumerate(sc.parent):
+            d = 0
+            p = parent
+            while p >= 0:
+                d += 1
+                p = sc.parent[p]
+            mine_scopes.append((names[i][0], names[i][1], tuple(sc.ranges[i]), d))
+    theirs = sorted(((s.name, s.linkage, tuple(s.ranges), s.depth) for s in ref_scopes),
+                    key=repr)
+    assert sorted(mine_scopes, key=repr) == theirs
+
+    # chains at every live row address (and one byte after) agree with the naive walk
+    md = ModuleDebug(wasm, wasm.identity, None)
+    block = md.build_full()
+    checked = 0
+    addrs = sorted({r[0] for rows in ref_rows for r in rows if 0 < r[0] < TOMBSTONE_MIN})
+    for a in addrs[:: max(1, len(addrs) // 600)]:
+        for probe in (a, a + 1):
+            want = ref.reference_frames(di, probe, scopes=ref_scopes, rows=ref_rows)
+            got = block.chain(probe)
+            assert [(w["function"], w["linkage"], w["file"], w["line"], w["column"])
+                    for w in want] == [tuple(g) for g in got], hex(probe)
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("name", FIXTURE_MODULES)
+def test_fast_decoder_matches_pyelftools_on_fixtures(data_dir, name):
+    wasm = _wasm(data_dir / "wasm" / name)
+    assert _compare_module(wasm) > 50
+
+
+@pytest.mark.parametrize("flags", [["-O0", "-g", "-gdwarf-4"], ["-O2", "-g", "-gdwarf-5"]])
+def test_fast_decoder_matches_pyelftools_on_zig_builds(flags):
+    """zig links its own wasi-libc (DWARF 4) with our CU (DWARF 4 or 5): mixed units."""
+    wasm = _wasm(compile_wasm({"mixed.c": MIXED_SRC}, flags))
+    versions = {u.version for u in DwarfReader(DwarfSections.from_wasm(wasm)).units}
+    assert (5 in versions) == ("-gdwarf-5" in flags)
+    assert _compare_module(wasm) > 50
+
+
+def test_tombstones_never_win(data_dir):
+    """wasi-libc CUs carry functions removed by --gc-sections (low_pc 0xffffffff / ranges
+    -2): they are decoded but never appear in the index."""
+    wasm = _wasm(data_dir / "wasm" / "crash_oob.O2.wasm")
+    reader = DwarfReader(DwarfSections.from_wasm(wasm))
+    dead = 0
+    for unit in reader.units:
+        sc = reader.decode_unit(unit)
+        dead += sum(1 for rs in sc.ranges for lo, _ in rs if lo >= TOMBSTONE_MIN)
+    assert dead > 0, "fixture should contain tombstoned subprograms"
+    block = ModuleDebug(wasm, wasm.identity, None).build_full()
+    assert all(s < TOMBSTONE_MIN for s in block.seg_start)
+    assert all(a < TOMBSTONE_MIN for a in block.row_addr)
+    assert any("dead-code" in n for n in block.notes)
+
+
+def test_damaged_dwarf_is_a_located_error(data_dir):
+    from wasmprof.errors import BinaryFormatError
+    wasm = _wasm(data_dir / "wasm" / "crash_oob.O2.wasm")
+    secs = DwarfSections.from_wasm(wasm)
+    info = bytearray(secs.data[".debug_info"])
+    info[0:4] = (len(info) * 2).to_bytes(4, "little")      # unit length past the end
+    secs.data[".debug_info"] = bytes(info)
+    with pytest.raises(BinaryFormatError) as e:
+        DwarfReader(secs)
+    assert e.value.offset == secs.file_offsets[".debug_info"]
+    # a truncated line program
+    secs = DwarfSections.from_wasm(wasm)
+    secs.data[".debug_line"] = secs.data[".debug_line"][:40]
+    r = DwarfReader(secs)
+    with pytest.raises(BinaryFormatError):
+        for u in r.units:
+            r.decode_line_program(u)

@@ -1,0 +1,156 @@
+"""Done-when: real perf recordings → per-Wasm-function self samples equal the ground truth,
+with Wasm names (not aot_func#N) and host frames kept; addresses resolved once each."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from wasmprof.addr2line.resolver import Resolver
+from wasmprof.binary.loader import load_module
+from wasmprof.ingest.agent_json import parse_agent_json
+from wasmprof.ingest.perf_map import read_perf_map
+from wasmprof.model import FrameStatus
+from wasmprof.profiles import Symbolizer, read_profile_input, self_by_function, symbolize_profile
+
+DATA = Path(__file__).parent / "data"
+
+
+def expected(root: Path, run: str) -> dict:
+    for suffix in (".expected.json.gz", ".expected.json"):
+        p = root / "expected" / "perf" / (run + suffix)
+        if p.exists():
+            raw = p.read_bytes()
+            return json.loads(gzip.decompress(raw) if suffix.endswith(".gz") else raw)
+    raise FileNotFoundError(run)
+
+
+def runs(root: Path) -> list[str]:
+    return sorted(p.name[: -len(".perf-script.txt")] for p in (root / "perf").glob("*.perf-script.txt"))
+
+
+def symbolized(root: Path, run: str, *, with_aot: bool = True, resolver=None):
+    truth = expected(root, run)
+    script = root / "perf" / f"{run}.perf-script.txt"
+    (pmap,) = (root / "perf").glob(f"{run}.perf-*.map")
+    mods = [load_module(root / truth["source_wasm"])]
+    if with_aot and (root / truth["perf_run"]["aot"]).exists():
+        mods.append(load_module(root / truth["perf_run"]["aot"]))
+    (prof,) = read_profile_input(str(script), perf_maps=[read_perf_map(pmap)])
+    return symbolize_profile(prof, mods, resolver), truth
+
+
+def check(sp, truth) -> None:
+    got = {k: v for k, v in self_by_function(sp).items() if k[0] is not None}
+    want = {(e["wasm_func_index"], e["wasm_name"]): e["self_samples"]
+            for e in truth["self_samples_by_wasm_function"]}
+    assert got == want
+    # every sample is kept: the non-AOT leaves are host/unknown frames, not dropped
+    assert sum(s.count for s in sp.samples) == truth["sample_count"]
+    assert sum(got.values()) == truth["samples_with_leaf_in_aot"]
+    for s, ws in zip(sp.samples, truth["samples"], strict=True):
+        outer = [f for f in s.stack if not f.inlined]
+        assert len(outer) == len(ws["frames"])
+        for f, wf in zip(outer, ws["frames"], strict=True):
+            if wf["in_aot_code"]:
+                assert f.wasm_index == wf["wasm_func_index"] and f.function == wf["wasm_name"]
+                assert not f.native and "aot_func#" not in f.function
+            elif wf["perf_symbol"] != "[unknown]":
+                assert f.native and f.function == wf["perf_symbol"].rpartition("+0x")[0]
+                assert f.status is FrameStatus.FUNCTION_ONLY and f.reason
+            else:
+                assert f.status is FrameStatus.UNKNOWN and f.reason
+
+
+@pytest.mark.parametrize("run", runs(DATA))
+def test_self_samples_equal_ground_truth(data_dir, run):
+    sp, truth = symbolized(data_dir, run)
+    check(sp, truth)
+
+
+def test_self_samples_whole_corpus(shared_fixtures):
+    for run in runs(shared_fixtures):
+        sp, truth = symbolized(shared_fixtures, run, with_aot=False)
+        check(sp, truth)
+
+
+def test_each_distinct_address_resolved_once(data_dir):
+    class Counting(Resolver):
+        calls: list = []
+
+        def resolve(self, module, raw, *, input_index=None):
+            self.calls.append((raw.aot_index, raw.offset))
+            return super().resolve(module, raw, input_index=input_index)
+
+    r = Counting()
+    sp, truth = symbolized(data_dir, "fib.O2.perf.g", resolver=r)
+    frames_in = sum(len(s["frames"]) for s in truth["samples"])
+    assert len(r.calls) == len(set(r.calls)) < frames_in / 20
+    check(sp, truth)
+
+
+def test_without_modules_frames_say_why(data_dir):
+    (prof,) = read_profile_input(str(data_dir / "perf" / "fib.O2.perf.g.perf-script.txt"))
+    sp = Symbolizer([]).symbolize(prof)
+    aot = [f for s in sp.samples for f in s.stack if f.printed_name and "aot_func#" in f.printed_name]
+    assert aot and all(f.status is FrameStatus.INDEX_ONLY and "no module" in f.reason for f in aot)
+
+
+def test_stripped_perf_script_with_map_symbolizes_the_same(data_dir):
+    run = "inline_chain.O2.perf.g"
+    script = data_dir / "perf" / f"{run}.perf-script.txt"
+    (pmap,) = (data_dir / "perf").glob(f"{run}.perf-*.map")
+    text = re.sub(r"(?m)^(\s+[0-9a-f]+)\s+aot_func#\d+\+0x[0-9a-f]+ \(/tmp/perf-\d+\.map\)$",
+                  r"\1 [unknown] ([unknown])", script.read_text())
+    path = data_dir.parent / "artifacts"
+    path.mkdir(exist_ok=True)
+    (path / "stripped.perf").write_text(text)
+    truth = expected(data_dir, run)
+    (prof,) = read_profile_input(str(path / "stripped.perf"), perf_maps=[read_perf_map(pmap)])
+    sp = symbolize_profile(prof, [load_module(data_dir / truth["source_wasm"])])
+    check(sp, truth)
+
+
+def test_agent_batch_with_aot_text_offsets(data_dir):
+    """Agent PCs minus text_base → AOT function table of the .aot (no perf map involved)."""
+    truth = expected(data_dir, "fib.O2.perf.g")
+    base = int(truth["object_cross_check"]["load_base_of_text"], 16)
+    lo, hi = (int(x, 16) for x in truth["aot_code_range"])
+    batch = {"modules": [{"id": "fib.O2.perf", "text_base": base, "text_size": hi - base}],
+             "samples": [{"stack": [int(f["ip"], 16) for f in s["frames"]],
+                          "thread": "worker_0"} for s in truth["samples"]]}
+    prof = parse_agent_json(orjson.dumps(batch))
+    mods = [load_module(data_dir / "aot/fib.O2.perf.aot"), load_module(data_dir / "wasm/fib.O2.wasm")]
+    sp = symbolize_profile(prof, mods)
+    got = {k: v for k, v in self_by_function(sp).items() if k[0] is not None}
+    want = {(e["wasm_func_index"], e["wasm_name"]): e["self_samples"]
+            for e in truth["self_samples_by_wasm_function"]}
+    assert got == want
+    for s, ws in zip(sp.samples, truth["samples"], strict=True):
+        for f, wf in zip(s.stack, ws["frames"], strict=True):
+            if wf["in_aot_code"]:
+                assert f.wasm_index == wf["wasm_func_index"], (f, wf)
+
+
+def test_wasm_offset_frames_get_lines_and_inline_chains(data_dir):
+    """Agent stacks with AOT call-stack offsets (file offsets) resolve to file:line and
+    inline frames, taken from a real WAMR dump's frames of inline_chain.O2."""
+    exp = json.loads((data_dir / "expected/dumps/inline_chain.O2.trap4.aot-cstrap.log.expected.json")
+                     .read_text())
+    frames = [f for f in exp["frames"] if f.get("symbolized") and f["symbolized"]["frames"]]
+    stack = [{"module": "inline_chain", "offset": f["lookup_file_offset"], "space": "aot"}
+             for f in frames]
+    prof = parse_agent_json(orjson.dumps({"samples": [{"stack": stack, "count": 5}]}))
+    sp = symbolize_profile(prof, [load_module(data_dir / "wasm/inline_chain.O2.wasm")])
+    got = [(f.function, f.line, f.inlined) for f in sp.samples[0].stack]
+    want = [(g["function"], g["line"] or None, g["inlined"])
+            for f in frames for g in f["symbolized"]["frames"]]
+    assert [w[1:] for w in want] == [g[1:] for g in got]
+    assert any(inl for _, _, inl in got)
+    assert all(f.file for f in sp.samples[0].stack)

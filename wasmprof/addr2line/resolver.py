@@ -1,0 +1,363 @@
+"""The resolver: RawFrame (any address space) -> inline chain of Frames with status + reason.
+
+Contract (other layers code against it):
+
+- ``resolve(module, raw, input_index=)`` returns the inline chain innermost first
+  (``inlined=True`` on all but the last), each Frame carrying ``status``, ``reason`` when not
+  ``exact``, ``input_index``, ``raw_offset``, ``printed_name``, ``wasm_index``, ``address``
+  (the DWARF/code address for Wasm spaces, the text offset for native ones).
+- It never raises for a bad address: offsets that are 0, stale, outside the code or in
+  another function than the frame names give ``function-only`` / ``index-only`` /
+  ``unknown`` frames whose reason says why. Damaged DWARF raises ``BinaryFormatError``
+  (an input problem, reported once per module).
+- Names: DWARF (innermost subprogram / inlined subroutine; the outermost function comes
+  from DWARF, never from a symbol table) -> ``name`` section (module, AOT-embedded or
+  companion) -> ``$f<index>``. ``function`` is the display name (demangled linkage name for
+  C++/Rust, else ``DW_AT_name``), ``raw_function`` the linkage / name-section name.
+- ``module.companion`` (set by ``wasmprof.binary.loader.find_companion``) supplies DWARF and
+  names for stripped modules and AOT files; DWARF is indexed once per (identity, DWARF
+  bytes) and cached under ``$WASMPROF_CACHE_DIR`` (see :mod:`wasmprof.addr2line.index`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from wasmprof.addr2line.debuginfo import ModuleDebug
+from wasmprof.addr2line.demangle import demangle, is_mangled
+from wasmprof.addr2line.index import cache_root
+from wasmprof.addr2line.spaces import file_offset, index_from_printed_name, maps_to_wasm
+from wasmprof.model import AddressSpace, Frame, FrameStatus, Module, RawFrame
+
+EXACT = FrameStatus.EXACT
+FUNCTION_ONLY = FrameStatus.FUNCTION_ONLY
+INDEX_ONLY = FrameStatus.INDEX_ONLY
+UNKNOWN = FrameStatus.UNKNOWN
+
+
+def display_name(name: str | None, linkage: str | None) -> str | None:
+    """What users read: the demangled linkage name when it is mangled, else DW_AT_name."""
+    if linkage and is_mangled(linkage):
+        return demangle(linkage)
+    if name:
+        return demangle(name) if is_mangled(name) else name
+    return linkage
+
+
+class _View:
+    """Per-module helpers: Wasm layout for offsets, DWARF, names."""
+
+    def __init__(self, module: Module, debug: ModuleDebug | None) -> None:
+        self.module = module
+        comp = module.companion
+        self.wasm = module.wasm if module.wasm is not None else (
+            comp.wasm if comp is not None else None)
+        self.cps = self.wasm.code_payload_start if self.wasm is not None else None
+        self.debug = debug
+        self.label = module.name or Path(module.path).name
+        self.imports = module.import_function_count
+        self._by_name: dict[str, int] | None = None
+
+    # -- names -----------------------------------------------------------------------------
+    def section_name(self, idx: int) -> str | None:
+        """Name from the module (name section / AOT NAME / export) or its companion."""
+        for m in (self.module, self.module.companion):
+            if m is not None and 0 <= idx < len(m.functions):
+                f = m.functions[idx]
+                if f.name:
+                    return f.name
+        return None
+
+    def index_of_name(self, name: str, truncated: bool) -> int | None:
+        if self._by_name is None:
+            # WAMR prints the name-section name, else the export name. When the module that
+            # ran has no names of its own (AOT without a NAME section), printed names are
+            # export names, so exports win; otherwise name-section names win.
+            by: dict[str, int] = {}
+            names: dict[str, int] = {}
+            exports: dict[str, int] = {}
+            for m in (self.module.companion, self.module):
+                if m is None:
+                    continue
+                for f in m.functions:
+                    if f.name and f.name not in f.exports:
+                        names[f.name] = f.wasm_index
+                    for n in f.exports:
+                        exports.setdefault(n, f.wasm_index)
+            if self.wasm is not None and self.wasm.names is not None:
+                for i, n in self.wasm.names.function_names.items():
+                    names[n] = i
+            own_names = self.module.has_name_section or (
+                self.module.aot is None and self.module.wasm is not None)
+            first, second = (exports, names) if own_names else (names, exports)
+            by.update(first)
+            by.update(second)
+            self._by_name = by
+        hit = self._by_name.get(name)
+        if hit is None and is_mangled(name):
+            hit = self._by_name.get(demangle(name))
+        if hit is None and truncated:
+            stem = name[:-3] if name.endswith("...") else name
+            cands = {i for n, i in self._by_name.items() if n.startswith(stem)}
+            if len(cands) == 1:
+                hit = cands.pop()
+        return hit
+
+    def body(self, idx: int):
+        w = self.wasm
+        if w is None:
+            return None
+        k = idx - w.import_function_count
+        return w.bodies[k] if 0 <= k < len(w.bodies) else None
+
+    def describe(self, idx: int) -> str:
+        n = self.section_name(idx)
+        return f"$f{idx} ({n})" if n else f"$f{idx}"
+
+
+class Resolver:
+    """Symbolizes RawFrames against Modules. Keeps decoded DWARF per module in memory."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_root(cache_dir)
+        self._debug: dict[tuple[str, str], ModuleDebug | None] = {}
+        self._views: dict[tuple[str, str | None], _View] = {}
+
+    # -- module state ------------------------------------------------------------------------
+    def _dwarf_wasm(self, module: Module):
+        for m in (module, module.companion):
+            if m is not None and m.wasm is not None and m.wasm.has_dwarf:
+                return m
+        return None
+
+    def debug_for(self, module: Module) -> ModuleDebug | None:
+        """The DWARF lookups for ``module`` (its own DWARF or its companion's), or None."""
+        src = self._dwarf_wasm(module)
+        if src is None:
+            return None
+        key = (src.identity, src.sha256)
+        if key not in self._debug:
+            self._debug[key] = ModuleDebug(src.wasm, src.identity, self.cache_dir)
+        return self._debug[key]
+
+    def _view(self, module: Module) -> _View:
+        key = (module.sha256, module.companion.sha256 if module.companion else None)
+        v = self._views.get(key)
+        if v is None or v.module is not module:
+            v = self._views[key] = _View(module, self.debug_for(module))
+        return v
+
+    def build_index(self, module: Module) -> bool:
+        """Decode all DWARF of ``module`` now and store the index; False when no DWARF."""
+        d = self.debug_for(module)
+        if d is None:
+            return False
+        d.build_full()
+        return True
+
+    # -- public API -------------------------------------------------------------------------
+    def resolve_address(self, module: Module, address: int, space: AddressSpace) -> list[Frame]:
+        return self.resolve(module, RawFrame(index=0, space=AddressSpace(space), offset=address))
+
+    def resolve_many(self, module: Module, raws: Sequence[RawFrame]) -> list[list[Frame]]:
+        """``resolve`` for each RawFrame (``input_index`` = its position); identical inputs
+        are resolved once. DWARF for all addresses is decoded in one go."""
+        view = self._view(module)
+        if view.debug is not None and view.cps is not None:
+            addrs = set()
+            for r in raws:
+                if r.offset and not r.native and maps_to_wasm(r.space):
+                    addrs.add(file_offset(r.space, r.offset, view.cps) - view.cps)
+            if addrs:
+                view.debug.ensure(addrs)
+        done: dict[tuple, list[Frame]] = {}
+        out: list[list[Frame]] = []
+        for i, r in enumerate(raws):
+            key = (r.space, r.offset, r.printed_name, r.func_index, r.aot_index, r.native,
+                   r.truncated)
+            frames = done.get(key)
+            if frames is None:
+                frames = done[key] = self._resolve(view, r, None)
+                out.append(frames)
+                for f in frames:
+                    f.input_index = i
+            else:
+                out.append([_copy(f, i) for f in frames])
+        return out
+
+    def resolve(self, module: Module, raw: RawFrame, *, input_index: int | None = None
+                ) -> list[Frame]:
+        return self._resolve(self._view(module), raw, input_index)
+
+    # -- the rules ------------------------------------------------------------------------
+    def _resolve(self, v: _View, raw: RawFrame, input_index: int | None) -> list[Frame]:
+        base = {"input_index": input_index, "raw_offset": raw.offset,
+                "printed_name": raw.printed_name, "module": v.label}
+        if raw.native:
+            return [Frame(function=raw.printed_name, raw_function=raw.printed_name,
+                          status=FUNCTION_ONLY if raw.printed_name else UNKNOWN,
+                          reason="host (native) frame: not part of the Wasm module",
+                          native=True, **base)]
+        claimed = self._claimed_index(v, raw)
+        space = raw.space
+        if space is AddressSpace.FAST_INTERP:
+            return [self._function_frame(
+                v, claimed, "fast interpreter offsets point into WAMR's transformed code, not "
+                "the .wasm: function only", base, None, raw)]
+        if space is AddressSpace.PERF:
+            return [self._function_frame(
+                v, claimed, "perf samples name the AOT function; native code has no line map",
+                base, None, raw)]
+        if space is AddressSpace.NATIVE:
+            return self._native(v, raw, claimed, base)
+        return self._wasm_offset(v, raw, claimed, base)
+
+    def _claimed_index(self, v: _View, raw: RawFrame) -> int | None:
+        if raw.func_index is not None:
+            return raw.func_index
+        if raw.aot_index is not None:
+            return raw.aot_index + v.imports
+        idx = index_from_printed_name(raw.printed_name, v.imports)
+        if idx is not None:
+            return idx
+        if raw.printed_name:
+            return v.index_of_name(raw.printed_name, raw.truncated)
+        return None
+
+    def _wasm_offset(self, v: _View, raw: RawFrame, claimed: int | None, base: dict
+                     ) -> list[Frame]:
+        off = raw.offset
+        if off is None or off == 0:
+            why = "no offset printed" if off is None else \
+                "offset 0 means unknown (host frame, or no call-stack frame data)"
+            return [self._function_frame(v, claimed, why, base, None, raw)]
+        if v.wasm is None or v.cps is None:
+            return [self._function_frame(
+                v, claimed, f"no .wasm for {v.label} to map {raw.space} offsets into "
+                "(give the module or a companion)", base, None, raw)]
+        fo = file_offset(raw.space, off, v.cps)
+        code = fo - v.cps
+        body = v.wasm.function_at(fo)
+        if body is None:
+            return [self._function_frame(
+                v, claimed, f"offset 0x{off:x} is outside every function body (stale or "
+                "garbage value)", base, None, raw)]
+        if claimed is not None and body.wasm_index != claimed:
+            return [self._function_frame(
+                v, claimed, f"offset 0x{off:x} lies in {v.describe(body.wasm_index)}, not in the "
+                f"frame's function: stale offset (the runtime did not record this frame's "
+                "instruction)", base, None, raw)]
+        idx = body.wasm_index
+        chain = v.debug.chain(code) if v.debug is not None else []
+        if not chain:
+            why = "no DWARF line info for this function" if v.debug is not None else \
+                "module has no DWARF (stripped? pass the unstripped build as companion)"
+            return [self._function_frame(v, idx, why, base, code, raw)]
+        frames = []
+        last = len(chain) - 1
+        for k, (name, linkage, file, line, col) in enumerate(chain):
+            fn = display_name(name, linkage)
+            status = EXACT
+            reason = None
+            if line is None:
+                status, reason = FUNCTION_ONLY, "no line-table row at this address"
+            elif line == 0:
+                status, reason = FUNCTION_ONLY, "line 0: compiler-generated code"
+                line = None
+            if fn is None:
+                fn = v.section_name(idx) if k == last else None
+                if fn is None:
+                    fn = f"$f{idx}"
+            frames.append(Frame(function=fn, status=status, raw_function=linkage or name,
+                                file=file, line=line, column=col if line else None,
+                                inlined=k != last, reason=reason,
+                                wasm_index=idx, address=code, **base))
+        return frames
+
+    def _native(self, v: _View, raw: RawFrame, claimed: int | None, base: dict) -> list[Frame]:
+        m = v.module
+        off = raw.offset
+        if off is None:
+            return [self._function_frame(v, claimed, "no native offset printed", base, None,
+                                         raw)]
+        # Wasmtime .cwasm: a native -> Wasm offset map gives lines
+        n2w = getattr(m.elf, "native_to_wasm", None)
+        if n2w is not None:
+            fo = n2w(off)
+            if fo is not None and v.wasm is not None:
+                sub = RawFrame(index=raw.index, space=AddressSpace.FILE, offset=fo,
+                               printed_name=raw.printed_name, func_index=raw.func_index,
+                               aot_index=raw.aot_index)
+                frames = self._wasm_offset(v, sub, claimed, dict(base))
+                for f in frames:
+                    f.raw_offset = off
+                return frames
+        found = None
+        if m.aot is not None:
+            hit = m.aot.function_at(off)
+            if hit is not None:
+                found = hit[0] + m.aot.import_func_count
+        elif m.elf is not None and hasattr(m.elf, "function_at"):
+            hit = m.elf.function_at(off)
+            if isinstance(hit, tuple):
+                found = hit[0] + m.import_function_count
+            elif hit is not None:
+                found = hit.wasm_index
+        if found is None:
+            for f in m.functions:
+                if f.text_offset is not None and f.size is not None and \
+                        f.text_offset <= off < f.text_offset + f.size:
+                    found = f.wasm_index
+                    break
+        if found is None:
+            if claimed is not None:
+                return [self._function_frame(
+                    v, claimed, f"native offset 0x{off:x} is outside every function's code",
+                    base, None, raw)]
+            return [Frame(function=None, status=UNKNOWN, address=off,
+                          reason=f"native offset 0x{off:x} is outside every function's code",
+                          **base)]
+        if claimed is not None and found != claimed:
+            return [self._function_frame(
+                v, claimed, f"native offset 0x{off:x} lies in {v.describe(found)}, not in the "
+                "frame's function", base, None, raw)]
+        fr = self._function_frame(v, found, "native code offset: this file has no "
+                                  "native-to-Wasm line map, function only", base, None, raw)
+        fr.address = off
+        return [fr]
+
+    def _function_frame(self, v: _View, idx: int | None, reason: str, base: dict,
+                        address: int | None, raw: RawFrame) -> Frame:
+        """One frame naming function ``idx`` (DWARF -> name section -> ``$f``), no line."""
+        if idx is None:
+            name = raw.printed_name
+            if name and index_from_printed_name(name, v.imports) is None:
+                return Frame(function=demangle(name), raw_function=name, status=FUNCTION_ONLY,
+                             reason=reason + "; function name as printed (not found in the "
+                             "module)", address=address, **base)
+            return Frame(function=name, status=UNKNOWN, address=address,
+                         reason=reason + "; no function index or name to fall back on",
+                         **base)
+        names = None
+        body = v.body(idx)
+        if v.debug is not None and body is not None and v.cps is not None:
+            names = v.debug.entry_names(body.start - v.cps)
+        if names is not None and (names[0] or names[1]):
+            fn = display_name(*names)
+            return Frame(function=fn, raw_function=names[1] or names[0], status=FUNCTION_ONLY,
+                         reason=reason, wasm_index=idx, address=address, **base)
+        sec = v.section_name(idx)
+        if sec:
+            return Frame(function=demangle(sec), raw_function=sec, status=FUNCTION_ONLY,
+                         reason=reason, wasm_index=idx, address=address, **base)
+        return Frame(function=f"$f{idx}", status=INDEX_ONLY, wasm_index=idx, address=address,
+                     reason=reason + "; no DWARF or name section names this function", **base)
+
+
+def _copy(f: Frame, input_index: int) -> Frame:
+    return Frame(function=f.function, status=f.status, raw_function=f.raw_function, file=f.file,
+                 line=f.line, column=f.column, inlined=f.inlined, reason=f.reason,
+                 wasm_index=f.wasm_index, module=f.module, address=f.address,
+                 input_index=input_index, raw_offset=f.raw_offset,
+                 printed_name=f.printed_name, native=f.native)

@@ -1,0 +1,140 @@
+"""``wasmprof serve``: the HTTP service (API v1, dashboard, metrics) on FastAPI + uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+
+from wasmprof.config import (ServerConfig, add_store_arguments, parse_scopes, resolve_store,
+                             store_config_from_args)
+
+EPILOG = """examples:
+  wasmprof serve                                   # SQLite in ~/.local/share/wasmprof, 127.0.0.1:8080
+  wasmprof serve --data ./state --port 9000
+  wasmprof serve --db postgresql://wasmprof@db:5432/wasmprof --host 0.0.0.0   # one of N replicas
+  wasmprof serve --demo                            # bundled samples, anonymous access, fresh data dir
+  wasmprof serve --allow-anonymous read            # dashboards without a token, ingest needs one
+
+API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus). Tokens: wasmprof token create."""
+
+
+def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = False) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free port)")
+    if not demo_default:
+        p.add_argument("--demo", action="store_true",
+                       help="load the bundled samples into the store (a fresh temporary data "
+                            "dir unless --data/--db is given) and allow anonymous access")
+    p.add_argument("--allow-anonymous", metavar="SCOPES", default=None,
+                   help="scopes granted without a token, e.g. 'read' (default none; all in --demo; "
+                        "env WASMPROF_ANONYMOUS)")
+    p.add_argument("--max-log-mb", type=float, default=1024, help="cap of one log upload (MiB)")
+    p.add_argument("--max-module-mb", type=float, default=256, help="cap of one module upload (MiB)")
+    p.add_argument("--max-samples-mb", type=float, default=64, help="cap of one sample batch (MiB)")
+    p.add_argument("--rate-limit", type=float, default=200.0,
+                   help="requests per second per token, per replica (0 = off; default 200)")
+    p.add_argument("--rate-burst", type=int, default=400, help="burst size of the rate limit")
+    p.add_argument("--log-format", choices=("json", "text"), default="json",
+                   help="structured JSON logs (default) or text on stderr")
+    p.add_argument("--quiet", action="store_true", help="no per-request access log lines")
+    add_store_arguments(p)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the HTTP service (API, dashboard, metrics)",
+                              description="Run the wasmprof service: ingest API, module "
+                                          "registry, crash grouping, profiles, dashboard. "
+                                          "SQLite by default; several replicas can share one "
+                                          "PostgreSQL (--db).",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_serve_arguments(p)
+    p.set_defaults(func=run)
+
+
+def setup_logging(fmt: str, quiet: bool) -> None:
+    from wasmprof.server.app import JsonLogFormatter
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
+    logging.getLogger("wasmprof").setLevel(logging.INFO)
+    logging.getLogger("wasmprof.access").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
+    if demo and not args.data and not args.db:
+        store = resolve_store(tempfile.mkdtemp(prefix="wasmprof-demo-"), None)
+    else:
+        store = store_config_from_args(args)
+    return ServerConfig.from_env(
+        store, host=args.host, port=args.port, demo=demo,
+        anonymous_scopes=parse_scopes(args.allow_anonymous, source="--allow-anonymous"),
+        max_log_bytes=int(args.max_log_mb * (1 << 20)),
+        max_module_bytes=int(args.max_module_mb * (1 << 20)),
+        max_samples_bytes=int(args.max_samples_mb * (1 << 20)),
+        rate_limit=args.rate_limit, rate_burst=args.rate_burst)
+
+
+def serve(config: ServerConfig, *, banner: bool = False, log_format: str = "json",
+          quiet: bool = False) -> int:
+    import uvicorn
+
+    from wasmprof.config import redact_url
+    from wasmprof.server.app import create_app
+    from wasmprof.server.service import Service
+
+    setup_logging(log_format, quiet)
+    log = logging.getLogger("wasmprof.serve")
+    svc = Service(config)
+    if config.demo:
+        from wasmprof.server.demo import load_samples
+        empty = svc.stats()["modules"] == 0
+        if empty:
+            loaded = load_samples(svc)
+            log.info("demo samples loaded", extra={k: v for k, v in loaded.items() if k != "errors"})
+            for e in loaded["errors"]:
+                log.warning("demo sample skipped: %s", e)
+    app = create_app(config, svc)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port,
+                                           log_config=None, access_log=False, lifespan="on",
+                                           timeout_graceful_shutdown=10))
+    log.info("wasmprof serving", extra={"host": config.host, "port": config.port,
+                                        "db": redact_url(config.store.db_url),
+                                        "data": str(config.store.data_dir), "demo": config.demo,
+                                        "anonymous": sorted(config.anonymous_scopes)})
+    if banner:
+        print_banner(config)
+    server.run()
+    svc.store.close()
+    return 0
+
+
+def print_banner(config: ServerConfig) -> None:
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    base = f"http://{host}:{config.port}"
+    print(f"""
+wasmprof demo is starting on {base}
+  dashboard   {base}/
+  API docs    {base}/docs
+  data        {config.store.data_dir}
+
+Try it (anonymous access is on in --demo):
+  curl -s {base}/api/v1/crash-groups | python3 -m json.tool | head -40
+  curl -s -F file=@tests/data/wasm/crash_oob.O2.wasm '{base}/api/v1/modules?plugin=crash_oob'
+  curl -s --data-binary @tests/data/dumps/crash_oob.O2.load.classic.log '{base}/api/v1/logs?plugin=crash_oob'
+  curl -s '{base}/api/v1/crash-groups?plugin=crash_oob'
+Stop with Ctrl-C.
+""", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args, demo=args.demo)
+    return serve(config, banner=args.demo, log_format=args.log_format, quiet=args.quiet)

@@ -1,0 +1,255 @@
+"""``wasmprof symbolize LOG…``: find every Wasm crash in gateway logs and resolve its frames.
+
+Like Envoy's ``tools/stack_decode.py``, it is a filter: the log comes out as it went in,
+with each crash block gathered in one place, its backtrace frames expanded to
+``function (inlined into …) at file:line:col``. Exit codes: 0 crashes found (and
+symbolized as far as the modules allow), 1 no crash found, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from wasmprof.binary.loader import find_companion, load_module
+from wasmprof.crashes import MODES, CrashSymbolizer
+from wasmprof.errors import UsageError, WasmprofError
+from wasmprof.ingest.crashlog import scan_log
+from wasmprof.model import Crash, Frame, FrameStatus, Module
+from wasmprof.output import Progress, write_json
+
+EPILOG = """\
+examples:
+  wasmprof symbolize envoy.log --module plugin.wasm
+        the log with every Wasm backtrace expanded (one module applies to every crash)
+  kubectl logs deploy/higress-gateway | wasmprof symbolize - --modules-dir ./plugins
+        modules matched to crashes by plugin name, file name or function names
+  wasmprof symbolize crash.log --module plugin.aot --only-crashes
+        only the crash blocks; an .aot module means WAMR AOT offsets
+  wasmprof symbolize iwasm.out --module plugin.wasm --mode fast-interp --json
+        force the offset space; JSON: {"crashes": [{"message", "trap_kind", "frames"...}]}
+
+Reads Envoy, istio-proxy (TSV and JSON) and Higress logs, plain stdout (WAMR dumps) and
+.gz files. Dialects: WAMR call-stack dumps (classic/fast interpreter, AOT), V8 and WAVM
+in-VM backtraces, Wasmtime traps, Envoy native crash backtraces (kept as native frames).
+--mode auto (default) infers the offset space from the dialect and the module and prints
+its choice under each crash.
+Exit codes: 0 crashes found, 1 none found, 2 bad usage or input.
+"""
+
+MODULE_SUFFIXES = (".wasm", ".aot", ".o", ".cwasm")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "symbolize", help="find Wasm crashes in gateway logs and symbolize their backtraces",
+        description="Find every Wasm plugin crash in Envoy / istio-proxy / Higress logs and "
+                    "print the log with each backtrace frame resolved to function, file, "
+                    "line and inline chain.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("logs", nargs="+", metavar="LOG", help="log files ('-' for stdin, .gz ok)")
+    p.add_argument("--module", dest="modules", action="append", default=[], metavar="FILE",
+                   help="a module the crashes may come from (.wasm, .aot, .aot.wasm, wamrc .o, "
+                        ".cwasm); repeatable")
+    p.add_argument("--modules-dir", metavar="DIR",
+                   help="load every module file in DIR (non-recursive)")
+    p.add_argument("--mode", choices=MODES, default="auto",
+                   help="address space of the printed offsets (default: auto)")
+    p.add_argument("--only-crashes", action="store_true",
+                   help="print the crash blocks only, not the other log lines")
+    p.add_argument("--json", action="store_true",
+                   help='print {"crashes": [...]} as JSON instead of the annotated log')
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    modules = load_modules(args.modules, args.modules_dir)
+    symbolizer = CrashSymbolizer(modules, _make_resolver(), mode=args.mode)
+    out = sys.stdout.buffer
+    tty = sys.stdout.isatty()
+    color = tty and not os.environ.get("NO_COLOR")
+    found: list[dict] = []
+    count = 0
+    for path in args.logs:
+        with _open_log(path) as stream:
+            size = _size(path)
+            progress = Progress(f"scanning {Path(path).name}", size)
+            for item in scan_log(stream, path, progress=progress,
+                                 keep_lines=not (args.json or args.only_crashes)):
+                if isinstance(item, Crash):
+                    count += 1
+                    symbolizer.symbolize(item)
+                    if args.json:
+                        found.append(item.to_dict())
+                    else:
+                        out.write(render_crash(item, count, color=color).encode())
+                elif not args.json:
+                    out.write(sanitize(item.decode("utf-8", "replace")).encode()
+                              if tty else item)
+    if args.json:
+        write_json({"crashes": found})
+    else:
+        out.flush()
+    if count == 0:
+        print("wasmprof: no Wasm crash found", file=sys.stderr)
+        return 1
+    return 0
+
+
+def load_modules(files: list[str], directory: str | None) -> list[Module]:
+    """Modules from ``--module`` (errors are fatal) and ``--modules-dir`` (unreadable files
+    are skipped with a warning), matched with each other (.aot <-> .wasm, stripped <-> debug)."""
+    modules = [load_module(f) for f in files]
+    if directory:
+        d = Path(directory)
+        if not d.is_dir():
+            raise UsageError("not a directory", source=directory, expected="--modules-dir DIR")
+        for f in sorted(d.iterdir()):
+            if f.is_file() and f.name.endswith(MODULE_SUFFIXES):
+                try:
+                    modules.append(load_module(f))
+                except WasmprofError as e:
+                    print(f"wasmprof: warning: skipped {e}", file=sys.stderr)
+    for m in modules:
+        if m.companion is None:
+            find_companion(m, modules)
+    return modules
+
+
+def _make_resolver():
+    from wasmprof.addr2line.resolver import Resolver
+    return Resolver()
+
+
+def _size(path: str) -> int | None:
+    if path == "-" or path.endswith(".gz"):
+        return None
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+class _open_log:
+    """Context manager: a binary stream for a path ('-' = stdin, .gz decompressed)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stream: BinaryIO | None = None
+
+    def __enter__(self) -> BinaryIO:
+        if self.path == "-":
+            return sys.stdin.buffer
+        try:
+            if self.path.endswith(".gz"):
+                self.stream = gzip.open(self.path, "rb")  # type: ignore[assignment]
+            else:
+                self.stream = open(self.path, "rb")  # noqa: SIM115
+        except OSError as e:
+            raise WasmprofError(f"cannot read log: {e.strerror}", source=self.path) from None
+        return _GuardedStream(self.stream, self.path)  # type: ignore[return-value]
+
+    def __exit__(self, *exc) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+
+class _GuardedStream:
+    """Turns read errors (a corrupt .gz, an unreadable file) into WasmprofError."""
+
+    def __init__(self, stream: BinaryIO, path: str) -> None:
+        self.stream = stream
+        self.path = path
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.stream.read(n)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise WasmprofError(f"cannot read log: {e}", source=self.path) from None
+
+
+# -- text rendering -------------------------------------------------------------------------
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f,
+                                         *range(0x80, 0xa0))}
+_CONTROL_NO_NL = dict(_CONTROL)
+_CONTROL_NO_NL[0x0a] = "\\n"
+_CONTROL_NO_NL[0x09] = "\\t"
+
+
+def sanitize(text: str, *, single_line: bool = False) -> str:
+    """Escape terminal control characters (ESC, C1, CR…) in attacker-controlled text."""
+    return text.translate(_CONTROL_NO_NL if single_line else _CONTROL)
+
+
+def _style(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def describe_frame(frame: Frame, outer: Frame | None) -> str:
+    """``function (inlined into outer) at file:line:col`` plus the status when not exact."""
+    name = frame.function or (f"$f{frame.wasm_index}" if frame.wasm_index is not None else "??")
+    text = name
+    if frame.inlined and outer is not None and outer.function:
+        text += f" (inlined into {outer.function})"
+    if frame.file:
+        loc = frame.file
+        if frame.line:
+            loc += f":{frame.line}"
+            if frame.column:
+                loc += f":{frame.column}"
+        text += f" at {loc}"
+    if frame.status is not FrameStatus.EXACT:
+        text += f"  [{frame.status}" + (f": {frame.reason}" if frame.reason else "") + "]"
+    return sanitize(text, single_line=True)
+
+
+def render_crash(crash: Crash, number: int, *, color: bool = False) -> str:
+    """The crash block: a heading, its raw lines with each frame line followed by its
+    resolved frames, then notes. All log-derived text is escaped."""
+    by_input: dict[int, list[Frame]] = {}
+    for f in crash.frames:
+        by_input.setdefault(f.input_index if f.input_index is not None else -1, []).append(f)
+    head = [f"wasm crash #{number}: {crash.trap_kind}"]
+    if crash.message:
+        head.append(crash.message)
+    head.append(str(crash.runtime) + (f"/{crash.space}" if crash.space else ""))
+    if crash.plugin:
+        head.append(f"plugin {crash.plugin}")
+    if crash.function:
+        head.append(f"in {crash.function}")
+    if crash.thread:
+        head.append(f"thread {crash.thread}")
+    if crash.first_line:
+        head.append(f"{Path(crash.source or '-').name}:{crash.first_line}")
+    if crash.partial:
+        head.append("PARTIAL")
+    lines = [_style("==> " + sanitize(" | ".join(head), single_line=True), "1;31", color)]
+    frame_raw = {id(rf.raw): i for i, rf in enumerate(crash.raw_frames) if rf.raw is not None}
+    for raw in crash.raw:
+        lines.append(sanitize(raw, single_line=True))
+        k = frame_raw.get(id(raw))
+        if k is None:
+            continue
+        chain = by_input.get(k, [])
+        for j, fr in enumerate(chain):
+            outer = chain[j + 1] if fr.inlined and j + 1 < len(chain) else None
+            arrow = _style("    -> ", "2", color)
+            text = describe_frame(fr, outer)
+            lines.append(arrow + (_style(text, "36", color) if fr.status is FrameStatus.EXACT
+                                  else text))
+    for note in crash.notes:
+        lines.append(_style("    note: " + sanitize(note, single_line=True), "2", color))
+    return "\n".join(lines) + "\n"
+
+
+def iter_crashes(path: str) -> Iterator[Crash]:
+    """Crashes of one log file (unsymbolized): a convenience for scripts and tests."""
+    with _open_log(path) as stream:
+        for item in scan_log(stream, path, keep_lines=False):
+            if isinstance(item, Crash):
+                yield item

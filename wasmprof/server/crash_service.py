@@ -1,0 +1,508 @@
+"""Crash logs in, crash events and groups out: the service side of ``wasmprof symbolize``.
+
+- :meth:`CrashService.ingest_log` streams a log through ``scan_crashes`` (constant memory),
+  symbolizes each crash with the plugin's modules (the same ``CrashSymbolizer`` the CLI
+  uses), fingerprints it (:mod:`wasmprof.grouping`) and stores the event (raw lines + raw
+  frames, i.e. the input, plus the derived frames and grouping) in batches; every batch is
+  committed before the response. After each stored event the alerts hook
+  ``wasmprof.alerts.on_crash_event(db, group, event, is_new_group, regressed)`` runs inside
+  the same transaction (under a savepoint), when the alerts package is installed.
+- :meth:`CrashService.resymbolize` re-runs symbolization + grouping for stored events (a
+  module arrived after its crashes) and moves events between groups; group counters are
+  recomputed from the events, so they never drift.
+- Groups: status ``open`` / ``resolved`` / ``regressed`` stored; shown as ``new`` (open,
+  first seen < 24 h ago), ``ongoing``, ``regressed``, ``resolved``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import orjson
+
+from wasmprof.grouping import GroupKey, fingerprint
+from wasmprof.model import AddressSpace, Crash, Frame, FrameStatus, RawFrame, Runtime, TrapKind
+from wasmprof.server.registry import ModuleRegistry
+from wasmprof.store.db import Tx, now
+from wasmprof.store.state import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+MAX_LISTED = 1000
+NEW_WINDOW = 24 * 3600.0
+
+
+def _json(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def crash_to_json(crash: Crash) -> str:
+    """The crash as input (no derived frames): what re-symbolization starts from."""
+    d = crash.to_dict()
+    d.pop("frames", None)
+    d["raw_frames"] = [{
+        "index": r.index, "space": str(r.space), "offset": r.offset,
+        "printed_name": r.printed_name, "func_index": r.func_index, "aot_index": r.aot_index,
+        "module": r.module, "native": r.native, "truncated": r.truncated, "raw": r.raw,
+    } for r in crash.raw_frames]
+    return _json(d)
+
+
+def crash_from_json(text: str) -> Crash:
+    d = orjson.loads(text)
+    raws = [RawFrame(index=r["index"], space=AddressSpace(r["space"]), offset=r.get("offset"),
+                     printed_name=r.get("printed_name"), func_index=r.get("func_index"),
+                     aot_index=r.get("aot_index"), module=r.get("module"),
+                     native=bool(r.get("native")), truncated=bool(r.get("truncated")),
+                     raw=r.get("raw")) for r in d.get("raw_frames", [])]
+    return Crash(message=d.get("message"), trap_kind=TrapKind(d.get("trap_kind") or "unknown"),
+                 runtime=Runtime(d.get("runtime") or "unknown"),
+                 space=AddressSpace(d["space"]) if d.get("space") else None,
+                 plugin=d.get("plugin"), vm_id=d.get("vm_id"), root_id=d.get("root_id"),
+                 function=d.get("function"), thread=d.get("thread"),
+                 timestamp=d.get("timestamp"), source=d.get("source"),
+                 first_line=d.get("first_line"), raw=list(d.get("raw") or []),
+                 raw_frames=raws, partial=bool(d.get("partial")), notes=list(d.get("notes") or []))
+
+
+def frames_from_json(text: str | None) -> list[Frame]:
+    if not text:
+        return []
+    out = []
+    for f in orjson.loads(text):
+        f = dict(f)
+        f["status"] = FrameStatus(f["status"])
+        out.append(Frame(**f))
+    return out
+
+
+def parse_log_time(ts: str | None, received: float) -> float:
+    """The crash's time from its log timestamp (UTC assumed), else the receive time."""
+    if ts:
+        try:
+            t = datetime.fromisoformat(ts.strip().replace(",", "."))
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=timezone.utc)
+            v = t.timestamp()
+            if received - 400 * 86400 < v < received + 86400:
+                return v
+        except ValueError:
+            pass
+    return received
+
+
+def display_status(row: dict[str, Any], at: float | None = None) -> str:
+    st = row["status"]
+    if st in ("resolved", "regressed"):
+        return st
+    return "new" if (at or now()) - row["first_seen"] < NEW_WINDOW else "ongoing"
+
+
+def _alerts_hook() -> Callable[..., Any] | None:
+    try:
+        import wasmprof.alerts as alerts
+    except ImportError:
+        return None
+    return getattr(alerts, "on_crash_event", None)
+
+
+@dataclass(slots=True)
+class Symbolized:
+    crash: Crash
+    key: GroupKey
+    space: str | None
+    modules: list[str] = field(default_factory=list)    # sha256 of modules used
+    note: str | None = None
+
+
+class CrashService:
+    def __init__(self, store: Store, registry: ModuleRegistry, resolver: Any,
+                 metrics: Any = None) -> None:
+        self.store = store
+        self.db = store.db
+        self.registry = registry
+        self.resolver = resolver
+        self.metrics = metrics
+        self._resolve_lock = threading.Lock()   # the Resolver's caches are not thread-safe
+
+    # -- symbolization --------------------------------------------------------------
+    def _symbolizer(self, plugin: str | None, version: str | None, runtime: Runtime,
+                    cache: dict) -> tuple[Any, list[dict], str, str]:
+        wamr = runtime in (Runtime.WAMR, Runtime.UNKNOWN)
+        ck = (plugin, version, wamr)
+        hit = cache.get(ck)
+        if hit is not None:
+            return hit
+        pairs = self.registry.modules_for(plugin, version)
+        mode, why = self.registry.wamr_mode(plugin) if wamr else ("auto", "dialect tells")
+        sym = None
+        if pairs:
+            from wasmprof.crashes import CrashSymbolizer
+            sym = CrashSymbolizer([m for _, m in pairs], self.resolver, mode=mode)
+        out = (sym, [r for r, _ in pairs], mode, why)
+        cache[ck] = out
+        return out
+
+    def symbolize(self, crash: Crash, plugin: str | None, version: str | None,
+                  cache: dict | None = None) -> Symbolized:
+        cache = {} if cache is None else cache
+        crash.frames = []
+        sym, rows, mode, why = self._symbolizer(plugin, version, crash.runtime, cache)
+        note = None
+        if sym is not None:
+            t0 = time.perf_counter()
+            try:
+                with self._resolve_lock:
+                    sym.symbolize(crash)
+                note = f"space: {mode} ({why})" if mode != "auto" else None
+                describe = getattr(sym, "describe_choice", None)
+                if describe is not None:
+                    try:
+                        note = describe(crash)
+                    except Exception:  # noqa: BLE001 - a description is optional
+                        pass
+            except Exception as e:  # noqa: BLE001 - never lose the event for a resolver bug
+                log.exception("symbolization failed for a crash of plugin %s", plugin)
+                crash.frames = []
+                note = f"symbolization failed: {type(e).__name__}: {e}"
+            if self.metrics is not None:
+                self.metrics.observe("symbolize", time.perf_counter() - t0)
+        else:
+            note = ("no module uploaded for plugin " + repr(plugin) if plugin
+                    else "no plugin given: upload modules with plugin=NAME and post logs with ?plugin=NAME")
+        identity = rows[0]["identity"] if rows else None
+        key = fingerprint(crash, plugin=plugin or "", module_identity=identity)
+        space = str(crash.space) if crash.space else None
+        return Symbolized(crash=crash, key=key, space=space,
+                          modules=[r["sha256"] for r in rows[:8]], note=note)
+
+    # -- ingest ---------------------------------------------------------------------------
+    def ingest_log(self, stream: IO[bytes] | Iterable[bytes], *, source: str, size: int,
+                   sha256: str | None, plugin: str | None, version: str | None,
+                   labels: dict[str, str], token_id: int | None = None) -> dict[str, Any]:
+        from wasmprof.ingest.crashlog import scan_crashes
+        received = now()
+        with self.db.tx() as tx:
+            ingest_id = tx.insert(
+                "INSERT INTO ingests (kind, plugin, version, labels, source, size, sha256, "
+                "crash_count, token_id, received_at) VALUES ('log', ?, ?, ?, ?, ?, ?, 0, ?, ?) "
+                "RETURNING id", (plugin, version, _json(labels), source, size, sha256, token_id,
+                                 received))
+        events: list[dict[str, Any]] = []
+        groups: dict[int, dict[str, Any]] = {}
+        total = 0
+        batch: list[Symbolized] = []
+        cache: dict = {}
+
+        def flush() -> None:
+            nonlocal total
+            if not batch:
+                return
+            with self.db.tx() as tx:
+                for s in batch:
+                    ev, grp = self._store_event(tx, s, ingest_id=ingest_id, plugin=plugin,
+                                                version=version, labels=labels, received=received)
+                    total += 1
+                    if len(events) < MAX_LISTED:
+                        events.append(ev)
+                    g = groups.setdefault(grp["id"], {
+                        "id": grp["id"], "title": grp["title"], "fingerprint": grp["fingerprint"],
+                        "new": False, "regressed": False, "events": 0})
+                    g["events"] += 1
+                    g["new"] |= ev["new_group"]
+                    g["regressed"] |= ev["regressed"]
+                tx.execute("UPDATE ingests SET crash_count = ? WHERE id = ?", (total, ingest_id))
+            batch.clear()
+
+        for crash in scan_crashes(stream, source):
+            p = plugin or crash.plugin
+            batch.append(self.symbolize(crash, p, version, cache))
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+        if self.metrics is not None:
+            self.metrics.inc("crash_events", total)
+        return {"ingest_id": ingest_id, "bytes": size, "crashes": total,
+                "events": events, "events_truncated": total > len(events),
+                "groups": sorted(groups.values(), key=lambda g: g["id"])}
+
+    def _store_event(self, tx: Tx, s: Symbolized, *, ingest_id: int | None, plugin: str | None,
+                     version: str | None, labels: dict[str, str],
+                     received: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        c = s.crash
+        p = plugin or c.plugin
+        seen = parse_log_time(c.timestamp, received)
+        gid, is_new, regressed = self._upsert_group(tx, s.key, p, str(c.trap_kind), seen,
+                                                    top_frames(c), count=1)
+        frames = _json([f.to_dict() for f in c.frames]) if c.frames else None
+        grouping = {**s.key.reason, "fingerprint": s.key.fingerprint, "note": s.note,
+                    "space": s.space}
+        eid = tx.insert(
+            "INSERT INTO crash_events (ingest_id, group_id, plugin, version, labels, trap_kind, "
+            "runtime, message, function, occurred_at, received_at, crash, space, frames, "
+            "symbolized_with, fingerprint, grouping, symbolized_at) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (ingest_id, gid, p, version, _json(labels), str(c.trap_kind), str(c.runtime),
+             (c.message or "")[:2000], c.function, seen, received, crash_to_json(c), s.space,
+             frames, _json(s.modules), s.key.fingerprint, _json(grouping), now()))
+        group = self._group_row(tx, gid)
+        event = {"id": eid, "group_id": gid, "plugin": p, "version": version, "labels": labels,
+                 "trap_kind": str(c.trap_kind), "message": c.message, "occurred_at": seen,
+                 "received_at": received, "new_group": is_new, "regressed": regressed,
+                 "title": group["title"], "fingerprint": s.key.fingerprint,
+                 "frames": [f.to_dict() for f in c.frames[:20]]}
+        hook = _alerts_hook()
+        if hook is not None:
+            try:
+                with self.db.savepoint(tx, "alerts_hook"):
+                    hook(self.db, group, event, is_new, regressed)
+            except Exception:  # noqa: BLE001 - alerts must never block or fail ingest
+                log.exception("alerts hook failed for crash event %s", eid)
+        return event, group
+
+    def _upsert_group(self, tx: Tx, key: GroupKey, plugin: str | None, trap: str, seen: float,
+                      frames: list[dict], *, count: int) -> tuple[int, bool, bool]:
+        """(group id, created, regressed). Safe with concurrent replicas."""
+        t = now()
+        row = tx.one("SELECT id FROM crash_groups WHERE fingerprint = ?", (key.fingerprint,))
+        if row is None:
+            row = tx.one(
+                "INSERT INTO crash_groups (fingerprint, plugin, trap_kind, title, basis, reason, "
+                "top_frames, first_seen, last_seen, count, status, created_at) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?) ON CONFLICT (fingerprint) DO NOTHING "
+                "RETURNING id", (key.fingerprint, plugin, trap, key.title, key.basis,
+                                 _json(key.reason), _json(frames), seen, seen, count, t))
+            if row is not None:
+                return int(row["id"]), True, False
+            row = tx.one("SELECT id FROM crash_groups WHERE fingerprint = ?", (key.fingerprint,))
+        gid = int(row["id"])
+        regressed = count > 0 and tx.one("UPDATE crash_groups SET status = 'regressed', regressed_at = ? "
+                           "WHERE id = ? AND status = 'resolved' RETURNING id", (t, gid)) is not None
+        tx.execute(
+            "UPDATE crash_groups SET count = count + ?, "
+            "last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END, "
+            "first_seen = CASE WHEN first_seen > ? THEN ? ELSE first_seen END, "
+            "title = ?, basis = ?, reason = ?, top_frames = ? WHERE id = ?",
+            (count, seen, seen, seen, seen, key.title, key.basis, _json(key.reason),
+             _json(frames), gid))
+        return gid, False, regressed
+
+    def _group_row(self, tx: Tx, gid: int) -> dict[str, Any]:
+        row = tx.one("SELECT * FROM crash_groups WHERE id = ?", (gid,))
+        return self._group_dict(row) if row else {}
+
+    @staticmethod
+    def _group_dict(row: dict[str, Any]) -> dict[str, Any]:
+        d = dict(row)
+        d["reason"] = orjson.loads(d["reason"]) if d.get("reason") else None
+        d["top_frames"] = orjson.loads(d["top_frames"]) if d.get("top_frames") else []
+        d["stored_status"] = d["status"]
+        d["status"] = display_status(row)
+        return d
+
+    # -- re-symbolization -------------------------------------------------------------
+    def resymbolize(self, *, plugin: str | None = None, only_unsymbolized: bool = False,
+                    page: int = BATCH) -> dict[str, int]:
+        """Re-symbolize and regroup stored events (of ``plugin``, or all)."""
+        last = 0
+        seen = changed = moved = 0
+        touched: set[int] = set()
+        cache: dict = {}
+        while True:
+            with self.db.read() as tx:
+                where = "id > ?"
+                params: list[Any] = [last]
+                if plugin is not None:
+                    where += " AND plugin = ?"
+                    params.append(plugin)
+                if only_unsymbolized:
+                    where += " AND frames IS NULL"
+                rows = tx.all(f"SELECT id, group_id, plugin, version, crash, frames, fingerprint "
+                              f"FROM crash_events WHERE {where} ORDER BY id LIMIT {int(page)}",
+                              params)
+            if not rows:
+                break
+            last = rows[-1]["id"]
+            updates = []
+            for r in rows:
+                seen += 1
+                crash = crash_from_json(r["crash"])
+                s = self.symbolize(crash, r["plugin"], r["version"], cache)
+                frames = _json([f.to_dict() for f in crash.frames]) if crash.frames else None
+                if frames == r["frames"] and s.key.fingerprint == r["fingerprint"]:
+                    continue
+                changed += 1
+                updates.append((r, s, frames))
+            if updates:
+                with self.db.tx() as tx:
+                    for r, s, frames in updates:
+                        occurred = tx.scalar("SELECT occurred_at FROM crash_events WHERE id = ?",
+                                             (r["id"],))
+                        gid, _, _ = self._upsert_group(
+                            tx, s.key, r["plugin"], str(s.crash.trap_kind), occurred,
+                            top_frames(s.crash), count=0)
+                        if gid != r["group_id"]:
+                            touched.update((gid, r["group_id"]))
+                            moved += 1
+                        grouping = {**s.key.reason, "fingerprint": s.key.fingerprint,
+                                    "note": s.note, "space": s.space, "regrouped_at": now()}
+                        tx.execute("UPDATE crash_events SET group_id = ?, frames = ?, space = ?, "
+                                   "symbolized_with = ?, fingerprint = ?, grouping = ?, "
+                                   "symbolized_at = ? WHERE id = ?",
+                                   (gid, frames, s.space, _json(s.modules), s.key.fingerprint,
+                                    _json(grouping), now(), r["id"]))
+        if touched:
+            self.refresh_groups(touched)
+        return {"events": seen, "changed": changed, "moved": moved}
+
+    def refresh_groups(self, ids: Iterable[int]) -> None:
+        """Recompute count/first/last seen from the events; drop groups left empty."""
+        with self.db.tx() as tx:
+            for gid in sorted({i for i in ids if i is not None}):
+                agg = tx.one("SELECT COUNT(*) AS n, MIN(occurred_at) AS lo, MAX(occurred_at) AS hi "
+                             "FROM crash_events WHERE group_id = ?", (gid,))
+                if not agg or not agg["n"]:
+                    tx.execute("DELETE FROM crash_groups WHERE id = ?", (gid,))
+                else:
+                    tx.execute("UPDATE crash_groups SET count = ?, first_seen = ?, last_seen = ? "
+                               "WHERE id = ?", (agg["n"], agg["lo"], agg["hi"], gid))
+
+    # -- reads ------------------------------------------------------------------------
+    def list_groups(self, *, plugin: str | None = None, status: str | None = None,
+                    trap_kind: str | None = None, q: str | None = None,
+                    version: str | None = None, limit: int = 100, offset: int = 0,
+                    sort: str = "last_seen") -> dict[str, Any]:
+        where, params = ["1 = 1"], []
+        if plugin:
+            where.append("plugin = ?")
+            params.append(plugin)
+        if trap_kind:
+            where.append("trap_kind = ?")
+            params.append(trap_kind)
+        if q:
+            where.append("(LOWER(title) LIKE ? OR LOWER(COALESCE(plugin, '')) LIKE ?)")
+            needle = "%" + q.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
+            params += [needle, needle]
+        if version:
+            where.append("id IN (SELECT group_id FROM crash_events WHERE version = ?)")
+            params.append(version)
+        t = now()
+        if status in ("resolved", "regressed"):
+            where.append("status = ?")
+            params.append(status)
+        elif status == "new":
+            where.append("status = 'open' AND first_seen >= ?")
+            params.append(t - NEW_WINDOW)
+        elif status == "ongoing":
+            where.append("status = 'open' AND first_seen < ?")
+            params.append(t - NEW_WINDOW)
+        elif status == "unresolved":
+            where.append("status != 'resolved'")
+        order = {"last_seen": "last_seen DESC", "first_seen": "first_seen DESC",
+                 "count": "count DESC"}.get(sort, "last_seen DESC")
+        limit = max(1, min(int(limit), 1000))
+        with self.db.read() as tx:
+            total = tx.scalar(f"SELECT COUNT(*) AS n FROM crash_groups WHERE {' AND '.join(where)}",
+                              params)
+            rows = tx.all(f"SELECT * FROM crash_groups WHERE {' AND '.join(where)} "
+                          f"ORDER BY {order}, id DESC LIMIT {limit} OFFSET {max(0, int(offset))}",
+                          params)
+            versions: dict[int, dict[str, int]] = {}
+            if rows:
+                marks = ",".join("?" for _ in rows)
+                for v in tx.all(f"SELECT group_id, version, COUNT(*) AS n FROM crash_events "
+                                f"WHERE group_id IN ({marks}) GROUP BY group_id, version",
+                                [r["id"] for r in rows]):
+                    versions.setdefault(v["group_id"], {})[v["version"] or "unknown"] = v["n"]
+        out = []
+        for r in rows:
+            d = self._group_dict(r)
+            d.pop("reason", None)
+            d["versions"] = versions.get(r["id"], {})
+            out.append(d)
+        return {"total": total, "groups": out}
+
+    def get_group(self, gid: int, *, events: int = 20) -> dict[str, Any] | None:
+        with self.db.read() as tx:
+            row = tx.one("SELECT * FROM crash_groups WHERE id = ?", (gid,))
+            if row is None:
+                return None
+            d = self._group_dict(row)
+            d["versions"] = {v["version"] or "unknown": v["n"] for v in tx.all(
+                "SELECT version, COUNT(*) AS n FROM crash_events WHERE group_id = ? "
+                "GROUP BY version", (gid,))}
+            evs = tx.all("SELECT id, plugin, version, trap_kind, message, occurred_at, "
+                         "received_at, frames, space FROM crash_events WHERE group_id = ? "
+                         "ORDER BY id DESC LIMIT ?", (gid, max(1, min(events, 200))))
+            times = tx.all("SELECT occurred_at FROM crash_events WHERE group_id = ? "
+                           "ORDER BY id DESC LIMIT 10000", (gid,))
+        d["sample_events"] = [{
+            **{k: e[k] for k in ("id", "plugin", "version", "trap_kind", "message",
+                                 "occurred_at", "received_at", "space")},
+            "frames": (orjson.loads(e["frames"]) if e["frames"] else [])[:12],
+        } for e in evs]
+        d["timeline"] = hourly([t["occurred_at"] for t in times])
+        return d
+
+    def get_event(self, eid: int) -> dict[str, Any] | None:
+        with self.db.read() as tx:
+            r = tx.one("SELECT * FROM crash_events WHERE id = ?", (eid,))
+        if r is None:
+            return None
+        crash = orjson.loads(r["crash"])
+        return {
+            "id": r["id"], "group_id": r["group_id"], "ingest_id": r["ingest_id"],
+            "plugin": r["plugin"], "version": r["version"],
+            "labels": orjson.loads(r["labels"]) if r["labels"] else {},
+            "trap_kind": r["trap_kind"], "runtime": r["runtime"], "message": r["message"],
+            "function": r["function"], "occurred_at": r["occurred_at"],
+            "received_at": r["received_at"], "space": r["space"],
+            "frames": orjson.loads(r["frames"]) if r["frames"] else [],
+            "raw": crash.get("raw", []), "raw_frames": crash.get("raw_frames", []),
+            "partial": crash.get("partial"), "notes": crash.get("notes", []),
+            "thread": crash.get("thread"), "timestamp": crash.get("timestamp"),
+            "source": crash.get("source"), "first_line": crash.get("first_line"),
+            "grouping": orjson.loads(r["grouping"]) if r["grouping"] else None,
+            "symbolized_with": orjson.loads(r["symbolized_with"]) if r["symbolized_with"] else [],
+        }
+
+    def set_resolved(self, gid: int, resolved: bool) -> dict[str, Any] | None:
+        with self.db.tx() as tx:
+            if resolved:
+                tx.execute("UPDATE crash_groups SET status = 'resolved', resolved_at = ? "
+                           "WHERE id = ?", (now(), gid))
+            else:
+                tx.execute("UPDATE crash_groups SET status = 'open' WHERE id = ? "
+                           "AND status = 'resolved'", (gid,))
+        return self.get_group(gid, events=5)
+
+
+def top_frames(crash: Crash, n: int = 12) -> list[dict[str, Any]]:
+    """A compact view of the first frames for lists (function, file:line, status)."""
+    if crash.frames:
+        return [{"function": f.function, "file": f.file, "line": f.line, "column": f.column,
+                 "status": str(f.status), "inlined": f.inlined, "native": f.native,
+                 "input_index": f.input_index} for f in crash.frames[:n]]
+    return [{"function": r.printed_name, "file": None, "line": None, "column": None,
+             "status": "unsymbolized", "inlined": False, "native": r.native,
+             "input_index": r.index} for r in crash.raw_frames[:n]]
+
+
+def hourly(times: list[float], hours: int = 24 * 14) -> dict[str, Any]:
+    """Event counts per hour for the last ``hours`` hours (sparkline data)."""
+    end = int(now() // 3600) + 1
+    start = end - hours
+    buckets = [0] * hours
+    for t in times:
+        h = int(t // 3600)
+        if start <= h < end:
+            buckets[h - start] += 1
+    return {"start": start * 3600, "step": 3600, "counts": buckets}
+

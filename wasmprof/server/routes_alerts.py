@@ -1,0 +1,186 @@
+"""API routes for alert webhooks.
+
+The app factory includes ``build_router(service, require)``; building it also registers the
+``profile.regression`` checks (run by the delivery worker that ``wasmprof.alerts.start_worker``
+starts in the app's lifespan) on the service's profile data.
+
+Routes (JSON; webhook configuration needs the ``admin`` scope, reading deliveries ``read``):
+
+- ``GET  /api/v1/webhooks`` · ``POST /api/v1/webhooks`` (secret shown once, in the answer)
+- ``GET|PATCH|DELETE /api/v1/webhooks/{id}`` (PATCH: ``{"enabled": bool}``)
+- ``POST /api/v1/webhooks/{id}/test`` — queue a ``webhook.test`` delivery
+- ``GET  /api/v1/webhooks/deliveries?status=dead&webhook_id=&event=&limit=&before=``
+  (``status=dead`` is the dead-letter queue) · ``GET /api/v1/webhooks/deliveries/{id}``
+  (payload + every attempt) · ``POST /api/v1/webhooks/deliveries/{id}/redeliver``
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from wasmprof.alerts import hooks, outbox, webhooks
+from wasmprof.alerts.profile_checks import ProfileCheck, run_due_checks
+from wasmprof.errors import WasmprofError
+from wasmprof.output import dumps
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(content=dumps(obj), status_code=status, media_type="application/json")
+
+
+def _bad(err: WasmprofError) -> HTTPException:
+    return HTTPException(400, detail=err.to_dict())
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError as e:
+        raise HTTPException(400, detail={"error": f"request body is not JSON: {e}",
+                                         "source": "body"}) from None
+
+
+class ServiceShares:
+    """Function shares of profile selections, computed by the server's profile service with
+    the same symbolization as every other profile view (:class:`ShareSource`)."""
+
+    def __init__(self, profiles: Any) -> None:
+        self.profiles = profiles
+
+    def _shares(self, sel: Any) -> dict[str, tuple[float, float]]:
+        from wasmprof.flamegraph.calltree import function_table
+        try:
+            prof = self.profiles.symbolized(sel)
+        except WasmprofError:
+            return {}
+        total = prof.total
+        if not total:
+            return {}
+        out: dict[str, tuple[float, float]] = {}
+        for (name, _native), st in function_table(prof).items():
+            s0, t0 = out.get(name, (0.0, 0.0))
+            out[name] = (s0 + 100.0 * st.self_weight / total, max(t0, 100.0 * st.total / total))
+        return out
+
+    def current(self, check: ProfileCheck) -> tuple[dict[str, tuple[float, float]], str]:
+        from wasmprof.server.profile_service import Selection
+        sel = Selection(plugin=check.plugin, version=check.version, start=check.start,
+                        end=check.end)
+        return self._shares(sel), sel.describe()
+
+    def baseline(self, check: ProfileCheck, spec: str | None
+                 ) -> tuple[dict[str, tuple[float, float]], str]:
+        from wasmprof.server.profile_service import Selection, parse_labels
+        if spec:
+            labels = parse_labels(spec)
+            version = labels.pop("version", None)
+            sel = Selection(plugin=check.plugin, version=version, labels=labels)
+            desc = sel.describe()
+        else:
+            before = (check.start if check.start is not None else time.time()) - 1e-3
+            sel = Selection(plugin=check.plugin, end=before)
+            desc = sel.describe() + " (earlier profiles)"
+        return self._shares(sel), desc
+
+
+def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
+    """Routes on ``service.db`` (a ``Service``; a bare ``Database`` works too, without
+    profile checks)."""
+    db = getattr(service, "db", service)
+    profiles = getattr(service, "profiles", None)
+    if profiles is not None:
+        source = ServiceShares(profiles)
+        hooks.set_worker_task(db, "profile_checks",
+                              lambda now: run_due_checks(db, source, now=now))
+    wake = hooks.wake_workers
+    r = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+    admin = [Depends(require("admin"))]
+    read = [Depends(require("read"))]
+
+    # deliveries first: "/deliveries" must not be taken for a webhook id
+    @r.get("/deliveries", dependencies=read, summary="List deliveries (status=dead: dead letters)")
+    def list_deliveries(status: str | None = Query(None), webhook_id: int | None = None,
+                        event: str | None = None, limit: int = Query(100, ge=1, le=1000),
+                        before: float | None = None) -> Response:
+        if status is not None and status not in outbox.STATUSES:
+            raise HTTPException(400, detail={"error": "unknown status", "source": "status",
+                                             "expected": ", ".join(outbox.STATUSES),
+                                             "found": status[:50]})
+        items = outbox.list_deliveries(db, webhook_id=webhook_id, status=status, event=event,
+                                       limit=limit, before=before)
+        return _json({"deliveries": [d.to_dict() for d in items], "counts": outbox.counts(db)})
+
+    @r.get("/deliveries/{delivery_id}", dependencies=read, summary="One delivery with attempts")
+    def get_delivery(delivery_id: str) -> Response:
+        d = outbox.get_delivery(db, delivery_id)
+        if d is None:
+            raise HTTPException(404, "no such delivery")
+        return _json(d.to_dict())
+
+    @r.post("/deliveries/{delivery_id}/redeliver", dependencies=admin,
+            summary="Queue a dead (or delivered) delivery again")
+    def redeliver(delivery_id: str) -> Response:
+        d = outbox.redeliver(db, delivery_id, now=time.time())
+        if d is None:
+            cur = outbox.get_delivery(db, delivery_id)
+            if cur is None:
+                raise HTTPException(404, "no such delivery")
+            raise HTTPException(409, f"delivery is {cur.status}; only dead or delivered "
+                                     "deliveries of an existing webhook can be redelivered")
+        wake()
+        return _json(d.to_dict(), 202)
+
+    @r.get("", dependencies=admin, summary="List webhooks")
+    def list_hooks() -> Response:
+        return _json({"webhooks": [h.to_dict() for h in webhooks.list_all(db)]})
+
+    @r.post("", dependencies=admin, summary="Add a webhook (the secret is shown only here)")
+    async def add_hook(request: Request) -> Response:
+        try:
+            spec = webhooks.spec_from_dict(await _body(request))
+            hook = webhooks.create(db, spec, now=time.time())
+        except WasmprofError as e:
+            raise _bad(e) from None
+        return _json(hook.to_dict(show_secret=True), 201)
+
+    @r.get("/{webhook_id}", dependencies=admin, summary="One webhook")
+    def get_hook(webhook_id: int) -> Response:
+        hook = webhooks.get(db, webhook_id)
+        if hook is None:
+            raise HTTPException(404, "no such webhook")
+        return _json(hook.to_dict())
+
+    @r.patch("/{webhook_id}", dependencies=admin, summary="Enable or disable a webhook")
+    async def patch_hook(webhook_id: int, request: Request) -> Response:
+        body = await _body(request)
+        if not isinstance(body, dict) or set(body) != {"enabled"} or not isinstance(
+                body["enabled"], bool):
+            raise HTTPException(400, detail={"error": 'expected {"enabled": true|false}',
+                                             "source": "body"})
+        if not webhooks.set_enabled(db, webhook_id, body["enabled"]):
+            raise HTTPException(404, "no such webhook")
+        if body["enabled"]:
+            wake()
+        return _json(webhooks.get(db, webhook_id).to_dict())  # type: ignore[union-attr]
+
+    @r.delete("/{webhook_id}", dependencies=admin, summary="Remove a webhook")
+    def delete_hook(webhook_id: int) -> Response:
+        if not webhooks.remove(db, webhook_id, now=time.time()):
+            raise HTTPException(404, "no such webhook")
+        return _json({"removed": webhook_id})
+
+    @r.post("/{webhook_id}/test", dependencies=admin, summary="Queue a test delivery")
+    def test_hook(webhook_id: int) -> Response:
+        hook = webhooks.get(db, webhook_id)
+        if hook is None:
+            raise HTTPException(404, "no such webhook")
+        did = hooks.queue_test(db, hook)
+        return _json({"delivery_id": did, "status": "pending"}, 202)
+
+    return r

@@ -1,0 +1,168 @@
+// One crash group: what it is, why its crashes were grouped, the symbolized backtrace of a
+// selected event (inline frames as such, each frame's status and reason, source context),
+// the raw log lines and the events over time.
+
+import { h, mount } from "../dom.js";
+import { getJson, postJson } from "../api.js";
+import { normGroup, normEvent, headlineFrame } from "../model.js";
+import { backtrace, groupStatusPill, errorBox, pill } from "../components.js";
+import { barChart, timeBuckets, seriesBuckets } from "../charts.js";
+import { fmtTime, fmtAgo, fmtCount, frameName, location as frameLocation } from "../fmt.js";
+
+export async function render(ctx) {
+  const id = ctx.params[0];
+  const group = normGroup(await getJson(`/crash-groups/${encodeURIComponent(id)}`, { events: 200 }));
+  const events = group.sample_events;
+  const selectedId = ctx.query.get("event");
+  let selected = events.find((e) => String(e.id) === selectedId) || events[0] || null;
+  if (selected && (!selected.raw.length || !selected.frames.length) && selected.id !== undefined) {
+    try { selected = normEvent(await getJson(`/crash-events/${encodeURIComponent(selected.id)}`)); } catch { /* keep summary */ }
+  }
+  const frames = selected && selected.frames.length ? selected.frames : group.top_frames;
+  const top = headlineFrame(frames);
+  const loc = frameLocation(top);
+
+  const eventPanel = h("div", { id: "event-panel" });
+  const showEvent = async (ev) => {
+    ctx.go({ event: ev.id });
+    let full = ev;
+    if (ev.id !== undefined) {
+      try { full = normEvent(await getJson(`/crash-events/${encodeURIComponent(ev.id)}`)); } catch { full = ev; }
+    }
+    mount(eventPanel, await eventView(full, group));
+  };
+  mount(eventPanel, selected ? await eventView({ ...selected, frames }, group) : h("p", { class: "muted" }, "No event stored for this group."));
+
+  const versions = Object.entries(group.versions);
+  const header = h("section", { class: "card group-head" },
+    h("div", { class: "card-head" },
+      groupStatusPill(group.status),
+      h("h1", { class: "group-title" }, h("span", { class: "trap" }, group.trap_kind), " in ", h("span", { class: "fn", id: "group-function" }, top ? frameName(top) : "?")),
+      h("span", { class: "spacer" }),
+      resolveButton(group)),
+    loc ? h("p", { class: "mono", id: "group-location" }, loc) : null,
+    group.message ? h("p", {}, group.message) : null,
+    h("dl", { class: "facts" },
+      fact("Plugin", group.plugin || "—"),
+      fact("Events", fmtCount(group.count)),
+      fact("First seen", `${fmtTime(group.first_seen)} (${fmtAgo(group.first_seen)})`),
+      fact("Last seen", `${fmtTime(group.last_seen)} (${fmtAgo(group.last_seen)})`),
+      fact("Versions", versions.length ? versions.map(([v, n]) => `${v}${n !== null ? ` ×${n}` : ""}`).join(", ") : "—"),
+      group.resolved_at ? fact("Resolved", fmtTime(group.resolved_at)) : null,
+      group.regressed_at ? fact("Regressed", fmtTime(group.regressed_at)) : null),
+    group.reason ? whyGrouped(group) : null);
+
+  const times = events.map((e) => e.time).filter(Boolean);
+  const buckets = group.timeline && group.timeline.counts ? seriesBuckets(group.timeline) : timeBuckets(times);
+  const timeline = h("section", { class: "card" },
+    h("h2", {}, "Events over time"),
+    buckets.length ? barChart(buckets, { label: `events of group ${group.id} over time` }) : h("p", { class: "muted" }, "No timestamps."),
+    h("table", { class: "table events" },
+      h("thead", {}, h("tr", {}, ["Event", "Time", "Version", "Runtime", "Thread", ""].map((c) => h("th", {}, c)))),
+      h("tbody", {}, events.slice(0, 50).map((e) => h("tr", { dataset: { eventId: e.id } },
+        h("td", { class: "mono" }, `#${e.id}`),
+        h("td", {}, fmtTime(e.time)),
+        h("td", {}, e.version || "—"),
+        h("td", {}, e.runtime || "—"),
+        h("td", {}, e.thread || "—"),
+        h("td", {}, h("button", { type: "button", class: "ghost small", on: { click: () => showEvent(e) } }, "show")))))),
+    events.length > 50 ? h("p", { class: "muted" }, `Showing 50 of ${events.length} events.`) : null);
+
+  return [h("p", {}, h("a", { href: "#/crashes" }, "← all crash groups")), header, eventPanel, timeline];
+}
+
+function whyGrouped(group) {
+  const r = group.reason;
+  const keyRow = (f) => h("li", {}, h("code", {}, f.function || f.key || "?"),
+    f.kind ? h("span", { class: "muted" }, ` by ${f.kind}`) : null,
+    f.skipped ? h("span", { class: "muted" }, ` — skipped: ${f.skipped}`) : null);
+  return h("details", { class: "why", id: "why-grouped" },
+    h("summary", {}, "Why these crashes are grouped"),
+    r.explanation ? h("p", {}, r.explanation) : null,
+    r.basis ? h("p", { class: "muted" }, "Basis: ", h("code", {}, r.basis)) : null,
+    r.frames.length ? [h("p", { class: "muted small" }, "Frames in the fingerprint:"), h("ol", { class: "small" }, r.frames.map(keyRow))] : null,
+    r.skipped.length ? [h("p", { class: "muted small" }, "Frames left out (not in-app):"), h("ul", { class: "small" }, r.skipped.map(keyRow))] : null,
+    group.fingerprint ? h("p", { class: "muted mono small" }, "fingerprint ", group.fingerprint) : null);
+}
+
+function fact(label, value) {
+  return [h("dt", {}, label), h("dd", {}, value)];
+}
+
+function resolveButton(group) {
+  if (group.status === "resolved") return pill("resolved " + fmtAgo(group.resolved_at), "resolved");
+  const out = h("span", {});
+  const btn = h("button", {
+    type: "button", class: "ghost", title: "Mark resolved: a new crash in this group will flag it as regressed",
+    on: {
+      click: async () => {
+        btn.disabled = true;
+        try {
+          await postJson(`/crash-groups/${encodeURIComponent(group.id)}/resolve`, {});
+          mount(out, pill("resolved just now", "resolved"));
+        } catch (err) {
+          btn.disabled = false;
+          out.appendChild(errorBox(err));
+        }
+      },
+    },
+  }, "Mark resolved");
+  out.appendChild(btn);
+  return out;
+}
+
+async function eventView(ev, group) {
+  const files = [...new Set(ev.frames.filter((f) => f.file && f.line).map((f) => f.file))];
+  const available = files.length
+    ? (await getJson("/web/sources", { file: files, plugin: ev.plugin || group.plugin })).available || {}
+    : {};
+  const onSource = (f) => (available[f.file] ? sourceContext(f, ev.plugin || group.plugin) : null);
+  return h("section", { class: "card event", dataset: { eventId: ev.id ?? "" } },
+    h("div", { class: "card-head" },
+      h("h2", {}, "Backtrace"),
+      h("span", { class: "muted" }, ev.id !== undefined ? `event #${ev.id}` : "", ev.time ? ` · ${fmtTime(ev.time)}` : "",
+        ev.runtime ? ` · ${ev.runtime}` : "", ev.space ? ` · offsets as ${ev.space}` : "")),
+    ev.partial ? h("p", { class: "warn" }, "Partial: the log block was cut short or damaged. ", (ev.notes || []).join("; ")) : null,
+    !ev.partial && ev.notes && ev.notes.length ? h("p", { class: "muted" }, ev.notes.join("; ")) : null,
+    h("p", { class: "legend muted small" }, "Innermost first. Status: ",
+      h("span", { class: "pill frame-exact" }, "exact"), " file and line from DWARF · ",
+      h("span", { class: "pill frame-function-only" }, "function-only"), " no line · ",
+      h("span", { class: "pill frame-index-only" }, "index-only"), " no name · ",
+      h("span", { class: "pill frame-unknown" }, "unknown"), ". Inlined frames are indented under their caller."),
+    backtrace(ev.frames, { onSource }),
+    h("h3", {}, "Raw log lines"),
+    ev.raw && ev.raw.length ? h("pre", { class: "raw-log" }, ev.raw.join("\n")) : h("p", { class: "muted" }, "Not kept."),
+    ev.grouping ? h("details", {}, h("summary", {}, "Grouping of this event"),
+      h("pre", { class: "small" }, JSON.stringify(ev.grouping, null, 2))) : null);
+}
+
+/** A collapsible source excerpt around the frame's line; fetched when opened. */
+function sourceContext(frame, plugin) {
+  const body = h("div", { class: "source-body" }, h("p", { class: "muted small" }, "Loading…"));
+  const det = h("details", { class: "source" + (frame.inlined ? " inlined" : "") },
+    h("summary", {}, "source"), body);
+  det.addEventListener("toggle", async () => {
+    if (!det.open || det.dataset.loaded) return;
+    det.dataset.loaded = "1";
+    try {
+      const src = await getJson("/web/source", { file: frame.file, line: frame.line, context: 5, plugin });
+      mount(body, sourceView(src, frame.line));
+    } catch (err) {
+      mount(body, h("p", { class: "muted small" }, err.message));
+    }
+  });
+  return det;
+}
+
+function sourceView(src, line) {
+  const lines = src.lines || [];
+  const first = src.first_line || 1;
+  if (!src.line_in_file) return h("p", { class: "warn small" }, `${src.path} has only ${src.total_lines} lines: the uploaded source does not match this build.`);
+  return h("table", { class: "source-table", title: src.path },
+    h("tbody", {}, lines.map((textLine, i) => {
+      const n = first + i;
+      return h("tr", { class: n === line ? "hit" : "" },
+        h("td", { class: "ln" }, String(n)),
+        h("td", { class: "code" }, textLine));
+    })));
+}

@@ -1,0 +1,94 @@
+// Overview: plugins, their modules/versions with symbol health and what to fix, and the
+// crash/profile headline numbers that answer "what needs attention?".
+
+import { h } from "../dom.js";
+import { getJson, listOf } from "../api.js";
+import { normModule, normGroup } from "../model.js";
+import { healthBadges, emptyState, groupStatusPill } from "../components.js";
+import { fmtAgo, fmtCount, shortId } from "../fmt.js";
+
+export async function render() {
+  const [modData, groupData, profData] = await Promise.all([
+    getJson("/modules"),
+    getJson("/crash-groups"),
+    getJson("/profiles"),
+  ]);
+  const modules = listOf(modData, "modules").map(normModule);
+  const groups = listOf(groupData, "groups").map(normGroup);
+  const profileInputs = listOf(profData, "inputs");
+
+  const plugins = new Map();
+  const add = (name) => {
+    const key = name || "(no plugin)";
+    if (!plugins.has(key)) plugins.set(key, { name: key, modules: [], groups: [], profiles: 0 });
+    return plugins.get(key);
+  };
+  modules.forEach((m) => add(m.plugin).modules.push(m));
+  groups.forEach((g) => add(g.plugin).groups.push(g));
+  profileInputs.forEach((p) => { add(p.plugin).profiles += 1; });
+
+  const open = groups.filter((g) => g.status !== "resolved");
+  const byStatus = (st) => groups.filter((g) => g.status === st).length;
+  const needFix = modules.filter((m) => m.hints.length);
+
+  const cards = h("div", { class: "cards" },
+    statCard("Plugins", plugins.size, "#/"),
+    statCard("Modules", modules.length, "#/", needFix.length ? `${needFix.length} need attention` : "all symbolize well"),
+    statCard("Open crash groups", open.length, "#/crashes",
+      `${byStatus("new")} new · ${byStatus("regressed")} regressed`),
+    statCard("Crash events", groups.reduce((a, g) => a + (g.count || 0), 0), "#/crashes"),
+    statCard("Profiles", profileInputs.length, "#/profiles"));
+
+  const sections = [...plugins.values()].sort((a, b) => a.name.localeCompare(b.name)).map(pluginSection);
+  return [
+    h("h1", {}, "Overview"),
+    h("p", { class: "lead" }, "Crashes and CPU profiles of your WebAssembly plugins, symbolized to functions, files and lines. ",
+      "Start with the crash groups that are new or regressed, then check modules marked ✗ below: they are why a frame has no line."),
+    cards,
+    sections.length ? sections : emptyState("Nothing uploaded yet",
+      h("p", {}, "Upload a module with ", h("code", {}, "curl -F file=@plugin.wasm -F plugin=NAME -F version=1.0 http://HOST/api/v1/modules"),
+        " and post a gateway log to ", h("code", {}, "/api/v1/logs?plugin=NAME"), "; or start the server with ",
+        h("code", {}, "wasmprof serve --demo"), ".")),
+  ];
+}
+
+function statCard(label, value, href, sub) {
+  return h("a", { class: "stat", href },
+    h("span", { class: "stat-value" }, fmtCount(value)),
+    h("span", { class: "stat-label" }, label),
+    sub ? h("span", { class: "stat-sub" }, sub) : null);
+}
+
+function pluginSection(p) {
+  const open = p.groups.filter((g) => g.status !== "resolved");
+  const worst = ["regressed", "new", "ongoing"].find((st) => open.some((g) => g.status === st));
+  const versions = [...new Set(p.modules.map((m) => m.version).filter(Boolean))];
+  const rows = p.modules.sort((a, b) => String(b.uploaded_at).localeCompare(String(a.uploaded_at))).map((m) => {
+    const hints = m.hints;
+    return h("tr", {},
+      h("td", {}, h("div", { class: "mod-name" }, m.name), h("div", { class: "muted mono small", title: m.identity || "" }, shortId(m.identity))),
+      h("td", {}, m.version || "—"),
+      h("td", {}, h("code", {}, m.kind)),
+      h("td", {}, healthBadges(m)),
+      h("td", { class: "hints" },
+        hints.length ? h("ul", {}, hints.map((x) => h("li", {}, x))) : h("span", { class: "ok-text" }, "symbolizes fully"),
+        m.companion ? h("div", { class: "muted small" }, "resolves through ", m.companion) : null,
+        m.notes.length ? h("details", { class: "small" }, h("summary", {}, `${m.notes.length} reader note${m.notes.length === 1 ? "" : "s"}`),
+          h("ul", {}, m.notes.map((x) => h("li", { class: "muted" }, x)))) : null),
+      h("td", { class: "muted" }, fmtAgo(m.uploaded_at)));
+  });
+  return h("section", { class: "card plugin", dataset: { plugin: p.name } },
+    h("div", { class: "card-head" },
+      h("h2", {}, p.name),
+      versions.length ? h("span", { class: "muted" }, "versions ", versions.join(", ")) : null,
+      h("span", { class: "spacer" }),
+      open.length ? h("a", { href: "#/crashes?plugin=" + encodeURIComponent(p.name) },
+        `${open.length} open crash group${open.length === 1 ? "" : "s"} `, worst ? groupStatusPill(worst) : null)
+        : h("span", { class: "muted" }, "no open crash groups"),
+      p.profiles ? h("a", { href: "#/profiles?plugin=" + encodeURIComponent(p.name) }, `${p.profiles} profile${p.profiles === 1 ? "" : "s"}`) : null),
+    p.modules.length
+      ? h("table", { class: "table" },
+        h("thead", {}, h("tr", {}, ["Module", "Version", "Kind", "Symbol health", "What to fix", "Uploaded"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, rows))
+      : h("p", { class: "warn" }, "No module uploaded for this plugin: its crashes show only what the log printed. Upload the .wasm (with DWARF) to get files and lines."));
+}

@@ -1,0 +1,90 @@
+// A profile selection (plugin, labels, time range) and the form that edits it; shared by
+// the profiles and comparison pages.
+
+import { h } from "./dom.js";
+import { getJson, listOf } from "./api.js";
+import { toDate } from "./fmt.js";
+
+/** Stored profile inputs and the plugins/labels they carry (for pickers). */
+export async function loadCatalog() {
+  const data = await getJson("/profiles");
+  const inputs = listOf(data, "inputs").map((p) => ({
+    id: p.id, plugin: p.plugin || "", version: p.version || "", name: p.name || "",
+    labels: (typeof p.labels === "string" ? safeJson(p.labels) : p.labels) || {},
+    start: p.start ?? p.start_ts ?? null, end: p.end ?? p.end_ts ?? null,
+    samples: p.sample_count ?? p.samples ?? null, format: p.format || "",
+  }));
+  const plugins = [...new Set(inputs.map((p) => p.plugin).filter(Boolean))].sort();
+  const labelPairs = new Set();
+  for (const p of inputs) {
+    for (const [k, v] of Object.entries(p.labels)) labelPairs.add(`${k}=${v}`);
+  }
+  return { inputs, plugins, labelPairs: [...labelPairs].sort() };
+}
+
+function safeJson(s) { try { return JSON.parse(s); } catch { return {}; } }
+
+/** datetime-local value (UTC) <-> unix seconds. */
+function toLocalInput(sec) {
+  const d = toDate(Number(sec));
+  return d ? d.toISOString().slice(0, 16) : "";
+}
+function fromLocalInput(v) {
+  if (!v) return "";
+  const d = new Date(v + "Z");
+  return Number.isNaN(d.getTime()) ? "" : String(Math.floor(d.getTime() / 1000));
+}
+
+let formSeq = 0;
+
+/** The form; `onSubmit(selection)` gets {plugin, labels, from, to} (from/to unix seconds). */
+export function selectionForm(catalog, sel, { submitLabel, onSubmit, legend, name }) {
+  const id = `sel${++formSeq}`;
+  const plugin = h("select", { name: "plugin", "aria-label": `${legend || "selection"} plugin` },
+    h("option", { value: "" }, "all plugins"),
+    catalog.plugins.map((p) => h("option", { value: p, selected: p === sel.plugin }, p)));
+  const labels = h("input", {
+    name: "labels", type: "text", value: sel.labels, placeholder: "k=v,k2=v2", list: `${id}-labels`,
+    "aria-label": `${legend || "selection"} labels`,
+  });
+  const from = h("input", { name: "from", type: "datetime-local", value: sel.from ? toLocalInput(sel.from) : "", "aria-label": "from (UTC)" });
+  const to = h("input", { name: "to", type: "datetime-local", value: sel.to ? toLocalInput(sel.to) : "", "aria-label": "to (UTC)" });
+  const form = h("form", {
+    class: "filters selection", dataset: { selection: name || "" },
+    on: {
+      submit: (e) => {
+        e.preventDefault();
+        onSubmit({ plugin: plugin.value, labels: labels.value.trim(), from: fromLocalInput(from.value), to: fromLocalInput(to.value) });
+      },
+    },
+  },
+  legend ? h("strong", { class: "legend" }, legend) : null,
+  h("label", {}, "Plugin ", plugin),
+  h("label", {}, "Labels ", labels, h("datalist", { id: `${id}-labels` }, catalog.labelPairs.map((p) => h("option", { value: p })))),
+  h("label", {}, "From ", from),
+  h("label", {}, "To ", to),
+  submitLabel ? h("button", { type: "submit" }, submitLabel) : null);
+  form.read = () => ({ plugin: plugin.value, labels: labels.value.trim(), from: fromLocalInput(from.value), to: fromLocalInput(to.value) });
+  return form;
+}
+
+/** Query parameters of the profiles API for a selection. */
+export function selectionParams(sel, prefix = "") {
+  return {
+    [prefix + "plugin"]: sel.plugin || "",
+    [prefix + "labels"]: sel.labels || "",
+    [prefix + "from"]: sel.from || "",
+    [prefix + "to"]: sel.to || "",
+  };
+}
+
+export function describeSelection(sel) {
+  const parts = [sel.plugin || "all plugins"];
+  if (sel.labels) parts.push(sel.labels);
+  if (sel.from || sel.to) {
+    const f = sel.from ? toDate(Number(sel.from)).toISOString().slice(0, 16) : "…";
+    const t = sel.to ? toDate(Number(sel.to)).toISOString().slice(0, 16) : "…";
+    parts.push(`${f} – ${t}`);
+  }
+  return parts.join(" · ");
+}
