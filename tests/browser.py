@@ -53,6 +53,8 @@ class Watch:
     dialogs: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     external_requests: list[str] = field(default_factory=list)
+    prompt_answer: str | None = None          # set to accept the next prompt() with it
+    answered: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         return ([f"console error: {m}" for m in self.console_errors]
@@ -72,6 +74,11 @@ def watch_page(page, origin: str) -> Watch:
             w.console_errors.append(f"{msg.text} ({loc.get('url', '')}:{loc.get('lineNumber', '')})")
 
     def on_dialog(dialog):
+        if dialog.type == "prompt" and w.prompt_answer is not None:
+            w.answered.append(dialog.message)
+            dialog.accept(w.prompt_answer)
+            w.prompt_answer = None
+            return
         w.dialogs.append(f"{dialog.type}: {dialog.message}")
         dialog.dismiss()
 
@@ -152,23 +159,43 @@ def wasmprof_cli(*args: str, env: dict[str, str] | None = None, timeout: float =
     return r.stdout.decode()
 
 
-def start_server(data_dir: Path, *, demo: bool = False, env: dict[str, str] | None = None,
-                 timeout: float = 90) -> ServerProcess:
-    """Start ``wasmprof serve`` and wait for ``/healthz``; the log is kept in data_dir."""
+# create_app on uvicorn, configured explicitly (anonymous scopes, no demo data).
+_APP_LAUNCHER = """
+import sys, uvicorn
+from wasmprof.config import ServerConfig, resolve_store, parse_scopes
+from wasmprof.server.app import create_app
+data, port, anon = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cfg = ServerConfig.from_env(resolve_store(data), host="127.0.0.1", port=port,
+                            anonymous_scopes=parse_scopes(anon), log_json=False)
+uvicorn.run(create_app(cfg), host="127.0.0.1", port=port, log_level="warning")
+"""
+
+
+def start_server(data_dir: Path, *, demo: bool = False, anonymous: str = "",
+                 timeout: float = 120) -> ServerProcess:
+    """Start a real server and wait for ``/healthz``; its log is kept in ``data_dir``.
+
+    ``demo=True`` runs ``wasmprof serve --demo`` (the README's command, bundled samples);
+    otherwise ``create_app`` on uvicorn with an empty store and the given anonymous scopes
+    (``""``: every request needs a token).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / "server.log"
-    cmd = [sys.executable, "-m", "wasmprof", "serve", "--data", str(data_dir),
-           "--host", "127.0.0.1", "--port", str(port)] + (["--demo"] if demo else [])
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("WASMPROF_DB", None)
+    if demo:
+        cmd = [sys.executable, "-m", "wasmprof", "serve", "--demo", "--data", str(data_dir),
+               "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-c", _APP_LAUNCHER, str(data_dir), str(port), anonymous]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WASMPROF_DB", "WASMPROF_DATA", "WASMPROF_ANONYMOUS")}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     server = ServerProcess(f"http://127.0.0.1:{port}", data_dir, proc, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"wasmprof serve exited with {proc.returncode}:\n{server.log_tail()}")
+            raise AssertionError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
         try:
             if httpx.get(server.url + "/healthz", timeout=2).status_code == 200:
                 return server
@@ -176,7 +203,17 @@ def start_server(data_dir: Path, *, demo: bool = False, env: dict[str, str] | No
             pass
         time.sleep(0.2)
     server.stop()
-    raise AssertionError(f"wasmprof serve did not answer /healthz in {timeout}s:\n{server.log_tail()}")
+    raise AssertionError(f"server did not answer /healthz in {timeout}s:\n{server.log_tail()}")
+
+
+def open_page(browser, server: ServerProcess, path: str = "/", *, width: int = 1360,
+              height: int = 900):
+    """A fresh context + page on ``server`` with a :class:`Watch`; returns (page, watch)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    watch = watch_page(page, server.url)
+    page.goto(server.url + path)
+    return page, watch
 
 
 def wait_for(predicate, *, timeout: float = 60, interval: float = 0.25, what: str = "condition"):

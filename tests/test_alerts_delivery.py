@@ -27,7 +27,7 @@ from wasmprof.config import resolve_store
 from wasmprof.store.state import open_store
 
 FAST = RetryPolicy(max_attempts=6, base_delay=0.05, max_delay=0.3, jitter=0.3, timeout=0.5,
-                   poll_interval=0.05)
+                   poll_interval=0.05, lease_margin=0.5)
 BASE = "http://wasmprof.test"
 
 
@@ -300,6 +300,22 @@ def test_profile_regression_alert(db, worker_factory):
         body = orjson.loads(rx.requests[0].body)
         assert set(body) == {"text", "blocks"}
         assert "sha256_block" in body["text"] and "+40.0 points" in body["text"]
+
+
+def test_claim_of_a_worker_that_died_expires_and_is_delivered(db, worker_factory):
+    with Receiver() as rx:
+        add_hook(db, rx.url)
+        (did,) = crash(db, 1)
+        # a worker claims the delivery, then dies before attempting it (kill -9 mid-send)
+        (claimed,) = outbox.claim(db, owner="dead-worker", now=time.time(), policy=FAST,
+                                  base_url=BASE)
+        assert claimed.id == did
+        w = worker_factory(start=False)
+        assert w.run_once() == 0                  # the lease still holds: nobody else sends
+        w.start()
+        assert wait_until(lambda: statuses(db) == {"delivered": 1})
+        assert [r.header("X-Wasmprof-Delivery") for r in rx.requests] == [did]
+        report(db, "worker died holding a claim")
 
 
 def test_two_workers_share_the_outbox_without_duplicates(db, worker_factory):

@@ -186,6 +186,12 @@ SEEDS = {n: (DATA / "aot" / n).read_bytes() if n.endswith((".aot", ".o", ".aot.w
                    "crash_oob.O2.aarch64.aot", "crash_oob.O2.objsbc.o", "fib.O2.plain.aot.wasm")}
 SEEDS["synthetic-L1.aot"] = build_aot(simple_spec("L1", elem_segments=[[2]]))
 SEEDS["synthetic-L2-i386.aot"] = build_aot(simple_spec("L2", 4, bits=32, elem_segments=[[2]]))
+try:
+    import wasmtime
+    SEEDS["fib.O2.cwasm"] = wasmtime.Module(wasmtime.Engine(),
+                                            SEEDS["fib.O2.wasm"]).serialize()
+except ImportError:   # the test extra is not installed: the other seeds still run
+    pass
 
 
 def _size_fields(data: bytes) -> list[int]:

@@ -22,12 +22,18 @@ def _native_files(root: Path) -> list[Path]:
 
 
 def _sweep(root: Path) -> tuple[int, list[str]]:
+    """Check every module that has a ground-truth file (in ../shared that is every module:
+    the count is compared with the number of expected files)."""
     problems: list[str] = []
     count = 0
     for p in sorted((root / "wasm").glob("*.wasm")):
+        if not (root / "expected" / "wasm" / f"{p.name}.module.expected.json").exists():
+            continue
         count += 1
         problems += [f"{p.name}: {b}" for b in check_wasm(root, p)]
     for p in _native_files(root):
+        if not (root / "expected" / "aot" / f"{p.name}.expected.json").exists():
+            continue
         count += 1
         problems += [f"{p.name}: {b}" for b in check_native(root, p)]
     return count, problems

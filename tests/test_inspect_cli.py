@@ -40,6 +40,10 @@ def test_json_for_an_aot_with_its_wasm(data_dir):
     assert all({"wasm_index", "name", "aot_index", "text_offset", "size"} <= set(f)
                for f in a["functions"])
     assert defined[0]["text_offset"] == 0 and all(f["size"] > 0 for f in defined)
+    wexp = json.loads((data_dir / "expected" / "wasm" /
+                       "crash_oob.O2.wasm.module.expected.json").read_text())
+    assert [f["import"] for f in a["functions"] if f["imported"]] == \
+        [f["import"] for f in wexp["imported_functions"]]
     assert [s["kind"] for s in a["sections"] if s["format"] == "aot"][:6] == \
         ["TARGET_INFO", "INIT_DATA", "TEXT", "FUNCTION", "EXPORT", "RELOCATION"]
 

@@ -81,7 +81,8 @@ class CrashSymbolizer:
                 pool = by_plugin
         frame_modules = {f.module for f in crash.raw_frames if f.module}
         if frame_modules:
-            named = [m for m in pool if m.name in frame_modules]
+            named = [m for m in pool
+                     if m.name in frame_modules or Path(m.path).name in frame_modules]
             if len(named) == 1:
                 return named[0], f"frames name module '{named[0].name}'"
             if named:

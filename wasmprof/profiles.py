@@ -233,17 +233,24 @@ def symbolize_profile(profile: Profile, modules: Sequence[Module] = (),
 def self_by_function(profile: SymbolizedProfile) -> dict[tuple[int | None, str], int]:
     """Samples whose leaf instruction is in each function: key (wasm_index, name) of the
     outermost frame of the leaf's inline chain (the function owning the code)."""
-    out: dict[tuple[int | None, str], int] = {}
+    weights: dict[int, list] = {}
     for s in profile.samples:
-        if not s.stack:
+        e = weights.get(id(s.stack))
+        if e is None:
+            weights[id(s.stack)] = [s.stack, s.count]
+        else:
+            e[1] += s.count
+    out: dict[tuple[int | None, str], int] = {}
+    for stack, weight in weights.values():
+        if not stack:
             continue
-        leaf = s.stack[0]
-        for f in s.stack:
+        leaf = stack[0]
+        for f in stack:
             leaf = f
             if not f.inlined:
                 break
         key = (leaf.wasm_index, frame_label(leaf))
-        out[key] = out.get(key, 0) + s.count
+        out[key] = out.get(key, 0) + weight
     return out
 
 

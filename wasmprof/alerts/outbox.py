@@ -233,7 +233,7 @@ def claim(db: Any, *, owner: str, now: float, policy: RetryPolicy, base_url: str
                 "UPDATE alert_deliveries SET lease_until = ?, lease_owner = ?, updated_at = ? "
                 "WHERE id = ? AND status IN ('pending', 'collecting') "
                 "AND (lease_until IS NULL OR lease_until < ?)",
-                (now + lease_seconds(timeout), owner, now, cand["id"], now))
+                (now + lease_seconds(timeout, policy.lease_margin), owner, now, cand["id"], now))
             if cur.rowcount != 1:
                 continue            # another worker won it
             row = tx.one("SELECT * FROM alert_deliveries WHERE id = ?", (cand["id"],))
@@ -249,9 +249,9 @@ def claim(db: Any, *, owner: str, now: float, policy: RetryPolicy, base_url: str
     return out
 
 
-def lease_seconds(timeout: float) -> float:
+def lease_seconds(timeout: float, margin: float = 5.0) -> float:
     """How long a claimed delivery stays with its worker before others may take it."""
-    return 2 * timeout + 5.0
+    return 2 * timeout + margin
 
 
 def _freeze_digest(tx: Any, row: dict[str, Any], hook: Webhook, *, now: float,

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         output.write_json({"mode": args.mode, "before": {"source": args.before, "total": before.total,
                                                          "unit": before.unit},
                            "after": {"source": args.after, "total": after.total, "unit": after.unit},
-                           "rows": [r.to_dict() for r in rows[:args.limit] if True]})
+                           "rows": [r.to_dict() for r in rows[:args.limit]]})
     elif args.table or not args.output:
         print(format_table(rows, mode=args.mode, limit=args.limit))
     return 0

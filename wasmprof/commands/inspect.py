@@ -117,9 +117,12 @@ def module_to_dict(m: Module, *, functions: bool = True,
         native = m.kind in (ModuleKind.AOT, ModuleKind.AOT_WASM, ModuleKind.ELF_OBJECT,
                             ModuleKind.CWASM)
         rows = []
+        imports = _import_names(m)
         for f in m.functions:
             row: dict[str, Any] = {"wasm_index": f.wasm_index, "name": f.name,
                                    "imported": f.imported, "exports": list(f.exports)}
+            if f.imported and f.wasm_index < len(imports):
+                row["import"] = imports[f.wasm_index]
             if f.body_start is not None:
                 row["body_start"], row["body_end"] = f.body_start, f.body_end
             if native:
@@ -132,6 +135,15 @@ def module_to_dict(m: Module, *, functions: bool = True,
             rows.append(row)
         d["functions"] = rows
     return d
+
+
+def _import_names(m: Module) -> list[str]:
+    """``module.field`` of each imported function, in index order (when the file says)."""
+    if m.wasm is not None:
+        return [f"{i.module}.{i.field}" for i in m.wasm.imports if i.kind == 0]
+    if isinstance(m.aot, AotFile):
+        return [f"{i.module}.{i.field}" for i in m.aot.init.import_funcs]
+    return []
 
 
 def _target(aot: AotFile) -> dict[str, Any]:
@@ -207,7 +219,8 @@ def print_module(m: Module, out, *, functions: bool = True,
         rows.append(("code start", f"{m.code_payload_start} (0x{m.code_payload_start:x})"))
     if m.aot is not None:
         t = m.aot.target
-        rows.append(("target", f"{safe_text(t.arch)} {t.machine}, "
+        machine = "" if t.machine == t.arch else f" ({t.machine})"
+        rows.append(("target", f"{safe_text(t.arch)}{machine}, "
                                f"{64 if t.is_64bit else 32}-bit, e_type {t.e_type}"
                                + (" (XIP)" if t.xip else "")))
         rows.append(("features", ", ".join(t.features) or "-"))
@@ -230,10 +243,12 @@ def print_module(m: Module, out, *, functions: bool = True,
             w(f"  {'wasm':>6} {'aot':>6} {'text_off':>10} {'size':>8}  name\n")
         else:
             w(f"  {'wasm':>6} {'body':>10} {'size':>8}  name\n")
+        imports = _import_names(m)
         for f in m.functions:
             name = safe_text(f.name) if f.name else "-"
             if f.imported:
-                name += " (import)"
+                imp = imports[f.wasm_index] if f.wasm_index < len(imports) else None
+                name += f" (import {safe_text(imp)})" if imp else " (import)"
             extra = [e for e in f.exports if e != f.name]
             if extra:
                 name += "  [export " + ", ".join(safe_text(e) for e in extra) + "]"

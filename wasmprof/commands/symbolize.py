@@ -56,8 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--module", dest="modules", action="append", default=[], metavar="FILE",
                    help="a module the crashes may come from (.wasm, .aot, .aot.wasm, wamrc .o, "
                         ".cwasm); repeatable")
-    p.add_argument("--modules-dir", metavar="DIR",
-                   help="load every module file in DIR (non-recursive)")
+    p.add_argument("--modules-dir", dest="modules_dirs", action="append", default=[],
+                   metavar="DIR", help="load every module file in DIR (non-recursive); "
+                                       "repeatable")
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="address space of the printed offsets (default: auto)")
     p.add_argument("--only-crashes", action="store_true",
@@ -68,7 +69,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    modules = load_modules(args.modules, args.modules_dir)
+    modules = load_modules(args.modules, args.modules_dirs)
     symbolizer = CrashSymbolizer(modules, _make_resolver(), mode=args.mode)
     out = sys.stdout.buffer
     tty = sys.stdout.isatty()
@@ -101,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_modules(files: list[str], directory: str | None) -> list[Module]:
+def load_modules(files: list[str], directories: list[str]) -> list[Module]:
     """Modules from ``--module`` (errors are fatal) and ``--modules-dir`` (unreadable files
     are skipped with a warning), matched with each other (.aot <-> .wasm, stripped <-> debug)."""
     modules = [load_module(f) for f in files]
-    if directory:
+    for directory in directories:
         d = Path(directory)
         if not d.is_dir():
             raise UsageError("not a directory", source=directory, expected="--modules-dir DIR")

@@ -317,6 +317,8 @@ class CrashScanner:
                 unit.add_frame(frame, lineno, text, offset)
                 return True
             loc = wasmtime_trace.parse_at(body)
+            if loc is None and unit.crash.raw_frames:
+                loc = wasmtime_trace.parse_inlined(body)
             if loc is not None and unit.crash.raw_frames:
                 unit.add(lineno, text, offset)
                 return True

@@ -149,7 +149,9 @@ def iter_blocks(stream: BinaryIO, progress: Callable[[int], None] | None = None,
         done += len(chunk)
         if progress:
             progress(done)
-        data = (tail + chunk).replace(b"\r\n", b"\n")
+        data = tail + chunk if tail else chunk
+        if b"\r" in chunk:
+            data = data.replace(b"\r\n", b"\n")
         parts = data.split(b"\n\n")
         tail = parts.pop()
         yield from parts
@@ -164,55 +166,54 @@ def parse_perf_script(stream: BinaryIO, *, perf_maps: Iterable[PerfMap] = (),
     header is found at all; damaged blocks are skipped and counted in the stats/notes."""
     stats = PerfScriptStats()
     parser = _FrameParser(_MapSet(perf_maps), stats)
-    chains: dict[tuple[bytes, int | None], tuple[RawFrame, ...]] = {}
+    chains: dict[tuple[bytes, bytes], tuple[RawFrame, ...]] = {}
     samples: list[Sample] = []
-    threads: dict[bytes, str] = {}
-    start = end = None
+    threads: dict[tuple[bytes, bytes], str] = {}
     first_bad: str | None = None
     header_match = _HEADER.match
     pending: list[bytes] = []
+    append = samples.append
+    start, end = float("inf"), float("-inf")
     for raw_block in iter_blocks(stream, progress):
         pending.append(raw_block)
         while pending:
             block = pending.pop().strip(b"\n")
-            while block.startswith(b"#") or block.startswith(b" #"):
-                nl = block.find(b"\n")                   # comment lines (perf script -I/--header)
+            while block.startswith((b"#", b" #")):
+                nl = block.find(b"\n")                   # comment lines (perf script --header)
                 block = b"" if nl < 0 else block[nl + 1:]
             if not block:
                 continue
-            nl = block.find(b"\n")
-            header = block if nl < 0 else block[:nl]
+            header, _, body = block.partition(b"\n")
             h = header_match(header)
             if h is None:
                 stats.skipped_blocks += 1
                 if first_bad is None:
                     first_bad = header[:120].decode("utf-8", "replace")
                 continue
-            rest = h["rest"]
-            body = b"" if nl < 0 else block[nl + 1:]
+            comm, pid_text, tid_text, _cpu, time_text, _period, _event, rest = h.groups()
             if rest and rest.strip():
                 # No call chains: one line per sample, the frame on the header line.
                 if body:
                     pending.append(body)
                 body = rest
-            pid = int(h["pid"]) if h["pid"] else int(h["tid"])
-            key = (body, pid)
+            key = (body, pid_text or tid_text)
             stack = chains.get(key)
             if stack is None:
+                pid = int(pid_text or tid_text)
                 stack = chains[key] = tuple(
                     parser.frame(line, i, pid)
                     for i, line in enumerate(ln for ln in body.split(b"\n") if ln.strip()))
-            tkey = header[:h.end("tid")]
+            tkey = (comm, tid_text)
             thread = threads.get(tkey)
             if thread is None:
-                comm = h["comm"].decode("utf-8", "replace").strip()
-                thread = threads[tkey] = f"{comm}/{int(h['tid'])}"
-            t = float(h["time"])
-            if start is None or t < start:
-                start = t
-            if end is None or t > end:
+                name = comm.decode("utf-8", "replace").strip()
+                thread = threads[tkey] = f"{name}/{int(tid_text)}"
+            t = float(time_text)
+            if t > end:
                 end = t
-            samples.append(Sample(stack=stack, count=1, timestamp=t, thread=thread))
+            if t < start:
+                start = t
+            append(Sample(stack, 1, t, thread))
     if not samples:
         raise LogFormatError("no perf script sample found", source=source,
                              expected="'comm tid time: period event:' headers followed by frames",

@@ -15,13 +15,6 @@ from wasmprof.model import TrapKind
 # (substring, kind): first match wins. Sources: WAMR exception_msgs[] (formats.md §4.4),
 # V8 RuntimeError texts, wasmtime TrapCode descriptions, WAVM exception type names.
 _RULES: tuple[tuple[str, TrapKind], ...] = (
-    # Envoy native crash and host-side failures first: their text can mention Wasm words.
-    ("caught segmentation fault", TrapKind.NATIVE_CRASH),
-    ("caught aborted", TrapKind.NATIVE_CRASH),
-    ("caught bus error", TrapKind.NATIVE_CRASH),
-    ("caught illegal instruction", TrapKind.NATIVE_CRASH),
-    ("caught floating point", TrapKind.NATIVE_CRASH),
-    ("caught ", TrapKind.NATIVE_CRASH),
     # stack overflow (WAMR: native / operand / auxiliary; V8: RangeError; wasmtime; WAVM)
     ("stack overflow", TrapKind.STACK_OVERFLOW),
     ("maximum call stack size exceeded", TrapKind.STACK_OVERFLOW),
@@ -90,6 +83,8 @@ def classify(message: str | None) -> TrapKind:
     if not message:
         return TrapKind.UNKNOWN
     low = message[:2000].lower()
+    if low.startswith("caught "):        # Envoy's fatal signal handler (not "Uncaught …")
+        return TrapKind.NATIVE_CRASH
     for needle, kind in _RULES:
         if needle in low:
             return kind

@@ -4,7 +4,9 @@ Contract: line-level recognisers; never raise. Shape::
 
     error while executing at wasm backtrace:
         0:     0x4a - <unknown>!inner
-                        at /src/a.c:1:54          (WASMTIME_BACKTRACE_DETAILS=1 only)
+                        at /src/a.c:1:54          (WASMTIME_BACKTRACE_DETAILS=1 only;
+                    - outer                       "- NAME" lines are Wasmtime's own
+                        at /src/a.c:9:3            inline expansion of the frame above)
         1:     0x52 - mymod!<wasm function 3>
     note: using the `WASMTIME_BACKTRACE_DETAILS=1` environment variable ...
 
@@ -26,6 +28,7 @@ HEADER_MARK = "wasm backtrace:"
 CAUSED_BY = "Caused by:"
 _FRAME = re.compile(r" {0,12}(\d{1,9}): {1,12}0x([0-9a-fA-F]{1,16}) - (.*)\Z", re.S)
 _AT = re.compile(r" {4,40}at (.*)\Z", re.S)
+_INLINED = re.compile(r" {4,40}- (\S.*)\Z", re.S)
 _CAUSE = re.compile(r" {2,12}(?:\d{1,4}: )?(\S.*)\Z", re.S)
 _WASM_FUNCTION = re.compile(r"<wasm function (\d{1,9})>\Z")
 
@@ -53,6 +56,13 @@ def parse_frame(message: str) -> RawFrame | None:
 def parse_at(message: str) -> str | None:
     """``  at /src/a.c:1:54`` (a DWARF location Wasmtime itself printed) -> the location."""
     m = _AT.match(message)
+    return m.group(1) if m else None
+
+
+def parse_inlined(message: str) -> str | None:
+    """``                - outer_fn`` (WASMTIME_BACKTRACE_DETAILS=1: the function the
+    previous frame's code was inlined into, with no index or offset of its own)."""
+    m = _INLINED.match(message)
     return m.group(1) if m else None
 
 

@@ -34,9 +34,10 @@ RUNTIMES = {  # plugins.runtime -> CrashSymbolizer mode
     "wamr-interp": "interp", "wamr-fast-interp": "fast-interp", "wamr-aot": "aot",
     "v8": "v8", "wasmtime": "wasmtime",
 }
-MODULE_COLUMNS = ("id, sha256, identity, kind, filename, name, plugin, version, size, has_dwarf, "
-                  "has_name_section, build_id, shape, arch, function_count, info, companion_id, "
-                  "index_state, index_error, indexed_at, uploaded_at")
+MODULE_COLUMNS = ", ".join(f"m.{c}" for c in (
+    "id", "sha256", "identity", "kind", "filename", "name", "plugin", "version", "size",
+    "has_dwarf", "has_name_section", "build_id", "shape", "arch", "function_count", "info",
+    "companion_id", "index_state", "index_error", "indexed_at", "uploaded_at"))
 
 
 def _load(path: str, data: bytes | None, name: str | None) -> Module:
@@ -82,6 +83,9 @@ class ModuleRegistry:
         sha = hashlib.sha256(data).hexdigest()
         existing = self.get_row_by_sha(sha)
         if existing is not None:
+            if plugin:
+                with self.db.tx() as tx:
+                    self._link(tx, existing["id"], plugin, version)
             return self.describe(existing), False
         module = _load(f"upload {filename}", data, filename.rsplit(".", 1)[0])
         info = {"notes": list(module.notes)[:50], "aot_version": module.aot_version,
@@ -90,7 +94,7 @@ class ModuleRegistry:
                 "source_mapping_url": module.source_mapping_url}
         with self.db.tx() as tx:
             self.store.blobs.put(tx, data, sha)
-            row = tx.one("SELECT id FROM modules WHERE sha256 = ?", (sha,))
+            row = tx.one("SELECT id FROM modules m WHERE sha256 = ?", (sha,))
             if row is not None:                  # a concurrent upload of the same bytes won
                 mid, created = row["id"], False
             else:
@@ -105,31 +109,51 @@ class ModuleRegistry:
                      orjson.dumps(info).decode(), now()))
                 created = True
             if plugin:
-                self._ensure_plugin(tx, plugin)
+                self._link(tx, mid, plugin, version)
         with self._cache_lock:
             self._cache[sha] = module
             self._trim()
         return self.describe(self.get_row(mid)), created
 
-    def _ensure_plugin(self, tx: Tx, plugin: str) -> None:
+    def _link(self, tx: Tx, mid: int, plugin: str, version: str | None) -> None:
+        """Record that ``plugin`` (at ``version``) uses module ``mid``."""
         tx.execute("INSERT INTO plugins (name, runtime, updated_at) VALUES (?, NULL, ?) "
                    "ON CONFLICT (name) DO NOTHING", (plugin, now()))
+        tx.execute("INSERT INTO module_links (module_id, plugin, version, created_at) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT (module_id, plugin, version) DO NOTHING",
+                   (mid, plugin, version or "", now()))
+
+    def links(self, mid: int) -> list[dict[str, Any]]:
+        with self.db.read() as tx:
+            return [{"plugin": r["plugin"], "version": r["version"] or None} for r in tx.all(
+                "SELECT plugin, version FROM module_links WHERE module_id = ? "
+                "ORDER BY created_at, plugin", (mid,))]
 
     # -- rows ---------------------------------------------------------------------------
     def get_row(self, mid: int) -> dict[str, Any] | None:
         with self.db.read() as tx:
-            return tx.one(f"SELECT {MODULE_COLUMNS} FROM modules WHERE id = ?", (mid,))
+            return tx.one(f"SELECT {MODULE_COLUMNS} FROM modules m WHERE id = ?", (mid,))
 
     def get_row_by_sha(self, sha: str) -> dict[str, Any] | None:
         with self.db.read() as tx:
-            return tx.one(f"SELECT {MODULE_COLUMNS} FROM modules WHERE sha256 = ?", (sha,))
+            return tx.one(f"SELECT {MODULE_COLUMNS} FROM modules m WHERE sha256 = ?", (sha,))
 
     def rows(self, *, plugin: str | None = None) -> list[dict[str, Any]]:
+        """Module rows (of one plugin: with ``link_version``, the version it was linked as)."""
         with self.db.read() as tx:
             if plugin is None:
-                return tx.all(f"SELECT {MODULE_COLUMNS} FROM modules ORDER BY id")
-            return tx.all(f"SELECT {MODULE_COLUMNS} FROM modules WHERE plugin = ? ORDER BY id",
+                return tx.all(f"SELECT {MODULE_COLUMNS} FROM modules m ORDER BY id")
+            rows = tx.all(f"SELECT {MODULE_COLUMNS}, l.version AS link_version, "
+                          "l.created_at AS linked_at FROM modules m JOIN module_links l "
+                          "ON l.module_id = m.id WHERE l.plugin = ? ORDER BY m.id, l.created_at",
                           (plugin,))
+        out: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            r["link_version"] = r["link_version"] or None
+            out.setdefault(r["id"], r)
+            if r["link_version"] and not out[r["id"]]["link_version"]:
+                out[r["id"]] = r
+        return list(out.values())
 
     def describe(self, row: dict[str, Any], companion: dict[str, Any] | None = None) -> dict[str, Any]:
         if companion is None and row.get("companion_id"):
@@ -141,6 +165,7 @@ class ModuleRegistry:
             "id": row["id"], "sha256": row["sha256"], "identity": row["identity"],
             "kind": row["kind"], "filename": row["filename"], "name": row["name"],
             "plugin": row["plugin"], "version": row["version"], "size": row["size"],
+            "plugins": self.links(row["id"]),
             "arch": row["arch"], "function_count": row["function_count"],
             "uploaded_at": row["uploaded_at"],
             "companion": ({"id": companion["id"], "filename": companion["filename"],
@@ -173,8 +198,7 @@ class ModuleRegistry:
     def plugins(self) -> list[dict[str, Any]]:
         with self.db.read() as tx:
             names = {r["name"] for r in tx.all("SELECT name FROM plugins")}
-            names |= {r["plugin"] for r in tx.all(
-                "SELECT DISTINCT plugin FROM modules WHERE plugin IS NOT NULL")}
+            names |= {r["plugin"] for r in tx.all("SELECT DISTINCT plugin FROM module_links")}
             names |= {r["plugin"] for r in tx.all(
                 "SELECT DISTINCT plugin FROM crash_groups WHERE plugin IS NOT NULL")}
         return [self.plugin_info(n) for n in sorted(names)]
@@ -183,9 +207,10 @@ class ModuleRegistry:
         with self.db.read() as tx:
             row = tx.one("SELECT runtime FROM plugins WHERE name = ?", (plugin,))
             kinds = [r["kind"] for r in tx.all(
-                "SELECT DISTINCT kind FROM modules WHERE plugin = ?", (plugin,))]
+                "SELECT DISTINCT m.kind FROM modules m JOIN module_links l ON l.module_id = m.id "
+                "WHERE l.plugin = ?", (plugin,))]
             versions = sorted({r["version"] for r in tx.all(
-                "SELECT DISTINCT version FROM modules WHERE plugin = ? AND version IS NOT NULL",
+                "SELECT DISTINCT version FROM module_links WHERE plugin = ? AND version != ''",
                 (plugin,))})
         explicit = row["runtime"] if row else None
         mode, why = self._mode(explicit, kinds)
@@ -240,11 +265,11 @@ class ModuleRegistry:
         """Modules a crash of (plugin, version) is symbolized against, best first."""
         if not plugin:
             return []
-        rows = [r for r in self.rows(plugin=plugin)]
+        rows = self.rows(plugin=plugin)
         if version:
-            same = [r for r in rows if r["version"] == version]
+            same = [r for r in rows if r["link_version"] == version]
             rows = same or rows
-        rows.sort(key=lambda r: (-(r["version"] == version if version else 0), -r["uploaded_at"]))
+        rows.sort(key=lambda r: -r["uploaded_at"])
         out = []
         for r in rows:
             try:
@@ -262,7 +287,7 @@ class ModuleRegistry:
         changed = []
         with self.db.read() as tx:
             related = tx.all(
-                f"SELECT {MODULE_COLUMNS} FROM modules WHERE id != ? AND (identity = ? "
+                f"SELECT {MODULE_COLUMNS} FROM modules m WHERE id != ? AND (identity = ? "
                 "OR (shape IS NOT NULL AND shape = ?))", (mid, row["identity"], row["shape"]))
         group = [row, *related]
         for target in group:

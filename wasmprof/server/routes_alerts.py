@@ -1,5 +1,7 @@
 """API routes for alert webhooks.
 
+Bad input raises :class:`UsageError`, which the app answers with 400 and ``to_dict()``.
+
 The app factory includes ``build_router(service, require)``; building it also registers the
 ``profile.regression`` checks (run by the delivery worker that ``wasmprof.alerts.start_worker``
 starts in the app's lifespan) on the service's profile data.
@@ -25,7 +27,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from wasmprof.alerts import hooks, outbox, webhooks
 from wasmprof.alerts.profile_checks import ProfileCheck, run_due_checks
-from wasmprof.errors import WasmprofError
+from wasmprof.errors import UsageError, WasmprofError
 from wasmprof.output import dumps
 
 
@@ -33,17 +35,12 @@ def _json(obj: Any, status: int = 200) -> Response:
     return Response(content=dumps(obj), status_code=status, media_type="application/json")
 
 
-def _bad(err: WasmprofError) -> HTTPException:
-    return HTTPException(400, detail=err.to_dict())
-
-
 async def _body(request: Request) -> Any:
     raw = await request.body()
     try:
         return orjson.loads(raw or b"null")
     except orjson.JSONDecodeError as e:
-        raise HTTPException(400, detail={"error": f"request body is not JSON: {e}",
-                                         "source": "body"}) from None
+        raise UsageError(f"request body is not JSON: {e}", source="body") from None
 
 
 class ServiceShares:
@@ -98,6 +95,11 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         source = ServiceShares(profiles)
         hooks.set_worker_task(db, "profile_checks",
                               lambda now: run_due_checks(db, source, now=now))
+    metrics = getattr(service, "metrics", None)
+    if metrics is not None and hasattr(metrics, "gauges"):
+        for status in ("pending", "collecting", "dead"):
+            metrics.gauges[f"wasmprof_webhook_deliveries_{status}"] = (
+                lambda st=status: float(outbox.counts(db)[st]))
     wake = hooks.wake_workers
     r = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
     admin = [Depends(require("admin"))]
@@ -109,9 +111,8 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
                         event: str | None = None, limit: int = Query(100, ge=1, le=1000),
                         before: float | None = None) -> Response:
         if status is not None and status not in outbox.STATUSES:
-            raise HTTPException(400, detail={"error": "unknown status", "source": "status",
-                                             "expected": ", ".join(outbox.STATUSES),
-                                             "found": status[:50]})
+            raise UsageError("unknown delivery status", source="status",
+                             expected=", ".join(outbox.STATUSES), found=repr(status[:50]))
         items = outbox.list_deliveries(db, webhook_id=webhook_id, status=status, event=event,
                                        limit=limit, before=before)
         return _json({"deliveries": [d.to_dict() for d in items], "counts": outbox.counts(db)})
@@ -142,11 +143,8 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
 
     @r.post("", dependencies=admin, summary="Add a webhook (the secret is shown only here)")
     async def add_hook(request: Request) -> Response:
-        try:
-            spec = webhooks.spec_from_dict(await _body(request))
-            hook = webhooks.create(db, spec, now=time.time())
-        except WasmprofError as e:
-            raise _bad(e) from None
+        spec = webhooks.spec_from_dict(await _body(request))
+        hook = webhooks.create(db, spec, now=time.time())
         return _json(hook.to_dict(show_secret=True), 201)
 
     @r.get("/{webhook_id}", dependencies=admin, summary="One webhook")
@@ -161,8 +159,8 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         body = await _body(request)
         if not isinstance(body, dict) or set(body) != {"enabled"} or not isinstance(
                 body["enabled"], bool):
-            raise HTTPException(400, detail={"error": 'expected {"enabled": true|false}',
-                                             "source": "body"})
+            raise UsageError("expected a JSON object with only a boolean 'enabled'",
+                             source="body", expected='{"enabled": true|false}')
         if not webhooks.set_enabled(db, webhook_id, body["enabled"]):
             raise HTTPException(404, "no such webhook")
         if body["enabled"]:

@@ -47,7 +47,7 @@ class Service:
         self.resolver = make_resolver(config.store.cache_dir)
         self.crashes = CrashService(self.store, self.registry, self.resolver, self.metrics)
         self.profiles = ProfileService(self.store, self.registry, self.resolver, self.metrics)
-        self.queue: queue.Queue[int | None] = queue.Queue()
+        self.queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self.metrics.gauges["wasmprof_queue_depth"] = lambda: float(self.queue.qsize())
@@ -80,21 +80,25 @@ class Service:
                           "(index_state = 'indexing' AND index_claimed_at < ?) ORDER BY id",
                           (now() - STALE_CLAIM,))
         for r in rows:
-            self.queue.put(int(r["id"]))
+            self.queue.put(("module", int(r["id"])))
         return len(rows)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                mid = self.queue.get(timeout=5.0)
+                job = self.queue.get(timeout=5.0)
             except queue.Empty:
                 continue
-            if mid is None:
+            if job is None:
                 break
+            kind, arg = job
             try:
-                self.index_module(mid)
+                if kind == "module":
+                    self.index_module(arg)
+                else:
+                    self.crashes.resymbolize(plugin=arg)
             except Exception:  # noqa: BLE001 - keep the worker alive; state says failed
-                log.exception("indexing module %s failed", mid)
+                log.exception("background job %s %s failed", kind, arg)
 
     # -- modules -----------------------------------------------------------------------
     def upload_module(self, data: bytes, filename: str | None, *, plugin: str | None,
@@ -102,12 +106,18 @@ class Service:
         desc, created = self.registry.upload(data, filename, plugin=plugin, version=version)
         self.metrics.inc("ingest_requests", kind="module")
         self.metrics.inc("ingest_bytes", len(data), kind="module")
+        bg = background if background is not None else (self._worker is not None)
         if created:
-            if background if background is not None else (self._worker is not None):
-                self.queue.put(desc["id"])
+            if bg:
+                self.queue.put(("module", desc["id"]))
             else:
                 self.index_module(desc["id"])
                 desc = self.registry.describe(self.registry.get_row(desc["id"]))
+        elif plugin:                     # known bytes, maybe a new plugin/version link
+            if bg:
+                self.queue.put(("plugin", plugin))
+            else:
+                self.crashes.resymbolize(plugin=plugin)
         return desc, created
 
     def _claim(self, mid: int) -> bool:
@@ -138,11 +148,7 @@ class Service:
             tx.execute("UPDATE modules SET index_state = 'ready', index_error = NULL, "
                        "indexed_at = ? WHERE id = ?", (now(), mid))
         self.metrics.inc("index_jobs", outcome="ready")
-        plugins = {row["plugin"]}
-        for other in changed:
-            r = self.registry.get_row(other)
-            if r is not None:
-                plugins.add(r["plugin"])
+        plugins = {link["plugin"] for m in (mid, *changed) for link in self.registry.links(m)}
         regrouped = {}
         for p in sorted(x for x in plugins if x):
             regrouped[p] = self.crashes.resymbolize(plugin=p)

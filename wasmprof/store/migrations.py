@@ -98,6 +98,15 @@ CORE: list[Migration] = [
         "CREATE INDEX profile_inputs_plugin ON profile_inputs (plugin, received_at)",
         "CREATE INDEX profile_inputs_client ON profile_inputs (client_id)",
     ]),
+    Migration(2, "module links: one module file used by several plugins/versions", [
+        """CREATE TABLE module_links (
+            module_id {bigint} NOT NULL, plugin TEXT NOT NULL, version TEXT NOT NULL DEFAULT '',
+            created_at {float} NOT NULL, PRIMARY KEY (module_id, plugin, version))""",
+        "CREATE INDEX module_links_plugin ON module_links (plugin, version)",
+        """INSERT INTO module_links (module_id, plugin, version, created_at)
+           SELECT id, plugin, COALESCE(version, ''), uploaded_at FROM modules
+           WHERE plugin IS NOT NULL""",
+    ]),
 ]
 
 #: Components that may add migrations: each entry lists candidate modules; the first that
