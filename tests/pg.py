@@ -62,7 +62,8 @@ class PgCluster:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
 
-    def start(self) -> None:
+    def start(self, *, durable: bool = False) -> None:
+        """``durable=False`` (tests) turns fsync off for speed; benchmarks pass True."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.sock.mkdir(exist_ok=True)
         if self.as_postgres:
@@ -78,8 +79,9 @@ class PgCluster:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-sync", "--locale=C")
         opts = (f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c full_page_writes=off -c max_connections=200 "
-                "-c shared_buffers=32MB")
+                "-c max_connections=200 -c shared_buffers=64MB")
+        if not durable:
+            opts += " -c fsync=off -c full_page_writes=off"
         r = self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
                       "-w", "-t", "60", "start", check=False)
         if r.returncode != 0:

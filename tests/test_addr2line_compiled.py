@@ -274,3 +274,53 @@ def test_stripped_module_resolves_through_companion(tmp_path):
     direct = Resolver().resolve(debug, raw)
     assert [(f.function, f.file, f.line, f.column) for f in got] == \
         [(f.function, f.file, f.line, f.column) for f in direct]
+
+
+def test_native_offsets_in_a_wamrc_object(data_dir):
+    """``native`` space on a wamrc --format=object file: text offset -> aot_func#N -> Wasm
+    function N + imports, named from the companion; function-only (no native line map)."""
+    import json
+    exp = json.loads((data_dir / "expected/aot/crash_oob.O2.obj.o.expected.json").read_text())
+    obj = load_module(data_dir / "aot/crash_oob.O2.obj.o")
+    wasm = load_module(data_dir / exp["source_wasm"])
+    assert find_companion(obj, [wasm]) is not None
+    r = Resolver()
+    raws, want = [], []
+    for f in exp["functions"]:
+        sym = f["elf_symbol"]
+        for off in (sym["value"], sym["value"] + sym["size"] - 1):
+            raws.append(RawFrame(index=len(raws), space=AddressSpace.NATIVE, offset=off))
+            want.append(f)
+    for got, f in zip(r.resolve_many(obj, raws), want):
+        assert got[0].wasm_index == f["wasm_index"] and got[0].status == "function-only"
+        assert f["name"] in (got[0].function, got[0].raw_function), (got[0], f)
+        assert "native" in got[0].reason
+    far = r.resolve(obj, RawFrame(index=0, space=AddressSpace.NATIVE, offset=10**7))
+    assert far[0].status == "unknown" and "outside" in far[0].reason
+
+
+def test_native_offsets_in_a_cwasm_use_the_address_map(tmp_path):
+    """Wasmtime .cwasm: native .text offset -> Wasm offset via .wasmtime.addrmap -> DWARF of
+    the companion: the same chain as the Wasm offset itself."""
+    wasmtime = pytest.importorskip("wasmtime")
+    path = compile_wasm({"loop.c": LOOP_SRC}, ["-O2", "-g"])
+    eng = wasmtime.Engine()
+    cw = tmp_path / "loop.cwasm"
+    cw.write_bytes(wasmtime.Module.from_file(eng, str(path)).serialize())
+    native = load_module(cw)
+    wasm = load_module(path)
+    native.companion = wasm          # a .cwasm does not record the module it came from
+    amap = native.elf.addrmap
+    assert amap is not None
+    body = next(b for b in wasm.wasm.bodies
+                if wasm.functions[b.wasm_index].name == "sum_until_bad")
+    picks = [(pc, pos) for pc, pos in zip(amap.pcs, amap.positions)
+             if pos is not None and body.start <= pos < body.end]
+    assert picks
+    r = Resolver()
+    for pc, pos in picks[:: max(1, len(picks) // 20)]:
+        got = r.resolve(native, RawFrame(index=0, space=AddressSpace.NATIVE, offset=pc))
+        ref = r.resolve(wasm, RawFrame(index=0, space=AddressSpace.WASMTIME, offset=pos))
+        assert [(f.function, f.file, f.line, f.column, f.status) for f in got] == \
+            [(f.function, f.file, f.line, f.column, f.status) for f in ref]
+        assert got[-1].function == "sum_until_bad" and got[0].raw_offset == pc

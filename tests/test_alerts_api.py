@@ -10,6 +10,7 @@ from pg import wait_until
 from receiver import Receiver, Reply
 from wasmprof.config import ServerConfig, resolve_store
 from wasmprof.server.app import create_app
+from wasmprof.store.tokens import create_token
 
 
 @pytest.fixture
@@ -88,10 +89,16 @@ def test_non_json_body_and_bad_status_filter(client):
 
 
 def test_configuration_needs_admin_scope(tmp_path):
-    cfg = ServerConfig(store=resolve_store(tmp_path / "data"), anonymous_scopes=frozenset({"read"}),
-                       background=False, log_json=False)
-    c = TestClient(create_app(cfg))
-    assert c.post("/api/v1/webhooks", json={"url": "http://x/", "events": ["crash.new_group"]}
-                  ).status_code == 403
-    assert c.get("/api/v1/webhooks").status_code == 403          # URLs can hold secrets
-    assert c.get("/api/v1/webhooks/deliveries").status_code == 200
+    cfg = ServerConfig(store=resolve_store(tmp_path / "data"), background=False, log_json=False)
+    app = create_app(cfg)
+    _, read_token = create_token(app.state.service.db, "reader", {"read"})
+    _, admin_token = create_token(app.state.service.db, "admin", {"admin"})
+    c = TestClient(app)
+    hook = {"url": "http://x/", "events": ["crash.new_group"]}
+    assert c.post("/api/v1/webhooks", json=hook).status_code == 401          # no token
+    reader = {"Authorization": f"Bearer {read_token}"}
+    assert c.post("/api/v1/webhooks", json=hook, headers=reader).status_code == 403
+    assert c.get("/api/v1/webhooks", headers=reader).status_code == 403      # URLs hold secrets
+    assert c.get("/api/v1/webhooks/deliveries", headers=reader).status_code == 200
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    assert c.post("/api/v1/webhooks", json=hook, headers=admin).status_code == 201

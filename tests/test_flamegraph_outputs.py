@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -146,17 +147,21 @@ def test_svg_escapes_attacker_names(schema):
 
 def test_svg_tooltips_give_counts_and_percentages():
     sp, truth = symbolized("fib.O2.perf.g")
-    svg, stats = render_svg(tree_from_profile(sp))
+    svg, stats = render_svg(tree_from_profile(sp), SvgOptions(min_width_px=0.0001))
     titles = [t for t in _texts(svg) if t.startswith("fib_rec\n")]
-    assert titles
     total = truth["sample_count"]
-    fib = truth["self_samples_by_wasm_function"][0]["self_samples"]
-    assert any(f"self {fib:,} ({100 * fib / total:.2f}%)" in t for t in titles) is False
-    # the outermost fib_rec box holds all fib_rec-leaf samples below it
-    outer = max(titles, key=lambda t: int(t.split("\n")[2].split(" ")[0].replace(",", "")))
-    n = int(outer.split("\n")[2].split(" ")[0].replace(",", ""))
-    assert n >= fib and f"({100 * n / total:.2f}%)" in outer
-    assert "function-only" in outer and "bot" not in outer
+    selfs = []
+    for t in titles:
+        name, where, counts, status = t.split("\n")[:4]
+        m = re.match(r"([\d,]+) samples \(([\d.]+)%\), self ([\d,]+) \(([\d.]+)%\)$", counts)
+        n, pct, s, spct = int(m[1].replace(",", "")), float(m[2]), int(m[3].replace(",", "")), float(m[4])
+        assert pct == pytest.approx(100 * n / total, abs=0.005)
+        assert spct == pytest.approx(100 * s / total, abs=0.005)
+        assert where == "fib.O2.wasm" and status.startswith("function-only")
+        selfs.append(s)
+    # recursion spreads fib_rec over many depths; the boxes' self counts add up to the truth
+    assert len(titles) > 5
+    assert sum(selfs) == truth["self_samples_by_wasm_function"][0]["self_samples"]
 
 
 def _wide_tree(branches: int, leaves: int):
@@ -266,3 +271,26 @@ def test_svg_zoom_and_search_in_a_real_browser(tmp_path):
         assert page.locator("#matched").text_content() == ""
         b.close()
     assert not errors
+
+
+def test_focus_drills_into_merged_frames(tmp_path, capsysbinary):
+    from wasmprof.flamegraph.calltree import focus_tree
+
+    tree = _wide_tree(300, 500)
+    focused = focus_tree(tree, lambda n: n == "mid_7")
+    svg, stats = render_svg(focused, SvgOptions(max_nodes=8000))
+    assert stats.merged_frames == stats.dropped_frames == 0
+    leaves = [t for t in _texts(svg) if t.startswith("leaf_7_")]
+    assert len(leaves) == 500
+    assert focused.total == sum(1 + (j % 3) for j in range(500))
+    # CLI: folded output cut at the focused frame, counts re-aggregated
+    script = str(DATA / "perf/bot_detect.O2.perfcs.fp.perf-script.txt")
+    mod = str(DATA / "wasm/bot_detect.O2.wasm")
+    assert main(["flamegraph", script, "--module", mod, "--format", "folded",
+                 "--focus", "^check_user_agent$"]) == 0
+    lines = capsysbinary.readouterr().out.decode().splitlines()
+    assert lines and all(ln.startswith("check_user_agent") for ln in lines)
+    assert len({ln.rpartition(" ")[0] for ln in lines}) == len(lines)
+    sp, _ = symbolized("bot_detect.O2.perfcs.fp")
+    assert sum(int(ln.rpartition(" ")[2]) for ln in lines) == sum(
+        s.count for s in sp.samples if any(f.function == "check_user_agent" for f in s.stack))

@@ -264,3 +264,21 @@ def test_sniffing_and_auto_maps(data_dir, tmp_path):
     with pytest.raises(LogFormatError) as e:
         read_profile_input(str(bad))
     assert "bad.bin" in str(e.value)
+
+
+def test_stripped_script_finds_its_map_by_header_pid(data_dir, tmp_path):
+    script, pmap = perf_inputs(data_dir, "fib.O2.plain.g")
+    (tmp_path / "run.perf").write_text(_strip_perf_symbols(script.read_text()))
+    (tmp_path / pmap.name).write_bytes(pmap.read_bytes())
+    (tmp_path / "other.perf-1.map").write_text("1000  10  aot_func#0\n")
+    assert discover_perf_maps(str(tmp_path / "run.perf")) == [str(tmp_path / pmap.name)]
+
+
+def test_endless_block_is_refused_not_buffered(monkeypatch):
+    import wasmprof.ingest.perf_script as ps
+
+    monkeypatch.setattr(ps, "MAX_BLOCK", 1 << 16)
+    text = b"iwasm 1  1.000: 1 cpu-clock:\n" + b"\t 10 f+0x1 (/bin/x)\n" * 20000
+    with pytest.raises(LogFormatError) as e:
+        parse_perf_script(io.BytesIO(text), source="huge.txt")
+    assert "huge.txt" in str(e.value) and "block" in str(e.value)

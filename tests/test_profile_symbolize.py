@@ -4,7 +4,6 @@ with Wasm names (not aot_func#N) and host frames kept; addresses resolved once e
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import re
 from pathlib import Path
@@ -102,14 +101,13 @@ def test_without_modules_frames_say_why(data_dir):
     assert aot and all(f.status is FrameStatus.INDEX_ONLY and "no module" in f.reason for f in aot)
 
 
-def test_stripped_perf_script_with_map_symbolizes_the_same(data_dir):
+def test_stripped_perf_script_with_map_symbolizes_the_same(data_dir, tmp_path):
     run = "inline_chain.O2.perf.g"
     script = data_dir / "perf" / f"{run}.perf-script.txt"
     (pmap,) = (data_dir / "perf").glob(f"{run}.perf-*.map")
     text = re.sub(r"(?m)^(\s+[0-9a-f]+)\s+aot_func#\d+\+0x[0-9a-f]+ \(/tmp/perf-\d+\.map\)$",
                   r"\1 [unknown] ([unknown])", script.read_text())
-    path = data_dir.parent / "artifacts"
-    path.mkdir(exist_ok=True)
+    path = tmp_path
     (path / "stripped.perf").write_text(text)
     truth = expected(data_dir, run)
     (prof,) = read_profile_input(str(path / "stripped.perf"), perf_maps=[read_perf_map(pmap)])
@@ -154,3 +152,84 @@ def test_wasm_offset_frames_get_lines_and_inline_chains(data_dir):
     assert [w[1:] for w in want] == [g[1:] for g in got]
     assert any(inl for _, _, inl in got)
     assert all(f.file for f in sp.samples[0].stack)
+
+
+def test_two_plugins_in_one_process_share_one_perf_map(data_dir, tmp_path):
+    """Envoy loads several plugins into one process: one perf map holds several
+    ``aot_func#0..K-1`` runs and frames name no module. Built from two real recordings
+    (fib.O2 and bot_detect.O2) merged under one PID; each run is matched to its module
+    (fib by AOT function offsets, bot_detect by function count) and attributed correctly."""
+    from collections import Counter
+
+    from wasmprof.profiles import assign_perf_map_modules
+
+    runs_ = ["fib.O2.perf.g", "bot_detect.O2.perf.g"]
+    script, maps = [], []
+    for run in runs_:
+        (pmap,) = (data_dir / "perf").glob(f"{run}.perf-*.map")
+        pid = pmap.name.rsplit("-", 1)[1].split(".")[0]
+        text = (data_dir / "perf" / f"{run}.perf-script.txt").read_text()
+        script.append(text.replace(f" {pid} ", " 4242 ").replace(f"perf-{pid}.map", "perf-4242.map"))
+        maps.append(pmap.read_text())
+    (tmp_path / "envoy.perf").write_text("\n".join(script))
+    (tmp_path / "perf-4242.map").write_text("".join(maps))
+    mods = [load_module(data_dir / "aot/fib.O2.perf.aot"), load_module(data_dir / "wasm/fib.O2.wasm"),
+            load_module(data_dir / "wasm/bot_detect.O2.wasm")]
+    pmap = read_perf_map(tmp_path / "perf-4242.map")
+    assert len(pmap.segments()) == 2
+    notes = assign_perf_map_modules([pmap], mods)
+    assert any("fib.O2.perf.aot (function offsets match)" in n for n in notes), notes
+    assert any("bot_detect.O2.wasm (function count only" in n for n in notes), notes
+    (prof,) = read_profile_input(str(tmp_path / "envoy.perf"), perf_maps=[pmap])
+    sp = symbolize_profile(prof, mods)
+    want: Counter = Counter()
+    for run in runs_:
+        for e in expected(data_dir, run)["self_samples_by_wasm_function"]:
+            want[(e["wasm_func_index"], e["wasm_name"])] += e["self_samples"]
+    got = Counter({k: v for k, v in self_by_function(sp).items() if k[0] is not None})
+    assert got == want
+    # without the segment matching, two modules and no hint: frames say why they stay unnamed
+    (prof2,) = read_profile_input(str(tmp_path / "envoy.perf"),
+                                  perf_maps=[read_perf_map(tmp_path / "perf-4242.map")])
+    sp2 = symbolize_profile(prof2, mods)
+    unnamed = [f for s in sp2.samples for f in s.stack if f.status is FrameStatus.INDEX_ONLY]
+    assert unnamed and "2 modules given" in unnamed[0].reason
+
+
+def test_wamr_profiler_indexes_get_names(data_dir):
+    """``func 12`` lines (runtime built without names) resolve to the name-section names."""
+    log = data_dir / "dumps/crash_divzero.O2.div.classic-nonames.log"
+    truth = json.loads((data_dir / "expected/wasm/crash_divzero.O2.wasm.module.expected.json")
+                       .read_text())
+    names = {f["index"]: f["name"] for f in truth["functions"]}
+    (prof,) = read_profile_input(str(log))
+    assert prof.unit == "microseconds"
+    sp = symbolize_profile(prof, [load_module(data_dir / "wasm/crash_divzero.O2.wasm")])
+    indexed = [(s.stack[0], raw.stack[0]) for s, raw in zip(sp.samples, prof.samples, strict=True)
+               if raw.stack[0].func_index is not None]
+    assert indexed
+    for frame, raw in indexed:
+        assert frame.function == names[raw.func_index] and frame.wasm_index == raw.func_index
+    assert sp.total == sum(s.count for s in prof.samples)
+
+
+def test_wasmtime_cwasm_agent_samples_get_source_lines(data_dir, tmp_path):
+    """Agent PCs into a Wasmtime precompiled module: the .cwasm address map turns them into
+    fib.c lines inside fib_rec (source lines 15-20); PCs without a Wasm origin stay
+    function-only with a reason."""
+    wasmtime = pytest.importorskip("wasmtime")
+    src = data_dir / "wasm/fib.O2.wasm"
+    blob = wasmtime.Module(wasmtime.Engine(), src.read_bytes()).serialize()
+    (tmp_path / "fib.cwasm").write_bytes(blob)
+    cw, wasm = load_module(tmp_path / "fib.cwasm"), load_module(src)
+    fn = next(f for f in cw.functions if f.name == "fib_rec")
+    base = 0x7F12_3400_0000
+    pcs = [base + fn.text_offset + k for k in range(fn.size)]
+    batch = {"modules": [{"id": "fib", "text_base": base, "text_size": 1 << 24}],
+             "samples": [{"stack": [pc]} for pc in pcs]}
+    sp = symbolize_profile(parse_agent_json(orjson.dumps(batch)), [cw, wasm])
+    exact = [s.stack[0] for s in sp.samples if s.stack[0].status is FrameStatus.EXACT]
+    assert all(s.stack[0].function == "fib_rec" and s.stack[0].reason or s.stack[0] in exact
+               for s in sp.samples)
+    assert exact and all(f.file.endswith("fib.c") and 15 <= f.line <= 20 for f in exact)
+    assert all(f.function == "fib_rec" for s in sp.samples for f in s.stack if not f.inlined)

@@ -127,7 +127,7 @@ def test_concurrent_group_upserts_from_two_replicas(db_url, tmp_path):
         try:
             for _ in range(25):
                 with svc.db.tx() as tx:
-                    gid, new, _ = svc._upsert_group(tx, key, "p", "unreachable", 1.0, [], count=1)
+                    gid, new, _ = svc._upsert_group(tx, key, "p", "unreachable", 1.0, 1.0, [], count=1)
                     if new:
                         created.append(gid)
         except Exception as e:  # noqa: BLE001
@@ -164,3 +164,25 @@ def test_store_config_resolution(monkeypatch, tmp_path):
         resolve_store(tmp_path, "mysql://u:secret@h/db")
     assert "secret" not in str(e.value)
     assert Path(str(cfg.data_dir)).is_absolute()
+
+
+def test_token_cli_create_list_revoke(tmp_path, capsys, monkeypatch):
+    import json as _json
+
+    from wasmprof.cli import main
+    monkeypatch.delenv("WASMPROF_DB", raising=False)
+    store = ["--data", str(tmp_path / "d")]
+    assert main(["token", "create", "ci", "--scopes", "ingest,read", "--json", *store]) == 0
+    created = _json.loads(capsys.readouterr().out)
+    assert created["token"].startswith("wpt_") and created["scopes"] == ["ingest", "read"]
+    assert main(["token", "list", "--json", *store]) == 0
+    listed = _json.loads(capsys.readouterr().out)["tokens"]
+    assert [t["name"] for t in listed] == ["ci"] and "token" not in listed[0]
+    assert main(["token", "create", "x", "--scopes", "root", *store]) == 2     # bad scope
+    assert "unknown scope" in capsys.readouterr().err
+    assert main(["token", "revoke", "ci", *store]) == 0
+    assert main(["token", "revoke", "ci", *store]) == 1                         # nothing left
+    monkeypatch.setenv("WASMPROF_DATA", str(tmp_path / "d"))                    # same store via env
+    assert main(["token", "list", "--all", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert _json.loads(out)["tokens"][0]["revoked_at"] is not None

@@ -217,7 +217,7 @@ def test_flame_graph_renders_and_search_highlights_frames(lab, browser, data_dir
         titles = svg.locator('g.f:has(> rect[fill="rgb(230,0,230)"]) > title').all_text_contents()
         assert len(titles) == highlighted.count()
         assert all(t.split("\n")[0].startswith(target) for t in titles), titles
-        matched = svg.locator("#matched").inner_text()
+        matched = svg.locator("#matched").text_content()
         m = re.fullmatch(r"Matched: ([\d.]+)%", matched)
         assert m, matched
         assert abs(float(m.group(1)) - expected_pct) < 0.2, (matched, expected_pct)

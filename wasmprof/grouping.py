@@ -213,7 +213,8 @@ def fingerprint(crash: Crash, *, plugin: str | None = None, module_identity: str
     in_app = [k for k in keys if not k.skipped]
     skipped = [k for k in keys if k.skipped]
     note = ""
-    if not in_app and keys:
+    only_glue = bool(keys) and all(k.skipped in ("entry glue", "host frame") for k in keys)
+    if not in_app and keys and not only_glue:
         in_app = [k for k in keys if k.kind != "native"]
         note = " (every frame is runtime/library code, so those frames are used)"
     used = in_app[:top_n]
@@ -232,8 +233,9 @@ def fingerprint(crash: Crash, *, plugin: str | None = None, module_identity: str
         msg = _NUMBERS.sub("N", (crash.message or "").strip())[:300]
         parts = [msg]
         title = f"{trap}: {crash.message or 'no message'}"[:200]
-        explanation = (f"plugin {plugin or '(none)'} + trap {trap} + message {msg!r}: the crash "
-                       "has no usable frames")
+        why = ("only entry/host frames were printed (e.g. AOT built without "
+               "--enable-dump-call-stack)" if only_glue else "the crash has no usable frames")
+        explanation = f"plugin {plugin or '(none)'} + trap {trap} + message {msg!r}: {why}"
     h = hashlib.sha256("\x1f".join([plugin, trap, basis, *parts]).encode("utf-8", "replace"))
     return GroupKey(fingerprint=h.hexdigest()[:40], title=title[:300], basis=basis, used=used,
                     skipped=skipped, explanation=explanation)

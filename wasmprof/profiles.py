@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from wasmprof.binary.loader import find_companion
 from wasmprof.model import AddressSpace, Frame, FrameStatus, Module, Profile, RawFrame
 
 _SUFFIXES = (".aot.wasm", ".cwasm", ".wasm", ".aot", ".o")
@@ -37,8 +38,8 @@ class FrameResolver(Protocol):
 @dataclass(slots=True)
 class SymbolizedSample:
     """One sample after symbolization: ``stack`` is leaf first with inline chains expanded
-    (innermost first); ``leaf`` is the outermost frame of the leaf input frame's chain (the
-    Wasm/host function that owned the sampled instruction)."""
+    (innermost first, ``inlined=True`` on all but the last frame of each chain). Samples with
+    the same raw stack share one ``stack`` tuple (consumers aggregate by ``id(stack)``)."""
 
     stack: tuple[Frame, ...]
     count: int = 1
@@ -58,8 +59,8 @@ class SymbolizedProfile:
     end: float | None = None
     source: str | None = None
     notes: list[str] = field(default_factory=list)
-    distinct_frames: int = 0          # distinct (module, address) keys resolved
-    status_counts: dict[str, int] = field(default_factory=dict)   # per distinct key
+    distinct_frames: int = 0          # distinct (module, address) resolutions used
+    status_counts: dict[str, int] = field(default_factory=dict)   # of those, by status
 
     @property
     def total(self) -> int:
@@ -97,7 +98,6 @@ class ModuleSet:
         self.modules = list(modules)
         self.notes: list[str] = []
         self.plugins: list[Module] = []
-        from wasmprof.binary.loader import find_companion
         for m in self.modules:
             if m.companion is None:
                 find_companion(m, self.modules)
@@ -129,6 +129,45 @@ class ModuleSet:
             return None, "no module given (--module)"
         return None, (f"{len(self.plugins)} modules given and the frame names "
                       + (f"'{raw.module}', which matches none" if raw.module else "no module"))
+
+
+def assign_perf_map_modules(perf_maps: Iterable[Any], modules: Sequence[Module]) -> list[str]:
+    """Tell which loaded module each perf-map segment (one AOT module's ``aot_func#0..K-1``
+    run) belongs to, when the map does not say (WAMR prints ``[name]#`` only for named
+    modules; Envoy and iwasm name none). A segment matches a plugin whose AOT function
+    offsets have exactly the segment's address deltas (strong), else the only plugin with
+    the segment's function count (weak, noted). Matched entries get ``module`` = the
+    plugin's identity. Returns notes saying what was matched and how."""
+    mset = ModuleSet(modules)
+    notes: list[str] = []
+    for pmap in perf_maps:
+        segs = [sg for sg in pmap.segments() if pmap.entries[sg[0]].module is None]
+        if len(segs) <= 1 and len(mset.plugins) <= 1:
+            continue
+        for sg in segs:
+            starts = [pmap.entries[i].start - pmap.entries[sg[0]].start for i in sg]
+            strong, weak = [], []
+            for p in mset.plugins:
+                defined = [f for f in p.functions if not f.imported]
+                if len(defined) != len(sg):
+                    continue
+                offs = [f.text_offset for f in defined]
+                if all(o is not None for o in offs) and \
+                        [o - offs[0] for o in offs] == starts:  # type: ignore[operator]
+                    strong.append(p)
+                elif not any(o is not None for o in offs):
+                    weak.append(p)
+            where = f"{pmap.source}: aot_func#0..{len(sg) - 1} at 0x{pmap.entries[sg[0]].start:x}"
+            if len(strong) == 1 or (not strong and len(weak) == 1):
+                chosen = (strong or weak)[0]
+                pmap.set_module(sg, chosen.identity)
+                notes.append(f"{where} -> {Path(chosen.path).name} "
+                             + ("(function offsets match)" if strong else
+                                "(function count only: give the .aot for a stronger match)"))
+            else:
+                notes.append(f"{where}: no single module matches "
+                             f"({len(strong) or len(weak)} candidates)")
+    return notes
 
 
 def _is_caller_space(space: AddressSpace) -> bool:
@@ -205,24 +244,27 @@ class Symbolizer:
         stacks: dict[int, tuple[Frame, ...]] = {}
         keep: list[Any] = []       # keeps raw stacks alive so id() keys stay unique
         out: list[SymbolizedSample] = []
+        used: dict[int, tuple[Frame, ...]] = {}     # distinct resolutions this profile used
         for s in profile.samples:
             sym = stacks.get(id(s.stack))
             if sym is None:
                 keep.append(s.stack)
                 chain: list[Frame] = []
                 for raw in s.stack:
-                    chain.extend(self.frames_for(raw))
+                    frames = self.frames_for(raw)
+                    used[id(frames)] = frames
+                    chain.extend(frames)
                 sym = stacks[id(s.stack)] = tuple(chain)
             out.append(SymbolizedSample(sym, s.count, s.timestamp, s.thread, s.labels))
         status: dict[str, int] = {}
-        for frames in self._frames.values():
+        for frames in used.values():
             k = str(frames[-1].status)
             status[k] = status.get(k, 0) + 1
         return SymbolizedProfile(samples=out, unit=profile.unit, name=profile.name,
                                  plugin=profile.plugin, labels=dict(profile.labels),
                                  start=profile.start, end=profile.end, source=profile.source,
                                  notes=list(profile.notes) + self.modules.notes,
-                                 distinct_frames=len(self._frames), status_counts=status)
+                                 distinct_frames=len(used), status_counts=status)
 
 
 def symbolize_profile(profile: Profile, modules: Sequence[Module] = (),
@@ -310,15 +352,18 @@ def _open_input(path: str):
 
 
 def discover_perf_maps(path: str) -> list[str]:
-    """Perf maps next to a perf script (``*perf-PID.map`` for a PID the script mentions) and
-    the ``/tmp/perf-PID.map`` paths it names when they exist on this machine."""
+    """Perf maps next to a perf script (``*perf-PID.map`` for a PID its first MB mentions in
+    a frame's DSO or a sample header) and ``/tmp/perf-PID.map`` for those PIDs when they exist
+    on this machine."""
     import glob
     import os
     import re
 
     with _open_input(path) as f:
         head = f.read(1 << 20)
-    pids = {int(p) for p in re.findall(rb"perf-(\d+)\.map", head)}
+    from wasmprof.ingest.perf_script import header_pids
+
+    pids = {int(p) for p in re.findall(rb"perf-(\d+)\.map", head)} | header_pids(head)
     found = []
     for pid in sorted(pids):
         d = os.path.dirname(os.path.abspath(path))

@@ -10,6 +10,7 @@ decoded the index is written for next time.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class ModuleDebug:
         self.saved = False
         self._reader: DwarfReader | None = None
         self._decoded: dict[int, tuple] = {}
+        self._lock = threading.RLock()      # one Resolver may serve several threads
         if self.path is not None:
             blk = load_index(self.path, identity, self.hash)
             if blk is not None:
@@ -80,17 +82,26 @@ class ModuleDebug:
         """Make sure every unit covering one of ``addresses`` is in :attr:`block`."""
         if self.complete:
             return
-        addrs = set(addresses)
+        with self._lock:
+            self._ensure(set(addresses))
+
+    def _ensure(self, addrs: set[int]) -> None:
+        if self.complete:
+            return
         if len(addrs) > FULL_BUILD_THRESHOLD:
             self.build_full()
             return
         need = self._units_for(addrs)
         if self.block is not None and need <= self.block.units:
             return
-        if need | set(self._decoded) >= {u.index for u in self.reader.units}:
+        units = self.reader.units
+        want = need | set(self._decoded)
+        # Decoding most of .debug_info anyway (one big unit): build and cache the whole
+        # index once instead of re-merging partial blocks as more addresses come.
+        share = sum(units[i].end - units[i].offset for i in want)
+        if len(want) == len(units) or share * 2 > max(len(self.reader.info), 1):
             self.build_full()
             return
-        units = self.reader.units
         for i in need:
             self._decode(units[i])
         have = sorted(self._decoded)
@@ -98,6 +109,10 @@ class ModuleDebug:
 
     def build_full(self) -> IndexBlock:
         """Decode every unit, build the complete index and write it to the cache."""
+        with self._lock:
+            return self._build_full()
+
+    def _build_full(self) -> IndexBlock:
         if self.complete and self.block is not None:
             return self.block
         units = self.reader.units

@@ -798,10 +798,8 @@ class DwarfReader:
         const_add = ((255 - opcode_base) // line_range) * min_inst
 
         seqs: list[tuple[list[int], list[int], list[int], list[int]]] = []
-        addrs: list[int] = []
-        rfile: list[int] = []
-        rline: list[int] = []
-        rcol: list[int] = []
+        flat: list[int] = []                  # address, file, line, column per row
+        push = flat.extend
         address = 0
         file = 1
         line = 1
@@ -814,15 +812,9 @@ class DwarfReader:
                 da, dl = special[op]
                 address += da
                 line += dl
-                addrs.append(address)
-                rfile.append(file)
-                rline.append(line)
-                rcol.append(column)
+                push((address, file, line, column))
             elif op == DW_LNS_copy:
-                addrs.append(address)
-                rfile.append(file)
-                rline.append(line)
-                rcol.append(column)
+                push((address, file, line, column))
             elif op == DW_LNS_advance_pc:
                 v, pos = _uleb(data, pos)
                 address += v * min_inst
@@ -842,12 +834,10 @@ class DwarfReader:
                 n, pos = _uleb(data, pos)
                 sub = data[pos]
                 if sub == DW_LNE_end_sequence:
-                    addrs.append(address)
-                    rfile.append(-1)
-                    rline.append(0)
-                    rcol.append(0)
-                    seqs.append((addrs, rfile, rline, rcol))
-                    addrs, rfile, rline, rcol = [], [], [], []
+                    push((address, -1, 0, 0))
+                    seqs.append((flat[0::4], flat[1::4], flat[2::4], flat[3::4]))
+                    flat = []
+                    push = flat.extend
                     address = 0
                     file = 1
                     line = 1

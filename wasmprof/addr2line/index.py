@@ -207,6 +207,7 @@ def build_block(reader: DwarfReader, units: list[Unit],
         block.node_lo
     sequences = []
     dropped = 0
+    damaged = 0
     for unit in units:
         scopes, names, lines = decoded[unit.index]
         files = lines.files if lines is not None else []
@@ -217,7 +218,8 @@ def build_block(reader: DwarfReader, units: list[Unit],
         for i, parent in enumerate(scopes.parent):
             kind = scopes.kind[i]
             live = [(lo, hi) for lo, hi in scopes.ranges[i]
-                    if lo < TOMBSTONE_MIN and hi > lo and not (kind == 0 and lo == 0)]
+                    if lo < TOMBSTONE_MIN and lo < hi <= 0xFFFFFFFF
+                    and not (kind == 0 and lo == 0)]
             ok = bool(live) and (parent < 0 or alive[parent])
             alive.append(ok)
             d = 0 if parent < 0 else depth[parent] + 1
@@ -243,12 +245,17 @@ def build_block(reader: DwarfReader, units: list[Unit],
                 if len(addrs) < 2:
                     continue
                 start = addrs[0]
-                if start == 0 or start >= TOMBSTONE_MIN:
+                if start == 0 or start >= TOMBSTONE_MIN or addrs[-1] > 0xFFFFFFFF:
                     dropped += 1
+                    continue
+                if addrs != sorted(addrs):          # garbage: rows must not go backwards
+                    damaged += 1
                     continue
                 sequences.append((start, addrs[-1], seq, file_ids))
     if dropped:
         block.notes.append(f"{dropped} dead-code scopes/sequences (tombstones, ghosts) ignored")
+    if damaged:
+        block.notes.append(f"{damaged} line sequences with decreasing addresses ignored")
 
     # Segments: innermost scope per address (sweep over range boundaries).
     ranges.sort()

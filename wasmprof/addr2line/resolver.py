@@ -21,21 +21,29 @@ Contract (other layers code against it):
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from wasmprof.addr2line.debuginfo import ModuleDebug
 from wasmprof.addr2line.demangle import demangle, is_mangled
 from wasmprof.addr2line.index import cache_root
 from wasmprof.addr2line.spaces import file_offset, index_from_printed_name, maps_to_wasm
+from wasmprof.errors import BinaryFormatError
 from wasmprof.model import AddressSpace, Frame, FrameStatus, Module, RawFrame
 
+_CODE = AddressSpace.CODE
+_INTERP = AddressSpace.INTERP
+_FILE_LIKE = frozenset({AddressSpace.FILE, AddressSpace.AOT, AddressSpace.V8,
+                        AddressSpace.WASMTIME})
 EXACT = FrameStatus.EXACT
 FUNCTION_ONLY = FrameStatus.FUNCTION_ONLY
 INDEX_ONLY = FrameStatus.INDEX_ONLY
 UNKNOWN = FrameStatus.UNKNOWN
 
 
+@lru_cache(maxsize=65536)
 def display_name(name: str | None, linkage: str | None) -> str | None:
     """What users read: the demangled linkage name when it is mangled, else DW_AT_name."""
     if linkage and is_mangled(linkage):
@@ -58,6 +66,23 @@ class _View:
         self.label = module.name or Path(module.path).name
         self.imports = module.import_function_count
         self._by_name: dict[str, int] | None = None
+        self._starts: list[int] | None = None
+        self._prep: dict[tuple[int, int], list[tuple]] = {}
+        self._prep_block = None
+        self.dwarf_error: str | None = None
+
+    def ensure(self, codes) -> bool:
+        """Decode DWARF for code addresses; on damaged DWARF fall back to names (the reason
+        of every frame then says so) instead of failing the whole job."""
+        if self.debug is None:
+            return False
+        try:
+            self.debug.ensure(codes)
+            return True
+        except BinaryFormatError as e:
+            self.dwarf_error = str(e)
+            self.debug = None
+            return False
 
     # -- names -----------------------------------------------------------------------------
     def section_name(self, idx: int) -> str | None:
@@ -103,6 +128,58 @@ class _View:
             if len(cands) == 1:
                 hit = cands.pop()
         return hit
+
+    def prepared(self, code: int, idx: int) -> list[tuple] | None:
+        """Frame fields for the inline chain at ``code`` (memoised per segment and line row:
+        every address with the same innermost scope and row gives the same chain)."""
+        dbg = self.debug
+        if not dbg.complete and not self.ensure((code,)):
+            return None
+        blk = dbg.block
+        if blk is None:
+            return None
+        prep = self.prep_cache(blk)
+        key = (bisect_right(blk.seg_start, code), bisect_right(blk.row_addr, code))
+        specs = prep.get(key)
+        if specs is None:
+            specs = []
+            chain = blk.chain(code)
+            last = len(chain) - 1
+            for k, (name, linkage, file, line, col) in enumerate(chain):
+                fn = display_name(name, linkage)
+                status = EXACT
+                reason = None
+                if line is None:
+                    status, reason = FUNCTION_ONLY, "no line-table row at this address"
+                elif line == 0:
+                    status, reason = FUNCTION_ONLY, "line 0: compiler-generated code"
+                    line = None
+                if fn is None:
+                    fn = (self.section_name(idx) if k == last else None) or f"$f{idx}"
+                specs.append((fn, status, linkage or name, file, line,
+                              col if line else None, k != last, reason))
+            prep[key] = specs
+        return specs
+
+    def prep_cache(self, blk) -> dict[tuple[int, int], list[tuple]]:
+        if blk is not self._prep_block:
+            self._prep_block = blk
+            self._prep = {}
+        return self._prep
+
+    def body_starts(self) -> list[int]:
+        if self._starts is None:
+            self._starts = [b.start for b in self.wasm.bodies]
+        return self._starts
+
+    def body_at(self, file_offset: int):
+        """The function body holding a file offset (bisect over body starts)."""
+        i = bisect_right(self.body_starts(), file_offset) - 1
+        if i >= 0:
+            b = self.wasm.bodies[i]
+            if b.start <= file_offset < b.end:
+                return b
+        return None
 
     def body(self, idx: int):
         w = self.wasm
@@ -164,16 +241,53 @@ class Resolver:
         """``resolve`` for each RawFrame (``input_index`` = its position); identical inputs
         are resolved once. DWARF for all addresses is decoded in one go."""
         view = self._view(module)
-        if view.debug is not None and view.cps is not None:
-            addrs = set()
-            for r in raws:
-                if r.offset and not r.native and maps_to_wasm(r.space):
-                    addrs.add(file_offset(r.space, r.offset, view.cps) - view.cps)
+        if view.debug is not None and view.cps is not None and not view.debug.complete:
+            cps = view.cps
+            addrs = {file_offset(r.space, r.offset, cps) - cps for r in raws
+                     if r.offset and not r.native and maps_to_wasm(r.space)}
             if addrs:
-                view.debug.ensure(addrs)
+                view.ensure(addrs)
         done: dict[tuple, list[Frame]] = {}
         out: list[list[Frame]] = []
+        fast = view.debug is not None and view.debug.block is not None and \
+            view.cps is not None and view.debug.complete
+        if fast:
+            cps = view.cps
+            blk = view.debug.block
+            seg_start, row_addr = blk.seg_start, blk.row_addr
+            prep = view.prep_cache(blk)
+            bodies = view.wasm.bodies
+            starts = view.body_starts()
+            label = view.label
         for i, r in enumerate(raws):
+            # Fast path (bulk jobs): a bare offset in a Wasm space, inside a body with DWARF.
+            # Same answer as the generic path below, without its per-frame bookkeeping.
+            if fast and r.printed_name is None and r.func_index is None and \
+                    r.aot_index is None and r.offset and not r.native:
+                sp = r.space
+                off = r.offset
+                if sp is _CODE:
+                    fo = off + cps
+                elif sp is _INTERP:
+                    fo = off - 1
+                elif sp in _FILE_LIKE:
+                    fo = off
+                else:
+                    fo = -1
+                if fo >= 0:
+                    bi = bisect_right(starts, fo) - 1
+                    if bi >= 0 and fo < bodies[bi].end:
+                        code = fo - cps
+                        specs = prep.get((bisect_right(seg_start, code),
+                                          bisect_right(row_addr, code)))
+                        if specs is None:
+                            specs = view.prepared(code, bodies[bi].wasm_index)
+                        if specs:
+                            idx = bodies[bi].wasm_index
+                            out.append([Frame(fn, st, rf, file, line, col, inl, why, idx, label,
+                                              code, i, off, None, False)
+                                        for fn, st, rf, file, line, col, inl, why in specs])
+                            continue
             key = (r.space, r.offset, r.printed_name, r.func_index, r.aot_index, r.native,
                    r.truncated)
             frames = done.get(key)
@@ -238,7 +352,7 @@ class Resolver:
                 "(give the module or a companion)", base, None, raw)]
         fo = file_offset(raw.space, off, v.cps)
         code = fo - v.cps
-        body = v.wasm.function_at(fo)
+        body = v.body_at(fo)
         if body is None:
             return [self._function_frame(
                 v, claimed, f"offset 0x{off:x} is outside every function body (stale or "
@@ -249,31 +363,17 @@ class Resolver:
                 f"frame's function: stale offset (the runtime did not record this frame's "
                 "instruction)", base, None, raw)]
         idx = body.wasm_index
-        chain = v.debug.chain(code) if v.debug is not None else []
-        if not chain:
+        specs = v.prepared(code, idx) if v.debug is not None else None
+        if not specs:
             why = "no DWARF line info for this function" if v.debug is not None else \
+                f"DWARF unreadable: {v.dwarf_error}" if v.dwarf_error else \
                 "module has no DWARF (stripped? pass the unstripped build as companion)"
             return [self._function_frame(v, idx, why, base, code, raw)]
-        frames = []
-        last = len(chain) - 1
-        for k, (name, linkage, file, line, col) in enumerate(chain):
-            fn = display_name(name, linkage)
-            status = EXACT
-            reason = None
-            if line is None:
-                status, reason = FUNCTION_ONLY, "no line-table row at this address"
-            elif line == 0:
-                status, reason = FUNCTION_ONLY, "line 0: compiler-generated code"
-                line = None
-            if fn is None:
-                fn = v.section_name(idx) if k == last else None
-                if fn is None:
-                    fn = f"$f{idx}"
-            frames.append(Frame(function=fn, status=status, raw_function=linkage or name,
-                                file=file, line=line, column=col if line else None,
-                                inlined=k != last, reason=reason,
-                                wasm_index=idx, address=code, **base))
-        return frames
+        ii, ro, pn, label = base["input_index"], base["raw_offset"], base["printed_name"], \
+            base["module"]
+        return [Frame(fn, status, rawfn, file, line, col, inl, reason, idx, label, code, ii, ro,
+                      pn, False)
+                for fn, status, rawfn, file, line, col, inl, reason in specs]
 
     def _native(self, v: _View, raw: RawFrame, claimed: int | None, base: dict) -> list[Frame]:
         m = v.module
@@ -341,7 +441,8 @@ class Resolver:
                          **base)
         names = None
         body = v.body(idx)
-        if v.debug is not None and body is not None and v.cps is not None:
+        if v.debug is not None and body is not None and v.cps is not None and \
+                v.ensure((body.start - v.cps,)):
             names = v.debug.entry_names(body.start - v.cps)
         if names is not None and (names[0] or names[1]):
             fn = display_name(*names)

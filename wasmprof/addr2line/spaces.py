@@ -31,15 +31,17 @@ SPACE_HELP = {
     AddressSpace.PERF: "offset inside a perf-map symbol aot_func#N",
 }
 
+_CODE = AddressSpace.CODE
+_INTERP = AddressSpace.INTERP
 _FIDX = re.compile(r"^\$f(\d+)$")
 _AOT_FUNC = re.compile(r"^(?:\[[^\]]*\]#)?aot_func(?:_internal)?#(\d+)(?:\+0x[0-9a-fA-F]+)?$")
 
 
 def file_offset(space: AddressSpace, offset: int, code_payload_start: int) -> int:
     """File offset of the instruction a printed ``offset`` designates (Wasm spaces only)."""
-    if space is AddressSpace.CODE:
+    if space is _CODE:
         return offset + code_payload_start
-    return offset + space.lookup_adjust
+    return offset - 1 if space is _INTERP else offset
 
 
 def maps_to_wasm(space: AddressSpace) -> bool:

@@ -144,8 +144,9 @@ def enqueue(db_or_tx: Any, webhook: Webhook, event: AlertEvent, *, now: float,
     webhook is rate-limited), or None when this occurrence was already queued.
 
     Rate limit: at most ``webhook.rate_limit`` individual messages per ``rate_window``
-    seconds; beyond that, and until a whole window passes without a digest, events are
-    folded into one digest per window (sent at the end of its window).
+    seconds; beyond that, events are folded into one digest per window (sent at the end of
+    its window), and individual messages resume only once a window has passed after the
+    last digest closed without a new one opening.
     """
     with _transaction(db_or_tx) as tx:
         dup = tx.scalar(
@@ -161,9 +162,11 @@ def enqueue(db_or_tx: Any, webhook: Webhook, event: AlertEvent, *, now: float,
         recent = tx.scalar(
             "SELECT COUNT(*) AS n FROM alert_deliveries WHERE webhook_id = ? AND created_at > ? "
             "AND event NOT IN (?, ?)", (webhook.id, since, *_NOT_RATE_LIMITED))
+        # A digest opened within the last two windows (one collecting, one after it was
+        # sent) means the storm goes on: keep folding events into digests.
         storm = tx.scalar(
             "SELECT COUNT(*) AS n FROM alert_deliveries WHERE webhook_id = ? AND created_at > ? "
-            "AND event = ?", (webhook.id, since, str(EventType.DIGEST)))
+            "AND event = ?", (webhook.id, now - 2 * webhook.rate_window, str(EventType.DIGEST)))
         if event.type is EventType.TEST or (int(recent or 0) < webhook.rate_limit and not storm):
             delivery_id = new_delivery_id()
             body = payloads.render(event, webhook.format, delivery_id=delivery_id,
@@ -372,6 +375,22 @@ def counts(db: Any) -> dict[str, int]:
     out = {s: 0 for s in STATUSES}
     out.update({r["status"]: int(r["n"]) for r in rows})
     return out
+
+
+def prune(db: Any, *, now: float, keep_seconds: float) -> int:
+    """Forget delivered and cancelled deliveries (with their attempts and digest items) older
+    than ``keep_seconds``; dead letters stay until redelivered. Returns rows removed."""
+    cutoff = now - keep_seconds
+    with db.tx() as tx:
+        old = "SELECT id FROM alert_deliveries WHERE status IN ('delivered', 'cancelled') " \
+              "AND updated_at < ?"
+        tx.execute(f"DELETE FROM alert_attempts WHERE delivery_id IN ({old})", (cutoff,))
+        tx.execute(f"DELETE FROM alert_digest_items WHERE delivery_id IN ({old})", (cutoff,))
+        cur = tx.execute("DELETE FROM alert_deliveries WHERE status IN ('delivered', "
+                         "'cancelled') AND updated_at < ?", (cutoff,))
+        tx.execute("DELETE FROM alert_profile_checks WHERE status = 'done' AND updated_at < ?",
+                   (cutoff,))
+        return max(cur.rowcount, 0)
 
 
 def digest_items(db: Any, delivery_id: str) -> list[AlertEvent]:

@@ -41,16 +41,18 @@ class RetryPolicy:
     max_retry_after: float = 6 * 3600.0
     poll_interval: float = 1.0     # how often a worker looks for due deliveries
     lease_margin: float = 5.0      # a claim lasts 2 × timeout + this; then others may take it
+    retention: float = 30 * 86400.0  # delivered/cancelled deliveries are kept this long
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RetryPolicy:
         """Read ``WASMPROF_WEBHOOK_{MAX_ATTEMPTS,BASE_DELAY,MAX_DELAY,JITTER,TIMEOUT,
-        MAX_RETRY_AFTER,POLL,LEASE_MARGIN}``; unset ones keep their defaults."""
+        MAX_RETRY_AFTER,POLL,LEASE_MARGIN,RETENTION}`` (seconds, except the attempt count);
+        unset ones keep their defaults."""
         env = os.environ if env is None else env
         names = {"max_attempts": "MAX_ATTEMPTS", "base_delay": "BASE_DELAY",
                  "max_delay": "MAX_DELAY", "jitter": "JITTER", "timeout": "TIMEOUT",
                  "max_retry_after": "MAX_RETRY_AFTER", "poll_interval": "POLL",
-                 "lease_margin": "LEASE_MARGIN"}
+                 "lease_margin": "LEASE_MARGIN", "retention": "RETENTION"}
         values: dict[str, float | int] = {}
         for attr, suffix in names.items():
             raw = env.get(f"WASMPROF_WEBHOOK_{suffix}")

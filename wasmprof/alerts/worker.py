@@ -96,6 +96,7 @@ class DeliveryWorker:
                                         thread_name_prefix="wasmprof-webhook")
         self.attempts_made = 0
         self.tasks = list(tasks or [])      # extra periodic jobs (profile checks): f(now) -> done
+        self._next_prune = 0.0
 
     # -- one round ---------------------------------------------------------------------
     def run_once(self, *, only_id: str | None = None) -> int:
@@ -133,6 +134,12 @@ class DeliveryWorker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.clock() >= self._next_prune:
+                self._next_prune = self.clock() + 3600.0
+                try:
+                    outbox.prune(self.db, now=self.clock(), keep_seconds=self.policy.retention)
+                except Exception:  # noqa: BLE001
+                    log.exception("pruning old webhook deliveries failed")
             for task in self.tasks:
                 try:
                     task(self.clock())

@@ -14,7 +14,7 @@ from wasmprof.addr2line.resolver import Resolver
 from wasmprof.addr2line.spaces import SPACE_HELP
 from wasmprof.binary.loader import find_companion, load_module
 from wasmprof.errors import UsageError
-from wasmprof.model import AddressSpace, Frame, RawFrame
+from wasmprof.model import AddressSpace, Frame, ModuleKind, RawFrame
 from wasmprof.output import dumps
 
 EPILOG = """\
@@ -67,6 +67,15 @@ def register(subparsers) -> None:
 
 def parse_address(token: str, space: AddressSpace) -> RawFrame:
     t = token.strip()
+    try:
+        if t[:2] in ("0x", "0X"):
+            value = int(t[2:], 16)
+        else:
+            value = int(t, 10)
+        if 0 <= value <= 0xFFFFFFFFFFFFFFFF and "_" not in t:
+            return RawFrame(index=0, space=space, offset=value)
+    except ValueError:
+        pass
     m = _PERF.match(t)
     if m:
         off = m.group(2)
@@ -88,6 +97,8 @@ def _clean(text: str | None) -> str:
     """Names come from modules and logs: never let control characters reach a terminal."""
     if text is None:
         return "??"
+    if text.isascii() and text.isprintable():
+        return text
     return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
@@ -105,12 +116,27 @@ def _text_frame(f: Frame) -> str:
     return s
 
 
+def _cwasm_companion(module, companions) -> bool:
+    """A .cwasm does not record the module it came from: accept a Wasm companion whose
+    function table has the same imports and size (the address map then gives exact lines)."""
+    if module.kind != ModuleKind.CWASM:
+        return False
+    for c in companions:
+        if c.wasm is not None and c.import_function_count == module.import_function_count \
+                and len(c.functions) == len(module.functions):
+            module.companion = c
+            module.notes.append(f"companion {c.path} matched by function count only")
+            return True
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
     space = AddressSpace(args.space)
     module = load_module(args.module)
     companions = [load_module(c) for c in args.companion]
     if companions:
-        if find_companion(module, companions) is None:
+        if find_companion(module, companions) is None and not _cwasm_companion(module,
+                                                                                 companions):
             # an explicit companion that does not match by identity/shape: refuse, a wrong
             # companion would give silently wrong lines
             raise UsageError("the companion does not match the module (different code "
@@ -133,23 +159,40 @@ def run(args: argparse.Namespace) -> int:
         raws.append(r)
     resolver = Resolver()
     results = resolver.resolve_many(module, raws)
-    by_input = {r.index: (r, fr) for r, fr in zip(raws, results)}
-    out = sys.stdout
+    slots: list[tuple[RawFrame, list[Frame]] | None] = [None] * len(tokens)
+    for r, fr in zip(raws, results):
+        slots[r.index] = (r, fr)
+    write = sys.stdout.buffer.write
+    chunk: list[bytes] = []
+    rendered: dict[tuple, str] = {}
+    sp = str(space)
     for i, t in enumerate(tokens):
-        if i not in by_input:
+        slot = slots[i]
+        if slot is None:
             continue
-        r, frames = by_input[i]
+        r, frames = slot
         if args.json:
-            out.buffer.write(dumps({"address": r.offset, "input": t, "space": str(space),
-                                    "frames": [f.to_dict() for f in frames]}) + b"\n")
+            chunk.append(dumps({"address": r.offset, "input": t, "space": sp,
+                                "frames": [f.to_dict() for f in frames]}) + b"\n")
         else:
             head = f"0x{r.offset:x}" if r.offset is not None and r.aot_index is None \
                 else _clean(t)
-            lines = [_text_frame(f) for f in frames] or ["?? [unknown]"]
-            out.write(f"{head}: {lines[0]}\n")
-            for extra in lines[1:]:
-                out.write(f"{' ' * (len(head) + 2)}{extra}\n")
-    out.flush()
+            lines = []
+            for f in frames:
+                key = (f.function, f.file, f.line, f.column, f.inlined, f.status, f.reason)
+                txt = rendered.get(key)
+                if txt is None:
+                    txt = rendered[key] = _text_frame(f)
+                lines.append(txt)
+            if not lines:
+                lines = ["?? [unknown]"]
+            pad = "\n" + " " * (len(head) + 2)
+            chunk.append(f"{head}: {pad.join(lines)}\n".encode("utf-8", "replace"))
+        if len(chunk) >= 4096:
+            write(b"".join(chunk))
+            chunk.clear()
+    write(b"".join(chunk))
+    sys.stdout.flush()
     for _, msg in bad:
         print(f"wasmprof: error: {msg}", file=sys.stderr)
     return 2 if bad else 0

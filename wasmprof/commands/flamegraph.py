@@ -10,8 +10,9 @@ from typing import Any
 
 from wasmprof import output
 from wasmprof.errors import UsageError
-from wasmprof.profiles import (PROFILE_FORMATS, SymbolizedProfile, Symbolizer, discover_perf_maps,
-                               merge_profiles, read_profile_input, self_by_function)
+from wasmprof.profiles import (PROFILE_FORMATS, SymbolizedProfile, Symbolizer,
+                               assign_perf_map_modules, discover_perf_maps, merge_profiles,
+                               read_profile_input, self_by_function)
 
 FORMATS = ("svg", "speedscope", "folded")
 _SUFFIX_FORMAT = {".svg": "svg", ".json": "speedscope", ".speedscope": "speedscope",
@@ -66,10 +67,42 @@ def register(subparsers: Any) -> None:
                    help="SVG: merge frames narrower than this (default 0.1 px)")
     p.add_argument("--max-nodes", type=int, default=12000,
                    help="SVG: at most this many boxes; the merge threshold grows until it fits")
+    p.add_argument("--focus", metavar="REGEX",
+                   help="SVG/folded: only the sub-trees under frames whose name matches (drill "
+                        "down into frames merged away at full scale)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary (samples, per-function self counts, statuses) "
                         "on stdout; needs -o")
     p.set_defaults(func=run)
+
+
+def printable(text: str) -> str:
+    """Names come from modules and logs: no terminal control characters on stderr."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def focus_matcher(pattern: str):
+    import re
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise UsageError(f"bad --focus regular expression: {e}", source="--focus",
+                         found=pattern) from None
+    return lambda name: rx.search(name) is not None
+
+
+def focus_folded(lines: list[str], matches) -> list[str]:
+    """Folded lines cut to start at their outermost frame that ``matches``."""
+    agg: dict[str, int] = {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        names = stack.split(";")
+        for i, n in enumerate(names):
+            if matches(n):
+                key = ";".join(names[i:])
+                agg[key] = agg.get(key, 0) + int(count)
+                break
+    return [f"{k} {v}" for k, v in sorted(agg.items())]
 
 
 def output_format(fmt: str | None, out: str | None) -> str:
@@ -98,6 +131,7 @@ def load_symbolized(paths: list[str], args: argparse.Namespace) -> SymbolizedPro
             for mp in discover_perf_maps(path):
                 maps.append(read_perf_map(mp))
                 notes.append(f"{path}: using perf map {mp}")
+        notes.extend(assign_perf_map_modules(maps, modules))
         progress = output.Progress(f"reading {Path(path).name}", os.path.getsize(path))
         try:
             profiles = read_profile_input(path, perf_maps=maps, fmt=args.input_format,
@@ -125,7 +159,7 @@ def summary(profile: SymbolizedProfile) -> dict[str, Any]:
 
 def write_output(profile: SymbolizedProfile, fmt: str, out_path: str | None,
                  args: argparse.Namespace) -> int:
-    from wasmprof.flamegraph.calltree import tree_from_profile
+    from wasmprof.flamegraph.calltree import focus_tree, tree_from_profile
     from wasmprof.flamegraph.folded import folded_lines
     from wasmprof.flamegraph.speedscope import speedscope_document
     from wasmprof.flamegraph.svg import SvgOptions, render_svg
@@ -139,9 +173,14 @@ def write_output(profile: SymbolizedProfile, fmt: str, out_path: str | None,
         import orjson
         data = orjson.dumps(doc)
     elif fmt == "folded":
-        data = ("\n".join(folded_lines(profile, group_by=group)) + "\n").encode("utf-8")
+        lines = folded_lines(profile, group_by=group)
+        if args.focus:
+            lines = focus_folded(lines, focus_matcher(args.focus))
+        data = ("\n".join(lines) + "\n").encode("utf-8")
     else:
         tree = tree_from_profile(profile, group_by=group)
+        if args.focus:
+            tree = focus_tree(tree, focus_matcher(args.focus))
         title = args.title or ("Flame graph: " + ", ".join(Path(p).name for p in args.inputs))
         span = ""
         if profile.start is not None and profile.end is not None:
@@ -149,7 +188,8 @@ def write_output(profile: SymbolizedProfile, fmt: str, out_path: str | None,
         svg, _ = render_svg(tree, SvgOptions(
             title=title, subtitle=f"{profile.total:,} {profile.unit}{span}",
             min_width_px=args.min_width, max_nodes=args.max_nodes,
-            notes=[n for n in profile.notes if "using perf map" not in n][:4]))
+            notes=[n for n in profile.notes if "using perf map" not in n][:4]
+            + [n for n in tree.notes if n.startswith("focused")]))
         data = svg.encode("utf-8")
     if out_path:
         Path(out_path).write_bytes(data)
@@ -171,9 +211,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         output.write_json(info)
     elif args.output:
-        top = ", ".join(f"{e['function']} {e['self']}" for e in info["self_by_function"][:3])
+        top = ", ".join(f"{printable(e['function'])} {e['self']}"
+                        for e in info["self_by_function"][:3])
         print(f"wrote {args.output} ({fmt}, {size:,} bytes): {info['total']:,} {profile.unit}; "
               f"top self: {top}", file=sys.stderr)
         for note in profile.notes:
-            print(f"note: {note}", file=sys.stderr)
+            print(f"note: {printable(note)}", file=sys.stderr)
     return 0

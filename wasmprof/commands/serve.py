@@ -128,9 +128,9 @@ wasmprof demo is starting on {base}
 
 Try it (anonymous access is on in --demo):
   curl -s {base}/api/v1/crash-groups | python3 -m json.tool | head -40
-  curl -s -F file=@tests/data/wasm/crash_oob.O2.wasm '{base}/api/v1/modules?plugin=crash_oob'
-  curl -s --data-binary @tests/data/dumps/crash_oob.O2.load.classic.log '{base}/api/v1/logs?plugin=crash_oob'
-  curl -s '{base}/api/v1/crash-groups?plugin=crash_oob'
+  curl -s -F file=@tests/data/wasm/crash_trap.O2.wasm '{base}/api/v1/modules?plugin=crash-trap&version=1.0'
+  curl -s --data-binary @tests/data/dumps/crash_trap.O2.trap.classic.log '{base}/api/v1/logs?plugin=crash-trap&version=1.0'
+  curl -s '{base}/api/v1/crash-groups?plugin=crash-trap'
 Stop with Ctrl-C.
 """, file=sys.stderr, flush=True)
 

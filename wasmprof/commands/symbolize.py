@@ -177,9 +177,9 @@ class _GuardedStream:
 # -- text rendering -------------------------------------------------------------------------
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f,
                                          *range(0x80, 0xa0))}
+_CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0x202a, 0x202f), *range(0x2066, 0x206a))})
 _CONTROL_NO_NL = dict(_CONTROL)
 _CONTROL_NO_NL[0x0a] = "\\n"
-_CONTROL_NO_NL[0x09] = "\\t"
 
 
 def sanitize(text: str, *, single_line: bool = False) -> str:
@@ -216,7 +216,7 @@ def render_crash(crash: Crash, number: int, *, color: bool = False) -> str:
     for f in crash.frames:
         by_input.setdefault(f.input_index if f.input_index is not None else -1, []).append(f)
     head = [f"wasm crash #{number}: {crash.trap_kind}"]
-    if crash.message:
+    if crash.message and crash.message.replace(" ", "-") != str(crash.trap_kind):
         head.append(crash.message)
     head.append(str(crash.runtime) + (f"/{crash.space}" if crash.space else ""))
     if crash.plugin:

@@ -132,15 +132,20 @@ def build_call_tree(samples: Iterable[SymbolizedSample], *, name: str = "all",
     return CallTree(root=root, unit=unit, name=name)
 
 
+def _thread_of(s: SymbolizedSample) -> str | None:
+    return s.thread or "[no thread]"
+
+
 def tree_from_profile(profile: SymbolizedProfile, *, group_by: str | None = None) -> CallTree:
     """``group_by``: None, ``"thread"`` or a sample label name (e.g. ``"plugin"``)."""
     group: Callable[[SymbolizedSample], str | None] | None = None
     if group_by == "thread":
-        def group(s: SymbolizedSample) -> str | None:
-            return s.thread or "[no thread]"
+        group = _thread_of
     elif group_by:
-        def group(s: SymbolizedSample) -> str | None:
-            return s.labels.get(group_by) or f"[no {group_by}]"
+        key = group_by
+
+        def group(s: SymbolizedSample) -> str | None:  # noqa: F811
+            return s.labels.get(key) or f"[no {key}]"
     tree = build_call_tree(profile.samples, name=profile.name or "all", unit=profile.unit,
                            group=group)
     tree.start, tree.end = profile.start, profile.end
@@ -181,4 +186,44 @@ def function_table(profile: SymbolizedProfile,
             if key not in seen:
                 seen.add(key)
                 st.total += weight
+    return out
+
+
+def _merge_into(parent: Node, node: Node) -> None:
+    """Add ``node``'s subtree under ``parent`` (merging equal keys)."""
+    pending = [(parent, node)]
+    while pending:
+        dst_parent, src = pending.pop()
+        key = (src.name, src.native)
+        dst = dst_parent.children.get(key)
+        if dst is None:
+            dst = dst_parent.children[key] = Node(
+                name=src.name, native=src.native, inlined=src.inlined, module=src.module,
+                file=src.file, status=src.status, reason=src.reason, wasm_index=src.wasm_index)
+        dst.total += src.total
+        dst.self_weight += src.self_weight
+        for k, v in src.lines.items():
+            dst.lines[k] = dst.lines.get(k, 0) + v
+        if _STATUS_RANK[src.status] > _STATUS_RANK[dst.status]:
+            dst.status, dst.reason = src.status, src.reason
+        pending.extend((dst, c) for c in src.children.values())
+
+
+def focus_tree(tree: CallTree, matches: Callable[[str], bool]) -> CallTree:
+    """The sub-trees rooted at the outermost frames whose name ``matches``, merged under a
+    new root (drill-down into frames that were too narrow to draw)."""
+    root = Node(name=f"{tree.root.name} (focused)")
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        for child in node.children.values():
+            if matches(child.name):
+                _merge_into(root, child)
+                root.total += child.total
+            else:
+                stack.append(child)
+    out = CallTree(root=root, unit=tree.unit, name=root.name, start=tree.start, end=tree.end,
+                   notes=list(tree.notes))
+    out.notes.append(f"focused: {root.total:,} of {tree.total:,} {tree.unit} "
+                     "pass through the focused frames")
     return out

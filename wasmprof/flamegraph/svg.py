@@ -249,7 +249,8 @@ def render_svg(tree: CallTree, options: SvgOptions | None = None) -> tuple[str, 
         if b.node is None:
             name = f"[{b.merged:,} narrower frames]"
             title = (f"{name}\n{int(b.w):,} {unit} ({_pct(b.w, total)}) in frames narrower than "
-                     f"{min_px:g} px, merged; zoom into the parent to see them")
+                     f"{min_px:g} px, merged (not in this file); render their parent with "
+                     f"'wasmprof flamegraph --focus NAME' to see them")
             fill = _MERGED
         else:
             name = b.node.name

@@ -24,6 +24,8 @@ threads) paired with the nearest ``Function: … failed: Exception: …`` record
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -47,6 +49,8 @@ MAX_FRAMES = 100_000          # frames kept per crash (deep recursion prints 819
 MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are open
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
+_HASH_DIGIT = re.compile(rb"#\d")
+PLUGIN_LINES = 2048           # recent `wasm log` lines kept for plugin attribution
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
 
@@ -103,6 +107,7 @@ class CrashScanner:
         self.held: list[tuple[int, bytes]] = []   # pass-through while crashes are open
         self.held_bytes = 0
         self.plugins: dict[str, tuple[str | None, str | None, str | None, str, int]] = {}
+        self.plugin_lines: deque[tuple[bytes, int]] = deque(maxlen=PLUGIN_LINES)
         self.recent_wamr: list[tuple[str | None, int]] = []
         self.last_signature: tuple | None = None
         self.last_signature_line = 0
@@ -477,6 +482,24 @@ class CrashScanner:
         return False
 
     # -- plugin attribution ------------------------------------------------------------------
+    def remember_plugin_line(self, raw: bytes, lineno: int) -> None:
+        """A ``wasm log`` line seen on the fast path: parsed only if a crash needs it."""
+        self.plugin_lines.append((raw, lineno))
+
+    def _parse_plugin_lines(self, thread: str) -> None:
+        """Read remembered ``wasm log`` lines, newest first, until one of ``thread``'s."""
+        newer: list[tuple[LogLine, str, int]] = []
+        while self.plugin_lines:
+            raw, lineno = self.plugin_lines.pop()
+            ll = parse_line(decode(raw))
+            newer.append((ll, ll.message, lineno))
+            if ll.thread == thread:
+                break
+        for ll, msg, lineno in reversed(newer):
+            if ll.thread is not None and (ll.thread not in self.plugins
+                                          or self.plugins[ll.thread][4] < lineno):
+                self._note_plugin(ll, msg, lineno)
+
     def _note_plugin(self, ll: LogLine, msg: str, lineno: int) -> None:
         start = msg.find("wasm log")
         colon = msg.find(":", start)
@@ -495,6 +518,8 @@ class CrashScanner:
         self.plugins[ll.thread] = (plugin, root, vm, msg[colon + 1:colon + 301].strip(), lineno)
 
     def _attribute(self, crash: Crash) -> None:
+        if crash.thread is not None and self.plugin_lines:
+            self._parse_plugin_lines(crash.thread)
         info = self.plugins.get(crash.thread) if crash.thread is not None else None
         if info is None:
             return
@@ -628,6 +653,15 @@ def _chunks(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
+def _worth_parsing(line: bytes) -> bool:
+    """Cheap byte test: can this line start, continue or end a crash (when no block is
+    open)? Lines that merely contain ``#`` or ``wasm log`` are not."""
+    if (b"Function: " in line or b"Exception: " in line or b"Caught " in line
+            or b" backtrace:" in line):
+        return True
+    return b"#" in line and _HASH_DIGIT.search(line) is not None
+
+
 def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
              progress: Progress | None = None, keep_lines: bool = True
              ) -> Iterator[bytes | Crash]:
@@ -636,11 +670,12 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
     sc = CrashScanner(source, keep_lines=keep_lines)
     finders = TRIGGERS
     base = 0
-    lineno = 1
+    lineno = 1            # line number at position ln_pos of the current chunk
     for chunk in _chunks(stream):
         n = len(chunk)
         nexts = [chunk.find(t) for t in finders]
-        pos = 0
+        pos = ln_pos = 0
+        pt, pt_lineno = 0, lineno      # start of pass-through bytes not yet handed on
         while pos < n:
             if sc.idle:
                 hit = n
@@ -650,29 +685,45 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
                         p = nexts[k] = chunk.find(t, pos)
                     if 0 <= p < hit:
                         hit = p
-                start = chunk.rfind(b"\n", pos, hit) + 1 if hit < n else n
-                if start > pos:
-                    if sc.pending_msgs or sc.pending_dumps:
-                        sc.expire(base + pos)
-                    if sc.busy:
-                        sc.passthrough(lineno, chunk[pos:start])
-                    elif keep_lines:
-                        yield from sc.drain()
-                        yield chunk[pos:start]
-                    lineno += chunk.count(b"\n", pos, start)
-                    pos = start
-                    if pos >= n:
-                        break
+                if hit >= n:
+                    break
+                pos = chunk.rfind(b"\n", pos, hit) + 1
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl + 1
+            line = chunk[pos:end]
+            if sc.idle and not _worth_parsing(line):
+                if b"wasm log" in line:
+                    lineno += chunk.count(b"\n", ln_pos, pos)
+                    ln_pos = pos
+                    sc.remember_plugin_line(line, lineno)
+                pos = end
+                continue
+            if pt < pos:
+                if sc.pending_msgs or sc.pending_dumps:
+                    sc.expire(base + pos)
+                if sc.busy:
+                    sc.passthrough(pt_lineno, chunk[pt:pos])
+                elif keep_lines:
+                    yield from sc.drain()
+                    yield chunk[pt:pos]
+            lineno += chunk.count(b"\n", ln_pos, pos)
+            ln_pos = pos
             if sc.pending_msgs or sc.pending_dumps or sc.natives or sc.dump:
                 sc.expire(base + pos)
-            sc.feed_line(chunk[pos:end], lineno, base + pos)
-            if nl >= 0:
-                lineno += 1
-            pos = end
+            sc.feed_line(line, lineno, base + pos)
+            pos = pt = end
+            pt_lineno = lineno + (nl >= 0)
             if sc.ready:
                 yield from sc.drain()
+        if pt < n:
+            if sc.pending_msgs or sc.pending_dumps:
+                sc.expire(base + n)
+            if sc.busy:
+                sc.passthrough(pt_lineno, chunk[pt:n])
+            elif keep_lines:
+                yield from sc.drain()
+                yield chunk[pt:n]
+        lineno += chunk.count(b"\n", ln_pos, n)
         base += n
         if progress is not None:
             progress.update(base)

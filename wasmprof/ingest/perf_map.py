@@ -49,6 +49,29 @@ class PerfMap:
         self.entries.sort(key=lambda e: e.start)
         self._starts = [e.start for e in self.entries]
 
+    def segments(self) -> list[list[int]]:
+        """Entry indexes per loaded AOT module: WAMR writes one module's ``aot_func#0..K-1``
+        contiguously, so a run restarts at ``aot_func#0`` (or where the ``[module]#``
+        prefix changes). Non-AOT entries are in no segment."""
+        segs: list[list[int]] = []
+        prev: PerfMapEntry | None = None
+        for i, e in enumerate(self.entries):
+            if e.aot_index is None:
+                prev = None
+                continue
+            if prev is None or e.aot_index == 0 or e.module != prev.module \
+                    or e.aot_index != prev.aot_index + 1:
+                segs.append([])
+            segs[-1].append(i)
+            prev = e
+        return segs
+
+    def set_module(self, indexes: list[int], module: str) -> None:
+        """Name the module of the given entries (a segment matched to a loaded module)."""
+        for i in indexes:
+            e = self.entries[i]
+            self.entries[i] = PerfMapEntry(e.start, e.size, e.symbol, e.aot_index, module)
+
     def lookup(self, address: int) -> tuple[PerfMapEntry, int] | None:
         """The entry whose ``[start, start+size)`` holds ``address`` and the offset into it."""
         i = bisect.bisect_right(self._starts, address) - 1

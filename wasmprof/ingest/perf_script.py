@@ -14,9 +14,13 @@ Frames become :class:`~wasmprof.model.RawFrame`:
 - a bare address (``[unknown]``) that a given perf map covers: looked up in the map, same
   as above; callers (every frame but the leaf) hold return addresses and are looked up at
   ``ip - 1`` so a call that ends a function is not attributed to the next one;
-- anything else is a host frame (``native=True``, ``printed_name`` = perf's symbol,
-  ``module`` = perf's DSO, ``offset`` = the ip), or ``space=native, native=False`` with no
-  name for an unresolvable bare address (status ``unknown`` later).
+- anything else is a host frame (``native=True``, ``printed_name`` = perf's symbol or None,
+  ``module`` = perf's DSO, ``offset`` = the ip), except a bare address in anonymous memory
+  (``[unknown]`` DSO) that no perf map covers: ``space=native, native=False``, no name (may be
+  JIT/AOT code; status ``unknown`` later, with a reason).
+
+Blocks are separated by blank lines; a header that carries the frame itself (``perf script``
+without call chains) makes every line its own sample. Comment lines (``#``) are skipped.
 
 Parsing is streamed in chunks (bounded memory) and interned: identical call chains share one
 tuple of RawFrames, so a 100k-sample script costs one parse per distinct chain.
@@ -37,6 +41,7 @@ _HEADER = re.compile(
     rb"^\s*(?P<comm>.*?)\s+(?:(?P<pid>-?\d+)/)?(?P<tid>-?\d+)\s+(?:\[(?P<cpu>\d+)\]\s+)?"
     rb"(?P<time>\d+\.\d+):\s+(?:(?P<period>\d+)\s+)?(?P<event>\S+?):(?:\s+(?P<rest>.*))?$")
 _CHUNK = 8 << 20
+MAX_BLOCK = 64 << 20     # one sample's text; more means this is not perf script output
 
 
 @dataclass(slots=True)
@@ -138,7 +143,7 @@ class _FrameParser:
 
 
 def iter_blocks(stream: BinaryIO, progress: Callable[[int], None] | None = None,
-                chunk_size: int = _CHUNK) -> Iterable[bytes]:
+                chunk_size: int = _CHUNK, source: str = "<perf script>") -> Iterable[bytes]:
     """Blank-line separated blocks of a stream, read in bounded chunks."""
     tail = b""
     done = 0
@@ -154,6 +159,10 @@ def iter_blocks(stream: BinaryIO, progress: Callable[[int], None] | None = None,
             data = data.replace(b"\r\n", b"\n")
         parts = data.split(b"\n\n")
         tail = parts.pop()
+        if len(tail) > MAX_BLOCK:
+            raise LogFormatError(f"a sample block longer than {MAX_BLOCK >> 20} MiB",
+                                 source=source, offset=done - len(tail),
+                                 expected="perf script samples separated by blank lines")
         yield from parts
     if tail.strip():
         yield tail
@@ -174,7 +183,7 @@ def parse_perf_script(stream: BinaryIO, *, perf_maps: Iterable[PerfMap] = (),
     pending: list[bytes] = []
     append = samples.append
     start, end = float("inf"), float("-inf")
-    for raw_block in iter_blocks(stream, progress):
+    for raw_block in iter_blocks(stream, progress, source=source):
         pending.append(raw_block)
         while pending:
             block = pending.pop().strip(b"\n")
@@ -229,6 +238,15 @@ def parse_perf_script(stream: BinaryIO, *, perf_maps: Iterable[PerfMap] = (),
     profile = Profile(samples=samples, unit="samples", source=source, start=start, end=end,
                       notes=list(stats.notes))
     return profile, stats
+
+
+def header_pids(head: bytes) -> set[int]:
+    """PIDs (or TIDs when perf printed no PID) of the sample headers in ``head``."""
+    pids = set()
+    for line in head.split(b"\n"):
+        if line[:1] not in (b"\t", b" ", b"#", b"") and (h := _HEADER.match(line)) is not None:
+            pids.add(int(h["pid"] or h["tid"]))
+    return pids
 
 
 def looks_like_perf_script(head: bytes) -> bool:

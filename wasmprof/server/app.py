@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
 
-    _SKIP = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+    _SKIP = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+        "message", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         d: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
@@ -48,6 +49,41 @@ class JsonLogFormatter(logging.Formatter):
         if record.exc_info:
             d["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(d, default=str).decode()
+
+
+class AccessLogMiddleware:
+    """Pure ASGI: one structured log line + metrics per HTTP request."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(msg: dict) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            dt = time.perf_counter() - t0
+            self.metrics.inc("http_responses", code=f"{status // 100}xx")
+            self.metrics.observe("request", dt)
+            if access_log.isEnabledFor(logging.INFO):
+                p = (scope.get("state") or {}).get("principal")
+                client = scope.get("client")
+                access_log.info("request", extra={
+                    "method": scope.get("method"), "path": scope.get("path"), "status": status,
+                    "ms": round(dt * 1000, 2), "client": client[0] if client else None,
+                    "token": p.name if p is not None else None})
 
 
 def _limit_for(config: ServerConfig):
@@ -102,26 +138,8 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
     async def _wasmprof_error(request: Request, exc: WasmprofError) -> Response:
         return OrjsonResponse(exc.to_dict(), status_code=400)
 
-    @app.middleware("http")
-    async def _access(request: Request, call_next):
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            dt = time.perf_counter() - t0
-            svc.metrics.inc("http_responses", code=f"{status // 100}xx")
-            svc.metrics.observe("request", dt)
-            p = getattr(request.state, "principal", None)
-            access_log.info("request", extra={
-                "method": request.method, "path": request.url.path, "status": status,
-                "ms": round(dt * 1000, 2), "client": request.client.host if request.client else None,
-                "token": p.name if p is not None else None,
-                "bytes_in": request.headers.get("content-length")})
-
     app.add_middleware(BodyLimitMiddleware, limit_for=_limit_for(config))
+    app.add_middleware(AccessLogMiddleware, metrics=svc.metrics)
 
     @app.get("/healthz", include_in_schema=True, summary="Liveness + database check")
     def healthz() -> Response:

@@ -206,9 +206,8 @@ class CrashService:
             if not batch:
                 return
             with self.db.tx() as tx:
-                for s in batch:
-                    ev, grp = self._store_event(tx, s, ingest_id=ingest_id, plugin=plugin,
-                                                version=version, labels=labels, received=received)
+                for ev, grp in self._store_batch(tx, batch, ingest_id=ingest_id, plugin=plugin,
+                                                 version=version, labels=labels, received=received):
                     total += 1
                     if len(events) < MAX_LISTED:
                         events.append(ev)
@@ -233,42 +232,61 @@ class CrashService:
                 "events": events, "events_truncated": total > len(events),
                 "groups": sorted(groups.values(), key=lambda g: g["id"])}
 
-    def _store_event(self, tx: Tx, s: Symbolized, *, ingest_id: int | None, plugin: str | None,
-                     version: str | None, labels: dict[str, str],
-                     received: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        c = s.crash
-        p = plugin or c.plugin
-        seen = parse_log_time(c.timestamp, received)
-        gid, is_new, regressed = self._upsert_group(tx, s.key, p, str(c.trap_kind), seen,
-                                                    top_frames(c), count=1)
-        frames = _json([f.to_dict() for f in c.frames]) if c.frames else None
-        grouping = {**s.key.reason, "fingerprint": s.key.fingerprint, "note": s.note,
-                    "space": s.space}
-        eid = tx.insert(
-            "INSERT INTO crash_events (ingest_id, group_id, plugin, version, labels, trap_kind, "
-            "runtime, message, function, occurred_at, received_at, crash, space, frames, "
-            "symbolized_with, fingerprint, grouping, symbolized_at) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (ingest_id, gid, p, version, _json(labels), str(c.trap_kind), str(c.runtime),
-             (c.message or "")[:2000], c.function, seen, received, crash_to_json(c), s.space,
-             frames, _json(s.modules), s.key.fingerprint, _json(grouping), now()))
-        group = self._group_row(tx, gid)
-        event = {"id": eid, "group_id": gid, "plugin": p, "version": version, "labels": labels,
-                 "trap_kind": str(c.trap_kind), "message": c.message, "occurred_at": seen,
-                 "received_at": received, "new_group": is_new, "regressed": regressed,
-                 "title": group["title"], "fingerprint": s.key.fingerprint,
-                 "frames": [f.to_dict() for f in c.frames[:20]]}
+    def _store_batch(self, tx: Tx, batch: list[Symbolized], *, ingest_id: int | None,
+                     plugin: str | None, version: str | None, labels: dict[str, str],
+                     received: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Store events; one group upsert per distinct fingerprint in the batch."""
+        prepared = []
+        by_fp: dict[str, list[int]] = {}
+        for i, s in enumerate(batch):
+            prepared.append((s, plugin or s.crash.plugin, parse_log_time(s.crash.timestamp, received)))
+            by_fp.setdefault(s.key.fingerprint, []).append(i)
+        groups: dict[str, tuple[int, bool, bool, dict[str, Any]]] = {}
+        for fp, idxs in by_fp.items():
+            s0, p0, _ = prepared[idxs[0]]
+            seen = [prepared[i][2] for i in idxs]
+            gid, is_new, regressed = self._upsert_group(
+                tx, s0.key, p0, str(s0.crash.trap_kind), min(seen), max(seen),
+                top_frames(prepared[idxs[-1]][0].crash), count=len(idxs))
+            groups[fp] = (gid, is_new, regressed, self._group_row(tx, gid))
         hook = _alerts_hook()
-        if hook is not None:
-            try:
-                with self.db.savepoint(tx, "alerts_hook"):
-                    hook(self.db, group, event, is_new, regressed)
-            except Exception:  # noqa: BLE001 - alerts must never block or fail ingest
-                log.exception("alerts hook failed for crash event %s", eid)
-        return event, group
+        labels_json = _json(labels)
+        out = []
+        announced: set[str] = set()
+        for s, p, seen in prepared:
+            c = s.crash
+            fp = s.key.fingerprint
+            gid, is_new, regressed, group = groups[fp]
+            first = fp not in announced
+            announced.add(fp)
+            frames = _json([f.to_dict() for f in c.frames]) if c.frames else None
+            grouping = {**s.key.reason, "fingerprint": fp, "note": s.note, "space": s.space}
+            eid = tx.insert(
+                "INSERT INTO crash_events (ingest_id, group_id, plugin, version, labels, trap_kind, "
+                "runtime, message, function, occurred_at, received_at, crash, space, frames, "
+                "symbolized_with, fingerprint, grouping, symbolized_at) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (ingest_id, gid, p, version, labels_json, str(c.trap_kind), str(c.runtime),
+                 (c.message or "")[:2000], c.function, seen, received, crash_to_json(c), s.space,
+                 frames, _json(s.modules), fp, _json(grouping), received))
+            event = {"id": eid, "group_id": gid, "plugin": p, "version": version,
+                     "labels": labels, "trap_kind": str(c.trap_kind), "message": c.message,
+                     "occurred_at": seen, "received_at": received,
+                     "new_group": is_new and first, "regressed": regressed and first,
+                     "title": group["title"], "fingerprint": fp,
+                     "frames": [f.to_dict() for f in c.frames[:20]]}
+            if hook is not None:
+                try:
+                    with self.db.savepoint(tx, "alerts_hook"):
+                        hook(self.db, group, event, event["new_group"], event["regressed"])
+                except Exception:  # noqa: BLE001 - alerts must never block or fail ingest
+                    log.exception("alerts hook failed for crash event %s", eid)
+            out.append((event, group))
+        return out
 
-    def _upsert_group(self, tx: Tx, key: GroupKey, plugin: str | None, trap: str, seen: float,
-                      frames: list[dict], *, count: int) -> tuple[int, bool, bool]:
+    def _upsert_group(self, tx: Tx, key: GroupKey, plugin: str | None, trap: str,
+                      seen_min: float, seen_max: float, frames: list[dict], *,
+                      count: int) -> tuple[int, bool, bool]:
         """(group id, created, regressed). Safe with concurrent replicas."""
         t = now()
         row = tx.one("SELECT id FROM crash_groups WHERE fingerprint = ?", (key.fingerprint,))
@@ -278,7 +296,7 @@ class CrashService:
                 "top_frames, first_seen, last_seen, count, status, created_at) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?) ON CONFLICT (fingerprint) DO NOTHING "
                 "RETURNING id", (key.fingerprint, plugin, trap, key.title, key.basis,
-                                 _json(key.reason), _json(frames), seen, seen, count, t))
+                                 _json(key.reason), _json(frames), seen_min, seen_max, count, t))
             if row is not None:
                 return int(row["id"]), True, False
             row = tx.one("SELECT id FROM crash_groups WHERE fingerprint = ?", (key.fingerprint,))
@@ -290,7 +308,7 @@ class CrashService:
             "last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END, "
             "first_seen = CASE WHEN first_seen > ? THEN ? ELSE first_seen END, "
             "title = ?, basis = ?, reason = ?, top_frames = ? WHERE id = ?",
-            (count, seen, seen, seen, seen, key.title, key.basis, _json(key.reason),
+            (count, seen_max, seen_max, seen_min, seen_min, key.title, key.basis, _json(key.reason),
              _json(frames), gid))
         return gid, False, regressed
 
@@ -346,7 +364,7 @@ class CrashService:
                         occurred = tx.scalar("SELECT occurred_at FROM crash_events WHERE id = ?",
                                              (r["id"],))
                         gid, _, _ = self._upsert_group(
-                            tx, s.key, r["plugin"], str(s.crash.trap_kind), occurred,
+                            tx, s.key, r["plugin"], str(s.crash.trap_kind), occurred, occurred,
                             top_frames(s.crash), count=0)
                         if gid != r["group_id"]:
                             touched.update((gid, r["group_id"]))

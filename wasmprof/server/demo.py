@@ -9,7 +9,9 @@ Layout (filled by the crash-log and profile work):
   lines, else from ``plugins.json`` by file name, else from the file name's first part when
   a module of that plugin exists);
 - ``samples/profiles/``: ``*.perf-script.txt`` (+ a ``*.map`` of the same stem prefix),
-  ``*.folded``, ``*.json`` agent batches.
+  ``*.folded``, ``*.json`` agent batches;
+- ``samples/sources/``: the plugins' source files, stored as ``/fixtures/src/<name>`` (the
+  path the samples' DWARF names) for the dashboard's source context.
 
 Loading runs the same service code as the HTTP API (upload, ingest, index) synchronously.
 """
@@ -90,6 +92,10 @@ def load_samples(svc: Any, root: Path | None = None) -> dict[str, Any]:
                                          sha256=None, plugin=plugin, version=version,
                                          labels={"source": "demo"})
         out["crashes"] += res["crashes"]
+    sdir = root / "sources"           # plugin sources, shown as context around frames
+    if sdir.is_dir():
+        from wasmprof.server.routes_web import load_sources_dir
+        out["sources"] = load_sources_dir(svc.store, sdir, prefix="/fixtures/src")
     pdir = root / "profiles"
     files = sorted(pdir.iterdir()) if pdir.is_dir() else []
     maps = [p for p in files if p.name.endswith(".map")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -96,6 +97,7 @@ class ProfileService:
         self.registry = registry
         self.resolver = resolver
         self.metrics = metrics
+        self.resolve_lock = threading.Lock()
 
     # -- ingest -----------------------------------------------------------------------
     def _parse(self, fmt: str, data: bytes, aux: bytes | None, source: str) -> Any:
@@ -144,7 +146,10 @@ class ProfileService:
                              (client_id,))
             if row is not None:
                 return {"id": row["id"], "samples": row["sample_count"], "duplicate": True}
-        profile = self._parse(fmt, data, aux, name or f"upload {fmt}")
+        if fmt == "agent-json":
+            profile = check_agent_batch(data, name or "sample batch")   # full parse at query time
+        else:
+            profile = self._parse(fmt, data, aux, name or f"upload {fmt}")
         count = len(profile.samples)
         plugin = plugin or profile.plugin
         labels = {**profile.labels, **labels}
@@ -254,7 +259,8 @@ class ProfileService:
                 if m.companion is not None and m.companion not in mods:
                     mods.append(m.companion)
             for p in profiles:
-                symbolized.append(symbolize_profile(p, mods, self.resolver))
+                with self.resolve_lock:
+                    symbolized.append(symbolize_profile(p, mods, self.resolver))
         merged = merge_profiles(symbolized)
         merged.name = sel.describe()
         return merged
@@ -277,7 +283,8 @@ class ProfileService:
             return svg.encode(), "image/svg+xml"
         if fmt == "json":
             from wasmprof.flamegraph.calltree import function_table
-            rows = function_table(prof)
+            rows = sorted(function_table(prof).values(),
+                          key=lambda f: (-f.self_weight, -f.total, f.name))
             return orjson.dumps({
                 "selection": sel.describe(), "total": prof.total, "unit": prof.unit,
                 "notes": prof.notes, "status_counts": prof.status_counts,
@@ -302,12 +309,48 @@ class ProfileService:
                              "rows": [r.to_dict() for r in rows[:1000]]}), "application/json"
 
 
+@dataclass(slots=True)
+class _BatchSummary:
+    samples: list[Any]
+    plugin: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    start: float | None = None
+    end: float | None = None
+    name: str | None = None
+
+
+def check_agent_batch(data: bytes, source: str) -> _BatchSummary:
+    """Cheap structural check of an agent batch at ingest (the hot path): JSON object with
+    ``samples`` = list of objects each holding a ``stack`` list. PCs and modules are checked
+    by the full parser (``parse_agent_json``) when the batch is queried."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise LogFormatError(f"not JSON: {e}", source=source, offset=getattr(e, "pos", None)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("samples"), list):
+        raise LogFormatError("bad agent sample batch", source=source,
+                             expected='{"modules": [...], "samples": [...]}',
+                             found=type(doc).__name__)
+    samples = doc["samples"]
+    for i, smp in enumerate(samples):
+        if not isinstance(smp, dict) or not isinstance(smp.get("stack"), list):
+            raise LogFormatError(f"bad agent sample batch field samples[{i}]", source=source,
+                                 expected='{"stack": [pc, ...]}', found=repr(smp)[:80])
+    mods = doc.get("modules", [])
+    if not isinstance(mods, list):
+        raise LogFormatError("bad agent sample batch field modules", source=source,
+                             expected="a list", found=repr(mods)[:80])
+    labels = doc.get("labels") if isinstance(doc.get("labels"), dict) else {}
+    stamps = [s["timestamp"] for s in samples if isinstance(s.get("timestamp"), (int, float))]
+    return _BatchSummary(samples=samples, plugin=doc.get("plugin") if isinstance(doc.get("plugin"), str) else None,
+                         labels={str(k): str(v) for k, v in labels.items()},
+                         start=min(stamps) if stamps else None, end=max(stamps) if stamps else None,
+                         name=doc.get("name") if isinstance(doc.get("name"), str) else None)
+
+
 def _row_dict(r: Any) -> dict[str, Any]:
-    to = getattr(r, "to_dict", None)
-    if to is not None:
-        return to()
-    import dataclasses
-    return dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r)
+    return {"function": r.name, "native": r.native, "module": r.module,
+            "self": r.self_weight, "total": r.total}
 
 
 def _plausible(ts: float | None, t: float) -> bool:

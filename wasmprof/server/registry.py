@@ -98,7 +98,7 @@ class ModuleRegistry:
             if row is not None:                  # a concurrent upload of the same bytes won
                 mid, created = row["id"], False
             else:
-                mid = tx.insert(
+                ins = tx.one(
                     "INSERT INTO modules (sha256, identity, kind, filename, name, plugin, version, "
                     "size, has_dwarf, has_name_section, build_id, shape, arch, function_count, info, "
                     "index_state, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
@@ -107,7 +107,11 @@ class ModuleRegistry:
                      len(data), int(module.has_dwarf), int(module.has_name_section), module.build_id,
                      module.shape, module.arch, len(module.functions),
                      orjson.dumps(info).decode(), now()))
-                created = True
+                if ins is None:                      # lost a race with the same bytes
+                    mid = tx.scalar("SELECT id FROM modules WHERE sha256 = ?", (sha,))
+                    created = False
+                else:
+                    mid, created = ins["id"], True
             if plugin:
                 self._link(tx, mid, plugin, version)
         with self._cache_lock:
@@ -248,7 +252,8 @@ class ModuleRegistry:
         if mod is None:
             self.cache_misses += 1
             path = self.store.blobs.local_path(sha)
-            mod = _load(str(path), path.read_bytes(), (row["filename"] or "module").rsplit(".", 1)[0])
+            fname = row["filename"] or f"module-{row['id']}"
+            mod = _load(fname, path.read_bytes(), fname.rsplit(".", 1)[0])
             with self._cache_lock:
                 self._cache[sha] = mod
                 self._trim()

@@ -331,6 +331,12 @@ def _symbolize_job(svc: Service, job: Any) -> dict[str, Any]:
     if not isinstance(addrs, list) or len(addrs) > 10000:
         raise UsageError("addresses must be a list of at most 10000", source="addresses")
     module = svc.registry.module(row)
+    with svc.resolve_lock:
+        return {"module": row["id"], "sha256": row["sha256"],
+                "results": _resolve_all(svc, module, space, addrs)}
+
+
+def _resolve_all(svc: Service, module: Any, space: AddressSpace, addrs: list) -> list[dict]:
     out = []
     for i, a in enumerate(addrs):
         if isinstance(a, dict):
@@ -343,4 +349,4 @@ def _symbolize_job(svc: Service, job: Any) -> dict[str, Any]:
             addr = _parse_addr(a)
             frames = svc.resolver.resolve_address(module, addr, space)
         out.append({"address": addr, "space": str(space), "frames": [f.to_dict() for f in frames]})
-    return {"module": row["id"], "sha256": row["sha256"], "results": out}
+    return out

@@ -115,9 +115,9 @@ def make_require(config: ServerConfig, tokens: TokenCache, limiter: RateLimiter,
             else:
                 host = request.client.host if request.client else "?"
                 p = Principal(None, config.anonymous_scopes, f"a{host}")
-                if not p.scopes:
-                    raise HTTPException(401, "this server requires a token: "
-                                             "Authorization: Bearer <token> "
+                if not p.allows(scope):
+                    raise HTTPException(401, f"this request needs a token with the {scope!r} "
+                                             "scope: Authorization: Bearer <token> "
                                              "(create one with `wasmprof token create`)",
                                         headers={"WWW-Authenticate": "Bearer"})
             if not p.allows(scope):
@@ -174,6 +174,10 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, send)
         except BodyTooLarge:
+            await _send_413(send, limit)
+        except BaseExceptionGroup as eg:           # raised inside a task group
+            if eg.subgroup(BodyTooLarge) is None:
+                raise
             await _send_413(send, limit)
 
 

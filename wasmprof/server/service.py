@@ -47,8 +47,11 @@ class Service:
         self.resolver = make_resolver(config.store.cache_dir)
         self.crashes = CrashService(self.store, self.registry, self.resolver, self.metrics)
         self.profiles = ProfileService(self.store, self.registry, self.resolver, self.metrics)
+        # one lock for every use of the shared Resolver (its caches are not thread-safe)
+        self.resolve_lock = self.profiles.resolve_lock = self.crashes._resolve_lock
         self.queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._warm_resolver: Any = None
         self._stop = threading.Event()
         self.metrics.gauges["wasmprof_queue_depth"] = lambda: float(self.queue.qsize())
         self.metrics.external["wasmprof_module_cache_hits_total"] = lambda: float(self.registry.cache_hits)
@@ -155,15 +158,18 @@ class Service:
         return {"module": mid, "companions_changed": changed, "regrouped": regrouped}
 
     def _warm(self, module: Any) -> None:
-        """Build the resolver's on-disk index now rather than on the first crash."""
-        warm = getattr(self.resolver, "build_index", None)
+        """Build the on-disk index now rather than on the first crash. Uses a Resolver of
+        its own (same cache dir) so request threads are never blocked by a long build."""
+        if self._warm_resolver is None:
+            self._warm_resolver = make_resolver(self.config.store.cache_dir)
+        warm = getattr(self._warm_resolver, "build_index", None)
         target = module.companion or module
         if warm is not None:
             warm(target)
             return
         start = target.code_payload_start
         if start is not None:
-            self.resolver.resolve_address(target, start + 1, AddressSpace.FILE)
+            self._warm_resolver.resolve_address(target, start + 1, AddressSpace.FILE)
 
     # -- stats ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

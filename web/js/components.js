@@ -101,7 +101,7 @@ export function healthBadges(m) {
       st.dwarf ? "DWARF line tables in this module" : st.dwarf_via_companion ? `through ${m.companion}` : "no DWARF"),
     badge(st.names || st.names_via_companion, "names",
       st.names ? "Wasm name section" : st.names_via_companion ? `through ${m.companion}` : "no name section"),
-    badge(Boolean(st.build_id), "build_id", st.build_id || "no build_id section (matched by code hash instead)"),
+    badge(st.build_id ? true : null, "build_id", st.build_id || "no build_id section: matched to companions by code hash instead"),
   ];
   if (AOT_KINDS.has(m.kind)) out.push(badge(st.aot_matched === true, "AOT→Wasm", m.companion ? `matched to ${m.companion}` : "no matching .wasm uploaded"));
   const idx = st.index_ready ? true : st.index_state === "failed" || st.index_error ? false : null;

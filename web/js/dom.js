@@ -8,7 +8,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 // Attributes that may carry data. URLs are checked separately (safeUrl).
 const URL_ATTRS = new Set(["href", "src"]);
 const ALLOWED_ATTRS = new Set([
-  "id", "class", "title", "role", "type", "name", "value", "placeholder", "for",
+  "id", "class", "title", "alt", "role", "type", "name", "value", "placeholder", "for",
   "colspan", "rowspan", "min", "max", "step", "checked", "selected", "disabled",
   "target", "rel", "download", "sandbox", "loading", "referrerpolicy", "tabindex",
   "width", "height", "x", "y", "x1", "x2", "y1", "y2", "points", "d", "fill",

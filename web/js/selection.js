@@ -15,11 +15,36 @@ export async function loadCatalog() {
     samples: p.sample_count ?? p.samples ?? null, format: p.format || "",
   }));
   const plugins = [...new Set(inputs.map((p) => p.plugin).filter(Boolean))].sort();
+  const versions = [...new Set(inputs.map((p) => p.version).filter(Boolean))].sort();
   const labelPairs = new Set();
   for (const p of inputs) {
     for (const [k, v] of Object.entries(p.labels)) labelPairs.add(`${k}=${v}`);
   }
-  return { inputs, plugins, labelPairs: [...labelPairs].sort() };
+  return { inputs, plugins, versions, labelPairs: [...labelPairs].sort() };
+}
+
+/** A first comparison worth showing: two inputs of one plugin that differ in version or in
+ * some label; the selections keep only what differs. Null when there is none. */
+export function suggestComparison(catalog) {
+  for (const plugin of catalog.plugins) {
+    const ins = catalog.inputs.filter((p) => p.plugin === plugin);
+    for (let i = 0; i < ins.length; i++) {
+      for (let j = i + 1; j < ins.length; j++) {
+        const a = ins[i], b = ins[j];
+        const keys = [...new Set([...Object.keys(a.labels), ...Object.keys(b.labels)])]
+          .filter((k) => a.labels[k] !== b.labels[k] && a.labels[k] !== undefined && b.labels[k] !== undefined);
+        if (a.version !== b.version || keys.length) {
+          const sel = (x) => ({
+            plugin, version: a.version !== b.version ? x.version : "",
+            labels: keys.map((k) => `${k}:${x.labels[k]}`).join(","), from: "", to: "",
+          });
+          const [older, newer] = (a.start ?? 0) <= (b.start ?? 0) ? [a, b] : [b, a];
+          return [sel(older), sel(newer)];
+        }
+      }
+    }
+  }
+  return null;
 }
 
 function safeJson(s) { try { return JSON.parse(s); } catch { return {}; } }
@@ -37,12 +62,15 @@ function fromLocalInput(v) {
 
 let formSeq = 0;
 
-/** The form; `onSubmit(selection)` gets {plugin, labels, from, to} (from/to unix seconds). */
+/** The form; `onSubmit(selection)` gets {plugin, version, labels, from, to} (from/to unix seconds). */
 export function selectionForm(catalog, sel, { submitLabel, onSubmit, legend, name }) {
   const id = `sel${++formSeq}`;
   const plugin = h("select", { name: "plugin", "aria-label": `${legend || "selection"} plugin` },
     h("option", { value: "" }, "all plugins"),
     catalog.plugins.map((p) => h("option", { value: p, selected: p === sel.plugin }, p)));
+  const version = h("select", { name: "version", "aria-label": `${legend || "selection"} version` },
+    h("option", { value: "" }, "any"),
+    catalog.versions.map((v) => h("option", { value: v, selected: v === sel.version }, v)));
   const labels = h("input", {
     name: "labels", type: "text", value: sel.labels, placeholder: "k=v,k2=v2", list: `${id}-labels`,
     "aria-label": `${legend || "selection"} labels`,
@@ -54,17 +82,21 @@ export function selectionForm(catalog, sel, { submitLabel, onSubmit, legend, nam
     on: {
       submit: (e) => {
         e.preventDefault();
-        onSubmit({ plugin: plugin.value, labels: labels.value.trim(), from: fromLocalInput(from.value), to: fromLocalInput(to.value) });
+        onSubmit(form.read());
       },
     },
   },
   legend ? h("strong", { class: "legend" }, legend) : null,
   h("label", {}, "Plugin ", plugin),
+  h("label", {}, "Version ", version),
   h("label", {}, "Labels ", labels, h("datalist", { id: `${id}-labels` }, catalog.labelPairs.map((p) => h("option", { value: p })))),
   h("label", {}, "From ", from),
   h("label", {}, "To ", to),
   submitLabel ? h("button", { type: "submit" }, submitLabel) : null);
-  form.read = () => ({ plugin: plugin.value, labels: labels.value.trim(), from: fromLocalInput(from.value), to: fromLocalInput(to.value) });
+  form.read = () => ({
+    plugin: plugin.value, version: version.value, labels: labels.value.trim(),
+    from: fromLocalInput(from.value), to: fromLocalInput(to.value),
+  });
   return form;
 }
 
@@ -72,6 +104,7 @@ export function selectionForm(catalog, sel, { submitLabel, onSubmit, legend, nam
 export function selectionParams(sel, prefix = "") {
   return {
     [prefix + "plugin"]: sel.plugin || "",
+    [prefix + "version"]: sel.version || "",
     [prefix + "labels"]: sel.labels || "",
     [prefix + "from"]: sel.from || "",
     [prefix + "to"]: sel.to || "",
@@ -80,6 +113,7 @@ export function selectionParams(sel, prefix = "") {
 
 export function describeSelection(sel) {
   const parts = [sel.plugin || "all plugins"];
+  if (sel.version) parts.push(`version ${sel.version}`);
   if (sel.labels) parts.push(sel.labels);
   if (sel.from || sel.to) {
     const f = sel.from ? toDate(Number(sel.from)).toISOString().slice(0, 16) : "…";

@@ -5,12 +5,12 @@ import { h, mount } from "../dom.js";
 import { getJson, apiUrl } from "../api.js";
 import { emptyState, errorBox } from "../components.js";
 import { fmtPct, fmtDelta, fmtCount } from "../fmt.js";
-import { loadCatalog, selectionForm, selectionParams, describeSelection } from "../selection.js";
+import { loadCatalog, selectionForm, selectionParams, describeSelection, suggestComparison } from "../selection.js";
 import { svgFrame } from "./profiles.js";
 
 function selFromQuery(q, p, fallbackPlugin) {
   return {
-    plugin: q.get(p + "plugin") ?? fallbackPlugin ?? "",
+    plugin: q.get(p + "plugin") ?? fallbackPlugin ?? "", version: q.get(p + "version") || "",
     labels: q.get(p + "labels") || "", from: q.get(p + "from") || "", to: q.get(p + "to") || "",
   };
 }
@@ -20,8 +20,10 @@ export async function render(ctx) {
   if (!catalog.inputs.length) {
     return [h("h1", {}, "Compare profiles"), emptyState("No profiles yet", h("p", {}, "Upload at least one profile to compare selections."))];
   }
-  const a = selFromQuery(ctx.query, "before.", catalog.plugins[0]);
-  const b = selFromQuery(ctx.query, "after.", catalog.plugins[1] ?? catalog.plugins[0]);
+  const asked = ctx.query.has("before.plugin") || ctx.query.has("after.plugin");
+  const suggested = asked ? null : suggestComparison(catalog);
+  const a = suggested ? suggested[0] : selFromQuery(ctx.query, "before.", catalog.plugins[0]);
+  const b = suggested ? suggested[1] : selFromQuery(ctx.query, "after.", catalog.plugins[0]);
   const view = h("div", { id: "compare-view" });
   const formA = selectionForm(catalog, a, { legend: "A (baseline)", name: "a" });
   const formB = selectionForm(catalog, b, { legend: "B (comparison)", name: "b" });
@@ -38,7 +40,7 @@ export async function render(ctx) {
   const go = h("form", { class: "filters", on: { submit: (e) => { e.preventDefault(); run(); } } },
     h("button", { type: "submit", id: "compare-button" }, "Compare"),
     h("span", { class: "muted" }, "Shares are normalized: each side's samples sum to 100%, so profiles of different lengths compare."));
-  if (ctx.query.has("before.plugin") || ctx.query.has("after.plugin")) run();
+  if (asked || suggested) run();
   return [
     h("h1", {}, "Compare profiles"),
     h("p", { class: "lead" }, "What changed between two selections, e.g. two versions of a plugin or two label sets. ",

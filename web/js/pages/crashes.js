@@ -6,14 +6,14 @@ import { getJson, listOf } from "../api.js";
 import { normGroup, headlineFrame } from "../model.js";
 import { groupStatusPill, emptyState } from "../components.js";
 import { sparkline } from "../charts.js";
-import { fmtAgo, fmtTime, fmtCount, frameName, location as frameLocation } from "../fmt.js";
+import { fmtAgo, fmtTime, fmtCount, frameName, location as frameLocation, toDate } from "../fmt.js";
 
 const SPARK_BUCKETS = 24;
 
 export async function render(ctx) {
   const data = await getJson("/crash-groups", { limit: 500 });
   const groups = listOf(data, "groups").map(normGroup);
-  const timelines = await loadTimelines();
+  const timelines = await loadTimelines(groups);
 
   const state = {
     status: ctx.query.get("status") || "",
@@ -96,11 +96,14 @@ function row(g, timelines) {
     h("td", { title: fmtTime(g.last_seen) }, fmtAgo(g.last_seen)));
 }
 
-/** Per-group event counts over the last 24 hours, one request for all groups. */
-async function loadTimelines() {
-  const data = await getJson("/web/crash-timeline", { hours: 24, buckets: SPARK_BUCKETS });
+/** Per-group event counts over the 24 hours up to the latest event, in one request. */
+async function loadTimelines(groups) {
+  if (!groups.length) return Object.assign(new Map(), { label: "24 hours" });
+  const last = Math.max(0, ...groups.map((g) => (toDate(g.last_seen) || new Date(0)).getTime()));
+  const end = Math.min(Date.now(), last + 60e3);
+  const data = await getJson("/web/crash-timeline", { hours: 24, buckets: SPARK_BUCKETS, to: Math.ceil(end / 1000) });
   const out = new Map();
   for (const [id, counts] of Object.entries(data.groups || {})) out.set(String(id), counts);
-  out.label = "24 hours";
+  out.label = Date.now() - end < 3600e3 ? "24 hours" : `24 hours up to the latest crash (${fmtTime(end)})`;
   return out;
 }

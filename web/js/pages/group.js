@@ -53,7 +53,9 @@ export async function render(ctx) {
     group.reason ? whyGrouped(group) : null);
 
   const times = events.map((e) => e.time).filter(Boolean);
-  const buckets = group.timeline && group.timeline.counts ? seriesBuckets(group.timeline) : timeBuckets(times);
+  // the server's hourly series covers recent weeks; older activity is bucketed here
+  const recent = group.timeline && Array.isArray(group.timeline.counts) && group.timeline.counts.some((c) => c > 0);
+  const buckets = recent ? seriesBuckets(group.timeline) : timeBuckets(times);
   const timeline = h("section", { class: "card" },
     h("h2", {}, "Events over time"),
     buckets.length ? barChart(buckets, { label: `events of group ${group.id} over time` }) : h("p", { class: "muted" }, "No timestamps."),

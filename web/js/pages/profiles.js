@@ -15,6 +15,7 @@ export async function render(ctx) {
   }
   const sel = {
     plugin: ctx.query.get("plugin") || catalog.plugins[0] || "",
+    version: ctx.query.get("version") || "",
     labels: ctx.query.get("labels") || "",
     from: ctx.query.get("from") || "",
     to: ctx.query.get("to") || "",

@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: N concurrent HTTP clients push agent sample batches and gateway logs
+into a real ``wasmprof serve`` for a while, then check that nothing acknowledged was lost.
+
+    .venv/bin/python bench/ingest.py                      # 16 clients, 60 s, SQLite, own server
+    .venv/bin/python bench/ingest.py --seconds 20 --db postgresql://postgres@127.0.0.1:5432/b
+    .venv/bin/python bench/ingest.py --url http://127.0.0.1:8080 --token wpt_…   # running server
+    .venv/bin/python bench/ingest.py --durability         # + kill -9 mid-ingest, restart, verify
+
+Reports sustained samples/s, log MB/s, p50/p99 latency per request kind, and the final
+count check (acknowledged vs stored). Half the clients post sample batches
+(``--batch-samples`` samples each, distinct PCs over a realistic AOT text range), the other
+half post logs (``--log-kb`` of Envoy-format text with real WAMR crash dumps from the fixture
+corpus interleaved at ~0.1% of lines). Targets on 2 cores: >= 100k samples/s, >= 16 MB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DUMPS = [ROOT / "tests" / "data" / "dumps" / n for n in (
+    "crash_oob.O2.load.classic.log", "crash_trap.O2.trap.classic.log",
+    "crash_divzero.O2.div.classic.log")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_log(size: int, seed: int) -> tuple[bytes, int]:
+    """Envoy-format log text of ~size bytes with real WAMR dumps; returns (bytes, crashes)."""
+    rng = random.Random(seed)
+    dumps = []
+    for p in DUMPS:
+        text = p.read_text(errors="replace")
+        block = [ln for ln in text.splitlines() if ln.startswith("#") or ln.startswith("Exception")]
+        dumps.append(block)
+    out: list[str] = []
+    n = 0
+    crashes = 0
+    routes = ["/api/users", "/login", "/v1/items/42", "/healthz", "/static/app.js"]
+    while n < size:
+        if rng.random() < 0.0001:          # ~0.1% of lines are crash lines (a dump is ~10)
+            d = dumps[rng.randrange(len(dumps))]
+            ts = f"2026-01-0{1 + crashes % 9} 10:00:{crashes % 60:02d}.123"
+            head = (f"[{ts}][{17 + crashes % 4}][error][wasm] [source/extensions/common/wasm/"
+                    f"wasm_vm.cc:38] Function: proxy_on_request_headers failed: {d[-1]}")
+            lines = [head, ""] + d[:-1] + [""]
+            crashes += 1
+        else:
+            lines = [f"[2026-01-01 10:00:00.{rng.randrange(1000):03d}][{rng.randrange(8, 40)}][info]"
+                     f"[router] [source/common/router/router.cc:{rng.randrange(100, 900)}] "
+                     f"[C{rng.randrange(10**6)}][S{rng.randrange(10**9)}] route {rng.choice(routes)} "
+                     f"cluster=backend-{rng.randrange(20)} upstream=10.0.{rng.randrange(255)}."
+                     f"{rng.randrange(255)}:8080 status={rng.choice((200, 200, 200, 404, 503))}"]
+        for ln in lines:
+            out.append(ln)
+            n += len(ln) + 1
+    return ("\n".join(out) + "\n").encode(), crashes
+
+
+def make_batch(samples: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    base = 0x41599000
+    stacks = [[base + rng.randrange(40000) for _ in range(rng.randrange(3, 12))] + [0x55d0000 + i]
+              for i in range(64)]
+    return json.dumps({
+        "modules": [{"id": "fib", "text_base": base, "text_size": 40960}],
+        "samples": [{"stack": stacks[rng.randrange(64)], "count": 1,
+                     "timestamp": 1000.0 + i / 1000, "thread": f"worker_{i % 4}"}
+                    for i in range(samples)]}, separators=(",", ":")).encode()
+
+
+class Server:
+    def __init__(self, data: Path, db: str | None, port: int) -> None:
+        self.data, self.db, self.port = data, db, port
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "wasmprof", "serve", "--data", str(self.data), "--port",
+               str(self.port), "--quiet", "--rate-limit", "0"] + (["--db", self.db] if self.db else [])
+        self.log = open(self.data / "server.log", "ab")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited: see {self.data / 'server.log'}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("server did not start")
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+class Load:
+    """Runs the clients; collects acknowledged ids, counts, bytes and latencies."""
+
+    def __init__(self, url: str, token: str | None, clients: int, batch: bytes, batch_samples: int,
+                 logs: list[tuple[bytes, int]]) -> None:
+        self.url, self.token, self.clients = url, token, clients
+        self.batch, self.batch_samples, self.logs = batch, batch_samples, logs
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.lat = {"samples": [], "logs": []}
+        self.acked_batches: list[int] = []
+        self.acked_events: list[int] = []
+        self.samples = 0
+        self.crashes = 0
+        self.log_bytes = 0
+        self.batch_bytes = 0
+        self.errors = 0
+
+    def _client(self, i: int) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        kind = "samples" if i % 2 == 0 else "logs"
+        n = 0
+        with httpx.Client(base_url=self.url, headers=headers, timeout=120) as c:
+            while not self.stop.is_set():
+                n += 1
+                t0 = time.perf_counter()
+                try:
+                    if kind == "samples":
+                        r = c.post("/api/v1/samples", content=self.batch,
+                                   params={"plugin": "bench", "batch_id": f"{os.getpid()}-{i}-{n}"},
+                                   headers={"content-type": "application/json"})
+                    else:
+                        body, _ = self.logs[n % len(self.logs)]
+                        r = c.post("/api/v1/logs", content=body,
+                                   params={"plugin": "bench", "source": f"client-{i}"})
+                except httpx.HTTPError:
+                    with self.lock:
+                        self.errors += 1
+                    if self.stop.wait(0.2):
+                        return
+                    continue
+                dt = time.perf_counter() - t0
+                if r.status_code != 200:
+                    with self.lock:
+                        self.errors += 1
+                    continue
+                d = r.json()
+                with self.lock:
+                    self.lat[kind].append(dt)
+                    if kind == "samples":
+                        self.acked_batches.append(d["id"])
+                        self.samples += d["samples"]
+                        self.batch_bytes += len(self.batch)
+                    else:
+                        self.crashes += d["crashes"]
+                        self.log_bytes += len(body)
+                        self.acked_events.extend(e["id"] for e in d["events"])
+
+    def run(self, seconds: float, on_half=None) -> float:
+        threads = [threading.Thread(target=self._client, args=(i,), daemon=True)
+                   for i in range(self.clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        if on_half is not None:
+            time.sleep(seconds / 2)
+            on_half()
+            time.sleep(seconds / 2)
+        else:
+            time.sleep(seconds)
+        self.stop.set()
+        for t in threads:
+            t.join(timeout=180)
+        return time.perf_counter() - t0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(p * len(v)))] * 1000
+
+
+def verify(url: str, token: str | None, batches: list[int], events: list[int]) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    missing_b = []
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
+        for i in range(0, len(batches), 2000):
+            part = batches[i:i + 2000]
+            missing_b += c.get("/api/v1/profiles/inputs",
+                               params={"ids": ",".join(map(str, part))}).json()["missing"]
+        missing_e = [e for e in events[:2000] if c.get(f"/api/v1/crash-events/{e}").status_code != 200]
+        stats = c.get("/api/v1/stats").json()
+    return {"missing_batches": len(missing_b), "missing_events_checked": len(missing_e),
+            "events_checked": min(len(events), 2000), "stats": stats}
+
+
+def token_for(data: Path, db: str | None) -> str:
+    cmd = [sys.executable, "-m", "wasmprof", "token", "create", "bench", "--scopes", "ingest,read",
+           "--json", "--data", str(data)] + (["--db", db] if db else [])
+    return json.loads(subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True,
+                                     text=True).stdout)["token"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--batch-samples", type=int, default=5000)
+    ap.add_argument("--log-kb", type=int, default=2048)
+    ap.add_argument("--db", default=None, help="PostgreSQL URL (default: SQLite in a temp dir)")
+    ap.add_argument("--pg", action="store_true",
+                    help="start a throwaway local PostgreSQL (Debian postgresql) and use it")
+    ap.add_argument("--url", default=None, help="benchmark an already running server")
+    ap.add_argument("--token", default=None, help="token for --url (ingest,read)")
+    ap.add_argument("--durability", action="store_true",
+                    help="also run the kill -9 durability check (own server only)")
+    ap.add_argument("--durability-seconds", type=float, default=10.0)
+    args = ap.parse_args()
+    if args.clients < 2:
+        ap.error("--clients must be >= 2 (half samples, half logs)")
+
+    batch = make_batch(args.batch_samples, 1)
+    logs = [make_log(args.log_kb * 1024, s) for s in range(4)]
+    print(f"workload: {args.clients} clients for {args.seconds:.0f} s; sample batch "
+          f"{args.batch_samples} samples = {len(batch) / 1e6:.2f} MB; log body "
+          f"{len(logs[0][0]) / 1e6:.2f} MB with {sum(n for _, n in logs) / len(logs):.1f} crashes "
+          f"on average (~0.1% of lines)", flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="wasmprof-bench-"))
+    cluster = None
+    if args.pg:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pg import PgCluster, pg_bin_dir
+        cluster = PgCluster(pg_bin_dir(), Path(tempfile.mkdtemp(prefix="wasmprof-bench-pg-")))
+        cluster.start(durable=True)            # fsync on: honest commit costs
+        args.db = cluster.create_database("bench")
+    server = None
+    url, token = args.url, args.token
+    if url is None:
+        token = token_for(tmp, args.db)
+        server = Server(tmp, args.db, free_port())
+        server.start()
+        url = server.url
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"} if token else {}) as c:
+            before = c.get("/api/v1/stats").json()
+        load = Load(url, token, args.clients, batch, args.batch_samples, logs)
+        wall = load.run(args.seconds)
+        check = verify(url, token, load.acked_batches, load.acked_events)
+        after = check["stats"]
+        stored_samples = after["samples"] - before["samples"]
+        stored_events = after["crash_events"] - before["crash_events"]
+        print(f"\n== sustained ingest ({'PostgreSQL' if args.db else 'SQLite'}, {wall:.1f} s wall)")
+        print(f"samples   : {load.samples / wall:12,.0f} samples/s  ({load.batch_bytes / wall / 1e6:.1f} MB/s JSON, "
+              f"{len(load.lat['samples'])} batches)  target >= 100,000")
+        print(f"logs      : {load.log_bytes / wall / 1e6:12.1f} MB/s of log text "
+              f"({len(load.lat['logs'])} posts, {load.crashes / wall:,.0f} crashes/s)  target >= 16")
+        for kind in ("samples", "logs"):
+            v = load.lat[kind]
+            if v:
+                print(f"latency {kind:7s}: p50 {pct(v, .5):7.1f} ms  p99 {pct(v, .99):7.1f} ms  "
+                      f"mean {statistics.mean(v) * 1000:7.1f} ms")
+        print(f"errors    : {load.errors}")
+        lost_samples = load.samples - stored_samples if args.url is None else "n/a (shared server)"
+        print(f"count check: acknowledged samples {load.samples:,} stored {stored_samples:,}; "
+              f"acknowledged crash events {load.crashes:,} stored {stored_events:,}; "
+              f"missing batches by id {check['missing_batches']}; "
+              f"missing events (of {check['events_checked']} checked) {check['missing_events_checked']}; "
+              f"lost = {lost_samples}")
+        ok = check["missing_batches"] == 0 and check["missing_events_checked"] == 0
+        if args.url is None:
+            ok = ok and load.samples == stored_samples and load.crashes == stored_events
+        if args.durability and server is not None:
+            print(f"\n== durability: kill -9 after {args.durability_seconds / 2:.0f} s of ingest, restart, verify")
+            d = Load(url, token, args.clients, batch, args.batch_samples, logs)
+            d.run(args.durability_seconds, on_half=server.kill9)
+            server.start()
+            chk = verify(url, token, d.acked_batches, d.acked_events)
+            print(f"acknowledged before the kill: {len(d.acked_batches)} batches "
+                  f"({d.samples:,} samples), {len(d.acked_events)} crash events; after restart "
+                  f"missing batches {chk['missing_batches']}, missing events "
+                  f"{chk['missing_events_checked']} of {chk['events_checked']} checked; "
+                  f"client errors during the kill {d.errors}")
+            ok = ok and chk["missing_batches"] == 0 and chk["missing_events_checked"] == 0
+        print("\nRESULT:", "OK, 0 acknowledged items lost" if ok else "FAILED: data lost")
+        return 0 if ok else 1
+    finally:
+        if server is not None:
+            server.stop()
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
