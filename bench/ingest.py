@@ -131,7 +131,8 @@ class Load:
     """Runs the clients; collects acknowledged ids, counts, bytes and latencies."""
 
     def __init__(self, url: str, token: str | None, clients: int, batch: bytes, batch_samples: int,
-                 logs: list[tuple[bytes, int]]) -> None:
+                 logs: list[tuple[bytes, int]], tag: str) -> None:
+        self.tag = tag                       # makes batch ids unique per run
         self.url, self.token, self.clients = url, token, clients
         self.batch, self.batch_samples, self.logs = batch, batch_samples, logs
         self.lock = threading.Lock()
@@ -156,7 +157,7 @@ class Load:
                 try:
                     if kind == "samples":
                         r = c.post("/api/v1/samples", content=self.batch,
-                                   params={"plugin": "bench", "batch_id": f"{os.getpid()}-{i}-{n}"},
+                                   params={"plugin": "bench", "batch_id": f"{self.tag}-{i}-{n}"},
                                    headers={"content-type": "application/json"})
                     else:
                         body, _ = self.logs[n % len(self.logs)]
@@ -177,6 +178,8 @@ class Load:
                 with self.lock:
                     self.lat[kind].append(dt)
                     if kind == "samples":
+                        if d.get("duplicate"):
+                            raise RuntimeError("batch id reused: the benchmark would count old data")
                         self.acked_batches.append(d["id"])
                         self.samples += d["samples"]
                         self.batch_bytes += len(self.batch)
@@ -274,7 +277,8 @@ def main() -> int:
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"} if token else {}) as c:
             before = c.get("/api/v1/stats").json()
-        load = Load(url, token, args.clients, batch, args.batch_samples, logs)
+        run = f"{os.getpid()}-{time.time_ns()}"
+        load = Load(url, token, args.clients, batch, args.batch_samples, logs, f"{run}-main")
         wall = load.run(args.seconds)
         check = verify(url, token, load.acked_batches, load.acked_events)
         after = check["stats"]
@@ -302,7 +306,7 @@ def main() -> int:
             ok = ok and load.samples == stored_samples and load.crashes == stored_events
         if args.durability and server is not None:
             print(f"\n== durability: kill -9 after {args.durability_seconds / 2:.0f} s of ingest, restart, verify")
-            d = Load(url, token, args.clients, batch, args.batch_samples, logs)
+            d = Load(url, token, args.clients, batch, args.batch_samples, logs, f"{run}-kill")
             d.run(args.durability_seconds, on_half=server.kill9)
             server.start()
             chk = verify(url, token, d.acked_batches, d.acked_events)

@@ -63,13 +63,28 @@ def build_module() -> Path:
     return wasm
 
 
-def timed(cmd: list[str], stdin: bytes | None = None, env=None) -> tuple[float, bytes]:
+def timed(cmd: list[str], stdin: bytes | None = None, env=None) -> tuple[float, float, bytes]:
+    """Run a child: (wall seconds, CPU seconds user+sys, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run(cmd, input=stdin, capture_output=True, env=env)
     dt = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode not in (0, 1):
         raise RuntimeError(f"{cmd[0]} failed: {p.stderr.decode()[:500]}")
-    return dt, p.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return dt, cpu, p.stdout
+
+
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Best wall and best CPU time over repeats (the machine may be shared)."""
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+def in_process(fn) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def peak_child_rss_mb() -> float:
@@ -81,6 +96,7 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--addresses", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from wasmprof.addr2line.resolver import Resolver
@@ -103,64 +119,74 @@ def main() -> int:
           f" MB, .debug_line {sizes.get('.debug_line', 0) / 1e6:.2f} MB; "
           f"{len(w.bodies)} functions); {len(addrs)} random code addresses, seed {args.seed}")
     hex_in = "".join(f"0x{a:x}\n" for a in addrs).encode()
-    results: dict[str, float] = {}
+    n = args.repeat
+    results: dict[str, tuple[float, float]] = {}
 
     # -- peers -----------------------------------------------------------------------
     llvm = shutil.which("llvm-symbolizer-19") or shutil.which("llvm-symbolizer")
     if llvm:
         ver = subprocess.run([llvm, "--version"], capture_output=True, text=True).stdout
         ver = next((ln.strip() for ln in ver.splitlines() if "version" in ln), "?")
-        dt, _ = timed([llvm, "--inlines", f"--obj={wasm}"], hex_in)
-        results[f"llvm-symbolizer --inlines ({ver})"] = dt
+        results[f"llvm-symbolizer --inlines ({ver})"] = best(
+            [timed([llvm, "--inlines", f"--obj={wasm}"], hex_in)[:2] for _ in range(n)])
     wt = wasm_tools_path()
     if wt:
         file_addrs = [str(a + cps) for a in addrs]
-        t = time.perf_counter()
-        chunk = 20000                     # stay under ARG_MAX
-        for i in range(0, len(file_addrs), chunk):
-            subprocess.run([wt, "addr2line", str(wasm), *file_addrs[i:i + chunk]],
-                           capture_output=True, check=True)
-        results["wasm-tools addr2line"] = time.perf_counter() - t
+
+        def wasm_tools_run():
+            wall = cpu = 0.0
+            for i in range(0, len(file_addrs), 20000):     # stay under ARG_MAX
+                w_, c_, _ = timed([wt, "addr2line", str(wasm), *file_addrs[i:i + 20000]])
+                wall += w_
+                cpu += c_
+            return wall, cpu
+        results["wasm-tools addr2line"] = best([wasm_tools_run() for _ in range(n)])
     peer_rss = peak_child_rss_mb()
 
     # -- wasmprof in-process -----------------------------------------------------------
-    cache = Path(tempfile.mkdtemp(prefix="wasmprof-bench-"))
     raws = [RawFrame(index=i, space=AddressSpace.CODE, offset=a) for i, a in enumerate(addrs)]
-    r = Resolver(cache_dir=cache)
-    t = time.perf_counter()
-    cold = r.resolve_many(module, raws)
-    results["wasmprof cold, in-process (decode + index + lookups)"] = time.perf_counter() - t
-    dbg = r.debug_for(module)
-    idx_file = dbg.path
-    t = time.perf_counter()
-    Resolver(cache_dir=Path(tempfile.mkdtemp(prefix="wasmprof-bench-"))).build_index(module)
-    build_time = time.perf_counter() - t
-    r2 = Resolver(cache_dir=cache)
-    t = time.perf_counter()
-    warm = r2.resolve_many(module, raws)
-    results["wasmprof warm, in-process (index from cache -> Frames)"] = time.perf_counter() - t
-    assert [[(f.function, f.line) for f in x] for x in warm[:2000]] == \
-        [[(f.function, f.line) for f in x] for x in cold[:2000]]
+    runs = []
+    cold = None
+    for _ in range(n):
+        r = Resolver(cache_dir=Path(tempfile.mkdtemp(prefix="wasmprof-bench-")))
+        box = []
+        runs.append(in_process(lambda: box.append(r.resolve_many(module, raws))))
+        cold = box[0]
+    results["wasmprof cold, in-process (decode + index + lookups -> Frames)"] = best(runs)
+    idx_file = r.debug_for(module).path
+    cache = idx_file.parent.parent
+    builds = []
+    for _ in range(n):
+        rb = Resolver(cache_dir=Path(tempfile.mkdtemp(prefix="wasmprof-bench-")))
+        builds.append(in_process(lambda: rb.build_index(module)))
+    build_wall, build_cpu = best(builds)
+    runs = []
+    for _ in range(n):
+        r2 = Resolver(cache_dir=cache)
+        box = []
+        runs.append(in_process(lambda: box.append(r2.resolve_many(module, raws))))
+    warm = box[0]
+    results["wasmprof warm, in-process (index from cache -> Frames)"] = best(runs)
+    assert [[(f.function, f.line) for f in x] for x in warm] == \
+        [[(f.function, f.line) for f in x] for x in cold]
     blk = r2.debug_for(module).block
-    t = time.perf_counter()
-    for a in addrs:
-        blk.chain(a)
-    results["wasmprof warm, index lookups only (chain tuples)"] = time.perf_counter() - t
+    results["wasmprof warm, index lookups only (chain tuples)"] = best(
+        [in_process(lambda: [blk.chain(a) for a in addrs]) for _ in range(n)])
     frames = sum(len(x) for x in cold)
     inlined = sum(1 for x in cold if len(x) > 1)
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     # -- wasmprof CLI (fresh process) --------------------------------------------------
-    cli_cache = Path(tempfile.mkdtemp(prefix="wasmprof-bench-"))
-    env = clean_env(WASMPROF_CACHE_DIR=str(cli_cache))
     cli = [PY, "-m", "wasmprof", "addr2line", "--space", "code", str(wasm)]
-    dt, _ = timed(cli, hex_in, env)
-    results["wasmprof CLI cold (fresh process, empty cache)"] = dt
-    dt, _ = timed(cli, hex_in, env)
-    results["wasmprof CLI warm (fresh process, cached index)"] = dt
+    runs, wruns = [], []
+    for _ in range(n):
+        env = clean_env(WASMPROF_CACHE_DIR=tempfile.mkdtemp(prefix="wasmprof-bench-"))
+        runs.append(timed(cli, hex_in, env)[:2])
+        wruns.append(timed(cli, hex_in, env)[:2])
+    results["wasmprof CLI cold (fresh process, empty cache)"] = best(runs)
+    results["wasmprof CLI warm (fresh process, cached index)"] = best(wruns)
 
     # -- (b) 20-frame stack through `wasmprof symbolize`, cold ----------------------------
-    stack_cache = Path(tempfile.mkdtemp(prefix="wasmprof-bench-"))
     names = w.names.function_names if w.names else {}
     picks = [w.bodies[rnd.randrange(len(w.bodies))] for _ in range(20)]
     lines = ["", *[f"#{i:02d}: 0x{rnd.randrange(b.start, b.end):04x} - "
@@ -168,31 +194,35 @@ def main() -> int:
                    for i, b in enumerate(picks)], "", "Exception: unreachable"]
     log = OUT / "stack20.log"
     log.write_text("\n".join(lines) + "\n")
-    env = clean_env(WASMPROF_CACHE_DIR=str(stack_cache))
     stack_cmd = [PY, "-m", "wasmprof", "symbolize", str(log), "--module", str(wasm),
                  "--mode", "aot", "--json"]
-    dt, out = timed(stack_cmd, None, env)
-    results["20-frame stack, `wasmprof symbolize` cold (fresh process, empty cache)"] = dt
-    dt2, _ = timed(stack_cmd, None, env)
-    results["20-frame stack, `wasmprof symbolize` warm"] = dt2
-    t = time.perf_counter()
-    subprocess.run([PY, "-c", "import wasmprof.cli"], check=True)
-    startup = time.perf_counter() - t
+    runs, wruns = [], []
+    for _ in range(n):
+        env = clean_env(WASMPROF_CACHE_DIR=tempfile.mkdtemp(prefix="wasmprof-bench-"))
+        runs.append(timed(stack_cmd, None, env)[:2])
+        wruns.append(timed(stack_cmd, None, env)[:2])
+    results["20-frame stack, `wasmprof symbolize` cold (fresh process, empty cache)"] = \
+        best(runs)
+    results["20-frame stack, `wasmprof symbolize` warm"] = best(wruns)
+    startup = best([timed([PY, "-c", "import wasmprof.cli as c; c.build_parser()"])[:2]
+                    for _ in range(n)])
 
     # -- report ------------------------------------------------------------------------
     peers = {k: v for k, v in results.items() if not k.startswith(("wasmprof", "20-frame"))}
-    best = min(peers.values()) if peers else None
-    print(f"\n{'measurement':72} {'seconds':>8} {'vs best peer':>12}")
-    for k, v in results.items():
-        ratio = f"{best / v:.2f}x" if best and not k.startswith("20-frame") else ""
-        print(f"{k:72} {v:8.3f} {ratio:>12}")
+    best_wall = min(v[0] for v in peers.values()) if peers else None
+    best_cpu = min(v[1] for v in peers.values()) if peers else None
+    print(f"\nbest of {n} runs each; ratio = best peer time / this time (> 1: wasmprof faster)")
+    print(f"{'measurement':70} {'wall s':>7} {'ratio':>6} {'cpu s':>7} {'ratio':>6}")
+    for k, (wall, cpu) in results.items():
+        rw = f"{best_wall / wall:.2f}x" if best_wall and not k.startswith("20-frame") else ""
+        rc = f"{best_cpu / cpu:.2f}x" if best_cpu and cpu and not k.startswith("20-frame") else ""
+        print(f"{k:70} {wall:7.3f} {rw:>6} {cpu:7.3f} {rc:>6}")
     print(f"\nframes produced: {frames} for {len(addrs)} addresses ({inlined} with inlines)")
-    print(f"index build (decode all DWARF + build arrays): {build_time:.3f} s; index file "
-          f"{idx_file.stat().st_size / 1e6:.2f} MB ({idx_file.name})")
-    print(f"python interpreter + wasmprof import: {startup:.3f} s")
+    print(f"index build (decode all DWARF + build arrays): {build_wall:.3f} s wall, "
+          f"{build_cpu:.3f} s cpu; index file {idx_file.stat().st_size / 1e6:.2f} MB")
+    print(f"python start + wasmprof CLI parser (all commands imported): {startup[0]:.3f} s wall")
     print(f"peak RSS: bench process {self_rss:.0f} MB; largest child (peers/CLI) "
           f"{max(peer_rss, peak_child_rss_mb()):.0f} MB")
-    print("ratios > 1 mean wasmprof is faster than the faster peer.")
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import cxxfilt
 import pytest
 
+from wasmprof.addr2line.demangle import demangle
 from wasmprof.addr2line.resolver import Resolver
 from wasmprof.binary.loader import find_companion, load_module
 from wasmprof.model import AddressSpace, RawFrame
@@ -100,6 +101,10 @@ def check_dump(path: Path, mods: _Modules, resolver: Resolver) -> tuple[int, lis
                 # names prints the *export* name, whose function the offset confirms
                 errors.append(f"{where}: function {g.wasm_index} != "
                               f"{fr['expected_func_index']} ({g})")
+            elif fr["expected_function_name"] and not exported and \
+                    g.function != fr["expected_function_name"]:
+                errors.append(f"{where}: name {g.function!r} != "
+                              f"{fr['expected_function_name']!r}")
             if fr.get("offset_consistent_with_name") is False and fr["raw_offset"] and \
                     not exported:
                 stats["stale"] += 1
@@ -181,3 +186,45 @@ def test_perf_frames_name_the_aot_function(data_dir):
                     assert fr["wasm_name"] in (got[0].function, got[0].raw_function)
                 checked += 1
     assert checked > 0
+
+
+def _check_function_tables(root: Path) -> tuple[int, list[str]]:
+    """Every defined function of every module in expected/wasm: an address inside its body
+    resolves to that function (DWARF subprogram, else the name section), never another."""
+    resolver = Resolver()
+    errors: list[str] = []
+    n = 0
+    for f in sorted((root / "expected" / "wasm").glob("*.module.expected.json")):
+        d = json.loads(f.read_text())
+        wasm_path = root / "wasm" / f.name.replace(".module.expected.json", "")
+        if not wasm_path.exists():
+            continue
+        module = load_module(wasm_path)
+        comp = d.get("debug_companion") or {}
+        if comp.get("file") and (root / comp["file"]).exists():
+            find_companion(module, [load_module(root / comp["file"])])
+        raws = [RawFrame(index=i, space=AddressSpace.FILE, offset=fn["body_end"] - 1)
+                for i, fn in enumerate(d["functions"])]
+        for fn, got in zip(d["functions"], resolver.resolve_many(module, raws)):
+            n += 1
+            outer = got[-1]
+            if outer.wasm_index != fn["index"]:
+                errors.append(f"{f.name} {fn['index']}: resolved to {outer.wasm_index}")
+            elif fn["name"] and outer.function not in (fn["name"], demangle(fn["name"])):
+                # (wasm-ld leaves names it cannot demangle, e.g. lambdas' $_0, mangled)
+                errors.append(f"{f.name} {fn['index']}: {outer.function!r} != {fn['name']!r}")
+            elif not fn["name"] and not module.companion and not module.has_dwarf and \
+                    outer.status != "index-only":
+                errors.append(f"{f.name} {fn['index']}: expected index-only, got {outer}")
+    return n, errors
+
+
+def test_local_function_tables(data_dir):
+    n, errors = _check_function_tables(data_dir)
+    assert n > 500 and not errors, "\n".join(errors[:20])
+
+
+@pytest.mark.fixtures
+def test_shared_function_tables(shared_fixtures):
+    n, errors = _check_function_tables(shared_fixtures)
+    assert n > 1500 and not errors, "\n".join(errors[:20])

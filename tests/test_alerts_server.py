@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -89,12 +88,36 @@ class Server:
         return r
 
 
-@pytest.fixture
-def server(tmp_path, db_url):
-    url = None if db_url.startswith("sqlite") else db_url
-    s = Server(tmp_path / "data", url).start()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request, tmp_path_factory):
+    """One server per database kind for this module (starting one costs seconds); each test
+    adds its own webhooks and removes them at the end (``hooks`` fixture)."""
+    url = None
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_cluster").create_database("alerts")
+    s = Server(tmp_path_factory.mktemp("alerts-server") / "data", url).start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def hooks_(server):
+    """``hooks_(url, events, **kw)`` adds a webhook; all are removed after the test."""
+    made: list[int] = []
+
+    def add(url: str, events: list[str], **kw) -> dict:
+        body = {"url": url, "events": events, "secret": "server-test-secret", **kw}
+        hook = server.api("POST", "/api/v1/webhooks", json=body).json()
+        made.append(hook["id"])
+        return hook
+    yield add
+    for hid in made:
+        httpx.delete(f"{server.url}/api/v1/webhooks/{hid}", timeout=30)
+
+
+def deliveries(server: Server, hook: dict) -> list[dict]:
+    return server.api("GET", "/api/v1/webhooks/deliveries",
+                      params={"webhook_id": hook["id"]}).json()["deliveries"]
 
 
 def envoy_log(data_dir: Path) -> bytes:
@@ -113,17 +136,12 @@ def expected_top_frame(data_dir: Path) -> dict:
     return first["symbolized"]["frames"][0]
 
 
-def add_webhook(server: Server, url: str, events: list[str], **kw) -> dict:
-    body = {"url": url, "events": events, "secret": "server-test-secret", **kw}
-    return server.api("POST", "/api/v1/webhooks", json=body).json()
-
-
-def test_new_group_then_regressed_after_resolve(server, data_dir):
+def test_new_group_then_regressed_after_resolve(server, hooks_, data_dir):
     verify = documented_verifier()
     with Receiver() as rx:
         server.api("POST", "/api/v1/modules", params={"plugin": "key-auth", "version": "1.0"},
                    files={"file": ("crash_oob.O2.wasm", (data_dir / MODULE).read_bytes())})
-        hook = add_webhook(server, rx.url, ["crash.new_group", "crash.regressed"])
+        hook = hooks_(rx.url, ["crash.new_group", "crash.regressed"])
         assert hook["secret"] == "server-test-secret"
         log = envoy_log(data_dir)
         r = server.api("POST", "/api/v1/logs", params={"plugin": "key-auth", "version": "1.0"},
@@ -155,37 +173,36 @@ def test_new_group_then_regressed_after_resolve(server, data_dir):
         assert orjson.loads(again.body)["group_id"] == str(gid)
         # a third crash of the (still regressed, not resolved) group is not a new alert
         server.api("POST", "/api/v1/logs", params={"plugin": "key-auth"}, content=log)
-        deliveries = server.api("GET", "/api/v1/webhooks/deliveries").json()["deliveries"]
-        assert sorted(d["event"] for d in deliveries) == ["crash.new_group", "crash.regressed"]
-        assert wait_until(lambda: all(
-            d["status"] == "delivered"
-            for d in server.api("GET", "/api/v1/webhooks/deliveries").json()["deliveries"]))
+        assert sorted(d["event"] for d in deliveries(server, hook)) == [
+            "crash.new_group", "crash.regressed"]
+        assert wait_until(lambda: all(d["status"] == "delivered"
+                                      for d in deliveries(server, hook)))
         by_id = {r.header("X-Wasmprof-Delivery"): r for r in rx.requests}  # receiver dedupes
         assert sorted(r.header("X-Wasmprof-Event") for r in by_id.values()) == [
             "crash.new_group", "crash.regressed"]
 
 
-def test_kill_9_with_pending_deliveries_then_restart(server, data_dir):
+def test_kill_9_with_pending_deliveries_then_restart(server, hooks_, data_dir):
     rx = Receiver().start()
     port = rx.port
     rx.stop()                                         # receiver down: deliveries stay pending
-    add_webhook(server, f"http://127.0.0.1:{port}/hook", ["crash.new_group"])
+    hook = hooks_(f"http://127.0.0.1:{port}/hook", ["crash.new_group"])
     log = envoy_log(data_dir)
     for i in range(5):
-        server.api("POST", "/api/v1/logs", params={"plugin": f"plugin-{i}"}, content=log)
+        server.api("POST", "/api/v1/logs", params={"plugin": f"kill9-plugin-{i}"}, content=log)
 
     def pending_with_attempts():
-        ds = server.api("GET", "/api/v1/webhooks/deliveries").json()["deliveries"]
+        ds = deliveries(server, hook)
         return len(ds) == 5 and all(d["status"] == "pending" and d["attempts"] >= 1 for d in ds)
     wait_until(pending_with_attempts, timeout=30)
-    queued = {d["id"] for d in server.api("GET", "/api/v1/webhooks/deliveries").json()["deliveries"]}
+    queued = {d["id"] for d in deliveries(server, hook)}
     server.kill9()
     with Receiver(port) as rx2:
         server.start()                                 # same store, new process
         assert rx2.wait_for(lambda reqs: {q.header("X-Wasmprof-Delivery") for q in reqs} >= queued,
                             timeout=60)
-        ds = wait_until(lambda: (lambda d: d if all(x["status"] == "delivered" for x in d) else None)(
-            server.api("GET", "/api/v1/webhooks/deliveries").json()["deliveries"]))
+        ds = wait_until(lambda: (lambda d: d if all(x["status"] == "delivered" for x in d)
+                                 else None)(deliveries(server, hook)))
         attempts = sum(d["attempts"] for d in ds)
         lost = len(queued - {q.header("X-Wasmprof-Delivery") for q in rx2.requests})
         print(f"\n[fault] kill -9 with pending deliveries: deliveries={len(ds)} "
@@ -193,15 +210,15 @@ def test_kill_9_with_pending_deliveries_then_restart(server, data_dir):
         assert lost == 0 and len(ds) == 5
 
 
-def test_crash_storm_through_the_api_sends_a_digest(server, data_dir):
+def test_crash_storm_through_the_api_sends_a_digest(server, hooks_, data_dir):
     with Receiver() as rx:
-        add_webhook(server, rx.url, ["crash.new_group"], rate_limit=2, rate_window=2.0)
+        hook = hooks_(rx.url, ["crash.new_group"], rate_limit=2, rate_window=2.0)
         log = envoy_log(data_dir)
         for i in range(25):
             server.api("POST", "/api/v1/logs", params={"plugin": f"storm-{i}"}, content=log)
 
         def settled():
-            ds = server.api("GET", "/api/v1/webhooks/deliveries").json()["deliveries"]
+            ds = deliveries(server, hook)
             return ds if ds and all(d["status"] == "delivered" for d in ds) else None
         ds = wait_until(settled, timeout=30)
         messages = {r.header("X-Wasmprof-Delivery"): r for r in rx.requests}   # receiver dedupes
@@ -216,9 +233,9 @@ def test_crash_storm_through_the_api_sends_a_digest(server, data_dir):
               f"({len(singles)} single + {len(digests)} digest), deliveries={len(ds)}, lost=0")
 
 
-def test_profile_regression_versus_baseline_version(server):
+def test_profile_regression_versus_baseline_version(server, hooks_):
     with Receiver() as rx:
-        add_webhook(server, rx.url, ["profile.regression"], plugin="hmac-auth",
+        hooks_(rx.url, ["profile.regression"], plugin="hmac-auth",
                     regression_points=10, baseline="version=1.0")
         before = b"on_request;lookup_key 80\non_request;hmac_sign;sha256_block 20\n"
         after = b"on_request;lookup_key 40\non_request;hmac_sign;sha256_block 60\n"

@@ -4,7 +4,6 @@ on PostgreSQL (same tests). Each test uses its own plugin name, so they share on
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -175,6 +174,11 @@ def test_log_to_symbolized_group_then_resolve_and_regress(srv, data_dir):
     with _client(srv, "read") as c:
         g = c.get(f"/api/v1/crash-groups/{gid}").json()
         listed = c.get("/api/v1/crash-groups", params={"plugin": "oob", "status": "regressed"}).json()
+        page1 = c.get(f"/api/v1/crash-groups/{gid}/events", params={"limit": 2}).json()
+        page2 = c.get(f"/api/v1/crash-groups/{gid}/events",
+                      params={"limit": 2, "before_id": page1["next_before_id"]}).json()
+    assert len(page1["events"]) == 2 and len(page2["events"]) == 1 and page2["next_before_id"] is None
+    assert page2["events"][0]["labels"] == {"pod": "gw-1"}
     assert g["count"] == 3 and g["status"] == "regressed" and g["versions"] == {"2.0": 1, "2.1": 2}
     assert [x["id"] for x in listed["groups"]] == [gid]
 

@@ -7,7 +7,6 @@ import json
 import logging
 import shutil
 
-import pytest
 from fastapi.testclient import TestClient
 
 from wasmprof.config import ServerConfig, parse_scopes, resolve_store

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-import cxxfilt
-import rust_demangler
 
 _RUST_LEGACY_HASH = re.compile(r"17h[0-9a-f]{16}E$")
 _RUST_HASH_SUFFIX = re.compile(r"::h[0-9a-f]{16}$")
@@ -25,6 +23,8 @@ def demangle(name: str) -> str:
     """Display form of a (possibly mangled) symbol name."""
     if not name or not is_mangled(name):
         return name
+    import cxxfilt          # imported on first use: keeps CLI start-up fast
+    import rust_demangler
     try:
         if name.startswith("_R") or (name.startswith("_ZN") and _RUST_LEGACY_HASH.search(name)):
             out = rust_demangler.demangle(name)

@@ -22,7 +22,7 @@ API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus). Tokens: w
 
 def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = False) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free port)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     if not demo_default:
         p.add_argument("--demo", action="store_true",
                        help="load the bundled samples into the store (a fresh temporary data "

@@ -49,7 +49,7 @@ MAX_FRAMES = 100_000          # frames kept per crash (deep recursion prints 819
 MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are open
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
-_HASH_DIGIT = re.compile(rb"#\d")
+_HASH_FRAME = re.compile(rb"#(\d{1,9})(:?) ")
 PLUGIN_LINES = 2048           # recent `wasm log` lines kept for plugin attribution
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
@@ -659,7 +659,13 @@ def _worth_parsing(line: bytes) -> bool:
     if (b"Function: " in line or b"Exception: " in line or b"Caught " in line
             or b" backtrace:" in line):
         return True
-    return b"#" in line and _HASH_DIGIT.search(line) is not None
+    if b"#" not in line:
+        return False
+    for m in _HASH_FRAME.finditer(line):
+        # "#3: …" (WAMR >= 2.0, Envoy), "#00 name" (old WAMR top frame), "#3 sym [0x…]"
+        if m.group(2) or m.group(1) == b"00" or b"[0x" in line:
+            return True
+    return False
 
 
 def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
@@ -687,7 +693,9 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
                         hit = p
                 if hit >= n:
                     break
-                pos = chunk.rfind(b"\n", pos, hit) + 1
+                nl = chunk.rfind(b"\n", pos, hit)
+                if nl >= 0:
+                    pos = nl + 1
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl + 1
             line = chunk[pos:end]

@@ -469,6 +469,18 @@ class CrashService:
         d["timeline"] = hourly([t["occurred_at"] for t in times])
         return d
 
+    def list_events(self, gid: int, *, limit: int = 50, before_id: int | None = None
+                    ) -> dict[str, Any]:
+        """Events of a group, newest first, paged by ``before_id``."""
+        limit = max(1, min(int(limit), 500))
+        with self.db.read() as tx:
+            rows = tx.all("SELECT id, plugin, version, labels, trap_kind, message, occurred_at, "
+                          "received_at, space FROM crash_events WHERE group_id = ? AND id < ? "
+                          "ORDER BY id DESC LIMIT ?", (gid, before_id or 2**62, limit))
+        for r in rows:
+            r["labels"] = orjson.loads(r["labels"]) if r["labels"] else {}
+        return {"events": rows, "next_before_id": rows[-1]["id"] if len(rows) == limit else None}
+
     def get_event(self, eid: int) -> dict[str, Any] | None:
         with self.db.read() as tx:
             r = tx.one("SELECT * FROM crash_events WHERE id = ?", (eid,))

@@ -260,6 +260,10 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
             raise HTTPException(404, "no such crash group")
         return g
 
+    @r.get("/crash-groups/{gid}/events", summary="A group's events, newest first (before_id pages)")
+    def group_events(gid: int, limit: int = 50, before_id: int | None = None, p: Principal = read):
+        return svc.crashes.list_events(gid, limit=limit, before_id=before_id)
+
     @r.post("/crash-groups/{gid}/resolve", summary="Mark resolved ({\"resolved\": false} reopens)")
     async def resolve_group(gid: int, request: Request, p: Principal = admin):
         resolved = True
