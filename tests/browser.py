@@ -93,6 +93,11 @@ def watch_page(page, origin: str) -> Watch:
         if not req.url.startswith((origin, "blob:", "data:", "about:")):
             w.external_requests.append(req.url)
 
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: w.page_errors.append(str(exc)))
+    page.on("dialog", on_dialog)
+    page.on("requestfailed", on_failed)
+    page.on("request", on_request)
     return w
 
 

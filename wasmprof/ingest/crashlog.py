@@ -151,11 +151,13 @@ class CrashScanner:
         if "\x00" in text:
             text = text.replace("\x00", "\\x00")
         ll = parse_line(text)
-        if not self._line(ll, text, lineno, offset):
-            self.passthrough(lineno, raw)
+        taken = self._line(ll, text, lineno, offset)
         for extra in ll.extra_lines:          # JSON-escaped newlines: continuation lines
-            self._line(LogLine(LineFormat.PLAIN, extra, thread=ll.thread), extra, lineno,
-                       offset)
+            if not self._line(LogLine(LineFormat.PLAIN, extra, thread=ll.thread), extra,
+                              lineno, offset):
+                break
+        if not taken:
+            self.passthrough(lineno, raw)
         if self.held_bytes > MAX_HELD:
             self._relieve()
 
@@ -163,7 +165,7 @@ class CrashScanner:
         """Handle one line; True when it became part of a crash."""
         msg = ll.message
         if self.record is not None:
-            if ll.has_prefix and ll.format is not LineFormat.PLAIN:
+            if ll.has_prefix:                 # a new record: the message has ended
                 self._close_record()
             else:
                 body, suffix_thread = split_thread_suffix(msg)
@@ -195,9 +197,7 @@ class CrashScanner:
                 unit.add_frame(frame, lineno, text, offset)
                 self.dump = unit
                 return True
-            if envoy_native.parse_frame(msg) is not None and ll.format is LineFormat.PLAIN:
-                return False     # an orphan native frame (stderr form): nothing to attach to
-            return False
+            return False          # e.g. a native frame without its "Caught" line
         if msg.startswith(wamr_dump.EXCEPTION_PREFIX):
             return self._exception_line(ll, msg, lineno, text, offset)
         if msg.startswith("Caught "):
