@@ -53,6 +53,7 @@ class Watch:
     dialogs: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     external_requests: list[str] = field(default_factory=list)
+    in_flight: dict[int, str] = field(default_factory=dict)
     prompt_answer: str | None = None          # set to accept the next prompt() with it
     answered: list[str] = field(default_factory=list)
 
@@ -84,12 +85,14 @@ def watch_page(page, origin: str) -> Watch:
         dialog.dismiss()
 
     def on_failed(req):
+        w.in_flight.pop(id(req), None)
         failure = req.failure or ""
         if "ERR_ABORTED" in failure and req.url.startswith(origin):
             return   # navigation away / iframe replaced while loading: not an error
         w.failed_requests.append(f"{req.url}: {failure}")
 
     def on_request(req):
+        w.in_flight[id(req)] = req.url
         if not req.url.startswith((origin, "blob:", "data:", "about:")):
             w.external_requests.append(req.url)
 
@@ -98,6 +101,7 @@ def watch_page(page, origin: str) -> Watch:
     page.on("dialog", on_dialog)
     page.on("requestfailed", on_failed)
     page.on("request", on_request)
+    page.on("requestfinished", lambda req: w.in_flight.pop(id(req), None))
     return w
 
 
@@ -204,6 +208,14 @@ def start_server(data_dir: Path, *, demo: bool = False, anonymous: str = "",
         time.sleep(0.2)
     server.stop()
     raise AssertionError(f"server did not answer /healthz in {timeout}s:\n{server.log_tail()}")
+
+
+def settle(page, watch: Watch, timeout: float = 30_000) -> None:
+    """Wait until the page's network is idle; on a timeout, say which requests hang."""
+    try:
+        page.wait_for_load_state("networkidle", timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - re-raised with the requests in flight
+        raise AssertionError(f"network not idle; in flight: {sorted(watch.in_flight.values())}") from e
 
 
 def open_page(browser, server: ServerProcess, path: str = "/", *, width: int = 1360,

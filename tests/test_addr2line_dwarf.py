@@ -164,3 +164,42 @@ def test_garbled_dwarf_never_breaks_resolution(data_dir):
             assert frames and all(f.status == "exact" or f.reason for f in frames)
         damaged_seen += any("DWARF unreadable" in (f.reason or "") for fr in out for f in fr)
     assert damaged_seen > 0
+
+
+def test_ghosts_and_overlaps_follow_the_filter_rules():
+    """formats.md §6.4 on synthetic scopes: a binaryen ghost (low_pc 0, stale high_pc) and
+    wasm-ld tombstones never win; between overlapping subprograms the smaller one does;
+    inlined subroutines of a dead subprogram are dropped with it; line sequences that start
+    at 0 or at a tombstone are ignored."""
+    from wasmprof.addr2line.fastdwarf import LineTable, Unit, UnitScopes
+    from wasmprof.addr2line.index import build_block
+
+    sc = UnitScopes(0)
+    def node(parent, kind, ranges, name, call=(None, 0, 0)):
+        sc.parent.append(parent)
+        sc.kind.append(kind)
+        sc.ranges.append(ranges)
+        sc.call.append(call)
+        sc.origin.append((name, None, None))
+        return len(sc.parent) - 1
+    node(-1, 0, [(0, 0x500)], "ghost")                       # binaryen ghost
+    ghost_child = node(0, 1, [(0x10, 0x20)], "ghost_inline")  # dies with its parent
+    assert ghost_child == 1
+    node(-1, 0, [(0xFFFFFFFF, 0xFFFFFFFF + 0x40)], "tombstoned")
+    real = node(-1, 0, [(0x100, 0x200)], "real")
+    node(real, 1, [(0x140, 0x160)], "inl", (1, 7, 3))
+    node(-1, 0, [(0x180, 0x1A0)], "nested_smaller")           # overlaps "real": smaller wins
+    lines = LineTable(["<file 0>", "/src/a.c"], [
+        ([0, 0x30], [1, -1], [99, 0], [1, 0]),                   # ghost sequence at 0
+        ([0xFFFFFFFF, 0xFFFFFFFF + 8], [1, -1], [98, 0], [1, 0]),  # tombstoned sequence
+        ([0x100, 0x150, 0x200], [1, 1, -1], [10, 12, 0], [5, 6, 0]),
+    ])
+    block = build_block(None, [Unit(0, 0, 0, 4, 1, 4, 0, 0)],
+                        {0: (sc, [o[:2] for o in sc.origin], lines)})
+    assert block.chain(0x18) == [] and block.chain(0x300) == []
+    assert block.chain(0x150) == [("inl", None, "/src/a.c", 12, 6),
+                                  ("real", None, "/src/a.c", 7, 3)]
+    assert block.chain(0x190)[0][0] == "nested_smaller"
+    assert block.chain(0x1B0)[0][0] == "real"
+    assert block.chain(0x120) == [("real", None, "/src/a.c", 10, 5)]
+    assert block.row_at(0x10) == -1 and block.row_at(0x250) == -1

@@ -146,3 +146,15 @@ def test_random_bytes_scan_quickly_enough_to_finish():
     data = os.urandom(1 << 20) + b"\n" + (RECORD.format(t=1, m="unreachable") + DUMP).encode()
     [c] = crashes(data)
     assert len(c.raw_frames) == 3
+
+
+def test_endless_dump_is_cut_into_bounded_crashes(monkeypatch):
+    from wasmprof.ingest import crashlog
+    monkeypatch.setattr(crashlog, "MAX_FRAMES", 50)
+    data = ("Exception: unreachable\n\n" + "".join(f"#{i:02d}: 0x{16 + i:04x} - f{i}\n"
+                                                   for i in range(120)) + "\n").encode()
+    items = list(scan_log([data], "t.log"))
+    found = [i for i in items if isinstance(i, Crash)]
+    assert [len(c.raw_frames) for c in found] == [50, 50, 20]
+    assert all(c.partial for c in found)
+    assert lines_out(items) == data.count(b"\n")

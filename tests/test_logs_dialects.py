@@ -238,3 +238,17 @@ def test_scan_log_passes_other_lines_through_verbatim():
     items = list(scan_log([ISTIO_GO_PANIC.encode()], "x"))
     assert [type(i).__name__ for i in items] == ["bytes", "Crash", "bytes"]
     assert items[0].startswith(b"2023-04-10T19:25:08.100000Z") and items[2].endswith(b"thread=12\n")
+
+
+def test_wamr_dump_logged_through_envoy_lines():
+    """Hosts that route WAMR's os_printf into Envoy's logger: every dump line has a prefix."""
+    def line(thread: str, msg: str) -> str:
+        return format_record(LineFormat.ENVOY, msg, thread=thread, level="error") + "\n"
+    text = (line("31", "Function: proxy_on_tick failed: Exception: integer overflow")
+            + line("31", "#00: 0x0412 - fail_invariant") + line("17", "other thread")
+            + line("31", "#01: 0x03cc - check_cluster") + line("31", "next record of 31")
+            + line("17", "#not a frame"))
+    [c] = crashes_of(text)
+    assert (c.thread, c.trap_kind, c.function) == ("31", TrapKind.INTEGER_OVERFLOW, "proxy_on_tick")
+    assert [f.printed_name for f in c.raw_frames] == ["fail_invariant", "check_cluster"]
+    assert not c.partial

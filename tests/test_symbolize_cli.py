@@ -86,6 +86,10 @@ def test_exit_codes(capsysbinary, tmp_path):
     assert e.value.code == 2
     code, _, err = run(capsysbinary, str(SAMPLE), "--modules-dir", str(quiet))
     assert code == 2 and "not a directory" in err
+    corrupt = tmp_path / "cut.log.gz"
+    corrupt.write_bytes(gzip.compress(SAMPLE.read_bytes())[:300])
+    code, _, err = run(capsysbinary, str(corrupt))
+    assert code == 2 and "cut.log.gz" in err
 
 
 def test_hostile_names_are_escaped(capsysbinary, tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from browser import browser, open_page, start_server  # noqa: F401  (fixture)
+from browser import browser, open_page, settle, start_server  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -35,19 +35,19 @@ def test_demo_pages_show_real_data_without_errors(demo, browser, artifacts_dir):
     page, watch = open_page(browser, demo, "/")
     try:
         page.wait_for_selector("section.plugin")
-        page.wait_for_load_state("networkidle")
+        settle(page, watch)
         assert page.locator("section.plugin").count() >= 1
         _shot(page, artifacts_dir, "overview")
 
         page.locator("nav a", has_text="Crash groups").click()
         page.wait_for_selector("table.groups tr[data-group-id]")
-        page.wait_for_load_state("networkidle")
+        settle(page, watch)
         assert page.locator("table.groups tr[data-group-id]").count() == len(groups)
         _shot(page, artifacts_dir, "crash-groups")
 
         page.locator("table.groups tr[data-group-id] a.group-link").first.click()
         page.wait_for_selector("ol.backtrace")
-        page.wait_for_load_state("networkidle")
+        settle(page, watch)
         assert page.locator('.frame[data-status="exact"] .file').count() >= 1
         assert page.locator("pre.raw-log").inner_text().strip()
         _shot(page, artifacts_dir, "crash-group")
@@ -56,13 +56,13 @@ def test_demo_pages_show_real_data_without_errors(demo, browser, artifacts_dir):
         page.wait_for_selector("#svg-frame")
         page.frame_locator("#speedscope-frame").locator("canvas").first.wait_for(timeout=30_000)
         page.frame_locator("#svg-frame").locator("g.f").first.wait_for(timeout=30_000)
-        page.wait_for_load_state("networkidle")
+        settle(page, watch)
         _shot(page, artifacts_dir, "profiles")
 
         page.locator("nav a", has_text="Compare").click()
         page.wait_for_selector("#diff-table tbody tr", timeout=30_000)   # a suggested comparison
         page.frame_locator("#diff-frame").locator("g.f").first.wait_for(timeout=30_000)
-        page.wait_for_load_state("networkidle")
+        settle(page, watch)
         _shot(page, artifacts_dir, "compare")
         assert watch.problems() == []
     finally:

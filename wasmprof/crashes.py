@@ -84,7 +84,7 @@ class CrashSymbolizer:
             named = [m for m in pool
                      if m.name in frame_modules or Path(m.path).name in frame_modules]
             if len(named) == 1:
-                return named[0], f"frames name module '{named[0].name}'"
+                return named[0], f"the frames name module {_label(named[0])}"
             if named:
                 pool = named
         scored = sorted(((self._score(crash, m), i, m) for i, m in enumerate(pool)),
@@ -100,29 +100,43 @@ class CrashSymbolizer:
         why = (f"{_label(best)} agrees with {agreeing} of "
                f"{min(len(crash.raw_frames), _EVIDENCE_FRAMES)} frames")
         if len(tied) > 1:
-            best, why = self._break_tie(crash, tied, why)
+            return self._break_tie(crash, tied, why)
         return best, why
 
-    def _break_tie(self, crash: Crash, tied: list[Module], why: str) -> tuple[Module, str]:
+    def _break_tie(self, crash: Crash, tied: list[Module], why: str
+                   ) -> tuple[Module | None, str]:
         """Same program as .wasm and .aot (a WAMR dump names them alike): the bytes at the
-        call sites tell AOT from the interpreters; otherwise prefer debug info, say so."""
+        call sites tell AOT from the interpreters; the same code in several files (stripped
+        and debug builds): prefer debug info. Different programs: choose none, say so."""
         wasm = [m for m in tied if m.kind is ModuleKind.WASM]
         aot = [m for m in tied if m.kind in _AOT_KINDS]
-        if crash.runtime is Runtime.WAMR and wasm and aot and self.mode == "auto":
-            space, reason = self._wamr_mode_from_bytes(crash, wasm[0])
-            pick = aot[0] if space is AddressSpace.AOT else wasm[0]
+        pairs = [(a, a.companion) for a in aot if a.companion is not None and a.companion in wasm]
+        if crash.runtime is Runtime.WAMR and pairs and self.mode == "auto":
+            a, w = pairs[0]
+            space, reason = self._wamr_mode_from_bytes(crash, w)
+            pick = a if space is AddressSpace.AOT else w
             if not reason.startswith("assumed"):
+                if len(tied) > 2:
+                    self._note_tie(crash, pick, tied)
                 return pick, f"{_label(pick)}: {reason}"
         if self.mode == "aot" and aot:
             return aot[0], f"{_label(aot[0])} (--mode aot)"
         if self.mode in ("interp", "fast-interp") and wasm:
             return wasm[0], f"{_label(wasm[0])} (--mode {self.mode})"
+        programs = {(m.companion or m).identity for m in tied}
+        if len(programs) > 1:
+            return None, (f"{len(tied)} modules of {len(programs)} different programs match "
+                          f"equally ({_names(tied)}): pass --module to choose")
         top = max(_debug_rank(m) for m in tied)
         best = next(m for m in tied if _debug_rank(m) == top)
-        others = ", ".join(_label(m) for m in tied if m is not best)
-        crash.notes.append(f"{len(tied)} modules match this crash equally ({_label(best)}, "
-                           f"{others}); chose {_label(best)} - pass --module to decide")
-        return best, why
+        return best, why + " (same code as " + _names([m for m in tied if m is not best]) + ")"
+
+    @staticmethod
+    def _note_tie(crash: Crash, best: Module, tied: list[Module]) -> None:
+        note = (f"{len(tied)} modules match this crash equally ({_names(tied)}); chose "
+                f"{_label(best)} - pass --module to decide")
+        if note not in crash.notes:
+            crash.notes.append(note)
 
     def _runtime_compatible(self, crash: Crash, mods: list[Module]) -> list[Module]:
         if crash.runtime in (Runtime.V8, Runtime.WAVM):
@@ -204,13 +218,14 @@ class CrashSymbolizer:
             return AddressSpace.FILE, "WAVM backtrace: no byte offsets, names only"
         if crash.space is not None and crash.runtime is not Runtime.WAMR:
             return crash.space, "as the log says"
+        if module is not None and module.kind in _AOT_KINDS:
+            return AddressSpace.AOT, f"{module.kind} module given: WAMR AOT offsets"
         if not any(f.offset for f in crash.raw_frames):
-            return AddressSpace.FAST_INTERP, "the dump prints no usable offsets: function only"
+            return ((AddressSpace.AOT if module is None else AddressSpace.INTERP),
+                    "the dump prints no usable offsets (all 0 or none): functions only")
         if module is None:
             return AddressSpace.AOT, ("no module: offsets kept as printed (assumed AOT; pass "
                                       "--mode)")
-        if module.kind in _AOT_KINDS:
-            return AddressSpace.AOT, f"{module.kind} module given: WAMR AOT offsets"
         return self._wamr_mode_from_bytes(crash, module)
 
     def _wamr_mode_from_bytes(self, crash: Crash, module: Module) -> tuple[AddressSpace, str]:
@@ -294,6 +309,11 @@ class CrashSymbolizer:
 # -- helpers ------------------------------------------------------------------------------
 def _label(m: Module) -> str:
     return Path(m.path).name
+
+
+def _names(mods: list[Module], limit: int = 4) -> str:
+    text = ", ".join(_label(m) for m in mods[:limit])
+    return text + (f" and {len(mods) - limit} more" if len(mods) > limit else "")
 
 
 def _debug_rank(m: Module) -> tuple:

@@ -374,41 +374,62 @@ def discover_perf_maps(path: str) -> list[str]:
     return found
 
 
-def read_profile_input(path: str, *, perf_maps: Sequence[Any] = (), fmt: str | None = None,
-                       progress: Any = None) -> list[Profile]:
-    """Parse one profile file (optionally gzip-compressed) of any supported format.
-    Raises LogFormatError (file named) when the format is not recognized."""
+def detect_profile_format(head: bytes, source: str) -> str:
+    """The format of a profile input from its first bytes; LogFormatError naming ``source``
+    when none matches (the CLI and the server both decide with this)."""
+    from wasmprof.errors import LogFormatError
+
+    fmt = sniff_profile_format(head)
+    if fmt is None:
+        raise LogFormatError("unrecognized profile format", source=source,
+                             expected="perf script text, folded stacks, agent JSON or a "
+                                      "WAMR 'Performance profiler data:' block",
+                             found=repr(head[:60]))
+    return fmt
+
+
+def parse_profile_stream(f: Any, *, source: str, perf_maps: Sequence[Any] = (),
+                         fmt: str | None = None, progress: Any = None) -> list[Profile]:
+    """Parse one seekable binary stream of any :data:`PROFILE_FORMATS` (detected from its
+    first 64 KiB unless ``fmt`` is given). Raises LogFormatError naming ``source``."""
     from wasmprof.errors import LogFormatError
     from wasmprof.ingest.agent_json import parse_agent_json
     from wasmprof.ingest.folded import parse_folded
     from wasmprof.ingest.perf_script import parse_perf_script
     from wasmprof.ingest.wamr_profiler import parse_wamr_profiler
 
+    head = f.read(_SNIFF)
+    fmt = fmt or detect_profile_format(head, source)
+    f.seek(0)
+    if fmt == "perf-script":
+        profile, _ = parse_perf_script(f, perf_maps=perf_maps, source=source, progress=progress)
+        return [profile]
+    if fmt == "folded":
+        return [parse_folded(f, source=source, progress=progress)]
+    if fmt == "agent-json":
+        return [parse_agent_json(f.read(), source=source)]
+    if fmt == "wamr-profiler":
+        return parse_wamr_profiler(f.read().decode("utf-8", "replace"), source=source)
+    raise LogFormatError(f"unknown profile format {fmt!r}", source=source,
+                         expected=", ".join(PROFILE_FORMATS))
+
+
+def read_profile_input(path: str, *, perf_maps: Sequence[Any] = (), fmt: str | None = None,
+                       progress: Any = None) -> list[Profile]:
+    """Parse one profile file (optionally gzip-compressed) of any supported format; each
+    profile gets a ``format`` label. Raises LogFormatError (file named) when the format is
+    not recognized."""
+    from wasmprof.errors import LogFormatError
+
     try:
         f = _open_input(path)
     except OSError as e:
         raise LogFormatError(f"cannot read profile: {e.strerror}", source=path) from None
     with f:
-        head = f.read(_SNIFF)
-        fmt = fmt or sniff_profile_format(head)
-        if fmt is None:
-            raise LogFormatError("unrecognized profile format", source=path,
-                                 expected="perf script text, folded stacks, agent JSON or a "
-                                          "WAMR 'Performance profiler data:' block",
-                                 found=repr(head[:60]))
+        fmt = fmt or detect_profile_format(f.read(_SNIFF), path)
         f.seek(0)
-        if fmt == "perf-script":
-            profile, _ = parse_perf_script(f, perf_maps=perf_maps, source=path, progress=progress)
-            profiles = [profile]
-        elif fmt == "folded":
-            profiles = [parse_folded(f, source=path, progress=progress)]
-        elif fmt == "agent-json":
-            profiles = [parse_agent_json(f.read(), source=path)]
-        elif fmt == "wamr-profiler":
-            profiles = parse_wamr_profiler(f.read().decode("utf-8", "replace"), source=path)
-        else:
-            raise LogFormatError(f"unknown profile format {fmt!r}", source=path,
-                                 expected=", ".join(PROFILE_FORMATS))
+        profiles = parse_profile_stream(f, source=path, perf_maps=perf_maps, fmt=fmt,
+                                        progress=progress)
     for p in profiles:
         p.labels.setdefault("format", fmt)
     return profiles

@@ -14,11 +14,13 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from wasmprof.addr2line.bulk import paused_gc
 from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, Unit
 from wasmprof.addr2line.index import (IndexBlock, build_block, index_path, load_index,
                                       save_index)
 
 FULL_BUILD_THRESHOLD = 64     # more distinct addresses than this: decode every unit
+MAX_PARTIAL_BUILDS = 4        # partial blocks merged before decoding everything
 
 
 def dwarf_hash(sections: DwarfSections) -> str:
@@ -43,6 +45,7 @@ class ModuleDebug:
         self.saved = False
         self._reader: DwarfReader | None = None
         self._decoded: dict[int, tuple] = {}
+        self._partial_builds = 0
         self._lock = threading.RLock()      # one Resolver may serve several threads
         if self.path is not None:
             blk = load_index(self.path, identity, self.hash)
@@ -82,7 +85,7 @@ class ModuleDebug:
         """Make sure every unit covering one of ``addresses`` is in :attr:`block`."""
         if self.complete:
             return
-        with self._lock:
+        with self._lock, paused_gc():
             self._ensure(set(addresses))
 
     def _ensure(self, addrs: set[int]) -> None:
@@ -99,9 +102,13 @@ class ModuleDebug:
         # Decoding most of .debug_info anyway (one big unit): build and cache the whole
         # index once instead of re-merging partial blocks as more addresses come.
         share = sum(units[i].end - units[i].offset for i in want)
-        if len(want) == len(units) or share * 2 > max(len(self.reader.info), 1):
+        # Also when callers keep asking one address at a time (each new unit re-merges
+        # the partial block): after a few partial blocks, finish the job once.
+        if len(want) == len(units) or share * 2 > max(len(self.reader.info), 1) or \
+                self._partial_builds >= MAX_PARTIAL_BUILDS:
             self.build_full()
             return
+        self._partial_builds += 1
         for i in need:
             self._decode(units[i])
         have = sorted(self._decoded)
@@ -109,7 +116,7 @@ class ModuleDebug:
 
     def build_full(self) -> IndexBlock:
         """Decode every unit, build the complete index and write it to the cache."""
-        with self._lock:
+        with self._lock, paused_gc():
             return self._build_full()
 
     def _build_full(self) -> IndexBlock:

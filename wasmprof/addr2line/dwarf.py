@@ -14,7 +14,6 @@ module) can check every shortcut against pyelftools' reading of the same bytes:
 from __future__ import annotations
 
 import io
-import posixpath
 from dataclasses import dataclass
 
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DWARFInfo, DwarfConfig
@@ -243,7 +242,3 @@ def reference_frames(di: DWARFInfo, address: int, *, scopes: list[RefScope] | No
 
 def _size(s: RefScope) -> int:
     return sum(hi - lo for lo, hi in s.ranges)
-
-
-def short_path(path: str | None) -> str | None:
-    return posixpath.basename(path) if path else path

@@ -740,6 +740,8 @@ class DwarfReader:
             form, pos = _uleb(data, pos)
             fmt.append((ct, form))
         count, pos = _uleb(data, pos)
+        if count > len(data) - pos or (count and not fmt):
+            raise ValueError(f"line table entry count {count} does not fit the section")
         out = []
         for _ in range(count):
             e: dict[int, object] = {}
@@ -764,11 +766,12 @@ class DwarfReader:
             raise self.sections.error(".debug_line", off,
                                       f"line program length {length} runs past the section end")
         version = int.from_bytes(data[off + 4:off + 6], "little")
+        if not 2 <= version <= 5:
+            raise self.sections.error(".debug_line", off + 4,
+                                      f"unsupported line table version {version}")
         pos = off + 6
-        addr_size = unit.addr_size
         if version >= 5:
-            addr_size = data[pos]
-            pos += 2
+            pos += 2                          # address_size, segment_selector_size
         header_length = int.from_bytes(data[pos:pos + 4], "little")
         pos += 4
         prog = pos + header_length
@@ -776,8 +779,8 @@ class DwarfReader:
         pos += 1
         if version >= 4:
             pos += 1                          # maximum_operations_per_instruction
-        default_is_stmt = data[pos]
-        line_base = data[pos + 1]
+        line_base = data[pos + 1]               # data[pos]: default_is_stmt (unused: LLVM and
+                                                # wasm-tools look rows up regardless of it)
         if line_base >= 0x80:
             line_base -= 0x100
         line_range = data[pos + 2]
@@ -788,7 +791,6 @@ class DwarfReader:
         std_lengths = list(data[pos:pos + opcode_base - 1])
         pos += opcode_base - 1
         files, _ = self._file_entries(unit, data, pos, version)
-        del default_is_stmt
 
         # Precomputed special opcodes: (address advance, line advance).
         special = [(0, 0)] * 256
@@ -853,7 +855,6 @@ class DwarfReader:
             else:                             # set_isa and unknown standard opcodes
                 for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
                     _, pos = _uleb(data, pos)
-        del addr_size
         return LineTable(files, seqs)
 
 

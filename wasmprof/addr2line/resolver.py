@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from wasmprof.addr2line.bulk import paused_gc
 from wasmprof.addr2line.debuginfo import ModuleDebug
 from wasmprof.addr2line.demangle import demangle, is_mangled
 from wasmprof.addr2line.index import cache_root
@@ -240,6 +241,10 @@ class Resolver:
     def resolve_many(self, module: Module, raws: Sequence[RawFrame]) -> list[list[Frame]]:
         """``resolve`` for each RawFrame (``input_index`` = its position); identical inputs
         are resolved once. DWARF for all addresses is decoded in one go."""
+        with paused_gc(len(raws) > 256):
+            return self._resolve_many(module, raws)
+
+    def _resolve_many(self, module: Module, raws: Sequence[RawFrame]) -> list[list[Frame]]:
         view = self._view(module)
         if view.debug is not None and view.cps is not None and not view.debug.complete:
             cps = view.cps

@@ -201,6 +201,54 @@ def _crash_event_tx(tx: Any, group: Any, event: Any, is_new_group: bool, regress
     return ids
 
 
+def on_crash_regrouped(db: Any, created: list[tuple[Any, Any]], removed: list[int], *,
+                       now: float | None = None) -> dict[str, Any]:
+    """Alerts after stored crashes were re-symbolized and regrouped (a module arrived after
+    its crashes). The rule, which keeps one alert per crash group that exists:
+
+    - each group the regrouping *created* (``created``: (group, latest moved event) pairs,
+      the event's frames now symbolized) gets ``crash.new_group``, like a group created by
+      ingest; its events were already stored, so no ``crash.spike`` is computed for them;
+    - each group the regrouping *emptied and deleted* (``removed`` ids: usually the
+      unsymbolized group the crashes first landed in) has its ``crash.new_group`` delivery
+      cancelled when no receiver has taken it yet (pending, not in flight): its frames were
+      unsymbolized and its links point to a group that no longer exists. One already
+      delivered stays delivered; the new group's alert then follows it;
+    - events moved into a group that already existed raise no alert (that group was
+      announced when it was created).
+
+    Returns ``{"queued": [delivery ids], "cancelled": n}``; never raises."""
+    now = time.time() if now is None else now
+    queued: list[str] = []
+    cancelled = 0
+    try:
+        with db.tx() as tx, db.savepoint(tx, "wasmprof_alerts"):
+            for gid in removed:
+                cur = tx.execute(
+                    "UPDATE alert_deliveries SET status = 'cancelled', updated_at = ?, "
+                    "next_attempt_at = ?, last_error = ? WHERE group_id = ? AND event = ? "
+                    "AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)",
+                    (now, now, "superseded: the crash group was regrouped once its module "
+                     "arrived", str(gid), str(EventType.CRASH_NEW_GROUP), now))
+                cancelled += max(cur.rowcount or 0, 0)
+            base = public_url()
+            for group, event in created:
+                gid = _get(group, "id", _get(event, "group_id"))
+                plugin = _get(event, "plugin") or _get(group, "plugin")
+                for hook in webhooks.active_for(tx, EventType.CRASH_NEW_GROUP, plugin):
+                    did = outbox.enqueue(tx, hook, crash_alert(
+                        EventType.CRASH_NEW_GROUP, group, event, key=f"crash.new_group:{gid}",
+                        now=now), now=now, base_url=base)
+                    if did:
+                        queued.append(did)
+    except Exception:  # noqa: BLE001 - alerts must never fail a regrouping
+        log.exception("queueing regroup alerts failed")
+        return {"queued": [], "cancelled": 0}
+    if queued:
+        _wake()
+    return {"queued": queued, "cancelled": cancelled}
+
+
 def on_profile_input(db: Any, info: dict[str, Any], *, now: float | None = None) -> bool:
     """Note a stored profile input (``info``: id, plugin, version, labels, start, end) for a
     later ``profile.regression`` check. Cheap; never raises."""

@@ -10,6 +10,7 @@ import argparse
 import re
 import sys
 
+from wasmprof.addr2line.bulk import paused_gc
 from wasmprof.addr2line.resolver import Resolver
 from wasmprof.addr2line.spaces import SPACE_HELP
 from wasmprof.binary.loader import find_companion, load_module
@@ -157,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
         if args.frame_function and r.printed_name is None:
             r.printed_name = args.frame_function
         raws.append(r)
+    with paused_gc(len(raws) > 256):
+        return _answer(args, space, module, tokens, raws, bad)
+
+
+def _answer(args, space, module, tokens, raws, bad) -> int:
     resolver = Resolver()
     results = resolver.resolve_many(module, raws)
     slots: list[tuple[RawFrame, list[Frame]] | None] = [None] * len(tokens)

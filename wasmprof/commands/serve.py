@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 
 from wasmprof.config import (ServerConfig, add_store_arguments, parse_scopes, resolve_store,
                              store_config_from_args)
+from wasmprof.errors import UsageError
 
 EPILOG = """examples:
   wasmprof serve                                   # SQLite in ~/.local/share/wasmprof, 127.0.0.1:8080
@@ -16,6 +18,7 @@ EPILOG = """examples:
   wasmprof serve --db postgresql://wasmprof@db:5432/wasmprof --host 0.0.0.0   # one of N replicas
   wasmprof serve --demo                            # bundled samples, anonymous access, fresh data dir
   wasmprof serve --allow-anonymous read            # dashboards without a token, ingest needs one
+  wasmprof serve --host 0.0.0.0 --public-url https://wasmprof.example.com   # links in alerts
 
 API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus). Tokens: wasmprof token create."""
 
@@ -39,6 +42,10 @@ def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = Fals
     p.add_argument("--log-format", choices=("json", "text"), default="json",
                    help="structured JSON logs (default) or text on stderr")
     p.add_argument("--quiet", action="store_true", help="no per-request access log lines")
+    p.add_argument("--public-url", metavar="URL", default=None,
+                   help="the URL users reach this service at (behind a proxy or load "
+                        "balancer), used in webhook links and printed URLs (default: env "
+                        "WASMPROF_PUBLIC_URL, else http://HOST:PORT)")
     add_store_arguments(p)
 
 
@@ -80,7 +87,20 @@ def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
         max_log_bytes=int(args.max_log_mb * (1 << 20)),
         max_module_bytes=int(args.max_module_mb * (1 << 20)),
         max_samples_bytes=int(args.max_samples_mb * (1 << 20)),
-        rate_limit=args.rate_limit, rate_burst=args.rate_burst)
+        rate_limit=args.rate_limit, rate_burst=args.rate_burst,
+        public_url=public_url(args.public_url or os.environ.get("WASMPROF_PUBLIC_URL")))
+
+
+def public_url(url: str | None) -> str | None:
+    """An absolute http(s) URL without a trailing slash; UsageError otherwise."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise UsageError("bad public URL", source="--public-url",
+                         expected="http(s)://host[:port][/path]", found=url[:80])
+    return url.strip().rstrip("/")
 
 
 def serve(config: ServerConfig, *, banner: bool = False, log_format: str = "json",
@@ -109,7 +129,8 @@ def serve(config: ServerConfig, *, banner: bool = False, log_format: str = "json
     log.info("wasmprof serving", extra={"host": config.host, "port": config.port,
                                         "db": redact_url(config.store.db_url),
                                         "data": str(config.store.data_dir), "demo": config.demo,
-                                        "anonymous": sorted(config.anonymous_scopes)})
+                                        "anonymous": sorted(config.anonymous_scopes),
+                                        "public_url": config.public_url})
     if banner:
         print_banner(config)
     server.run()
@@ -119,7 +140,7 @@ def serve(config: ServerConfig, *, banner: bool = False, log_format: str = "json
 
 def print_banner(config: ServerConfig) -> None:
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    base = f"http://{host}:{config.port}"
+    base = config.public_url or f"http://{host}:{config.port}"
     print(f"""
 wasmprof demo is starting on {base}
   dashboard   {base}/

@@ -231,9 +231,17 @@ def render_crash(crash: Crash, number: int, *, color: bool = False) -> str:
         head.append("PARTIAL")
     lines = [_style("==> " + sanitize(" | ".join(head), single_line=True), "1;31", color)]
     frame_raw = {id(rf.raw): i for i, rf in enumerate(crash.raw_frames) if rf.raw is not None}
+    total = len(crash.raw_frames)
+    elide = range(SHOW_HEAD, total - SHOW_TAIL) if total > SHOW_HEAD + SHOW_TAIL + 10 else range(0)
     for raw in crash.raw:
-        lines.append(sanitize(raw, single_line=True))
         k = frame_raw.get(id(raw))
+        if k is not None and k in elide:
+            if k == elide.start:
+                lines.append(_style(f"    ... {len(elide)} frames not shown: "
+                                    f"{_summary(crash, elide)} (--json lists them all)", "2",
+                                    color))
+            continue
+        lines.append(sanitize(raw, single_line=True))
         if k is None:
             continue
         chain = by_input.get(k, [])
@@ -246,6 +254,21 @@ def render_crash(crash: Crash, number: int, *, color: bool = False) -> str:
     for note in crash.notes:
         lines.append(_style("    note: " + sanitize(note, single_line=True), "2", color))
     return "\n".join(lines) + "\n"
+
+
+SHOW_HEAD, SHOW_TAIL = 60, 20     # deep recursion dumps (8192 frames) are cut in the middle
+
+
+def _summary(crash: Crash, frames: range) -> str:
+    """``parse_list x4000, parse_value x4000`` for the elided part of a deep stack."""
+    counts: dict[str, int] = {}
+    for k in frames:
+        rf = crash.raw_frames[k]
+        name = rf.printed_name or (f"$f{rf.func_index}" if rf.func_index is not None else "?")
+        counts[name] = counts.get(name, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"{sanitize(n, single_line=True)} x{c}" for n, c in top[:4])
+    return text + (f" and {len(top) - 4} more functions" if len(top) > 4 else "")
 
 
 def iter_crashes(path: str) -> Iterator[Crash]:

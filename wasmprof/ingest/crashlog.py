@@ -36,8 +36,8 @@ from wasmprof.ingest.traps import classify
 from wasmprof.model import AddressSpace, Crash, RawFrame, Runtime, TrapKind
 from wasmprof.output import Progress
 
-TRIGGERS: tuple[bytes, ...] = (b"#", b"Function: ", b"Exception: ", b"Caught ", b"wasm log",
-                               b" backtrace:")
+TRIGGERS: tuple[bytes, ...] = (b": 0x", b"#00 ", b"Function: ", b"Exception: ", b"Caught ",
+                               b"wasm log", b" backtrace:")
 """A line without any of these can neither start nor end a crash when no block is open."""
 
 CHUNK_SIZE = 1 << 20
@@ -45,11 +45,14 @@ MAX_LINE = 4 << 20            # longer lines are cut into pieces (kept verbatim 
 MAX_KEPT_LINE = 16 << 10      # a crash keeps at most this much of one raw line
 PAIR_WINDOW = 64 << 10        # bytes within which a WAMR dump and its message are paired
 NATIVE_WINDOW = 16 << 10      # bytes without a backtrace line that close a native block
-MAX_FRAMES = 100_000          # frames kept per crash (deep recursion prints 8192)
+MAX_FRAMES = 100_000          # frames per crash (deep recursion prints 8192); more are
+                              # read as the next (partial) crash, so memory stays bounded
 MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are open
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
-_HASH_FRAME = re.compile(rb"#(\d{1,9})(:?) ")
+# "#3: …" (WAMR >= 2.0 dumps, Envoy native frames), "#00 name" (old WAMR top frame); the
+# native stderr form "#3 sym [0x…]" only matters after a "Caught" line (slow path then).
+_WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 ")
 PLUGIN_LINES = 2048           # recent `wasm log` lines kept for plugin attribution
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
@@ -76,13 +79,14 @@ class _Unit:
         self.lines.append((lineno, text))
         self.last_offset = offset
 
+    @property
+    def full(self) -> bool:
+        return len(self.lines) >= MAX_FRAMES
+
     def add_frame(self, frame: RawFrame, lineno: int, text: str, offset: int) -> None:
         self.add(lineno, text, offset)
-        if len(self.crash.raw_frames) < MAX_FRAMES:
-            frame.raw = self.lines[-1][1]
-            self.crash.raw_frames.append(frame)
-        elif not self.crash.partial:
-            self.flag(f"more than {MAX_FRAMES} frames: the rest were dropped")
+        frame.raw = self.lines[-1][1]
+        self.crash.raw_frames.append(frame)
 
     def flag(self, note: str) -> None:
         self.crash.partial = True
@@ -287,6 +291,9 @@ class CrashScanner:
     def _continue_record(self, body: str, lineno: int, text: str, offset: int) -> bool:
         unit = self.record
         assert unit is not None
+        if unit.full:
+            unit.flag(f"more than {MAX_FRAMES} lines: the rest was passed through")
+            return False
         crash = unit.crash
         state = unit.state
         if state == "v8-header":
@@ -370,6 +377,10 @@ class CrashScanner:
         assert unit is not None
         if msg.startswith("#"):
             frame = wamr_dump.parse_frame(msg)
+            if frame is not None and unit.full:
+                unit.flag(f"more than {MAX_FRAMES} lines: the rest is read as another crash")
+                self._close_dump(ended=True)
+                return None
             if frame is not None:
                 frames = unit.crash.raw_frames
                 last = frames[-1].index if frames else -1
@@ -459,6 +470,11 @@ class CrashScanner:
         if unit is None and ll.format is LineFormat.PLAIN and len(self.natives) == 1:
             unit = next(iter(self.natives.values()))     # stderr form: no prefix, no thread
         if unit is None:
+            return False
+        if unit.full:
+            unit.flag(f"more than {MAX_FRAMES} lines: the rest was passed through")
+            del self.natives[unit.crash.thread]
+            self._emit(unit)
             return False
         frame = envoy_native.parse_frame(msg)
         if frame is not None:
@@ -656,16 +672,7 @@ def _chunks(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
 def _worth_parsing(line: bytes) -> bool:
     """Cheap byte test: can this line start, continue or end a crash (when no block is
     open)? Lines that merely contain ``#`` or ``wasm log`` are not."""
-    if (b"Function: " in line or b"Exception: " in line or b"Caught " in line
-            or b" backtrace:" in line):
-        return True
-    if b"#" not in line:
-        return False
-    for m in _HASH_FRAME.finditer(line):
-        # "#3: …" (WAMR >= 2.0, Envoy), "#00 name" (old WAMR top frame), "#3 sym [0x…]"
-        if m.group(2) or m.group(1) == b"00" or b"[0x" in line:
-            return True
-    return False
+    return _WORTH.search(line) is not None
 
 
 def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
@@ -680,17 +687,17 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
     for chunk in _chunks(stream):
         n = len(chunk)
         nexts = [chunk.find(t) for t in finders]
+        nexts = [p if p >= 0 else n for p in nexts]
         pos = ln_pos = 0
         pt, pt_lineno = 0, lineno      # start of pass-through bytes not yet handed on
         while pos < n:
             if sc.idle:
-                hit = n
-                for k, t in enumerate(finders):
-                    p = nexts[k]
-                    if 0 <= p < pos:
-                        p = nexts[k] = chunk.find(t, pos)
-                    if 0 <= p < hit:
-                        hit = p
+                hit = min(nexts)
+                while hit < pos:
+                    k = nexts.index(hit)
+                    p = chunk.find(finders[k], pos)
+                    nexts[k] = p if p >= 0 else n
+                    hit = min(nexts)
                 if hit >= n:
                     break
                 nl = chunk.rfind(b"\n", pos, hit)

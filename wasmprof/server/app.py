@@ -128,6 +128,9 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
                               "(`wasmprof token create --scopes ingest,read`).")
     app.state.service = svc
     app.state.config = config
+    configure_alerts = _optional("wasmprof.alerts", "configure")
+    if config.public_url and configure_alerts is not None:
+        configure_alerts(public_url=config.public_url)   # links in alerts queued by ingest
     tokens = TokenCache(svc.db)
     limiter = RateLimiter(config.rate_limit, config.rate_burst)
     require = make_require(config, tokens, limiter,

@@ -9,7 +9,10 @@
   the same transaction (under a savepoint), when the alerts package is installed.
 - :meth:`CrashService.resymbolize` re-runs symbolization + grouping for stored events (a
   module arrived after its crashes) and moves events between groups; group counters are
-  recomputed from the events, so they never drift.
+  recomputed from the events, so they never drift. In the same transaction it calls
+  ``wasmprof.alerts.on_crash_regrouped(db, created, removed)``: groups created by the
+  regrouping alert ``crash.new_group`` with their symbolized frames, and the undelivered
+  ``crash.new_group`` of groups it emptied (the unsymbolized ones) is cancelled.
 - Groups: status ``open`` / ``resolved`` / ``regressed`` stored; shown as ``new`` (open,
   first seen < 24 h ago), ``ongoing``, ``regressed``, ``resolved``.
 """
@@ -105,12 +108,12 @@ def display_status(row: dict[str, Any], at: float | None = None) -> str:
     return "new" if (at or now()) - row["first_seen"] < NEW_WINDOW else "ongoing"
 
 
-def _alerts_hook() -> Callable[..., Any] | None:
+def _alerts_hook(name: str = "on_crash_event") -> Callable[..., Any] | None:
     try:
         import wasmprof.alerts as alerts
     except ImportError:
         return None
-    return getattr(alerts, "on_crash_event", None)
+    return getattr(alerts, name, None)
 
 
 @dataclass(slots=True)
@@ -331,7 +334,6 @@ class CrashService:
         """Re-symbolize and regroup stored events (of ``plugin``, or all)."""
         last = 0
         seen = changed = moved = 0
-        touched: set[int] = set()
         cache: dict = {}
         while True:
             with self.db.read() as tx:
@@ -360,12 +362,16 @@ class CrashService:
                 updates.append((r, s, frames))
             if updates:
                 with self.db.tx() as tx:
+                    touched: set[int] = set()
+                    created: dict[int, tuple[dict[str, Any], Symbolized, float]] = {}
                     for r, s, frames in updates:
                         occurred = tx.scalar("SELECT occurred_at FROM crash_events WHERE id = ?",
                                              (r["id"],))
-                        gid, _, _ = self._upsert_group(
+                        gid, is_new, _ = self._upsert_group(
                             tx, s.key, r["plugin"], str(s.crash.trap_kind), occurred, occurred,
                             top_frames(s.crash), count=0)
+                        if is_new or gid in created:
+                            created[gid] = (r, s, occurred)
                         if gid != r["group_id"]:
                             touched.update((gid, r["group_id"]))
                             moved += 1
@@ -376,21 +382,47 @@ class CrashService:
                                    "symbolized_at = ? WHERE id = ?",
                                    (gid, frames, s.space, _json(s.modules), s.key.fingerprint,
                                     _json(grouping), now(), r["id"]))
-        if touched:
-            self.refresh_groups(touched)
+                    removed = self._refresh_groups(tx, touched)
+                    self._announce_regroup(tx, created, removed)
         return {"events": seen, "changed": changed, "moved": moved}
 
-    def refresh_groups(self, ids: Iterable[int]) -> None:
-        """Recompute count/first/last seen from the events; drop groups left empty."""
+    def _announce_regroup(self, tx: Tx, created: dict[int, tuple[dict[str, Any], Symbolized, float]],
+                          removed: list[int]) -> None:
+        hook = None and _alerts_hook("on_crash_regrouped")
+        if hook is None or not (created or removed):
+            return
+        pairs = []
+        for gid, (r, s, occurred) in created.items():
+            c = s.crash
+            pairs.append((self._group_row(tx, gid), {
+                "id": r["id"], "group_id": gid, "plugin": r["plugin"], "version": r["version"],
+                "trap_kind": str(c.trap_kind), "message": c.message, "occurred_at": occurred,
+                "fingerprint": s.key.fingerprint, "frames": [f.to_dict() for f in c.frames[:20]]}))
+        try:
+            with self.db.savepoint(tx, "alerts_regroup_hook"):
+                hook(self.db, pairs, removed)
+        except Exception:  # noqa: BLE001 - alerts must never fail a regrouping
+            log.exception("alerts regroup hook failed")
+
+    def refresh_groups(self, ids: Iterable[int]) -> list[int]:
+        """Recompute count/first/last seen from the events; drop groups left empty (their
+        ids are returned)."""
         with self.db.tx() as tx:
-            for gid in sorted({i for i in ids if i is not None}):
-                agg = tx.one("SELECT COUNT(*) AS n, MIN(occurred_at) AS lo, MAX(occurred_at) AS hi "
-                             "FROM crash_events WHERE group_id = ?", (gid,))
-                if not agg or not agg["n"]:
-                    tx.execute("DELETE FROM crash_groups WHERE id = ?", (gid,))
-                else:
-                    tx.execute("UPDATE crash_groups SET count = ?, first_seen = ?, last_seen = ? "
-                               "WHERE id = ?", (agg["n"], agg["lo"], agg["hi"], gid))
+            return self._refresh_groups(tx, ids)
+
+    @staticmethod
+    def _refresh_groups(tx: Tx, ids: Iterable[int]) -> list[int]:
+        removed = []
+        for gid in sorted({i for i in ids if i is not None}):
+            agg = tx.one("SELECT COUNT(*) AS n, MIN(occurred_at) AS lo, MAX(occurred_at) AS hi "
+                         "FROM crash_events WHERE group_id = ?", (gid,))
+            if not agg or not agg["n"]:
+                tx.execute("DELETE FROM crash_groups WHERE id = ?", (gid,))
+                removed.append(gid)
+            else:
+                tx.execute("UPDATE crash_groups SET count = ?, first_seen = ?, last_seen = ? "
+                           "WHERE id = ?", (agg["n"], agg["lo"], agg["hi"], gid))
+        return removed
 
     # -- reads ------------------------------------------------------------------------
     def list_groups(self, *, plugin: str | None = None, status: str | None = None,

@@ -1,4 +1,5 @@
-"""Profiles: stored as received (agent JSON batches, perf script + perf map, folded),
+"""Profiles: stored as received (agent JSON batches, perf script + perf map, folded, WAMR
+``Performance profiler data:`` blocks),
 parsed, symbolized and merged at query time with the same code the CLI uses
 (``wasmprof.ingest.*``, ``wasmprof.profiles``, ``wasmprof.flamegraph.*``).
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -18,13 +20,15 @@ from typing import Any
 import orjson
 
 from wasmprof.errors import LogFormatError, UsageError
+from wasmprof.model import Module, Profile
+from wasmprof.profiles import (PROFILE_FORMATS, assign_perf_map_modules, detect_profile_format,
+                               merge_profiles, parse_profile_stream, symbolize_profile)
 from wasmprof.server.registry import ModuleRegistry
 from wasmprof.store.db import now
 from wasmprof.store.state import Store
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("agent-json", "perf-script", "folded")
 MAX_QUERY_INPUTS = 5000
 MAX_QUERY_BYTES = 1 << 30
 
@@ -100,57 +104,42 @@ class ProfileService:
         self.resolve_lock = threading.Lock()
 
     # -- ingest -----------------------------------------------------------------------
-    def _parse(self, fmt: str, data: bytes, aux: bytes | None, source: str) -> Any:
-        if fmt == "agent-json":
-            from wasmprof.ingest.agent_json import parse_agent_json
-            return parse_agent_json(data, source)
-        if fmt == "folded":
-            from wasmprof.ingest.folded import parse_folded
-            return parse_folded(io.BytesIO(data), source=source)
-        if fmt == "perf-script":
-            from wasmprof.ingest.perf_map import parse_perf_map
-            from wasmprof.ingest.perf_script import parse_perf_script
-            maps = []
-            if aux:
-                maps.append(parse_perf_map(aux.decode("utf-8", "replace"), source + " perf map"))
-            profile, _stats = parse_perf_script(io.BytesIO(data), perf_maps=maps, source=source)
-            return profile
-        raise UsageError("unknown profile format", source="format", expected=", ".join(FORMATS),
-                         found=fmt)
-
     @staticmethod
-    def sniff(data: bytes) -> str:
-        head = data[:4096]
-        from wasmprof.ingest.agent_json import looks_like_agent_json
-        from wasmprof.ingest.folded import looks_like_folded
-        from wasmprof.ingest.perf_script import looks_like_perf_script
-        if looks_like_agent_json(head):
-            return "agent-json"
-        if looks_like_perf_script(head):
-            return "perf-script"
-        if looks_like_folded(head):
-            return "folded"
-        raise LogFormatError("cannot tell the profile format", source="body",
-                             expected="agent JSON, perf script or folded stacks",
-                             found=repr(head[:40]))
+    def _parse(fmt: str, data: bytes, aux: bytes | None, source: str,
+               modules: Sequence[Module] = ()) -> list[Profile]:
+        """Parse a stored input with the CLI's code (``wasmprof.profiles``); a perf map's
+        segments are assigned to ``modules`` first, as ``wasmprof flamegraph`` does."""
+        from wasmprof.ingest.perf_map import parse_perf_map
+        maps = []
+        if aux:
+            maps.append(parse_perf_map(aux.decode("utf-8", "replace"), source + " perf map"))
+        notes = assign_perf_map_modules(maps, modules) if maps and modules else []
+        profiles = parse_profile_stream(io.BytesIO(data), source=source, perf_maps=maps, fmt=fmt)
+        for p in profiles:
+            p.notes.extend(notes)
+        return profiles
 
     def ingest(self, data: bytes, *, fmt: str | None, aux: bytes | None, plugin: str | None,
                version: str | None, labels: dict[str, str], name: str | None = None,
                start: float | None = None, end: float | None = None,
                client_id: str | None = None) -> dict[str, Any]:
         """Validate (parse) and store one input; idempotent per ``client_id``."""
-        fmt = fmt or self.sniff(data)
+        if fmt is not None and fmt not in PROFILE_FORMATS:
+            raise UsageError("unknown profile format", source="format",
+                             expected=", ".join(PROFILE_FORMATS), found=fmt[:40])
+        fmt = fmt or detect_profile_format(data[:1 << 16], name or "body")
         if client_id:
             with self.db.read() as tx:
                 row = tx.one("SELECT id, sample_count FROM profile_inputs WHERE client_id = ?",
                              (client_id,))
             if row is not None:
                 return {"id": row["id"], "samples": row["sample_count"], "duplicate": True}
-        if fmt == "agent-json":
-            profile = check_agent_batch(data, name or "sample batch")   # full parse at query time
+        if fmt == "agent-json":   # full parse at query time
+            profiles: list[Any] = [check_agent_batch(data, name or "sample batch")]
         else:
-            profile = self._parse(fmt, data, aux, name or f"upload {fmt}")
-        count = len(profile.samples)
+            profiles = self._parse(fmt, data, aux, name or f"upload {fmt}")
+        profile = profiles[0]
+        count = sum(len(p.samples) for p in profiles)
         plugin = plugin or profile.plugin
         labels = {**profile.labels, **labels}
         t = now()
@@ -234,33 +223,32 @@ class ProfileService:
 
     def symbolized(self, sel: Selection) -> Any:
         """The merged SymbolizedProfile of a selection (raises UsageError when empty)."""
-        from wasmprof.profiles import merge_profiles, symbolize_profile
         rows = self.inputs(sel, with_data=True)
         if not rows:
             raise UsageError("no profile data matches the selection", source="profiles",
                              found=sel.describe())
-        by_key: dict[tuple, list[Any]] = {}
+        by_key: dict[tuple, list[dict[str, Any]]] = {}
         total = 0
         for r in rows:
             total += r["size"]
             if total > MAX_QUERY_BYTES:
                 break
-            profile = self._parse(r["format"], bytes(r["data"]),
-                                  bytes(r["aux"]) if r["aux"] is not None else None,
-                                  f"profile input {r['id']}")
-            profile.plugin = r["plugin"] or profile.plugin
-            profile.labels = {**profile.labels, **r["labels"]}
-            by_key.setdefault((r["plugin"], r["version"]), []).append(profile)
+            by_key.setdefault((r["plugin"], r["version"]), []).append(r)
         symbolized = []
-        for (plugin, version), profiles in by_key.items():
-            mods = []
+        for (plugin, version), key_rows in by_key.items():
+            mods: list[Module] = []
             for _row, m in self.registry.modules_for(plugin, version):
                 mods.append(m)
                 if m.companion is not None and m.companion not in mods:
                     mods.append(m.companion)
-            for p in profiles:
-                with self.resolve_lock:
-                    symbolized.append(symbolize_profile(p, mods, self.resolver))
+            for r in key_rows:
+                for profile in self._parse(r["format"], bytes(r["data"]),
+                                           bytes(r["aux"]) if r["aux"] is not None else None,
+                                           f"profile input {r['id']}", mods):
+                    profile.plugin = r["plugin"] or profile.plugin
+                    profile.labels = {**profile.labels, **r["labels"]}
+                    with self.resolve_lock:
+                        symbolized.append(symbolize_profile(profile, mods, self.resolver))
         merged = merge_profiles(symbolized)
         merged.name = sel.describe()
         return merged

@@ -186,12 +186,8 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
                 aux = await m.read()
         else:
             data = await request.body()
-        fmt = q.get("format")
-        if fmt is not None and fmt not in ("agent-json", "perf-script", "folded"):
-            raise UsageError("unknown profile format", source="format",
-                             expected="perf-script, folded, agent-json", found=fmt[:40])
         return await run_in_threadpool(
-            svc.profiles.ingest, data, fmt=fmt, aux=aux,
+            svc.profiles.ingest, data, fmt=q.get("format") or None, aux=aux,
             plugin=_text_param(q.get("plugin"), "plugin"),
             version=_text_param(q.get("version"), "version"), labels=_labels(request),
             name=_text_param(name, "name"), start=parse_time(q.get("from"), "from"),

@@ -43,7 +43,9 @@ export async function render(ctx) {
       (!state.plugin || g.plugin === state.plugin) &&
       (!state.trap || g.trap_kind === state.trap) &&
       (!needle || searchText(g).includes(needle)));
-    summary.textContent = `${shown.length} of ${groups.length} group${groups.length === 1 ? "" : "s"}`;
+    const total = data.total ?? groups.length;
+    summary.textContent = `${shown.length} of ${groups.length} group${groups.length === 1 ? "" : "s"}` +
+      (total > groups.length ? ` (the ${groups.length} seen last of ${total})` : "");
     mount(tbody, shown.map((g) => row(g, timelines)));
     if (!shown.length) mount(tbody, h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No crash group matches these filters.")));
   }

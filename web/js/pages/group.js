@@ -60,13 +60,13 @@ export async function render(ctx) {
     h("h2", {}, "Events over time"),
     buckets.length ? barChart(buckets, { label: `events of group ${group.id} over time` }) : h("p", { class: "muted" }, "No timestamps."),
     h("table", { class: "table events" },
-      h("thead", {}, h("tr", {}, ["Event", "Time", "Version", "Runtime", "Thread", ""].map((c) => h("th", {}, c)))),
+      h("thead", {}, h("tr", {}, ["Event", "Time", "Version", "Offsets", "Received", ""].map((c) => h("th", {}, c)))),
       h("tbody", {}, events.slice(0, 50).map((e) => h("tr", { dataset: { eventId: e.id } },
         h("td", { class: "mono" }, `#${e.id}`),
         h("td", {}, fmtTime(e.time)),
         h("td", {}, e.version || "—"),
-        h("td", {}, e.runtime || "—"),
-        h("td", {}, e.thread || "—"),
+        h("td", {}, e.space || "—"),
+        h("td", { class: "muted" }, fmtAgo(e.received_at)),
         h("td", {}, h("button", { type: "button", class: "ghost small", on: { click: () => showEvent(e) } }, "show")))))),
     events.length > 50 ? h("p", { class: "muted" }, `Showing 50 of ${events.length} events.`) : null);
 
