@@ -210,12 +210,22 @@ def start_server(data_dir: Path, *, demo: bool = False, anonymous: str = "",
     raise AssertionError(f"server did not answer /healthz in {timeout}s:\n{server.log_tail()}")
 
 
-def settle(page, watch: Watch, timeout: float = 30_000) -> None:
-    """Wait until the page's network is idle; on a timeout, say which requests hang."""
-    try:
-        page.wait_for_load_state("networkidle", timeout=timeout)
-    except Exception as e:  # noqa: BLE001 - re-raised with the requests in flight
-        raise AssertionError(f"network not idle; in flight: {sorted(watch.in_flight.values())}") from e
+def settle(page, watch: Watch, timeout: float = 30.0, quiet: float = 0.5) -> None:
+    """Wait until no request of the page (any frame) has been in flight for ``quiet``
+    seconds. (Playwright's "networkidle" is unreliable across same-document navigations
+    with sandboxed, out-of-process frames.) On a timeout, say which requests hang."""
+    deadline = time.monotonic() + timeout
+    idle_since = None
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)              # lets Playwright deliver events
+        if watch.in_flight:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= quiet:
+            return
+    raise AssertionError(f"network not idle after {timeout}s; in flight: "
+                         f"{sorted(watch.in_flight.values())}")
 
 
 def open_page(browser, server: ServerProcess, path: str = "/", *, width: int = 1360,

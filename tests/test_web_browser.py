@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from browser import browser, open_page, start_server, wait_for  # noqa: F401  (fixture)
+from browser import browser, open_page, settle, start_server, wait_for  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -87,9 +87,9 @@ def _group_id(server, plugin: str) -> int:
     return groups[0]["id"]
 
 
-def _loaded(page, selector: str) -> None:
+def _loaded(page, watch, selector: str) -> None:
     page.wait_for_selector(selector, timeout=30_000)
-    page.wait_for_load_state("networkidle")
+    settle(page, watch)
 
 
 def test_every_page_loads_without_errors(lab, browser, artifacts_dir):
@@ -104,7 +104,7 @@ def test_every_page_loads_without_errors(lab, browser, artifacts_dir):
     for name, path, ready in pages:
         page, watch = open_page(browser, lab, path)
         try:
-            _loaded(page, ready)
+            _loaded(page, watch, ready)
             if name == "profiles":
                 page.frame_locator("#speedscope-frame").locator("canvas").first.wait_for(timeout=30_000)
                 page.frame_locator("#svg-frame").locator("g.f").first.wait_for(timeout=30_000)
@@ -121,9 +121,9 @@ def test_crash_group_shows_ground_truth_function_line_and_inline_chain(lab, brow
     gid = _group_id(lab, "inline_chain")
     page, watch = open_page(browser, lab, "/#/crashes")
     try:
-        _loaded(page, "table.groups tr[data-group-id]")
+        _loaded(page, watch, "table.groups tr[data-group-id]")
         page.locator(f'tr[data-group-id="{gid}"] a.group-link').click()
-        _loaded(page, "ol.backtrace")
+        _loaded(page, watch, "ol.backtrace")
         chains = page.locator("ol.backtrace > li.chain")
         for k in range(2):                     # the first two input frames, innermost first
             expected = truth["frames"][k]["symbolized"]["frames"]
@@ -161,7 +161,7 @@ def test_crash_list_filters_search_and_resolve(lab, browser, data_dir):
     trap_gid = _group_id(lab, "crash_trap")
     page, watch = open_page(browser, lab, "/#/crashes")
     try:
-        _loaded(page, "table.groups tr[data-group-id]")
+        _loaded(page, watch, "table.groups tr[data-group-id]")
         rows = page.locator("table.groups tr[data-group-id]")
         assert rows.count() == 2
         assert page.locator("tr[data-group-id] svg.sparkline rect.spark-bar").count() >= 2
@@ -179,13 +179,13 @@ def test_crash_list_filters_search_and_resolve(lab, browser, data_dir):
         assert rows.count() == 0
         # resolve the crash_trap group from its page
         page.goto(f"{lab.url}/#/crashes/{trap_gid}")
-        _loaded(page, "ol.backtrace")
+        _loaded(page, watch, "ol.backtrace")
         page.get_by_role("button", name="Mark resolved").click()
         page.locator(".pill-resolved").wait_for()
         g = httpx.get(f"{lab.url}/api/v1/crash-groups/{trap_gid}").json()
         assert g["status"] == "resolved"
         page.goto(f"{lab.url}/#/crashes?status=resolved")
-        _loaded(page, "table.groups")
+        _loaded(page, watch, "table.groups")
         wait_for(lambda: rows.count() == 1, what="the resolved group in the list")
         assert rows.first.get_attribute("data-status") == "resolved"
         assert watch.problems() == []
@@ -202,7 +202,7 @@ def test_flame_graph_renders_and_search_highlights_frames(lab, browser, data_dir
     expected_pct = 100 * with_target / len(truth["samples"])
     page, watch = open_page(browser, lab, "/#/profiles?plugin=bot_detect&labels=build%3Aperf")
     try:
-        _loaded(page, "#svg-frame")
+        _loaded(page, watch, "#svg-frame")
         ss = page.frame_locator("#speedscope-frame")
         ss.locator("canvas").first.wait_for(timeout=30_000)
         wait_for(lambda: "bot_detect" in ss.locator("body").inner_text(), what="speedscope title")
@@ -238,7 +238,7 @@ def test_comparison_shows_the_known_change(lab, browser, data_dir):
     grew = max(delta, key=lambda f: delta[f])
     page, watch = open_page(browser, lab, COMPARE)
     try:
-        _loaded(page, "#diff-table")
+        _loaded(page, watch, "#diff-table")
         rows = page.locator("#diff-table tbody tr")
         first = rows.first.locator("td")
         assert first.nth(0).locator(".fn").inner_text() == biggest

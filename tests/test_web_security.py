@@ -17,7 +17,7 @@ import urllib.parse
 import httpx
 import pytest
 
-from browser import browser, open_page, start_server, wait_for, wasmprof_cli  # noqa: F401
+from browser import browser, open_page, settle, start_server, wait_for, wasmprof_cli  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -168,7 +168,7 @@ def test_no_page_executes_attacker_names(evil, browser, artifacts_dir):
         page, watch = open_page(browser, evil, path)
         try:
             page.wait_for_selector(ready, timeout=30_000)
-            page.wait_for_load_state("networkidle")
+            settle(page, watch)
             text = page.locator("body").inner_text()
             for s in literal:
                 assert s in text, f"{name}: {s!r} not shown literally"
@@ -193,7 +193,7 @@ def test_source_context_with_markup_is_text(evil, browser):
     page, watch = open_page(browser, evil, f"/#/crashes/{gid}")
     try:
         page.wait_for_selector("ol.backtrace")
-        page.wait_for_load_state("networkidle")
+        settle(page, watch)
         page.locator("details.source > summary").first.click()
         hit = page.locator(".source-table tr.hit .code")
         hit.wait_for()
@@ -262,7 +262,7 @@ def test_dashboard_asks_for_a_token_and_uses_it(locked, browser, artifacts_dir):
         img.wait_for()
         wait_for(lambda: page.evaluate("document.querySelector('img#svg-frame').naturalWidth") > 0,
                  what="the SVG image")
-        page.wait_for_load_state("networkidle")
+        settle(page, watch)
         assert watch.console_errors[before:] == [] and watch.page_errors == []
         assert watch.dialogs == [] and watch.external_requests == []
     finally:

@@ -3,7 +3,8 @@
 Mounts API v1 (:mod:`wasmprof.server.routes_api`), the alerts routes
 (``wasmprof.server.routes_alerts.router`` or ``build_router(svc, require)`` when present),
 the dashboard (``wasmprof.server.web.mount_web(app)`` when present), ``/healthz``,
-``/metrics``; OpenAPI at ``/docs``. Errors: :class:`WasmprofError` → 400 with its
+``/metrics``; OpenAPI at ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/redoc``
+served from local files (no CDN). Errors: :class:`WasmprofError` → 400 with its
 ``to_dict()``; body over the cap → 413; rate limit → 429. One JSON access-log line per
 request on the ``wasmprof.access`` logger.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from wasmprof.server.responses import OrjsonResponse
 
@@ -121,11 +123,14 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
                 worker.stop()
             svc.stop()
 
-    app = FastAPI(title="wasmprof", version=__version__, lifespan=lifespan,
-                  default_response_class=OrjsonResponse,
-                  description="Crash symbolication and profiles for WebAssembly plugins. "
-                              "Authenticate with `Authorization: Bearer <token>` "
-                              "(`wasmprof token create --scopes ingest,read`).")
+    # Swagger UI at /docs and ReDoc at /redoc from files shipped in the fastapi-offline
+    # package (under /static-offline-docs): the docs work with no external network.
+    app: FastAPI = FastAPIOffline(
+        title="wasmprof", version=__version__, lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+        description="Crash symbolication and profiles for WebAssembly plugins. "
+                    "Authenticate with `Authorization: Bearer <token>` "
+                    "(`wasmprof token create --scopes ingest,read`).")
     app.state.service = svc
     app.state.config = config
     configure_alerts = _optional("wasmprof.alerts", "configure")

@@ -388,7 +388,7 @@ class CrashService:
 
     def _announce_regroup(self, tx: Tx, created: dict[int, tuple[dict[str, Any], Symbolized, float]],
                           removed: list[int]) -> None:
-        hook = None and _alerts_hook("on_crash_regrouped")
+        hook = _alerts_hook("on_crash_regrouped")
         if hook is None or not (created or removed):
             return
         pairs = []

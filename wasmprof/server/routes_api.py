@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 
-from wasmprof.server.responses import OrjsonResponse
+from wasmprof.server.responses import (BINARY_BODY, ERROR_RESPONSES, JSON_BODY, TEXT_BODY,
+                                       OrjsonResponse, multipart_body, raw_body)
 from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import UsageError
@@ -61,13 +62,20 @@ async def _form_file(request: Request, field: str = "file") -> tuple[UploadFile 
 
 
 def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
-    r = APIRouter(prefix="/api/v1", default_response_class=OrjsonResponse)
+    r = APIRouter(prefix="/api/v1", default_response_class=OrjsonResponse,
+                  responses=ERROR_RESPONSES)
     ingest = Depends(require("ingest"))
     read = Depends(require("read"))
     admin = Depends(require("admin"))
 
     # -- modules ----------------------------------------------------------------------
-    @r.post("/modules", summary="Upload a module (multipart 'file', or a raw body)")
+    @r.post("/modules", summary="Upload a module (multipart 'file', or a raw body)",
+            description="A `.wasm`, `.aot`, `.aot.wasm`, wamrc object or `.cwasm`; query "
+                        "`plugin`, `version`, `filename`. Stored by sha256 (201 when new, 200 "
+                        "when known), parsed (never executed) and indexed in the background; "
+                        "crashes of the plugin that arrived earlier are then regrouped.",
+            openapi_extra=raw_body({**multipart_body("file"), **BINARY_BODY},
+                                   "the module file"))
     async def upload_module(request: Request, p: Principal = ingest) -> Response:
         q = request.query_params
         plugin, version, filename = q.get("plugin"), q.get("version"), q.get("filename")
@@ -89,7 +97,8 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
             plugin=_text_param(plugin, "plugin"), version=_text_param(version, "version"))
         return OrjsonResponse({**desc, "created": created}, status_code=201 if created else 200)
 
-    @r.get("/modules")
+    @r.get("/modules", summary="List modules with their symbol status",
+           description="DWARF? names? build id? index ready? Optionally of one `plugin`.")
     def list_modules(plugin: str | None = None, p: Principal = read):
         rows = svc.registry.rows(plugin=plugin)
         by_id = {row["id"]: row for row in rows}
@@ -99,7 +108,7 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
             out.append(svc.registry.describe(row, comp))
         return {"modules": out}
 
-    @r.get("/modules/{mid}")
+    @r.get("/modules/{mid}", summary="One module with its symbol status")
     def get_module(mid: int, p: Principal = read):
         row = svc.registry.get_row(mid)
         if row is None:
@@ -107,11 +116,14 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return svc.registry.describe(row)
 
     # -- plugins ----------------------------------------------------------------------
-    @r.get("/plugins")
+    @r.get("/plugins", summary="List plugins: runtime setting, module kinds, versions")
     def list_plugins(p: Principal = read):
         return {"plugins": svc.registry.plugins()}
 
-    @r.put("/plugins/{name}/runtime", summary="Set how WAMR dumps of a plugin are read")
+    @r.put("/plugins/{name}/runtime", summary="Set how WAMR dumps of a plugin are read",
+           description='`{"runtime": "aot" | "interp" | ... | null}` (null: decide from the '
+                       "uploaded modules); the plugin's crashes are regrouped at once.",
+           openapi_extra=raw_body(JSON_BODY, '{"runtime": ...}'))
     async def set_runtime(name: str, request: Request, p: Principal = admin):
         body = await request.json()
         runtime = body.get("runtime") if isinstance(body, dict) else None
@@ -122,7 +134,12 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
 
     # -- logs -------------------------------------------------------------------------
     @r.post("/logs", summary="Post a gateway log (raw body or multipart 'file'); crashes "
-                             "are stored, symbolized and grouped")
+                             "are stored, symbolized and grouped",
+            description="Query: `plugin`, `version`, `source`, `labels=k:v,...` and any other "
+                        "parameter as a label. Streamed up to the server's cap. The answer "
+                        "lists the created events and their groups (`new`, `regressed`).",
+            openapi_extra=raw_body({**TEXT_BODY, **multipart_body("file")},
+                                   "Envoy/Istio/WAMR/V8/Wasmtime log text"))
     async def post_log(request: Request, p: Principal = ingest):
         q = request.query_params
         plugin = _text_param(q.get("plugin"), "plugin")
@@ -159,7 +176,11 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return result
 
     # -- samples / profiles ----------------------------------------------------------
-    @r.post("/samples", summary="Post an agent JSON sample batch")
+    @r.post("/samples", summary="Post an agent JSON sample batch",
+            description="Query: `plugin`, `version`, labels, `batch_id` (idempotency key: a "
+                        "batch posted twice is stored once), `from`/`to`.",
+            openapi_extra=raw_body(JSON_BODY, '{"modules": [...], "samples": [{"stack": [pc, '
+                                              '...]}]}'))
     async def post_samples(request: Request, p: Principal = ingest):
         q = request.query_params
         data = await request.body()
@@ -170,7 +191,13 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
             name=_text_param(q.get("name"), "name"), start=parse_time(q.get("from"), "from"),
             end=parse_time(q.get("to"), "to"), client_id=_text_param(q.get("batch_id"), "batch_id"))
 
-    @r.post("/profiles", summary="Post perf script (+ multipart 'perf_map') or folded stacks")
+    @r.post("/profiles", summary="Post a profile: perf script (+ multipart 'perf_map'), "
+                                 "folded stacks, agent JSON or a WAMR profiler block",
+            description="The format is detected as `wasmprof flamegraph` does (or give "
+                        "`format=perf-script|folded|agent-json|wamr-profiler`). Query: "
+                        "`plugin`, `version`, labels, `name`, `batch_id`, `from`/`to`.",
+            openapi_extra=raw_body({**multipart_body("file", "perf_map"), **TEXT_BODY},
+                                   "the profile (and a perf map for perf script)"))
     async def post_profile(request: Request, p: Principal = ingest):
         q = request.query_params
         aux = None
@@ -232,7 +259,11 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return {"found": sorted(found), "missing": sorted(set(wanted) - set(found))}
 
     # -- symbolize (stateless) ------------------------------------------------------
-    @r.post("/symbolize", summary="Stateless: module (id or sha256) + addresses + space → frames")
+    @r.post("/symbolize", summary="Stateless: module (id or sha256) + addresses + space → frames",
+            description='`{"module": ID or sha256, "space": "file"|"code"|..., "addresses": '
+                        '[0x..., {"aot_index": N, "offset": 0x...}]}` or `{"jobs": [...]}` '
+                        "(at most 10).",
+            openapi_extra=raw_body(JSON_BODY, "one job or {\"jobs\": [...]}"))
     async def symbolize(request: Request, p: Principal = read):
         body = await request.json()
         jobs = body.get("jobs") if isinstance(body, dict) and "jobs" in body else [body]
@@ -241,7 +272,10 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return {"results": [await run_in_threadpool(_symbolize_job, svc, j) for j in jobs]}
 
     # -- crash groups --------------------------------------------------------------
-    @r.get("/crash-groups")
+    @r.get("/crash-groups", summary="List crash groups",
+           description="Filter by `plugin`, `status` (new, ongoing, regressed, resolved, "
+                       "unresolved), `trap_kind`, `version`, `q` (title search); `sort` = "
+                       "last_seen, first_seen or count; paged by `limit`/`offset`.")
     def list_groups(plugin: str | None = None, status: str | None = None,
                     trap_kind: str | None = None, q: str | None = None, version: str | None = None,
                     limit: int = 100, offset: int = 0, sort: str = "last_seen",
@@ -249,7 +283,8 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return svc.crashes.list_groups(plugin=plugin, status=status, trap_kind=trap_kind, q=q,
                                        version=version, limit=limit, offset=offset, sort=sort)
 
-    @r.get("/crash-groups/{gid}")
+    @r.get("/crash-groups/{gid}", summary="One crash group: counts, versions, top frames, "
+                                          "why its crashes landed there, sample events")
     def get_group(gid: int, events: int = 20, p: Principal = read):
         g = svc.crashes.get_group(gid, events=events)
         if g is None:
@@ -272,14 +307,15 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
             raise HTTPException(404, "no such crash group")
         return g
 
-    @r.get("/crash-events/{eid}")
+    @r.get("/crash-events/{eid}", summary="One crash event: raw lines, raw and symbolized "
+                                          "frames, grouping reason")
     def get_event(eid: int, p: Principal = read):
         e = svc.crashes.get_event(eid)
         if e is None:
             raise HTTPException(404, "no such crash event")
         return e
 
-    @r.get("/stats")
+    @r.get("/stats", summary="Counts of modules, groups, events, profiles, pending jobs")
     def stats(p: Principal = read):
         return svc.stats()
 
