@@ -67,6 +67,7 @@ class _View:
         self.label = module.name or Path(module.path).name
         self.imports = module.import_function_count
         self._by_name: dict[str, int] | None = None
+        self._alternatives: dict[str, set[int]] = {}
         self._starts: list[int] | None = None
         self._prep: dict[tuple[int, int], list[tuple]] = {}
         self._prep_block = None
@@ -120,6 +121,14 @@ class _View:
             by.update(first)
             by.update(second)
             self._by_name = by
+            # Every function a printed name may denote: a name-section name and an export
+            # name can coincide (wasm-ld's `_start` vs the `_start` export of
+            # `_start.command_export`); the offset then decides between them.
+            alt: dict[str, set[int]] = {}
+            for table in (names, exports):
+                for n, i in table.items():
+                    alt.setdefault(n, set()).add(i)
+            self._alternatives = alt
         hit = self._by_name.get(name)
         if hit is None and is_mangled(name):
             hit = self._by_name.get(demangle(name))
@@ -129,6 +138,15 @@ class _View:
             if len(cands) == 1:
                 hit = cands.pop()
         return hit
+
+    def may_denote(self, name: str | None, wasm_index: int) -> bool:
+        """True when a printed ``name`` can denote function ``wasm_index`` (by name-section
+        name or export name), whichever of the two :meth:`index_of_name` preferred."""
+        if not name:
+            return False
+        if self._by_name is None:
+            self.index_of_name(name, False)
+        return wasm_index in self._alternatives.get(name, ())
 
     def prepared(self, code: int, idx: int) -> list[tuple] | None:
         """Frame fields for the inline chain at ``code`` (memoised per segment and line row:
@@ -362,6 +380,9 @@ class Resolver:
             return [self._function_frame(
                 v, claimed, f"offset 0x{off:x} is outside every function body (stale or "
                 "garbage value)", base, None, raw)]
+        if claimed is not None and body.wasm_index != claimed and raw.func_index is None \
+                and raw.aot_index is None and v.may_denote(raw.printed_name, body.wasm_index):
+            claimed = body.wasm_index
         if claimed is not None and body.wasm_index != claimed:
             return [self._function_frame(
                 v, claimed, f"offset 0x{off:x} lies in {v.describe(body.wasm_index)}, not in the "

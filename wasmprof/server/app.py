@@ -3,8 +3,8 @@
 Mounts API v1 (:mod:`wasmprof.server.routes_api`), the alerts routes
 (``wasmprof.server.routes_alerts.router`` or ``build_router(svc, require)`` when present),
 the dashboard (``wasmprof.server.web.mount_web(app)`` when present), ``/healthz``,
-``/metrics``; OpenAPI at ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/redoc``
-served from local files (no CDN). Errors: :class:`WasmprofError` → 400 with its
+``/metrics``; OpenAPI at ``/openapi.json``, Swagger UI at ``/docs`` served from local files
+(no CDN; no ReDoc, whose bundle loads a logo from a CDN). Errors: :class:`WasmprofError` → 400 with its
 ``to_dict()``; body over the cap → 413; rate limit → 429. One JSON access-log line per
 request on the ``wasmprof.access`` logger.
 """
@@ -123,11 +123,13 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
                 worker.stop()
             svc.stop()
 
-    # Swagger UI at /docs and ReDoc at /redoc from files shipped in the fastapi-offline
-    # package (under /static-offline-docs): the docs work with no external network.
+    # Swagger UI at /docs from files shipped in the fastapi-offline package (under
+    # /static-offline-docs): the docs work with no external network. No ReDoc: its bundle
+    # fetches a logo from its vendor's CDN.
     app: FastAPI = FastAPIOffline(
-        title="wasmprof", version=__version__, lifespan=lifespan,
+        title="wasmprof", version=__version__, lifespan=lifespan, redoc_url=None,
         default_response_class=OrjsonResponse,
+        swagger_ui_parameters={"validatorUrl": None},   # no badge from validator.swagger.io
         description="Crash symbolication and profiles for WebAssembly plugins. "
                     "Authenticate with `Authorization: Bearer <token>` "
                     "(`wasmprof token create --scopes ingest,read`).")

@@ -29,6 +29,7 @@ from wasmprof.alerts import hooks, outbox, webhooks
 from wasmprof.alerts.profile_checks import ProfileCheck, run_due_checks
 from wasmprof.errors import UsageError, WasmprofError
 from wasmprof.output import dumps
+from wasmprof.server.responses import ERROR_RESPONSES, JSON_BODY, raw_body
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -101,7 +102,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             metrics.gauges[f"wasmprof_webhook_deliveries_{status}"] = (
                 lambda st=status: float(outbox.counts(db)[st]))
     wake = hooks.wake_workers
-    r = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+    r = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
     admin = [Depends(require("admin"))]
     read = [Depends(require("read"))]
 
@@ -141,7 +142,12 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     def list_hooks() -> Response:
         return _json({"webhooks": [h.to_dict() for h in webhooks.list_all(db)]})
 
-    @r.post("", dependencies=admin, summary="Add a webhook (the secret is shown only here)")
+    @r.post("", dependencies=admin, summary="Add a webhook (the secret is shown only here)",
+            description='`{"url": ..., "events": ["crash.new_group", "crash.regressed", '
+                        '"crash.spike", "profile.regression"], "secret"?, "format"?: '
+                        '"json"|"slack", "plugin"?, ...}`; deliveries are signed with '
+                        "`X-Wasmprof-Signature: sha256=HMAC(secret, timestamp.body)`.",
+            openapi_extra=raw_body(JSON_BODY, "the webhook"))
     async def add_hook(request: Request) -> Response:
         spec = webhooks.spec_from_dict(await _body(request))
         hook = webhooks.create(db, spec, now=time.time())
@@ -154,7 +160,8 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             raise HTTPException(404, "no such webhook")
         return _json(hook.to_dict())
 
-    @r.patch("/{webhook_id}", dependencies=admin, summary="Enable or disable a webhook")
+    @r.patch("/{webhook_id}", dependencies=admin, summary="Enable or disable a webhook",
+             openapi_extra=raw_body(JSON_BODY, '{"enabled": true|false}'))
     async def patch_hook(webhook_id: int, request: Request) -> Response:
         body = await _body(request)
         if not isinstance(body, dict) or set(body) != {"enabled"} or not isinstance(
