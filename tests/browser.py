@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from server_proc import ServerProcess, wasmprof_cli
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -121,93 +117,21 @@ def browser():
             b.close()
 
 
-# -- a real wasmprof server in a subprocess ----------------------------------------------
+# -- a real wasmprof server in a subprocess (tests/server_proc.py) -------------------------
 
-@dataclass
-class ServerProcess:
-    """``wasmprof serve`` on a free loopback port (real uvicorn, real store)."""
-
-    url: str
-    data_dir: Path
-    proc: "subprocess.Popen[bytes]"
-    log_path: Path
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+def start_server(data_dir: Path, *, demo: bool = False, anonymous: str = "") -> ServerProcess:
+    """``wasmprof serve`` on a free loopback port, healthy. ``demo=True``: ``--demo`` (the
+    README's command, bundled samples); else an empty store where ``anonymous`` scopes (e.g.
+    ``"read,ingest,admin"``; ``""``: none, every request needs a token) need no token."""
+    args = ["--demo"] if demo else (["--allow-anonymous", anonymous] if anonymous else [])
+    env = {"WASMPROF_ANONYMOUS": "", "WASMPROF_DB": ""}
+    return ServerProcess(data_dir, extra_args=[*args, "--quiet"], env=env).start(timeout=120)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wasmprof_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
-    """Run ``python -m wasmprof ARGS`` and return stdout (raises on a non-zero exit)."""
-    r = subprocess.run([sys.executable, "-m", "wasmprof", *args], capture_output=True,
-                       timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
-    if r.returncode != 0:
-        raise AssertionError(f"wasmprof {' '.join(args)} -> {r.returncode}\n{r.stderr.decode()}")
-    return r.stdout.decode()
-
-
-# create_app on uvicorn, configured explicitly (anonymous scopes, no demo data).
-_APP_LAUNCHER = """
-import sys, uvicorn
-from wasmprof.config import ServerConfig, resolve_store, parse_scopes
-from wasmprof.server.app import create_app
-data, port, anon = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-cfg = ServerConfig.from_env(resolve_store(data), host="127.0.0.1", port=port,
-                            anonymous_scopes=parse_scopes(anon), log_json=False)
-uvicorn.run(create_app(cfg), host="127.0.0.1", port=port, log_level="warning")
-"""
-
-
-def start_server(data_dir: Path, *, demo: bool = False, anonymous: str = "",
-                 timeout: float = 120) -> ServerProcess:
-    """Start a real server and wait for ``/healthz``; its log is kept in ``data_dir``.
-
-    ``demo=True`` runs ``wasmprof serve --demo`` (the README's command, bundled samples);
-    otherwise ``create_app`` on uvicorn with an empty store and the given anonymous scopes
-    (``""``: every request needs a token).
-    """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = data_dir / "server.log"
-    if demo:
-        cmd = [sys.executable, "-m", "wasmprof", "serve", "--demo", "--data", str(data_dir),
-               "--host", "127.0.0.1", "--port", str(port)]
-    else:
-        cmd = [sys.executable, "-c", _APP_LAUNCHER, str(data_dir), str(port), anonymous]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WASMPROF_DB", "WASMPROF_DATA", "WASMPROF_ANONYMOUS")}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    server = ServerProcess(f"http://127.0.0.1:{port}", data_dir, proc, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(server.url + "/healthz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise AssertionError(f"server did not answer /healthz in {timeout}s:\n{server.log_tail()}")
+def create_token(server: ServerProcess, name: str, scopes: str) -> str:
+    """``wasmprof token create`` on the server's store; returns the token."""
+    return wasmprof_cli("token", "create", name, "--scopes", scopes,
+                        "--data", str(server.data_dir)).stdout.strip()
 
 
 def settle(page, watch: Watch, timeout: float = 30.0, quiet: float = 0.5) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from pg import wait_until
 from receiver import Receiver, Reply
-from server_proc import ServerProcess
+from server_proc import ServerProcess, wasmprof_cli
 from test_alerts_server import FAST_ENV, MODULE, envoy_log, expected_top_frame
 from test_alerts_units import documented_verifier
 
@@ -122,3 +122,65 @@ def test_delivered_unsymbolized_alert_is_followed_by_the_symbolized_group(srv, d
         again = _api(srv, "PUT", f"/api/v1/plugins/{plugin}/runtime", json={"runtime": None})
         assert again["regrouped"] == {"events": 1, "changed": 0, "moved": 0}
         assert len(_deliveries(srv, hook)) == 2
+
+
+@pytest.mark.parametrize("url", ["ftp://dash.example", "dash.example", "http://h/?q=1"])
+def test_serve_rejects_a_bad_public_url(url, tmp_path):
+    out = wasmprof_cli("serve", "--public-url", url, "--data", str(tmp_path), check=False)
+    assert out.returncode == 2 and "bad public URL" in out.stderr and "--public-url" in out.stderr
+
+
+def _with_custom_section(wasm: bytes, payload: bytes) -> bytes:
+    """The same module (same code, same DWARF) as other bytes: a build with a note appended."""
+    body = bytes([4]) + b"note" + payload
+    assert len(body) < 128
+    return wasm + bytes([0, len(body)]) + body
+
+
+def test_crash_regrouped_into_a_resolved_group_alerts_regressed(srv, data_dir):
+    """Version 2.0 first got a wrong module (fib.O2.wasm), so its crash landed in a group of
+    its own; the right 2.0 build arrives, the crash moves into the resolved group of 1.0's
+    same crash, posted after the resolve: ``crash.regressed`` (as ingest would have sent),
+    and the misgrouped group's undelivered alert is cancelled."""
+    plugin = f"regress-{srv.port}"
+    module = (data_dir / MODULE).read_bytes()
+    with Receiver() as rx:
+        hook = _api(srv, "POST", "/api/v1/webhooks",
+                    json={"url": rx.url, "events": ["crash.new_group", "crash.regressed"],
+                          "secret": "regroup-secret", "plugin": plugin})
+
+        def upload(data: bytes, version: str) -> None:
+            m = _api(srv, "POST", "/api/v1/modules", params={"plugin": plugin, "version": version},
+                     files={"file": ("plugin.wasm", data)})
+            wait_until(lambda: _api(srv, "GET", f"/api/v1/modules/{m['id']}")["symbols"]["index"]
+                       in ("ready", "failed"), timeout=60)
+
+        def post(version: str) -> int:
+            r = _api(srv, "POST", "/api/v1/logs", params={"plugin": plugin, "version": version},
+                     content=envoy_log(data_dir))
+            return r["groups"][0]["id"]
+
+        upload(module, "1.0")
+        gid = post("1.0")
+        assert rx.wait_for(lambda reqs: len(reqs) >= 1)
+        _api(srv, "POST", f"/api/v1/crash-groups/{gid}/resolve")
+        upload((data_dir / "wasm/fib.O2.wasm").read_bytes(), "2.0")
+        rx.default = Reply(503, {"Retry-After": "3600"})      # park what comes next
+        wrong = post("2.0")
+        assert wrong != gid
+        assert rx.wait_for(lambda reqs: len(reqs) >= 2)
+        rx.default = Reply()
+        upload(_with_custom_section(module, b"2.0"), "2.0")
+        assert rx.wait_for(lambda reqs: any(r.header("X-Wasmprof-Event") == "crash.regressed"
+                                            for r in reqs))
+        reg = next(r for r in rx.requests if r.header("X-Wasmprof-Event") == "crash.regressed")
+        body = orjson.loads(reg.body)
+        assert body["group_id"] == str(gid) and body["module_version"] == "2.0"
+        assert _symbolized_top(body, data_dir)
+        group = _api(srv, "GET", f"/api/v1/crash-groups/{gid}")
+        assert group["status"] == "regressed" and group["count"] == 2
+        with srv.client() as c:
+            assert c.get(f"/api/v1/crash-groups/{wrong}").status_code == 404
+        ds = {d["group_id"]: d["status"] for d in _deliveries(srv, hook)
+              if d["event"] == "crash.new_group"}
+        assert ds == {str(gid): "delivered", str(wrong): "cancelled"}

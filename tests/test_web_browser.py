@@ -1,6 +1,6 @@
 """The dashboard in headless Debian chromium against a real server holding fixture data.
 
-The server (create_app on uvicorn, SQLite) gets real fixture inputs over HTTP: the
+The server (`wasmprof serve`, SQLite) gets real fixture inputs over HTTP: the
 inline_chain and crash_trap modules with their WAMR classic-interpreter dumps, the
 inline_chain source, and two real perf recordings of bot_detect (built with and without
 call-stack frames). Every expectation is computed from the fixture ground truth
@@ -249,6 +249,23 @@ def test_comparison_shows_the_known_change(lab, browser, data_dir):
         assert grew_row.count() == 1 and "grew" in grew_row.get_attribute("class")
         assert grew_row.locator("td").nth(3).inner_text() == f"{delta[grew]:+.1f} pt"
         page.frame_locator("#diff-frame").locator("g.f").first.wait_for(timeout=30_000)
+        assert watch.problems() == []
+    finally:
+        page.context.close()
+
+
+def test_selection_without_samples_says_so(lab, browser, data_dir):
+    samples_b = len(_perf_truth(data_dir, PERF_B)["samples"])
+    page, watch = open_page(browser, lab, "/#/profiles?plugin=bot_detect&labels=build%3Anone")
+    try:
+        page.get_by_text("No samples match this selection").wait_for()
+        settle(page, watch)
+        assert page.locator("#speedscope-frame, #svg-frame").count() == 0
+        page.fill("form.selection input[name=labels]", "build:perfcs")
+        page.get_by_role("button", name="Show flame graph").click()
+        page.wait_for_selector("#svg-frame")
+        assert f"1 input, {samples_b:,} samples" in page.locator("#profile-summary").inner_text()
+        settle(page, watch)
         assert watch.problems() == []
     finally:
         page.context.close()

@@ -17,7 +17,7 @@ import urllib.parse
 import httpx
 import pytest
 
-from browser import browser, open_page, settle, start_server, wait_for, wasmprof_cli  # noqa: F401
+from browser import browser, create_token, open_page, settle, start_server, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -208,9 +208,7 @@ def locked(tmp_path_factory, data_dir):
     """A server without anonymous access, with one crash and one profile."""
     server = start_server(tmp_path_factory.mktemp("web-locked"), anonymous="")
     try:
-        tokens = {scope: wasmprof_cli("token", "create", f"web-{scope}", "--scopes", scope,
-                                      "--data", str(server.data_dir)).strip()
-                  for scope in ("read", "ingest")}
+        tokens = {scope: create_token(server, f"web-{scope}", scope) for scope in ("read", "ingest")}
         h = {"Authorization": "Bearer " + tokens["ingest"]}
         api = server.url + "/api/v1"
         with httpx.Client(timeout=120, headers=h) as c:

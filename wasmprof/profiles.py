@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from wasmprof.binary.loader import find_companion
 from wasmprof.model import AddressSpace, Frame, FrameStatus, Module, Profile, RawFrame
 
 _SUFFIXES = (".aot.wasm", ".cwasm", ".wasm", ".aot", ".o")
@@ -95,6 +94,8 @@ class ModuleSet:
     compiled from are one plugin), and chosen per frame."""
 
     def __init__(self, modules: Sequence[Module]) -> None:
+        from wasmprof.binary.loader import find_companion
+
         self.modules = list(modules)
         self.notes: list[str] = []
         self.plugins: list[Module] = []

@@ -23,7 +23,6 @@ after a late module re-symbolized and regrouped stored crashes.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from wasmprof.alerts import hooks
@@ -41,9 +40,10 @@ def start_worker(db: Any, config: Any = None) -> Any:
     ``WASMPROF_WEBHOOK_*`` (:meth:`RetryPolicy.from_env`)."""
     from wasmprof.alerts.retry import RetryPolicy
     from wasmprof.alerts.worker import DeliveryWorker
-    public = (getattr(config, "public_url", None) or os.environ.get("WASMPROF_PUBLIC_URL")
-              or f"http://{getattr(config, 'host', '127.0.0.1')}:{getattr(config, 'port', 8080)}")
-    configure(public_url=public)
+    explicit = getattr(config, "public_url", None)
+    own = f"http://{getattr(config, 'host', '127.0.0.1')}:{getattr(config, 'port', 8080)}"
+    configure(public_url=explicit, default_url=own)
+    public = hooks.public_url()
     worker = DeliveryWorker(db, base_url=public, policy=RetryPolicy.from_env(),
                             tasks=hooks.worker_tasks(db))
     configure(waker=worker.wake)

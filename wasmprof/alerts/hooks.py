@@ -31,17 +31,23 @@ log = logging.getLogger(__name__)
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 _settings_lock = threading.Lock()
 _public_url: str | None = None
+_default_url: str | None = None
 _wakers: list[Callable[[], None]] = []
 _tasks: weakref.WeakKeyDictionary[Any, dict[str, Callable[[float], int]]] = \
     weakref.WeakKeyDictionary()
 
 
-def configure(*, public_url: str | None = None, waker: Callable[[], None] | None = None) -> None:
-    """Set the base URL used in alert links and register a worker to wake on enqueue."""
-    global _public_url
+def configure(*, public_url: str | None = None, default_url: str | None = None,
+              waker: Callable[[], None] | None = None) -> None:
+    """Set the base URL used in alert links (``public_url``: explicit, e.g. ``wasmprof serve
+    --public-url``; ``default_url``: the server's own address, used when neither that nor
+    ``$WASMPROF_PUBLIC_URL`` is set) and register a worker to wake on enqueue."""
+    global _public_url, _default_url
     with _settings_lock:
         if public_url:
             _public_url = public_url
+        if default_url:
+            _default_url = default_url
         if waker is not None and waker not in _wakers:
             _wakers.append(waker)
 
@@ -53,8 +59,10 @@ def unregister_waker(waker: Callable[[], None]) -> None:
 
 
 def public_url() -> str:
-    """``configure(public_url=…)`` > ``$WASMPROF_PUBLIC_URL`` > ``http://127.0.0.1:8080``."""
-    return _public_url or os.environ.get("WASMPROF_PUBLIC_URL") or DEFAULT_PUBLIC_URL
+    """``configure(public_url=…)`` > ``$WASMPROF_PUBLIC_URL`` > ``configure(default_url=…)``
+    > ``http://127.0.0.1:8080``."""
+    return (_public_url or os.environ.get("WASMPROF_PUBLIC_URL") or _default_url
+            or DEFAULT_PUBLIC_URL)
 
 
 def set_worker_task(db: Any, name: str, task: Callable[[float], int]) -> None:
@@ -202,19 +210,23 @@ def _crash_event_tx(tx: Any, group: Any, event: Any, is_new_group: bool, regress
 
 
 def on_crash_regrouped(db: Any, created: list[tuple[Any, Any]], removed: list[int], *,
-                       now: float | None = None) -> dict[str, Any]:
+                       regressed: list[tuple[Any, Any]] = (), now: float | None = None
+                       ) -> dict[str, Any]:
     """Alerts after stored crashes were re-symbolized and regrouped (a module arrived after
     its crashes). The rule, which keeps one alert per crash group that exists:
 
     - each group the regrouping *created* (``created``: (group, latest moved event) pairs,
       the event's frames now symbolized) gets ``crash.new_group``, like a group created by
       ingest; its events were already stored, so no ``crash.spike`` is computed for them;
+    - each resolved group that received a crash posted after it was resolved (``regressed``:
+      (group, that event) pairs; the service marked it ``regressed``) gets
+      ``crash.regressed``, keyed by the event like the one ingest sends;
     - each group the regrouping *emptied and deleted* (``removed`` ids: usually the
       unsymbolized group the crashes first landed in) has its ``crash.new_group`` delivery
       cancelled when no receiver has taken it yet (pending, not in flight): its frames were
       unsymbolized and its links point to a group that no longer exists. One already
       delivered stays delivered; the new group's alert then follows it;
-    - events moved into a group that already existed raise no alert (that group was
+    - other events moved into a group that already existed raise no alert (that group was
       announced when it was created).
 
     Returns ``{"queued": [delivery ids], "cancelled": n}``; never raises."""
@@ -232,15 +244,19 @@ def on_crash_regrouped(db: Any, created: list[tuple[Any, Any]], removed: list[in
                      "arrived", str(gid), str(EventType.CRASH_NEW_GROUP), now))
                 cancelled += max(cur.rowcount or 0, 0)
             base = public_url()
-            for group, event in created:
-                gid = _get(group, "id", _get(event, "group_id"))
-                plugin = _get(event, "plugin") or _get(group, "plugin")
-                for hook in webhooks.active_for(tx, EventType.CRASH_NEW_GROUP, plugin):
-                    did = outbox.enqueue(tx, hook, crash_alert(
-                        EventType.CRASH_NEW_GROUP, group, event, key=f"crash.new_group:{gid}",
-                        now=now), now=now, base_url=base)
-                    if did:
-                        queued.append(did)
+            for kind, pairs in ((EventType.CRASH_NEW_GROUP, created),
+                                (EventType.CRASH_REGRESSED, regressed)):
+                for group, event in pairs:
+                    gid = _get(group, "id", _get(event, "group_id"))
+                    plugin = _get(event, "plugin") or _get(group, "plugin")
+                    key = (f"crash.new_group:{gid}" if kind is EventType.CRASH_NEW_GROUP
+                           else f"crash.regressed:{gid}:{_get(event, 'id')}")
+                    for hook in webhooks.active_for(tx, kind, plugin):
+                        did = outbox.enqueue(tx, hook, crash_alert(kind, group, event, key=key,
+                                                                   now=now),
+                                             now=now, base_url=base)
+                        if did:
+                            queued.append(did)
     except Exception:  # noqa: BLE001 - alerts must never fail a regrouping
         log.exception("queueing regroup alerts failed")
         return {"queued": [], "cancelled": 0}

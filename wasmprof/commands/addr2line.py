@@ -10,10 +10,7 @@ import argparse
 import re
 import sys
 
-from wasmprof.addr2line.bulk import paused_gc
-from wasmprof.addr2line.resolver import Resolver
 from wasmprof.addr2line.spaces import SPACE_HELP
-from wasmprof.binary.loader import find_companion, load_module
 from wasmprof.errors import UsageError
 from wasmprof.model import AddressSpace, Frame, ModuleKind, RawFrame
 from wasmprof.output import dumps
@@ -132,6 +129,9 @@ def _cwasm_companion(module, companions) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wasmprof.addr2line.bulk import paused_gc
+    from wasmprof.binary.loader import find_companion, load_module
+
     space = AddressSpace(args.space)
     module = load_module(args.module)
     companions = [load_module(c) for c in args.companion]
@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _answer(args, space, module, tokens, raws, bad) -> int:
+    from wasmprof.addr2line.resolver import Resolver
+
     resolver = Resolver()
     results = resolver.resolve_many(module, raws)
     slots: list[tuple[RawFrame, list[Frame]] | None] = [None] * len(tokens)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wasmprof.binary.aot import AotFile
-from wasmprof.binary.cwasm import CwasmFile
-from wasmprof.binary.elf import ElfObject
-from wasmprof.binary.loader import find_companion, load_module
-from wasmprof.binary.wasm import validate_with_wasm_tools
 from wasmprof.errors import WasmprofError
 from wasmprof.model import Module, ModuleKind
 from wasmprof.output import Progress, write_json
+
+if TYPE_CHECKING:
+    from wasmprof.binary.aot import AotFile
 
 KIND_TEXT = {ModuleKind.WASM: "WebAssembly module", ModuleKind.AOT: "WAMR AOT file",
              ModuleKind.AOT_WASM: "Wasm module with an appended WAMR AOT image",
@@ -55,6 +53,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wasmprof.binary.loader import find_companion, load_module
+    from wasmprof.binary.wasm import validate_with_wasm_tools
+
     modules: list[Module] = []
     errors: list[tuple[str, WasmprofError]] = []
     prog = Progress("inspect", len(args.files), unit="files")
@@ -139,6 +140,8 @@ def module_to_dict(m: Module, *, functions: bool = True,
 
 def _import_names(m: Module) -> list[str]:
     """``module.field`` of each imported function, in index order (when the file says)."""
+    from wasmprof.binary.aot import AotFile
+
     if m.wasm is not None:
         return [f"{i.module}.{i.field}" for i in m.wasm.imports if i.kind == 0]
     if isinstance(m.aot, AotFile):
@@ -160,6 +163,10 @@ def _target(aot: AotFile) -> dict[str, Any]:
 
 
 def _sections(m: Module) -> list[dict[str, Any]]:
+    from wasmprof.binary.aot import AotFile
+    from wasmprof.binary.cwasm import CwasmFile
+    from wasmprof.binary.elf import ElfObject
+
     out: list[dict[str, Any]] = []
     if m.wasm is not None:
         out += [{"format": "wasm", "id": s.id, "kind": s.kind, "name": s.name, "offset": s.offset,

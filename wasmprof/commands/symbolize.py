@@ -16,10 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from wasmprof.binary.loader import find_companion, load_module
 from wasmprof.crashes import MODES, CrashSymbolizer
 from wasmprof.errors import UsageError, WasmprofError
-from wasmprof.ingest.crashlog import scan_log
 from wasmprof.model import Crash, Frame, FrameStatus, Module
 from wasmprof.output import Progress, write_json
 
@@ -69,6 +67,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wasmprof.ingest.crashlog import scan_log
+
     modules = load_modules(args.modules, args.modules_dirs)
     symbolizer = CrashSymbolizer(modules, _make_resolver(), mode=args.mode)
     out = sys.stdout.buffer
@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 def load_modules(files: list[str], directories: list[str]) -> list[Module]:
     """Modules from ``--module`` (errors are fatal) and ``--modules-dir`` (unreadable files
     are skipped with a warning), matched with each other (.aot <-> .wasm, stripped <-> debug)."""
+    from wasmprof.binary.loader import find_companion, load_module
+
     modules = [load_module(f) for f in files]
     for directory in directories:
         d = Path(directory)
@@ -273,6 +275,8 @@ def _summary(crash: Crash, frames: range) -> str:
 
 def iter_crashes(path: str) -> Iterator[Crash]:
     """Crashes of one log file (unsymbolized): a convenience for scripts and tests."""
+    from wasmprof.ingest.crashlog import scan_log
+
     with _open_log(path) as stream:
         for item in scan_log(stream, path, keep_lines=False):
             if isinstance(item, Crash):

@@ -7,8 +7,6 @@ import sys
 
 from wasmprof.config import add_store_arguments, parse_scopes, store_config_from_args
 from wasmprof.output import write_json
-from wasmprof.store.state import open_store
-from wasmprof.store.tokens import create_token, list_tokens, revoke_token
 
 EPILOG = """examples:
   wasmprof token create ci-upload --scopes ingest
@@ -46,6 +44,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wasmprof.store.state import open_store
+    from wasmprof.store.tokens import create_token, list_tokens, revoke_token
+
     store = open_store(store_config_from_args(args))
     try:
         if args.token_command == "create":

@@ -18,7 +18,6 @@ from wasmprof.alerts.events import SUBSCRIBABLE, parse_event_list
 from wasmprof.alerts.payloads import clean
 from wasmprof.alerts.retry import RetryPolicy
 from wasmprof.alerts.webhooks import WebhookSpec
-from wasmprof.alerts.worker import DeliveryWorker
 from wasmprof.config import add_store_arguments, store_config_from_args
 from wasmprof.errors import UsageError
 from wasmprof.output import write_json
@@ -178,6 +177,8 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_test(args: argparse.Namespace) -> int:
+    from wasmprof.alerts.worker import DeliveryWorker   # httpx: only when sending
+
     db = _db(args)
     hook = webhooks.get(db, args.id)
     if hook is None:

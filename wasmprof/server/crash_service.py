@@ -10,9 +10,11 @@
 - :meth:`CrashService.resymbolize` re-runs symbolization + grouping for stored events (a
   module arrived after its crashes) and moves events between groups; group counters are
   recomputed from the events, so they never drift. In the same transaction it calls
-  ``wasmprof.alerts.on_crash_regrouped(db, created, removed)``: groups created by the
-  regrouping alert ``crash.new_group`` with their symbolized frames, and the undelivered
-  ``crash.new_group`` of groups it emptied (the unsymbolized ones) is cancelled.
+  ``wasmprof.alerts.on_crash_regrouped(db, created, removed, regressed=…)``: groups created
+  by the regrouping alert ``crash.new_group`` with their symbolized frames, a resolved group
+  that receives a crash received after it was resolved turns ``regressed`` and alerts
+  ``crash.regressed`` (as ingest would have), and the undelivered ``crash.new_group`` of
+  groups the regrouping emptied (the unsymbolized ones) is cancelled.
 - Groups: status ``open`` / ``resolved`` / ``regressed`` stored; shown as ``new`` (open,
   first seen < 24 h ago), ``ongoing``, ``regressed``, ``resolved``.
 """
@@ -364,14 +366,22 @@ class CrashService:
                 with self.db.tx() as tx:
                     touched: set[int] = set()
                     created: dict[int, tuple[dict[str, Any], Symbolized, float]] = {}
+                    regressed: dict[int, tuple[dict[str, Any], Symbolized, float]] = {}
                     for r, s, frames in updates:
-                        occurred = tx.scalar("SELECT occurred_at FROM crash_events WHERE id = ?",
-                                             (r["id"],))
+                        ev = tx.one("SELECT occurred_at, received_at FROM crash_events "
+                                    "WHERE id = ?", (r["id"],))
+                        occurred = ev["occurred_at"]
                         gid, is_new, _ = self._upsert_group(
                             tx, s.key, r["plugin"], str(s.crash.trap_kind), occurred, occurred,
                             top_frames(s.crash), count=0)
                         if is_new or gid in created:
                             created[gid] = (r, s, occurred)
+                        elif gid != r["group_id"] and (gid in regressed or tx.one(
+                                "UPDATE crash_groups SET status = 'regressed', regressed_at = ? "
+                                "WHERE id = ? AND status = 'resolved' AND resolved_at < ? "
+                                "RETURNING id", (now(), gid, ev["received_at"])) is not None):
+                            # received after the resolve: ingest would have flagged it then
+                            regressed[gid] = (r, s, occurred)
                         if gid != r["group_id"]:
                             touched.update((gid, r["group_id"]))
                             moved += 1
@@ -383,24 +393,29 @@ class CrashService:
                                    (gid, frames, s.space, _json(s.modules), s.key.fingerprint,
                                     _json(grouping), now(), r["id"]))
                     removed = self._refresh_groups(tx, touched)
-                    self._announce_regroup(tx, created, removed)
+                    self._announce_regroup(tx, created, regressed, removed)
         return {"events": seen, "changed": changed, "moved": moved}
 
     def _announce_regroup(self, tx: Tx, created: dict[int, tuple[dict[str, Any], Symbolized, float]],
+                          regressed: dict[int, tuple[dict[str, Any], Symbolized, float]],
                           removed: list[int]) -> None:
         hook = _alerts_hook("on_crash_regrouped")
-        if hook is None or not (created or removed):
+        if hook is None or not (created or regressed or removed):
             return
-        pairs = []
-        for gid, (r, s, occurred) in created.items():
-            c = s.crash
-            pairs.append((self._group_row(tx, gid), {
-                "id": r["id"], "group_id": gid, "plugin": r["plugin"], "version": r["version"],
-                "trap_kind": str(c.trap_kind), "message": c.message, "occurred_at": occurred,
-                "fingerprint": s.key.fingerprint, "frames": [f.to_dict() for f in c.frames[:20]]}))
+
+        def pairs(groups: dict[int, tuple[dict[str, Any], Symbolized, float]]) -> list[tuple]:
+            out = []
+            for gid, (r, s, occurred) in groups.items():
+                c = s.crash
+                out.append((self._group_row(tx, gid), {
+                    "id": r["id"], "group_id": gid, "plugin": r["plugin"],
+                    "version": r["version"], "trap_kind": str(c.trap_kind), "message": c.message,
+                    "occurred_at": occurred, "fingerprint": s.key.fingerprint,
+                    "frames": [f.to_dict() for f in c.frames[:20]]}))
+            return out
         try:
             with self.db.savepoint(tx, "alerts_regroup_hook"):
-                hook(self.db, pairs, removed)
+                hook(self.db, pairs(created), removed, regressed=pairs(regressed))
         except Exception:  # noqa: BLE001 - alerts must never fail a regrouping
             log.exception("alerts regroup hook failed")
 

@@ -11,7 +11,8 @@
   uploaded source: ``{"available": {file: stored path}}``.
 - ``GET  /api/v1/web/source?file=&line=&context=5[&plugin=]`` (read): lines around ``line``
   of the uploaded source whose path equals ``file``, else the one sharing the longest path
-  suffix with it (same base name). 404 when no source matches.
+  suffix with it (same base name); else of a source embedded in the DWARF 5 line table of
+  one of the plugin's modules (``clang -gembed-source``). 404 when no source matches.
 
 Everything returned is data: the dashboard renders it with textContent.
 """
@@ -19,14 +20,20 @@ Everything returned is data: the dashboard renders it with textContent.
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from wasmprof.errors import WasmprofError
 from wasmprof.store.db import Tx, now
 from wasmprof.store.state import Store
+
+log = logging.getLogger(__name__)
 
 #: Source files larger than this are refused (they are shown in a browser, a few lines at a time).
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
@@ -91,9 +98,88 @@ def find_source(tx: Tx, file: str, plugin: str | None) -> dict[str, Any] | None:
     return best
 
 
-def build_router(store: Store, require: Callable[[str], Any]) -> APIRouter:
-    """The routes above, guarded by the service's ``require(scope)`` dependency."""
+class EmbeddedSources:
+    """Source text embedded in modules' DWARF 5 line tables (``DW_LNCT_LLVM_source``, written
+    by ``clang -gembed-source``), per module, cached by module sha256 (LRU)."""
+
+    def __init__(self, registry: Any, cache_size: int = 16) -> None:
+        self.registry = registry
+        self._cache: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = cache_size
+
+    def _files(self, row: dict[str, Any]) -> dict[str, bytes]:
+        sha = row["sha256"]
+        with self._lock:
+            if sha in self._cache:
+                self._cache.move_to_end(sha)
+                return self._cache[sha]
+        out: dict[str, bytes] = {}
+        try:
+            module = self.registry.module(row)
+            wasm = module.wasm if module.wasm is not None and module.has_dwarf else \
+                (module.companion.wasm if module.companion is not None else None)
+            if wasm is not None and wasm.has_dwarf:
+                out = embedded_sources(wasm.dwarf_sections)
+        except (WasmprofError, FileNotFoundError, ValueError, KeyError) as e:
+            log.info("no embedded sources in module %s: %s", row.get("id"), e)
+        with self._lock:
+            self._cache[sha] = out
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return out
+
+    def find(self, file: str, plugin: str | None) -> tuple[str, bytes] | None:
+        """The embedded source sharing the longest path suffix with ``file`` (same base name)."""
+        rows = self.registry.rows(plugin=plugin) if plugin else self.registry.rows()
+        base = PurePosixPath(_norm_path(file)).name
+        best, best_len = None, 0
+        for row in rows[:50]:
+            for path, text in self._files(row).items():
+                if PurePosixPath(path).name != base:
+                    continue
+                n = _suffix_len(path, _norm_path(file))
+                if n > best_len:
+                    best, best_len = (path, text), n
+        return best
+
+
+def embedded_sources(dwarf_sections: dict[str, tuple[int, bytes]]) -> dict[str, bytes]:
+    """{path: source bytes} of every line-table file entry that embeds its source."""
+    from wasmprof.addr2line.dwarf import dwarfinfo
+    if ".debug_line" not in dwarf_sections:
+        return {}
+    di = dwarfinfo(dwarf_sections)
+    out: dict[str, bytes] = {}
+    for cu in di.iter_CUs():
+        lp = di.line_program_for_CU(cu)
+        if lp is None or lp.header["version"] < 5:
+            continue
+        dirs = [_text(d.get("DW_LNCT_path")) for d in lp.header.get("directories") or []]
+        for entry in lp.header.get("file_names") or []:
+            src = entry.get("DW_LNCT_LLVM_source")
+            name = _text(entry.get("DW_LNCT_path"))
+            if not src or not name:
+                continue
+            di_index = entry.get("DW_LNCT_directory_index") or 0
+            if not name.startswith("/") and 0 <= di_index < len(dirs) and dirs[di_index]:
+                name = dirs[di_index].rstrip("/") + "/" + name
+            out[_norm_path(name)] = src if isinstance(src, bytes) else str(src).encode()
+    return out
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    return v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
+
+
+def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
+    """The routes above, guarded by the service's ``require(scope)`` dependency;
+    ``service`` is the server's :class:`wasmprof.server.service.Service`."""
     router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+    store: Store = service.store
+    embedded = EmbeddedSources(service.registry)
 
     @router.get("/web/crash-timeline", dependencies=[Depends(require("read"))])
     def crash_timeline(hours: int = Query(24, ge=1, le=24 * 90),
@@ -141,6 +227,11 @@ def build_router(store: Store, require: Callable[[str], Any]) -> APIRouter:
                 row = find_source(tx, f[:4096], plugin)
                 if row is not None:
                     out[f] = row["path"]
+        for f in file[:200]:
+            if f not in out:
+                hit = embedded.find(f[:4096], plugin)
+                if hit is not None:
+                    out[f] = hit[0]
         return {"available": out}
 
     @router.get("/web/source", dependencies=[Depends(require("read"))])
@@ -148,14 +239,19 @@ def build_router(store: Store, require: Callable[[str], Any]) -> APIRouter:
                context: int = Query(5, ge=0, le=200), plugin: str | None = None) -> dict[str, Any]:
         with store.db.read() as tx:
             row = find_source(tx, file, plugin)
-        if row is None:
-            raise HTTPException(404, f"no uploaded source matches {file!r}")
-        text = store.blobs.get(row["sha256"]).decode("utf-8", errors="replace")
+        if row is not None:
+            path, origin = row["path"], "uploaded"
+            text = store.blobs.get(row["sha256"]).decode("utf-8", errors="replace")
+        else:
+            hit = embedded.find(file, plugin)
+            if hit is None:
+                raise HTTPException(404, f"no uploaded or embedded source matches {file!r}")
+            path, origin, text = hit[0], "embedded", hit[1].decode("utf-8", errors="replace")
         lines = text.splitlines()
         first = max(1, line - context)
         last = min(len(lines), line + context)
-        return {"file": file, "path": row["path"], "plugin": row["plugin"], "line": line,
+        return {"file": file, "path": path, "line": line, "origin": origin,
                 "first_line": first, "lines": lines[first - 1:last], "total_lines": len(lines),
-                "origin": "uploaded", "line_in_file": line <= len(lines)}
+                "line_in_file": line <= len(lines)}
 
     return router

@@ -64,7 +64,7 @@ def mount_web(app: FastAPI, web_dir: Path | None = None) -> None:
     require = getattr(app.state, "require", None)
     if service is not None and require is not None:
         from wasmprof.server.routes_web import build_router
-        app.include_router(build_router(service.store, require))
+        app.include_router(build_router(service, require))
     index = root / "index.html"
 
     async def dashboard() -> Response:

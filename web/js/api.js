@@ -75,7 +75,16 @@ export async function frameUrl(path, params, type) {
   if (!getToken()) return apiUrl(path, params);
   const resp = await request("GET", path, params);
   const blob = new Blob([await resp.arrayBuffer()], { type: type || resp.headers.get("Content-Type") || "" });
-  return URL.createObjectURL(blob);
+  const url = URL.createObjectURL(blob);
+  blobUrls.push(url);
+  return url;
+}
+
+const blobUrls = [];
+
+/** Free the blob: URLs made by frameUrl (called when the page changes). */
+export function releaseFrameUrls() {
+  while (blobUrls.length) URL.revokeObjectURL(blobUrls.pop());
 }
 
 /** The list in a response that is either a bare list or {key: [...]} / {items: [...]}. */

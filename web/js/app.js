@@ -3,7 +3,7 @@
 // superseded by a newer navigation simply has its output discarded.
 
 import { h, mount } from "./dom.js";
-import { ApiError, getToken, setToken } from "./api.js";
+import { ApiError, getToken, setToken, releaseFrameUrls } from "./api.js";
 import { errorBox } from "./components.js";
 import * as overview from "./pages/overview.js";
 import * as crashes from "./pages/crashes.js";
@@ -39,6 +39,7 @@ function setQuery(path, params) {
 
 async function route() {
   const gen = ++generation;
+  releaseFrameUrls();
   const { path, query } = parseHash();
   const root = document.getElementById("app");
   let match = null, r = null;
@@ -78,7 +79,7 @@ function errorView(err) {
     return h("section", { class: "card" },
       h("h1", {}, "This server requires a token"),
       h("p", {}, "Read endpoints need an API token with the ", h("code", {}, "read"), " scope. ",
-        "Create one with ", h("code", {}, "wasmprof token create --scope read"), " and enter it here."),
+        "Create one with ", h("code", {}, "wasmprof token create dashboard --scopes read"), " and enter it here."),
       h("button", { type: "button", on: { click: openTokenDialog } }, "Enter token"),
       errorBox(err));
   }

@@ -95,7 +95,7 @@ const AOT_KINDS = new Set(["aot", "aot.wasm", "elf-object"]);
 export function healthBadges(m) {
   const st = m.symbols;
   const badge = (ok, label, title) => h("span", { class: `badge ${ok === true ? "ok" : ok === false ? "bad" : "na"}`, title: title || "" },
-    (ok === true ? "✓ " : ok === false ? "✗ " : "… ") + label);
+    (ok === true ? "✓ " : ok === false ? "✗ " : "○ ") + label);
   const out = [
     badge(st.dwarf || st.dwarf_via_companion, "DWARF",
       st.dwarf ? "DWARF line tables in this module" : st.dwarf_via_companion ? `through ${m.companion}` : "no DWARF"),

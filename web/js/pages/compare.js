@@ -6,7 +6,7 @@ import { getJson, apiUrl } from "../api.js";
 import { emptyState, errorBox } from "../components.js";
 import { fmtPct, fmtDelta, fmtCount } from "../fmt.js";
 import { loadCatalog, selectionForm, selectionParams, describeSelection, suggestComparison } from "../selection.js";
-import { svgFrame } from "./profiles.js";
+import { svgFrame, matching, noMatch } from "./profiles.js";
 
 function selFromQuery(q, p, fallbackPlugin) {
   return {
@@ -51,6 +51,9 @@ export async function render(ctx) {
 
 async function compareView(a, b) {
   const params = { ...selectionParams(a, "before."), ...selectionParams(b, "after.") };
+  const [inA, inB] = await Promise.all([matching(a), matching(b)]);
+  if (!inA.length) return noMatch(a);
+  if (!inB.length) return noMatch(b);
   const table = await getJson("/profiles/diff", { ...params, format: "json" });
   // normalized mode: shares in percent of each side's samples
   const rows = (table.rows || []).map((r) => ({

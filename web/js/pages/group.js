@@ -16,7 +16,7 @@ export async function render(ctx) {
   const selectedId = ctx.query.get("event");
   let selected = events.find((e) => String(e.id) === selectedId) || events[0] || null;
   if (selected && (!selected.raw.length || !selected.frames.length) && selected.id !== undefined) {
-    try { selected = normEvent(await getJson(`/crash-events/${encodeURIComponent(selected.id)}`)); } catch { /* keep summary */ }
+    selected = await fullEvent(selected);
   }
   const frames = selected && selected.frames.length ? selected.frames : group.top_frames;
   const top = headlineFrame(frames);
@@ -25,11 +25,7 @@ export async function render(ctx) {
   const eventPanel = h("div", { id: "event-panel" });
   const showEvent = async (ev) => {
     ctx.go({ event: ev.id });
-    let full = ev;
-    if (ev.id !== undefined) {
-      try { full = normEvent(await getJson(`/crash-events/${encodeURIComponent(ev.id)}`)); } catch { full = ev; }
-    }
-    mount(eventPanel, await eventView(full, group));
+    mount(eventPanel, await eventView(await fullEvent(ev), group));
   };
   mount(eventPanel, selected ? await eventView({ ...selected, frames }, group) : h("p", { class: "muted" }, "No event stored for this group."));
 
@@ -71,6 +67,17 @@ export async function render(ctx) {
     events.length > 50 ? h("p", { class: "muted" }, `Showing 50 of ${events.length} events.`) : null);
 
   return [h("p", {}, h("a", { href: "#/crashes" }, "← all crash groups")), header, eventPanel, timeline];
+}
+
+/** The stored event with raw lines and all frames; the group's summary of it (first frames
+ * only) when that fails, saying so. */
+async function fullEvent(ev) {
+  if (ev.id === undefined) return ev;
+  try {
+    return normEvent(await getJson(`/crash-events/${encodeURIComponent(ev.id)}`));
+  } catch (err) {
+    return { ...ev, notes: [...(ev.notes || []), `showing the group's summary of this event (first frames only): ${err.message}`] };
+  }
 }
 
 function whyGrouped(group) {
@@ -160,11 +167,12 @@ function sourceView(src, line) {
   const lines = src.lines || [];
   const first = src.first_line || 1;
   if (!src.line_in_file) return h("p", { class: "warn small" }, `${src.path} has only ${src.total_lines} lines: the uploaded source does not match this build.`);
-  return h("table", { class: "source-table", title: src.path },
+  const table = h("table", { class: "source-table", title: src.path },
     h("tbody", {}, lines.map((textLine, i) => {
       const n = first + i;
       return h("tr", { class: n === line ? "hit" : "" },
         h("td", { class: "ln" }, String(n)),
         h("td", { class: "code" }, textLine));
     })));
+  return [h("div", { class: "muted small" }, src.path, src.origin === "embedded" ? " (embedded in the module's DWARF)" : " (uploaded)"), table];
 }

@@ -39,7 +39,18 @@ export async function render() {
     statCard("Crash events", groups.reduce((a, g) => a + (g.count || 0), 0), "#/crashes"),
     statCard("Profiles", profileInputs.length, "#/profiles"));
 
-  const sections = [...plugins.values()].sort((a, b) => a.name.localeCompare(b.name)).map(pluginSection);
+  // what needs attention first: open crash groups (regressed, new), then modules to fix
+  const rank = (p) => {
+    const open = p.groups.filter((g) => g.status !== "resolved");
+    return [-open.filter((g) => g.status === "regressed" || g.status === "new").length, -open.length,
+      -p.modules.filter((m) => m.hints.length).length];
+  };
+  const cmp = (a, b) => {
+    const ra = rank(a), rb = rank(b);
+    for (let i = 0; i < ra.length; i++) if (ra[i] !== rb[i]) return ra[i] - rb[i];
+    return a.name.localeCompare(b.name);
+  };
+  const sections = [...plugins.values()].sort(cmp).map(pluginSection);
   return [
     h("h1", {}, "Overview"),
     h("p", { class: "lead" }, "Crashes and CPU profiles of your WebAssembly plugins, symbolized to functions, files and lines. ",

@@ -2,7 +2,8 @@
 // (served from /speedscope/, loaded with #profileURL=) and as wasmprof's own SVG.
 
 import { h, mount } from "../dom.js";
-import { frameUrl, apiUrl, getToken } from "../api.js";
+import { frameUrl, apiUrl, getToken, getJson, listOf } from "../api.js";
+import { fmtCount } from "../fmt.js";
 import { emptyState, errorBox } from "../components.js";
 import { loadCatalog, selectionForm, selectionParams, describeSelection } from "../selection.js";
 
@@ -40,8 +41,21 @@ export async function render(ctx) {
   ];
 }
 
+/** The stored inputs a selection matches (the profiles API without a format). */
+export async function matching(sel) {
+  return listOf(await getJson("/profiles", selectionParams(sel)), "inputs");
+}
+
+export function noMatch(sel) {
+  return emptyState("No samples match this selection",
+    h("p", {}, describeSelection(sel), ": change the plugin, labels or time range."));
+}
+
 async function profileView(sel) {
   const params = selectionParams(sel);
+  const inputs = await matching(sel);
+  if (!inputs.length) return noMatch(sel);
+  const samples = inputs.reduce((a, p) => a + (p.sample_count || 0), 0);
   const speedscopeJson = await frameUrl("/profiles", { ...params, format: "speedscope" }, "application/json");
   const svgUrl = apiUrl("/profiles", { ...params, format: "svg" });
   const title = describeSelection(sel);
@@ -50,7 +64,8 @@ async function profileView(sel) {
     h("section", { class: "card" },
       h("div", { class: "card-head" },
         h("h2", {}, "speedscope"),
-        h("span", { class: "muted" }, title),
+        h("span", { class: "muted", id: "profile-summary" },
+          `${title} · ${inputs.length} input${inputs.length === 1 ? "" : "s"}, ${fmtCount(samples)} samples`),
         h("span", { class: "spacer" }),
         getToken() ? null : h("a", { href: ssSrc, target: "_blank", rel: "noopener" }, "open full screen"),
         downloads(params)),
