@@ -9,6 +9,10 @@
   executed, only shown as text.
 - ``GET  /api/v1/web/sources?file=A&file=B[&plugin=]`` (read): which frame files have an
   uploaded source: ``{"available": {file: stored path}}``.
+- ``GET  /api/v1/web/hints`` (read): symbol-health hints that need crash data, beyond the
+  module registry's own (:func:`wasmprof.server.registry.module_hints`): an AOT module whose
+  crashes only ever show WAMR's entry frame was compiled without call-stack frames
+  (:func:`call_stack_hints`): ``{"modules": {id: [hint]}, "groups": {id: [hint]}}``.
 - ``GET  /api/v1/web/source?file=&line=&context=5[&plugin=]`` (read): lines around ``line``
   of the uploaded source whose path equals ``file``, else the one sharing the longest path
   suffix with it (same base name); else of a source embedded in the DWARF 5 line table of
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from wasmprof.errors import WasmprofError
@@ -37,6 +42,15 @@ log = logging.getLogger(__name__)
 
 #: Source files larger than this are refused (they are shown in a browser, a few lines at a time).
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
+
+#: Shown for AOT modules / crash groups whose crashes only show the entry frame.
+NO_CALL_STACK_HINT = (
+    "AOT built without call-stack frames: its crashes only show the entry frame "
+    "(#00: 0x0000 - _start). Recompile with wamrc --enable-dump-call-stack "
+    "--call-stack-features=bounds-checks,ip,func-idx --emit-custom-sections=name")
+#: How many recent AOT crash events :func:`call_stack_hints` looks at.
+HINT_EVENTS = 2000
+
 
 def _norm_path(path: str) -> str:
     p = path.replace("\\", "/").strip()
@@ -168,6 +182,50 @@ def embedded_sources(dwarf_sections: dict[str, tuple[int, bytes]]) -> dict[str, 
     return out
 
 
+def entry_frame_only(frames: list[dict[str, Any]], raw_frames: list[dict[str, Any]] | None = None
+                     ) -> bool:
+    """True when a crash's backtrace is only WAMR's entry frame: one Wasm frame (inlined
+    frames of one printed frame count once) at offset 0, as an AOT module compiled without
+    ``--enable-dump-call-stack`` prints (``#00: 0x0000 - _start``). ``frames``: symbolized
+    frames (``Frame.to_dict``); ``raw_frames`` (``RawFrame`` dicts) when none were resolved."""
+    if frames:
+        wasm = [f for f in frames if not f.get("native")]
+        printed = {f.get("input_index") for f in wasm}
+        return len(printed) == 1 and not wasm[0].get("raw_offset")
+    wasm = [r for r in raw_frames or [] if not r.get("native")]
+    return len(wasm) == 1 and not wasm[0].get("offset")
+
+
+def call_stack_hints(tx: Tx, modules: list[dict[str, Any]], limit: int = HINT_EVENTS
+                     ) -> dict[str, dict[str, list[str]]]:
+    """:data:`NO_CALL_STACK_HINT` for each AOT module (rows with ``id``, ``sha256``,
+    ``kind``) and crash group whose recent AOT-space crashes all show only the entry frame
+    (:func:`entry_frame_only`); the ``limit`` newest AOT crash events are looked at."""
+    from wasmprof.server.registry import AOT_KINDS
+    rows = tx.all("SELECT group_id, frames, CASE WHEN frames IS NULL THEN crash END AS crash, "
+                  "symbolized_with FROM crash_events WHERE space = 'aot' ORDER BY id DESC LIMIT ?",
+                  (limit,))
+    by_module: dict[str, list[bool]] = {}
+    by_group: dict[int, list[bool]] = {}
+    for r in rows:
+        try:
+            frames = orjson.loads(r["frames"]) if r["frames"] else []
+            raw = (orjson.loads(r["crash"]).get("raw_frames") or []) if r["crash"] else []
+            used = orjson.loads(r["symbolized_with"]) if r["symbolized_with"] else []
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        only = entry_frame_only(frames, raw)
+        for sha in used:
+            by_module.setdefault(str(sha), []).append(only)
+        if r["group_id"] is not None:
+            by_group.setdefault(int(r["group_id"]), []).append(only)
+    out_modules = {str(m["id"]): [NO_CALL_STACK_HINT] for m in modules
+                   if m["kind"] in AOT_KINDS and by_module.get(m["sha256"])
+                   and all(by_module[m["sha256"]])}
+    out_groups = {str(g): [NO_CALL_STACK_HINT] for g, flags in by_group.items() if all(flags)}
+    return {"modules": out_modules, "groups": out_groups}
+
+
 def _text(v: Any) -> str:
     if v is None:
         return ""
@@ -198,6 +256,12 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             i = min(int((r["occurred_at"] - start) / step), buckets - 1)
             counts[i] += 1
         return {"start": start, "step": step, "buckets": buckets, "groups": out}
+
+    @router.get("/web/hints", dependencies=[Depends(require("read"))])
+    def hints() -> dict[str, Any]:
+        modules = service.registry.rows()
+        with store.db.read() as tx:
+            return call_stack_hints(tx, modules)
 
     @router.post("/sources", dependencies=[Depends(require("ingest"))])
     async def upload_sources(request: Request) -> dict[str, Any]:

@@ -11,6 +11,9 @@ names in modules and logs are attacker-controlled.
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -18,8 +21,40 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-#: The repository's ``web/`` directory (the dashboard has no build step).
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+#: Environment variable naming the dashboard directory explicitly.
+ENV_WEB = "WASMPROF_WEB"
+#: Where a wheel installs ``web/`` under a data prefix (pyproject's ``data-files``).
+DATA_SUBDIR = Path("share") / "wasmprof" / "web"
+
+
+def web_dir_candidates() -> list[Path]:
+    """Where the dashboard may be, in lookup order: ``$WASMPROF_WEB``; the repository's
+    ``web/`` beside the package (a clone or editable install); ``share/wasmprof/web`` under
+    the installation's data prefixes (a wheel: the environment, then the user scheme)."""
+    out = [Path(os.environ[ENV_WEB])] if os.environ.get(ENV_WEB) else []
+    out.append(Path(__file__).resolve().parents[2] / "web")
+    prefixes = [sysconfig.get_path("data"), sys.prefix, sys.base_prefix]
+    try:
+        prefixes.append(sysconfig.get_path("data", f"{os.name}_user"))
+    except KeyError:
+        pass
+    for prefix in prefixes:
+        if prefix and (p := Path(prefix) / DATA_SUBDIR) not in out:
+            out.append(p)
+    return out
+
+
+def find_web_dir() -> Path | None:
+    """The first of :func:`web_dir_candidates` holding ``index.html``; None when none does."""
+    for c in web_dir_candidates():
+        if (c / "index.html").is_file():
+            return c
+    return None
+
+
+#: The dashboard served by default (:func:`find_web_dir`; the repository's ``web/`` path,
+#: for messages, when no candidate has it).
+WEB_DIR = find_web_dir() or Path(__file__).resolve().parents[2] / "web"
 
 _DASHBOARD_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -69,8 +104,11 @@ def mount_web(app: FastAPI, web_dir: Path | None = None) -> None:
 
     async def dashboard() -> Response:
         if not index.is_file():
-            return _secure(Response("wasmprof: the web/ directory is missing from this install\n",
-                                    status_code=404, media_type="text/plain"), _DASHBOARD_CSP)
+            looked = ", ".join(str(c) for c in web_dir_candidates())
+            return _secure(Response("wasmprof: the dashboard (web/index.html) is missing from this "
+                                    f"install; looked in: {looked}. Set {ENV_WEB}=DIR to point "
+                                    "at it.\n", status_code=404, media_type="text/plain"),
+                           _DASHBOARD_CSP)
         return _secure(FileResponse(index, media_type="text/html; charset=utf-8"), _DASHBOARD_CSP)
 
     async def favicon() -> Response:

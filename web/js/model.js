@@ -32,6 +32,9 @@ export function normModule(m) {
     size: m.size ?? null,
     uploaded_at: m.uploaded_at ?? null,
     hints: Array.isArray(m.hints) ? m.hints : [],
+    // (plugin, version) pairs using this module; one module can serve several
+    links: (Array.isArray(m.plugins) ? m.plugins : [])
+      .filter((l) => l && l.plugin).map((l) => ({ plugin: String(l.plugin), version: l.version ? String(l.version) : null })),
     notes: Array.isArray(info.notes) ? info.notes : [],
     companion: companion ? (companion.filename || `module ${companion.id}`) : null,
     symbols: {

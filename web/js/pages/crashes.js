@@ -8,7 +8,10 @@ import { groupStatusPill, emptyState } from "../components.js";
 import { sparkline } from "../charts.js";
 import { fmtAgo, fmtTime, fmtCount, frameName, location as frameLocation, toDate } from "../fmt.js";
 
-const SPARK_BUCKETS = 24;
+// a week in 6-hour buckets: daily crashes show their rhythm, a new one its start
+const SPARK_DAYS = 7;
+const SPARK_BUCKETS = 28;
+const SPARK_LABEL = "7 days";
 
 export async function render(ctx) {
   const data = await getJson("/crash-groups", { limit: 500 });
@@ -98,14 +101,14 @@ function row(g, timelines) {
     h("td", { title: fmtTime(g.last_seen) }, fmtAgo(g.last_seen)));
 }
 
-/** Per-group event counts over the 24 hours up to the latest event, in one request. */
+/** Per-group event counts over the week up to the latest event, in one request. */
 async function loadTimelines(groups) {
-  if (!groups.length) return Object.assign(new Map(), { label: "24 hours" });
+  if (!groups.length) return Object.assign(new Map(), { label: SPARK_LABEL });
   const last = Math.max(0, ...groups.map((g) => (toDate(g.last_seen) || new Date(0)).getTime()));
   const end = Math.min(Date.now(), last + 60e3);
-  const data = await getJson("/web/crash-timeline", { hours: 24, buckets: SPARK_BUCKETS, to: Math.ceil(end / 1000) });
+  const data = await getJson("/web/crash-timeline", { hours: SPARK_DAYS * 24, buckets: SPARK_BUCKETS, to: Math.ceil(end / 1000) });
   const out = new Map();
   for (const [id, counts] of Object.entries(data.groups || {})) out.set(String(id), counts);
-  out.label = Date.now() - end < 3600e3 ? "24 hours" : `24 hours up to the latest crash (${fmtTime(end)})`;
+  out.label = Date.now() - end < 3600e3 ? SPARK_LABEL : `${SPARK_LABEL} up to the latest crash (${fmtTime(end)})`;
   return out;
 }

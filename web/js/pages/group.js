@@ -11,7 +11,12 @@ import { fmtTime, fmtAgo, fmtCount, frameName, location as frameLocation } from 
 
 export async function render(ctx) {
   const id = ctx.params[0];
-  const group = normGroup(await getJson(`/crash-groups/${encodeURIComponent(id)}`, { events: 200 }));
+  const [groupData, hintData] = await Promise.all([
+    getJson(`/crash-groups/${encodeURIComponent(id)}`, { events: 200 }),
+    getJson("/web/hints"),
+  ]);
+  const group = normGroup(groupData);
+  const hints = ((hintData && hintData.groups) || {})[String(group.id)] || [];
   const events = group.sample_events;
   const selectedId = ctx.query.get("event");
   let selected = events.find((e) => String(e.id) === selectedId) || events[0] || null;
@@ -46,6 +51,8 @@ export async function render(ctx) {
       fact("Versions", versions.length ? versions.map(([v, n]) => `${v}${n !== null ? ` ×${n}` : ""}`).join(", ") : "—"),
       group.resolved_at ? fact("Resolved", fmtTime(group.resolved_at)) : null,
       group.regressed_at ? fact("Regressed", fmtTime(group.regressed_at)) : null),
+    hints.length ? h("div", { class: "warn group-hints", role: "note" },
+      h("strong", {}, "What to fix: "), hints.length === 1 ? hints[0] : h("ul", {}, hints.map((x) => h("li", {}, x)))) : null,
     group.reason ? whyGrouped(group) : null);
 
   const times = events.map((e) => e.time).filter(Boolean);

@@ -8,12 +8,18 @@ import { healthBadges, emptyState, groupStatusPill } from "../components.js";
 import { fmtAgo, fmtCount, shortId } from "../fmt.js";
 
 export async function render() {
-  const [modData, groupData, profData] = await Promise.all([
+  const [modData, groupData, profData, hintData] = await Promise.all([
     getJson("/modules"),
     getJson("/crash-groups"),
     getJson("/profiles"),
+    getJson("/web/hints"),
   ]);
-  const modules = listOf(modData, "modules").map(normModule);
+  // hints that need crash data (e.g. AOT built without call-stack frames) join the registry's
+  const extraHints = (hintData && hintData.modules) || {};
+  const modules = listOf(modData, "modules").map(normModule).map((m) => {
+    const more = (extraHints[String(m.id)] || []).filter((x) => !m.hints.includes(x));
+    return more.length ? { ...m, hints: [...m.hints, ...more] } : m;
+  });
   const groups = listOf(groupData, "groups").map(normGroup);
   const profileInputs = listOf(profData, "inputs");
 
@@ -23,7 +29,16 @@ export async function render() {
     if (!plugins.has(key)) plugins.set(key, { name: key, modules: [], groups: [], profiles: 0 });
     return plugins.get(key);
   };
-  modules.forEach((m) => add(m.plugin).modules.push(m));
+  // a module used by several plugins (or versions) is listed under each, with its versions there
+  modules.forEach((m) => {
+    const links = m.links.length ? m.links : [{ plugin: m.plugin, version: m.version }];
+    const byPlugin = new Map();
+    links.forEach((l) => {
+      if (!byPlugin.has(l.plugin)) byPlugin.set(l.plugin, []);
+      if (l.version) byPlugin.get(l.plugin).push(l.version);
+    });
+    byPlugin.forEach((versions, plugin) => add(plugin).modules.push({ ...m, versions }));
+  });
   groups.forEach((g) => add(g.plugin).groups.push(g));
   profileInputs.forEach((p) => { add(p.plugin).profiles += 1; });
 
@@ -63,6 +78,11 @@ export async function render() {
   ];
 }
 
+/** Dotted versions in numeric order ("1.10" after "1.9"), other strings alphabetically. */
+function versionOrder(a, b) {
+  return String(a).localeCompare(String(b), undefined, { numeric: true });
+}
+
 function statCard(label, value, href, sub) {
   return h("a", { class: "stat", href },
     h("span", { class: "stat-value" }, fmtCount(value)),
@@ -73,12 +93,12 @@ function statCard(label, value, href, sub) {
 function pluginSection(p) {
   const open = p.groups.filter((g) => g.status !== "resolved");
   const worst = ["regressed", "new", "ongoing"].find((st) => open.some((g) => g.status === st));
-  const versions = [...new Set(p.modules.map((m) => m.version).filter(Boolean))];
+  const versions = [...new Set(p.modules.flatMap((m) => m.versions))].sort(versionOrder);
   const rows = p.modules.sort((a, b) => String(b.uploaded_at).localeCompare(String(a.uploaded_at))).map((m) => {
     const hints = m.hints;
     return h("tr", {},
       h("td", {}, h("div", { class: "mod-name" }, m.name), h("div", { class: "muted mono small", title: m.identity || "" }, shortId(m.identity))),
-      h("td", {}, m.version || "—"),
+      h("td", {}, m.versions.length ? [...m.versions].sort(versionOrder).join(", ") : "—"),
       h("td", {}, h("code", {}, m.kind)),
       h("td", {}, healthBadges(m)),
       h("td", { class: "hints" },
