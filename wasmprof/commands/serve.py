@@ -39,8 +39,9 @@ def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = Fals
     p.add_argument("--rate-limit", type=float, default=200.0,
                    help="requests per second per token, per replica (0 = off; default 200)")
     p.add_argument("--rate-burst", type=int, default=400, help="burst size of the rate limit")
-    p.add_argument("--log-format", choices=("json", "text"), default="json",
-                   help="structured JSON logs (default) or text on stderr")
+    p.add_argument("--log-format", choices=("json", "text"), default=None,
+                   help="log lines on stderr: structured JSON or text (default: text on a "
+                        "terminal, JSON otherwise)")
     p.add_argument("--quiet", action="store_true", help="no per-request access log lines")
     p.add_argument("--public-url", metavar="URL", default=None,
                    help="the URL users reach this service at (behind a proxy or load "
@@ -103,7 +104,7 @@ def public_url(url: str | None) -> str | None:
     return url.strip().rstrip("/")
 
 
-def serve(config: ServerConfig, *, banner: bool = False, log_format: str = "json",
+def serve(config: ServerConfig, *, banner: bool = False, log_format: str | None = None,
           quiet: bool = False) -> int:
     import uvicorn
 
@@ -111,6 +112,8 @@ def serve(config: ServerConfig, *, banner: bool = False, log_format: str = "json
     from wasmprof.server.app import create_app
     from wasmprof.server.service import Service
 
+    if log_format is None:
+        log_format = "text" if sys.stderr.isatty() else "json"
     setup_logging(log_format, quiet)
     log = logging.getLogger("wasmprof.serve")
     svc = Service(config)
