@@ -3,7 +3,6 @@ node bounds, zoom/search in a real browser), and the ``flamegraph`` CLI."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from truth import perf_truth
 
 from wasmprof.binary.loader import load_module
 from wasmprof.cli import main
@@ -37,12 +37,7 @@ HOSTILE = ['<script>alert(1)</script>', '"onload="alert(2)', "</svg><svg onload=
 
 
 def expected(run: str) -> dict:
-    for suffix in (".expected.json.gz", ".expected.json"):
-        p = DATA / "expected" / "perf" / (run + suffix)
-        if p.exists():
-            raw = p.read_bytes()
-            return json.loads(gzip.decompress(raw) if suffix.endswith(".gz") else raw)
-    raise FileNotFoundError(run)
+    return perf_truth(DATA, run)
 
 
 def symbolized(run: str):

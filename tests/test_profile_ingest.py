@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import re
 from pathlib import Path
 
 import orjson
 import pytest
+from truth import perf_runs, perf_truth
 
 from wasmprof.errors import LogFormatError, WasmprofError
 from wasmprof.ingest.agent_json import parse_agent_json
@@ -25,17 +25,6 @@ from wasmprof.model import AddressSpace
 from wasmprof.profiles import discover_perf_maps, read_profile_input, sniff_profile_format
 
 
-def expected(root: Path, run: str) -> dict:
-    for suffix in (".expected.json.gz", ".expected.json"):
-        p = root / "expected" / "perf" / (run + suffix)
-        if p.exists():
-            raw = p.read_bytes()
-            return json.loads(gzip.decompress(raw) if suffix.endswith(".gz") else raw)
-    raise FileNotFoundError(run)
-
-
-def runs(root: Path) -> list[str]:
-    return sorted(p.name[: -len(".perf-script.txt")] for p in (root / "perf").glob("*.perf-script.txt"))
 
 
 def perf_inputs(root: Path, run: str) -> tuple[Path, Path]:
@@ -59,22 +48,22 @@ def check_against_truth(profile, truth: dict) -> None:
                 assert raw.module == wf["perf_dso"]
 
 
-@pytest.mark.parametrize("run", runs(Path(__file__).parent / "data"))
+@pytest.mark.parametrize("run", perf_runs(Path(__file__).parent / "data"))
 def test_perf_script_matches_ground_truth(data_dir, run):
     script, pmap = perf_inputs(data_dir, run)
     with open(script, "rb") as f:
         profile, stats = parse_perf_script(f, perf_maps=[read_perf_map(pmap)], source=str(script))
-    check_against_truth(profile, expected(data_dir, run))
+    check_against_truth(profile, perf_truth(data_dir, run))
     assert stats.distinct_chains <= stats.samples
     assert profile.start <= profile.end
 
 
 def test_perf_script_whole_corpus(shared_fixtures):
-    for run in runs(shared_fixtures):
+    for run in perf_runs(shared_fixtures):
         script, pmap = perf_inputs(shared_fixtures, run)
         with open(script, "rb") as f:
             profile, _ = parse_perf_script(f, perf_maps=[read_perf_map(pmap)])
-        check_against_truth(profile, expected(shared_fixtures, run))
+        check_against_truth(profile, perf_truth(shared_fixtures, run))
 
 
 def _strip_perf_symbols(text: str) -> str:
@@ -89,7 +78,7 @@ def test_bare_addresses_resolved_through_the_perf_map(data_dir):
     stripped = _strip_perf_symbols(script.read_text())
     assert "aot_func#" not in stripped
     profile, stats = parse_perf_script(io.BytesIO(stripped.encode()), perf_maps=[read_perf_map(pmap)])
-    truth = expected(data_dir, run)
+    truth = perf_truth(data_dir, run)
     for sample, want in zip(profile.samples, truth["samples"], strict=True):
         for raw, wf in zip(sample.stack, want["frames"], strict=True):
             if wf["in_aot_code"]:
@@ -156,7 +145,7 @@ def test_folded_input():
 
 def test_agent_json_from_ground_truth(data_dir):
     """Agent batches made of the real ips: PC - text_base must land on the same functions."""
-    truth = expected(data_dir, "fib.O2.perf.g")
+    truth = perf_truth(data_dir, "fib.O2.perf.g")
     base = int(truth["object_cross_check"]["load_base_of_text"], 16)
     lo, hi = (int(x, 16) for x in truth["aot_code_range"])
     batch = {"modules": [{"id": "fib", "text_base": hex(base), "text_size": hi - base}],
@@ -258,7 +247,7 @@ def test_sniffing_and_auto_maps(data_dir, tmp_path):
     gz = tmp_path / "x.perf.gz"
     gz.write_bytes(gzip.compress(script.read_bytes()))
     (prof,) = read_profile_input(str(gz), perf_maps=[read_perf_map(pmap)])
-    assert len(prof.samples) == expected(data_dir, "fib.O2.perf.g")["sample_count"]
+    assert len(prof.samples) == perf_truth(data_dir, "fib.O2.perf.g")["sample_count"]
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"\x00\x01binary")
     with pytest.raises(LogFormatError) as e:

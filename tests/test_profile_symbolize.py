@@ -3,13 +3,13 @@ with Wasm names (not aot_func#N) and host frames kept; addresses resolved once e
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
 
 import orjson
 import pytest
+from truth import perf_runs, perf_truth
 
 from wasmprof.addr2line.resolver import Resolver
 from wasmprof.binary.loader import load_module
@@ -21,21 +21,10 @@ from wasmprof.profiles import Symbolizer, read_profile_input, self_by_function, 
 DATA = Path(__file__).parent / "data"
 
 
-def expected(root: Path, run: str) -> dict:
-    for suffix in (".expected.json.gz", ".expected.json"):
-        p = root / "expected" / "perf" / (run + suffix)
-        if p.exists():
-            raw = p.read_bytes()
-            return json.loads(gzip.decompress(raw) if suffix.endswith(".gz") else raw)
-    raise FileNotFoundError(run)
-
-
-def runs(root: Path) -> list[str]:
-    return sorted(p.name[: -len(".perf-script.txt")] for p in (root / "perf").glob("*.perf-script.txt"))
 
 
 def symbolized(root: Path, run: str, *, with_aot: bool = True, resolver=None):
-    truth = expected(root, run)
+    truth = perf_truth(root, run)
     script = root / "perf" / f"{run}.perf-script.txt"
     (pmap,) = (root / "perf").glob(f"{run}.perf-*.map")
     mods = [load_module(root / truth["source_wasm"])]
@@ -67,14 +56,14 @@ def check(sp, truth) -> None:
                 assert f.status is FrameStatus.UNKNOWN and f.reason
 
 
-@pytest.mark.parametrize("run", runs(DATA))
+@pytest.mark.parametrize("run", perf_runs(DATA))
 def test_self_samples_equal_ground_truth(data_dir, run):
     sp, truth = symbolized(data_dir, run)
     check(sp, truth)
 
 
 def test_self_samples_whole_corpus(shared_fixtures):
-    for run in runs(shared_fixtures):
+    for run in perf_runs(shared_fixtures):
         sp, truth = symbolized(shared_fixtures, run, with_aot=False)
         check(sp, truth)
 
@@ -109,7 +98,7 @@ def test_stripped_perf_script_with_map_symbolizes_the_same(data_dir, tmp_path):
                   r"\1 [unknown] ([unknown])", script.read_text())
     path = tmp_path
     (path / "stripped.perf").write_text(text)
-    truth = expected(data_dir, run)
+    truth = perf_truth(data_dir, run)
     (prof,) = read_profile_input(str(path / "stripped.perf"), perf_maps=[read_perf_map(pmap)])
     sp = symbolize_profile(prof, [load_module(data_dir / truth["source_wasm"])])
     check(sp, truth)
@@ -117,7 +106,7 @@ def test_stripped_perf_script_with_map_symbolizes_the_same(data_dir, tmp_path):
 
 def test_agent_batch_with_aot_text_offsets(data_dir):
     """Agent PCs minus text_base → AOT function table of the .aot (no perf map involved)."""
-    truth = expected(data_dir, "fib.O2.perf.g")
+    truth = perf_truth(data_dir, "fib.O2.perf.g")
     base = int(truth["object_cross_check"]["load_base_of_text"], 16)
     lo, hi = (int(x, 16) for x in truth["aot_code_range"])
     batch = {"modules": [{"id": "fib.O2.perf", "text_base": base, "text_size": hi - base}],
@@ -184,7 +173,7 @@ def test_two_plugins_in_one_process_share_one_perf_map(data_dir, tmp_path):
     sp = symbolize_profile(prof, mods)
     want: Counter = Counter()
     for run in runs_:
-        for e in expected(data_dir, run)["self_samples_by_wasm_function"]:
+        for e in perf_truth(data_dir, run)["self_samples_by_wasm_function"]:
             want[(e["wasm_func_index"], e["wasm_name"])] += e["self_samples"]
     got = Counter({k: v for k, v in self_by_function(sp).items() if k[0] is not None})
     assert got == want
