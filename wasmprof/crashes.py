@@ -9,6 +9,9 @@ Contract (:class:`CrashSymbolizer`):
   ``input_index``, ``raw_offset`` and ``printed_name``. Frames that cannot be resolved
   still come out, with a status and a reason (no module, native Envoy frame...).
 - ``describe_choice(crash)`` says in one line which module and space were chosen and why.
+- ``agreement(crash)`` measures how well the best of the modules agrees with what the crash
+  printed (names, offsets inside the named functions): callers holding several candidate
+  builds (the service: one symbolizer per plugin version) rank builds with it.
 - Never guesses silently: ambiguous module choices and assumed modes are noted in
   ``crash.notes``.
 
@@ -51,6 +54,20 @@ class Choice:
     module_reason: str
     space: AddressSpace | None
     space_reason: str
+
+
+@dataclass(slots=True)
+class Agreement:
+    """How well a module agrees with what a crash printed (:meth:`CrashSymbolizer.agreement`):
+    ``named`` Wasm frames printed with a real name (not ``$fN``) among the first frames,
+    ``missing`` of them name no function of ``module``; ``agreeing`` frames and ``points``
+    as scored by ``match``."""
+
+    module: Module | None
+    points: int
+    agreeing: int
+    named: int
+    missing: int
 
 
 class CrashSymbolizer:
@@ -268,14 +285,32 @@ class CrashSymbolizer:
         space, space_reason = self.decide_space(crash, module)
         return Choice(module, module_reason, space, space_reason)
 
-    def describe_choice(self, crash: Crash) -> str:
-        c = self.choose(crash)
+    def describe_choice(self, crash: Crash, choice: Choice | None = None) -> str:
+        c = self.choose(crash) if choice is None else choice
         mod = _label(c.module) if c.module is not None else "no module"
         return f"{mod} ({c.module_reason}); offsets as {c.space}: {c.space_reason}"
 
+    def agreement(self, crash: Crash) -> Agreement:
+        """How the best-agreeing runtime-compatible module (highest ``_score``: +2 per
+        printed name the module has, +1 per printed offset inside the body of the function
+        the frame names) agrees with what the crash printed."""
+        named = [f for f in crash.raw_frames[:_EVIDENCE_FRAMES]
+                 if not f.native and not f.truncated and f.printed_name
+                 and not f.printed_name.startswith("$f")]
+        pool = self._runtime_compatible(crash, self.modules)
+        if not pool:
+            return Agreement(None, 0, 0, len(named), len(named))
+        (points, agreeing), _, best = max(((self._score(crash, m), -i, m)
+                                           for i, m in enumerate(pool)), key=lambda t: t[:2])
+        names = self._name_index(best, with_names=self._runtime_used_names(crash, best))
+        missing = sum(1 for f in named if f.printed_name not in names)
+        return Agreement(best, points, agreeing, len(named), missing)
+
     # -- resolution -----------------------------------------------------------------------
-    def symbolize(self, crash: Crash) -> Crash:
-        choice = self.choose(crash)
+    def symbolize(self, crash: Crash, choice: Choice | None = None) -> Crash:
+        """Resolve every frame (see the module docstring); ``choice``: a ``choose(crash)``
+        result the caller already has (it then knows which module was used)."""
+        choice = self.choose(crash) if choice is None else choice
         module = choice.module
         crash.space = choice.space
         note = f"module: {choice.module_reason}; space: {choice.space} ({choice.space_reason})"

@@ -11,16 +11,33 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from bisect import bisect_right
 from collections.abc import Iterable
 from pathlib import Path
 
 from wasmprof.addr2line.bulk import paused_gc
-from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, Unit
-from wasmprof.addr2line.index import (IndexBlock, build_block, index_path, load_index,
-                                      save_index)
+from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, LineTable, Unit, UnitScopes
+from wasmprof.addr2line.index import (TOMBSTONE_MIN, IndexBlock, build_block, index_path,
+                                      load_index, save_index)
 
-FULL_BUILD_THRESHOLD = 64     # more distinct addresses than this: decode every unit
-MAX_PARTIAL_BUILDS = 4        # partial blocks merged before decoding everything
+FULL_BUILD_THRESHOLD = 64     # more distinct addresses in one call: decode everything
+PARTIAL_ADDRESS_LIMIT = 160   # more distinct addresses asked in all: decode everything
+
+
+def _merge_scopes(unit_index: int, parts: list[UnitScopes]) -> UnitScopes:
+    """Concatenate subtree decodes (in DIE order) into one unit's scopes."""
+    if len(parts) == 1:
+        return parts[0]
+    out = UnitScopes(unit_index)
+    for p in parts:
+        base = len(out.parent)
+        out.parent.extend(q + base if q >= 0 else q for q in p.parent)
+        out.kind.extend(p.kind)
+        out.ranges.extend(p.ranges)
+        out.call.extend(p.call)
+        out.origin.extend(p.origin)
+        out.decls.update(p.decls)
+    return out
 
 
 def dwarf_hash(sections: DwarfSections) -> str:
@@ -44,8 +61,12 @@ class ModuleDebug:
         self.loaded_from_disk = False
         self.saved = False
         self._reader: DwarfReader | None = None
-        self._decoded: dict[int, tuple] = {}
-        self._partial_builds = 0
+        self._asked: set[int] = set()     # addresses the partial block answers for
+        self._dirs: dict[int, tuple] = {}      # unit -> (subprogram dir, line dir)
+        self._subtrees: dict[int, tuple[UnitScopes, int]] = {}
+        self._lines: dict[int, LineTable | None] = {}
+        self._seqs: dict[tuple[int, int], list] = {}
+        self._units_of: dict[int, frozenset[int]] = {}
         self._lock = threading.RLock()      # one Resolver may serve several threads
         if self.path is not None:
             blk = load_index(self.path, identity, self.hash)
@@ -62,57 +83,135 @@ class ModuleDebug:
 
     # -- decoding ------------------------------------------------------------------------
     def _units_for(self, addresses: Iterable[int]) -> set[int]:
+        """Units whose ranges hold one of ``addresses`` (or whose ranges are unknown)."""
         units = self.reader.units
         need: set[int] = set()
         for a in addresses:
-            for u in units:
-                if u.index in need:
-                    continue
-                if u.ranges is None or any(lo <= a < hi for lo, hi in u.ranges):
-                    need.add(u.index)
+            got = self._units_of.get(a)
+            if got is None:
+                got = self._units_of[a] = frozenset(
+                    u.index for u in units
+                    if u.ranges is None or any(lo <= a < hi for lo, hi in u.ranges))
+            need |= got
         return need
 
-    def _decode(self, unit: Unit) -> None:
-        if unit.index in self._decoded:
-            return
-        r = self.reader
-        scopes = r.decode_unit(unit)
-        names = r.resolve_names(scopes)
-        lines = r.decode_line_program(unit)
-        self._decoded[unit.index] = (scopes, names, lines)
-
     def ensure(self, addresses: Iterable[int]) -> None:
-        """Make sure every unit covering one of ``addresses`` is in :attr:`block`."""
+        """Make sure every address in ``addresses`` resolves in :attr:`block` as it would
+        in the complete index."""
         if self.complete:
             return
         with self._lock, paused_gc():
             self._ensure(set(addresses))
 
     def _ensure(self, addrs: set[int]) -> None:
-        if self.complete:
+        if self.complete or addrs <= self._asked:
             return
-        if len(addrs) > FULL_BUILD_THRESHOLD:
+        asked = self._asked | addrs
+        if len(addrs) > FULL_BUILD_THRESHOLD or len(asked) > PARTIAL_ADDRESS_LIMIT:
             self.build_full()
             return
-        need = self._units_for(addrs)
-        if self.block is not None and need <= self.block.units:
-            return
-        units = self.reader.units
-        want = need | set(self._decoded)
-        # Decoding most of .debug_info anyway (one big unit): build and cache the whole
-        # index once instead of re-merging partial blocks as more addresses come.
-        share = sum(units[i].end - units[i].offset for i in want)
-        # Also when callers keep asking one address at a time (each new unit re-merges
-        # the partial block): after a few partial blocks, finish the job once.
-        if len(want) == len(units) or share * 2 > max(len(self.reader.info), 1) or \
-                self._partial_builds >= MAX_PARTIAL_BUILDS:
-            self.build_full()
-            return
-        self._partial_builds += 1
-        for i in need:
-            self._decode(units[i])
-        have = sorted(self._decoded)
-        self.block = build_block(self.reader, [units[i] for i in have], self._decoded)
+        self._asked = asked
+        self.block = self._partial_block(sorted(asked))
+
+    def _partial_block(self, addrs: list[int]) -> IndexBlock:
+        """The index restricted to ``addrs``: per covering unit, only the subprogram
+        subtrees whose ranges hold one of them and the line sequences that can (see
+        :meth:`_pick_sequences`). Lookups at ``addrs`` equal the complete index's."""
+        r = self.reader
+        units = [r.units[i] for i in sorted(self._units_for(addrs))]
+        decoded = {}
+        for u in units:
+            d = self._dirs.get(u.index)
+            if d is None:
+                d = self._dirs[u.index] = (sorted(r.subprogram_directory(u)),
+                                           r.line_directory(u))
+            subs, _ = d
+            offs = set()
+            for a in addrs:
+                for lo, hi, off in subs:
+                    if lo > a:
+                        break
+                    if a < hi:
+                        offs.add(off)
+            parts = []
+            done_to = -1
+            for off in sorted(offs):
+                if off >= done_to:        # else nested in a subtree already taken
+                    sc, done_to = self._subtree(u, off)
+                    parts.append(sc)
+            scopes = _merge_scopes(u.index, parts)
+            decoded[u.index] = (scopes, r.resolve_names(scopes), None)
+        lines = self._pick_sequences(units, addrs)
+        for u in units:
+            sc, names, _ = decoded[u.index]
+            decoded[u.index] = (sc, names, lines.get(u.index))
+        return build_block(r, units, decoded)
+
+    def _subtree(self, unit: Unit, off: int) -> tuple[UnitScopes, int]:
+        got = self._subtrees.get(off)
+        if got is None:
+            sc = UnitScopes(unit.index)
+            got = self._subtrees[off] = (sc, self.reader.decode_subprogram(unit, off, sc))
+        return got
+
+    def _pick_sequences(self, units: list[Unit], addrs: list[int]) -> dict[int, LineTable]:
+        """Line tables holding, per unit, only the sequences the complete index would use
+        at ``addrs``: for each address the sequence with the greatest start at or below it
+        (and its predecessor, to check they do not overlap). When the directory cannot
+        tell (inexact, duplicate starts, a sequence that starts elsewhere than announced,
+        overlaps, unordered rows), the units' whole line programs are decoded instead."""
+        r = self.reader
+        cands = []                    # (start, unit order, sequence number, unit)
+        for order, u in enumerate(units):
+            ld = self._dirs[u.index][1]
+            if ld is None:
+                continue
+            if not ld.exact:
+                return self._whole_lines(units)
+            for k, (start, _, _) in enumerate(ld.sequences):
+                if 0 < start < TOMBSTONE_MIN:
+                    cands.append((start, order, k, u))
+        cands.sort(key=lambda c: (c[0], c[1]))
+        starts = [c[0] for c in cands]
+        picks: set[int] = set()
+        for a in addrs:
+            i = bisect_right(starts, a) - 1
+            if i >= 0:
+                picks.add(i)
+                if i > 0:
+                    picks.add(i - 1)
+        got: dict[int, tuple] = {}
+        for i in sorted(picks):
+            start, _, k, u = cands[i]
+            seqs = self._seqs.get((u.index, k))
+            if seqs is None:
+                ld = self._dirs[u.index][1]
+                seqs = self._seqs[(u.index, k)] = r.decode_line_sequences(u, ld, [k]).sequences
+            if len(seqs) != 1 or seqs[0][0][0] != start or len(seqs[0][0]) < 2 or \
+                    seqs[0][0] != sorted(seqs[0][0]):
+                return self._whole_lines(units)
+            got[i] = seqs[0]
+        for i in got:
+            if i + 1 in got and (starts[i] == starts[i + 1] or got[i][0][-1] > starts[i + 1]):
+                return self._whole_lines(units)
+        out: dict[int, LineTable] = {}
+        for i in sorted(got):
+            u = cands[i][3]
+            lt = out.get(u.index)
+            if lt is None:
+                lt = out[u.index] = LineTable(self._dirs[u.index][1].header.files, [])
+            lt.sequences.append(got[i])
+        return out
+
+    def _whole_lines(self, units: list[Unit]) -> dict[int, LineTable]:
+        out = {}
+        for u in units:
+            lt = self._lines.get(u.index)
+            if lt is None:
+                lt = self._lines[u.index] = self.reader.decode_line_program(u)
+            if lt is not None:
+                out[u.index] = lt
+        return out
 
     def build_full(self) -> IndexBlock:
         """Decode every unit, build the complete index and write it to the cache."""
@@ -122,12 +221,19 @@ class ModuleDebug:
     def _build_full(self) -> IndexBlock:
         if self.complete and self.block is not None:
             return self.block
-        units = self.reader.units
+        r = self.reader
+        units = r.units
+        decoded = {}
         for u in units:
-            self._decode(u)
-        self.block = build_block(self.reader, units, self._decoded)
+            scopes = r.decode_unit(u)
+            decoded[u.index] = (scopes, r.resolve_names(scopes), r.decode_line_program(u))
+        self.block = build_block(r, units, decoded)
         self.complete = True
-        self._decoded.clear()
+        self._dirs.clear()
+        self._subtrees.clear()
+        self._lines.clear()
+        self._seqs.clear()
+        self._units_of.clear()
         if self.path is not None:
             self.saved = save_index(self.path, self.block, self.identity, self.hash)
         return self.block

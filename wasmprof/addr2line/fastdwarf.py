@@ -20,8 +20,10 @@ units are rejected), ``address_size`` 4 (8 accepted). Tombstones (formats.md §6
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, TypeVar
 
 from wasmprof.errors import BinaryFormatError
@@ -516,15 +518,49 @@ class DwarfReader:
 
     # -- the DIE tree ------------------------------------------------------------------
     def decode_unit(self, unit: Unit) -> "UnitScopes":
-        return guarded(".debug_info", unit.offset, lambda: self._decode_unit(unit))
+        """Every code-carrying subprogram and inlined subroutine of ``unit``."""
+        return guarded(".debug_info", unit.offset,
+                       lambda: self._walk(unit, unit.die_offset, UnitScopes(unit.index)))
 
-    def _decode_unit(self, unit: Unit) -> "UnitScopes":
-        """Walk every DIE of ``unit``; keep subprograms and inlined subroutines."""
+    def subprogram_directory(self, unit: Unit) -> list[tuple[int, int, int]]:
+        """``(lo, hi, DIE offset)`` per address range of each code-carrying subprogram of
+        ``unit`` (at any depth; declarations excluded), in DIE order. A cheap walk: inlined
+        subroutines are skipped and no names are decoded. With :meth:`decode_subprograms`
+        it lets a small job decode only the subprograms covering its addresses."""
+        out: list[tuple[int, int, int]] = []
+        guarded(".debug_info", unit.offset,
+                lambda: self._walk(unit, unit.die_offset, UnitScopes(unit.index), directory=out))
+        return out
+
+    def decode_subprograms(self, unit: Unit, offsets: list[int]) -> "UnitScopes":
+        """Like :meth:`decode_unit`, restricted to the subtrees of the subprogram DIEs at
+        ``offsets`` (from :meth:`subprogram_directory`); a subtree nested in one already
+        decoded is not decoded twice. Node order follows DIE order, as in the full walk."""
+        scopes = UnitScopes(unit.index)
+        done_to = -1
+        for off in sorted(set(offsets)):
+            if off < done_to:
+                continue
+            done_to = self.decode_subprogram(unit, off, scopes)
+        return scopes
+
+    def decode_subprogram(self, unit: Unit, offset: int, scopes: "UnitScopes") -> int:
+        """Append the subtree of the DIE at ``offset`` to ``scopes``; returns the offset
+        just after the subtree."""
+        return guarded(".debug_info", offset,
+                       lambda: self._walk(unit, offset, scopes, single=True))
+
+    def _walk(self, unit: Unit, start: int, scopes: "UnitScopes", *, single: bool = False,
+              directory: list | None = None):
+        """The DIE walk behind :meth:`decode_unit` (``start`` = first DIE, to the unit
+        end), :meth:`decode_subprograms` (``single``: one DIE and its subtree; returns the
+        offset after it) and :meth:`subprogram_directory` (``directory``: collect
+        subprogram ranges only; inlined subroutines are skipped like any other DIE)."""
         abbrevs = self.abbrevs_for(unit)
         data = self.info
         end = unit.end
         addr_size = unit.addr_size
-        scopes = UnitScopes(unit.index)
+        inl_tag = -1 if directory is not None else TAG_INLINED_SUBROUTINE
         # node fields (parallel lists)
         n_parent = scopes.parent
         n_kind = scopes.kind
@@ -534,7 +570,7 @@ class DwarfReader:
         decls = scopes.decls          # DIE offset -> (name, linkage, ref) for name lookups
         stack: list[int] = []         # enclosing node id per open DIE with children
         cur = -1
-        pos = unit.die_offset
+        pos = start
         wanted = WANTED_ATTRS
         fixed_tbl = _FIXED
         while pos < end:
@@ -547,10 +583,12 @@ class DwarfReader:
             if code == 0:
                 if stack:
                     cur = stack.pop()
+                    if single and not stack:
+                        return pos
                 continue
             ab = abbrevs[code]
             tag = ab.tag
-            if tag != TAG_SUBPROGRAM and tag != TAG_INLINED_SUBROUTINE:
+            if tag != TAG_SUBPROGRAM and tag != inl_tag:
                 fs = ab.fixed_size
                 if fs >= 0:
                     pos += fs
@@ -597,6 +635,18 @@ class DwarfReader:
                 val, pos = self._read_form(unit, data, pos, form, ic)
                 if at in wanted:
                     vals[at] = (form, val)
+            if directory is not None:
+                if AT_DECLARATION not in vals:
+                    if AT_RANGES in vals:
+                        for lo, hi in self.read_ranges(unit, *vals[AT_RANGES]):
+                            directory.append((lo, hi, die_off))
+                    elif AT_LOW_PC in vals and AT_HIGH_PC in vals:
+                        low = self._address(unit, *vals[AT_LOW_PC])
+                        directory.append((low, self._high_pc(unit, low, *vals[AT_HIGH_PC]),
+                                          die_off))
+                if ab.has_children:
+                    stack.append(cur)
+                continue
             name = linkage = None
             if AT_NAME in vals:
                 name = self._string(unit, *vals[AT_NAME])
@@ -632,7 +682,9 @@ class DwarfReader:
             if ab.has_children:
                 stack.append(cur)
                 cur = new_cur
-        return scopes
+            elif single and not stack:
+                return pos
+        return scopes if not single else pos
 
     def _ref(self, unit: Unit, form: int, val) -> int | None:
         if form in (F_REF1, F_REF2, F_REF4, F_REF8, F_REF_UDATA):
@@ -756,7 +808,7 @@ class DwarfReader:
             out.append(e)
         return out, pos
 
-    def _decode_line_program(self, unit: Unit, off: int) -> "LineTable":
+    def _line_header(self, unit: Unit, off: int) -> "_LineHeader":
         data = self.line
         length = int.from_bytes(data[off:off + 4], "little")
         if length >= 0xFFFFFFF0:
@@ -791,6 +843,80 @@ class DwarfReader:
         std_lengths = list(data[pos:pos + opcode_base - 1])
         pos += opcode_base - 1
         files, _ = self._file_entries(unit, data, pos, version)
+        return _LineHeader(files, prog, end, min_inst, line_base, line_range, opcode_base,
+                           std_lengths)
+
+    def line_directory(self, unit: Unit) -> "LineDirectory | None":
+        """Where each sequence of ``unit``'s line program starts and ends (byte offsets)
+        and its first address, without computing rows: runs of ordinary opcodes are
+        skipped by a regular expression (in C); only extended opcodes are looked at.
+        ``None`` when the unit has no line program. A sequence whose first address is
+        not set by its leading ``DW_LNE_set_address``, or a ``DW_LNE_define_file``, makes
+        the directory ``exact=False`` (callers then decode the whole program)."""
+        if unit.stmt_list is None or not self.line:
+            return None
+        off = unit.stmt_list
+        return guarded(".debug_line", off, lambda: self._line_directory(unit, off))
+
+    def _line_directory(self, unit: Unit, off: int) -> "LineDirectory":
+        h = self._line_header(unit, off)
+        data = self.line
+        run = _skip_pattern(h.opcode_base, tuple(h.std_lengths), False).match
+        neutral = _skip_pattern(h.opcode_base, tuple(h.std_lengths), True).match
+        seqs: list[tuple[int | None, int, int]] = []
+        exact = True
+        pos = begin = h.program
+        end = h.end
+        first: int | None = None
+        clean = True          # no row emitted and no address change yet in this sequence
+        while pos < end:
+            was = pos
+            pos = run(data, pos, end).end()
+            if pos >= end:
+                break
+            if data[pos] != 0:                # an operand runs past the program end
+                raise ValueError(f"truncated opcode at .debug_line+{pos}")
+            if clean and pos != was and neutral(data, was, pos).end() != pos:
+                clean = False
+            n, p = _uleb(data, pos + 1)
+            sub = data[p]
+            if sub == DW_LNE_end_sequence:
+                seqs.append((first, begin, p + n))
+                begin = p + n
+                first = None
+                clean = True
+            elif sub == DW_LNE_set_address:
+                if clean and first is None:
+                    first = int.from_bytes(data[p + 1:p + n], "little")
+            elif sub == DW_LNE_define_file:
+                exact = False
+            pos = p + n
+        if any(f is None for f, _, _ in seqs):
+            exact = False
+        return LineDirectory(h, seqs, exact)
+
+    def decode_line_sequences(self, unit: Unit, directory: "LineDirectory",
+                              picks: list[int]) -> "LineTable":
+        """Rows of the directory's sequences numbered ``picks`` only (same rows as the
+        full :meth:`decode_line_program` gives for them)."""
+        h = directory.header
+        out = []
+        for k in sorted(set(picks)):
+            _, b, e = directory.sequences[k]
+            out += guarded(".debug_line", b, lambda b=b, e=e: self._run_program(unit, h, b, e))
+        return LineTable(h.files, out)
+
+    def _decode_line_program(self, unit: Unit, off: int) -> "LineTable":
+        h = self._line_header(unit, off)
+        return LineTable(h.files, self._run_program(unit, h, h.program, h.end))
+
+    def _run_program(self, unit: Unit, h: "_LineHeader", pos: int, end: int
+                     ) -> list[tuple[list[int], list[int], list[int], list[int]]]:
+        """Run the line program bytes ``[pos, end)`` (whole sequences) into rows."""
+        data = self.line
+        files = h.files
+        min_inst, line_base, line_range = h.min_inst, h.line_base, h.line_range
+        opcode_base, std_lengths = h.opcode_base, h.std_lengths
 
         # Precomputed special opcodes: (address advance, line advance).
         special = [(0, 0)] * 256
@@ -806,7 +932,6 @@ class DwarfReader:
         file = 1
         line = 1
         column = 0
-        pos = prog
         while pos < end:
             op = data[pos]
             pos += 1
@@ -855,7 +980,7 @@ class DwarfReader:
             else:                             # set_isa and unknown standard opcodes
                 for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
                     _, pos = _uleb(data, pos)
-        return LineTable(files, seqs)
+        return seqs
 
 
 def _join(comp_dir: str, directory: str, name: str) -> str:
@@ -897,3 +1022,61 @@ class LineTable:
 
     files: list[str]
     sequences: list[tuple[list[int], list[int], list[int], list[int]]]
+
+
+@dataclass(slots=True)
+class _LineHeader:
+    files: list[str]
+    program: int              # first opcode
+    end: int                  # first byte after the program
+    min_inst: int
+    line_base: int
+    line_range: int
+    opcode_base: int
+    std_lengths: list[int]
+
+
+@dataclass(slots=True)
+class LineDirectory:
+    """Sequences of one line program: ``(first address or None, byte begin, byte end)``."""
+
+    header: _LineHeader
+    sequences: list[tuple[int | None, int, int]]
+    exact: bool
+
+
+_LEB = rb"[\x80-\xff]*[\x00-\x7f]"
+
+
+@lru_cache(maxsize=32)
+def _skip_pattern(opcode_base: int, std_lengths: tuple[int, ...], neutral: bool
+                  ) -> "re.Pattern[bytes]":
+    """A regex matching the longest run of non-extended line opcodes (with operands), as
+    the decoder reads them: special opcodes, standard opcodes 1-11 with their fixed
+    operands, others with ``std_lengths`` LEB operands. ``neutral``: only opcodes that
+    neither emit a row nor move the address (what may precede a sequence's first
+    ``DW_LNE_set_address``)."""
+    single = [] if neutral else [op for op in range(max(opcode_base, 1), 256)]
+    alts = []
+    for op in range(1, opcode_base):
+        if neutral and op in (DW_LNS_copy, DW_LNS_advance_pc, DW_LNS_const_add_pc,
+                              DW_LNS_fixed_advance_pc):
+            continue
+        if op in (DW_LNS_copy, DW_LNS_negate_stmt, DW_LNS_set_basic_block,
+                  DW_LNS_const_add_pc, 10, 11):
+            single.append(op)
+        elif op in (DW_LNS_advance_pc, DW_LNS_advance_line, DW_LNS_set_file,
+                    DW_LNS_set_column):
+            alts.append(re.escape(bytes([op])) + _LEB)
+        elif op == DW_LNS_fixed_advance_pc:
+            alts.append(re.escape(bytes([op])) + rb"[\x00-\xff]{2}")
+        else:
+            n = std_lengths[op - 1] if op - 1 < len(std_lengths) else 0
+            if n == 0:
+                single.append(op)
+            else:
+                alts.append(re.escape(bytes([op])) + _LEB * n)
+    cls = b"[" + b"".join(re.escape(bytes([c])) for c in sorted(single)) + b"]" if single \
+        else None
+    parts = ([cls] if cls else []) + alts
+    return re.compile(b"(?:" + b"|".join(parts) + b")*")

@@ -70,6 +70,8 @@ class _View:
         self._alternatives: dict[str, set[int]] = {}
         self._starts: list[int] | None = None
         self._prep: dict[tuple[int, int], list[tuple]] = {}
+        self._tails: dict[tuple[int, int], list[tuple]] = {}
+        self._table: tuple[list[int], list] | None = None
         self._prep_block = None
         self.dwarf_error: str | None = None
 
@@ -158,33 +160,100 @@ class _View:
         if blk is None:
             return None
         prep = self.prep_cache(blk)
-        key = (bisect_right(blk.seg_start, code), bisect_right(blk.row_addr, code))
-        specs = prep.get(key)
+        seg = bisect_right(blk.seg_start, code)
+        row = bisect_right(blk.row_addr, code)
+        specs = prep.get((seg, row))
         if specs is None:
-            specs = []
-            chain = blk.chain(code)
-            last = len(chain) - 1
-            for k, (name, linkage, file, line, col) in enumerate(chain):
-                fn = display_name(name, linkage)
-                status = EXACT
-                reason = None
-                if line is None:
-                    status, reason = FUNCTION_ONLY, "no line-table row at this address"
-                elif line == 0:
-                    status, reason = FUNCTION_ONLY, "line 0: compiler-generated code"
-                    line = None
-                if fn is None:
-                    fn = (self.section_name(idx) if k == last else None) or f"$f{idx}"
-                specs.append((fn, status, linkage or name, file, line,
-                              col if line else None, k != last, reason))
-            prep[key] = specs
+            specs = prep[(seg, row)] = self._specs(blk, seg, row, idx)
         return specs
+
+    def _specs(self, blk, seg: int, row: int, idx: int) -> list[tuple]:
+        """The chain at segment ``seg`` / row ``row`` (bisect_right positions) as Frame
+        field tuples; the same answer as ``blk.chain`` (the callers' part of the chain
+        depends on the innermost scope only and is memoised per scope)."""
+        node = blk.seg_node[seg - 1] if seg > 0 else -1
+        if node < 0:
+            return []
+        j = row - 1
+        if j < 0 or blk.row_file[j] == -1:
+            file = line = col = None
+        else:
+            f = blk.row_file[j]
+            file = blk.strings[f] if f >= 0 else None
+            line = blk.row_line[j]
+            col = blk.row_col[j]
+        first = self._spec(blk, node, idx, file, line, col)
+        if blk.node_parent[node] < 0:
+            return [first]
+        return [first, *self._callers(blk, node, idx)]
+
+    def _spec(self, blk, node: int, idx: int, file, line, col) -> tuple:
+        n, r = blk.node_name[node], blk.node_raw[node]
+        name = blk.strings[n] if n >= 0 else None
+        linkage = blk.strings[r] if r >= 0 else None
+        outermost = blk.node_parent[node] < 0
+        fn = display_name(name, linkage)
+        status = EXACT
+        reason = None
+        if line is None:
+            status, reason = FUNCTION_ONLY, "no line-table row at this address"
+        elif line == 0:
+            status, reason = FUNCTION_ONLY, "line 0: compiler-generated code"
+            line = None
+        if fn is None:
+            fn = (self.section_name(idx) if outermost else None) or f"$f{idx}"
+        return (fn, status, linkage or name, file, line, col if line else None,
+                not outermost, reason)
+
+    def _callers(self, blk, node: int, idx: int) -> list[tuple]:
+        """Frames of the scopes enclosing ``node`` (each at its call site), memoised."""
+        key = (node, idx)
+        got = self._tails.get(key)
+        if got is None:
+            got = []
+            strings = blk.strings
+            while True:
+                p = blk.node_parent[node]
+                if p < 0:
+                    break
+                cf = blk.node_cfile[node]
+                got.append(self._spec(blk, p, idx, strings[cf] if cf >= 0 else None,
+                                      blk.node_cline[node], blk.node_ccol[node]))
+                node = p
+            self._tails[key] = got
+        return got
 
     def prep_cache(self, blk) -> dict[tuple[int, int], list[tuple]]:
         if blk is not self._prep_block:
             self._prep_block = blk
             self._prep = {}
+            self._tails = {}
+            self._table = None
         return self._prep
+
+    def fast_table(self) -> tuple[list[int], list]:
+        """For a complete index: ``(bounds, slots)``. ``bounds`` merges segment starts,
+        line-row addresses and function-body boundaries (code offsets), so every address
+        between two bounds has the same body, scope and row: one bisect finds the slot
+        memoising the answer (:meth:`interval_entry`) for all of them."""
+        blk = self.debug.block
+        self.prep_cache(blk)
+        if self._table is None:
+            cps = self.cps
+            bounds = sorted([*blk.seg_start, *blk.row_addr,
+                             *(b.start - cps for b in self.wasm.bodies),
+                             *(b.end - cps for b in self.wasm.bodies)])
+            self._table = (bounds, [None] * (len(bounds) + 1))
+        return self._table
+
+    def interval_entry(self, code: int) -> tuple[list[tuple], int] | bool:
+        """``(Frame field tuples, wasm index)`` for a code address inside a body with
+        DWARF chains, else False (the generic path says why)."""
+        body = self.body_at(code + self.cps)
+        if body is None:
+            return False
+        specs = self.prepared(code, body.wasm_index)
+        return (specs, body.wasm_index) if specs else False
 
     def body_starts(self) -> list[int]:
         if self._starts is None:
@@ -276,11 +345,8 @@ class Resolver:
             view.cps is not None and view.debug.complete
         if fast:
             cps = view.cps
-            blk = view.debug.block
-            seg_start, row_addr = blk.seg_start, blk.row_addr
-            prep = view.prep_cache(blk)
-            bodies = view.wasm.bodies
-            starts = view.body_starts()
+            bounds, slots = view.fast_table()
+            entry = view.interval_entry
             label = view.label
         for i, r in enumerate(raws):
             # Fast path (bulk jobs): a bare offset in a Wasm space, inside a body with DWARF.
@@ -290,27 +356,24 @@ class Resolver:
                 sp = r.space
                 off = r.offset
                 if sp is _CODE:
-                    fo = off + cps
+                    code = off
                 elif sp is _INTERP:
-                    fo = off - 1
+                    code = off - 1 - cps
                 elif sp in _FILE_LIKE:
-                    fo = off
+                    code = off - cps
                 else:
-                    fo = -1
-                if fo >= 0:
-                    bi = bisect_right(starts, fo) - 1
-                    if bi >= 0 and fo < bodies[bi].end:
-                        code = fo - cps
-                        specs = prep.get((bisect_right(seg_start, code),
-                                          bisect_right(row_addr, code)))
-                        if specs is None:
-                            specs = view.prepared(code, bodies[bi].wasm_index)
-                        if specs:
-                            idx = bodies[bi].wasm_index
-                            out.append([Frame(fn, st, rf, file, line, col, inl, why, idx, label,
-                                              code, i, off, None, False)
-                                        for fn, st, rf, file, line, col, inl, why in specs])
-                            continue
+                    code = None
+                if code is not None:
+                    k = bisect_right(bounds, code)
+                    ent = slots[k]
+                    if ent is None:
+                        ent = slots[k] = entry(code)
+                    if ent:
+                        specs, idx = ent
+                        out.append([Frame(fn, st, rf, file, line, col, inl, why, idx, label,
+                                          code, i, off, None, False)
+                                    for fn, st, rf, file, line, col, inl, why in specs])
+                        continue
             key = (r.space, r.offset, r.printed_name, r.func_index, r.aot_index, r.native,
                    r.truncated)
             frames = done.get(key)
@@ -322,6 +385,57 @@ class Resolver:
             else:
                 out.append([_copy(f, i) for f in frames])
         return out
+
+    def resolve_addresses(self, module: Module, addresses: Sequence[int],
+                          space: AddressSpace = AddressSpace.FILE) -> list[list[Frame]]:
+        """Bulk ``resolve_address``: the chain of each address (``[i]`` answers
+        ``addresses[i]``), for big jobs (the addr2line CLI, benchmarks).
+
+        Results are SHARED: addresses with the same answer (same function body, scope and
+        line row) get the same list holding the same Frame objects; treat them as
+        read-only. Such shared frames carry no per-input fields: ``address``,
+        ``input_index`` and ``raw_offset`` are None. Addresses off the fast path (outside
+        function bodies, no DWARF there, non-Wasm spaces, offset 0) get their own frames
+        from :meth:`resolve` with those fields set (``input_index`` = position)."""
+        space = AddressSpace(space)
+        with paused_gc(len(addresses) > 256):
+            view = self._view(module)
+            if view.debug is not None and view.cps is not None and not view.debug.complete \
+                    and maps_to_wasm(space):
+                cps = view.cps
+                view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
+            fast = view.debug is not None and view.debug.block is not None and \
+                view.cps is not None and view.debug.complete and \
+                (space is _CODE or space is _INTERP or space in _FILE_LIKE)
+            out: list[list[Frame]] = []
+            if not fast:
+                for i, a in enumerate(addresses):
+                    out.append(self._resolve(view, RawFrame(index=i, space=space, offset=a), i))
+                return out
+            shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
+            bounds, slots = view.fast_table()
+            shared: list = [None] * len(slots)
+            entry = view.interval_entry
+            label = view.label
+            for i, a in enumerate(addresses):
+                if a:
+                    k = bisect_right(bounds, a + shift)
+                    frames = shared[k]
+                    if frames is not None:
+                        out.append(frames)
+                        continue
+                    ent = slots[k]
+                    if ent is None:
+                        ent = slots[k] = entry(a + shift)
+                    if ent:
+                        specs, idx = ent
+                        frames = shared[k] = [
+                            Frame(fn, st, rf, file, line, col, inl, why, idx, label)
+                            for fn, st, rf, file, line, col, inl, why in specs]
+                        out.append(frames)
+                        continue
+                out.append(self._resolve(view, RawFrame(index=i, space=space, offset=a), i))
+            return out
 
     def resolve(self, module: Module, raw: RawFrame, *, input_index: int | None = None
                 ) -> list[Frame]:

@@ -7,8 +7,18 @@
   committed before the response. After each stored event the alerts hook
   ``wasmprof.alerts.on_crash_event(db, group, event, is_new_group, regressed)`` runs inside
   the same transaction (under a savepoint), when the alerts package is installed.
+- Which modules: the plugin's modules are grouped by the version they are linked as (a
+  module linked as several versions belongs to each; :class:`Build`). A crash of version V
+  uses the build of V when there is one; otherwise (or when the crash has no version) the
+  build whose functions agree best with the names and offsets the crash printed
+  (``CrashSymbolizer.agreement``), ties going to the most recently linked. Every fallback is
+  said: a ``version: …`` crash note naming the version and module used and why, the same in
+  the event's ``grouping.note`` and ``symbolization`` (``match``: exact / fallback /
+  unversioned / none, ``version_used``, ``module``); an exact build whose modules lack names
+  the crash printed while another build has them is flagged the same way.
 - :meth:`CrashService.resymbolize` re-runs symbolization + grouping for stored events (a
-  module arrived after its crashes) and moves events between groups; group counters are
+  module arrived after its crashes: an exact-version module then replaces a fallback, and
+  the stored crash's notes are rewritten) and moves events between groups; group counters are
   recomputed from the events, so they never drift. In the same transaction it calls
   ``wasmprof.alerts.on_crash_regrouped(db, created, removed, regressed=…)``: groups created
   by the regrouping alert ``crash.new_group`` with their symbolized frames, a resolved group
@@ -118,13 +128,45 @@ def _alerts_hook(name: str = "on_crash_event") -> Callable[..., Any] | None:
     return getattr(alerts, name, None)
 
 
+#: Prefix of the crash note saying which plugin version's modules were used (replaced on
+#: every re-symbolization, like the symbolizer's ``module: `` note).
+VERSION_NOTE = "version: "
+
+
 @dataclass(slots=True)
 class Symbolized:
     crash: Crash
     key: GroupKey
     space: str | None
-    modules: list[str] = field(default_factory=list)    # sha256 of modules used
+    modules: list[str] = field(default_factory=list)    # sha256 of modules used (chosen first)
     note: str | None = None
+    symbolization: dict[str, Any] | None = None         # which module/version, and why
+
+
+@dataclass(slots=True)
+class Build:
+    """The modules of one plugin version (``version`` None: linked without a version), most
+    recently linked first, and the symbolizer over them."""
+
+    version: str | None
+    rows: list[dict[str, Any]]
+    symbolizer: Any
+    linked_at: float
+
+    @property
+    def label(self) -> str:
+        return f"version {self.version}" if self.version else "the modules uploaded without a version"
+
+    def files(self, limit: int = 3) -> str:
+        names = [str(r["filename"] or f"module {r['id']}") for r in self.rows]
+        return ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                           if len(names) > limit else "")
+
+
+def _agrees(a: Any) -> str:
+    if not a.named:
+        return "the crash printed no function names to check"
+    return f"{a.agreeing} of {a.named} printed frames agree with its functions"
 
 
 class CrashService:
@@ -138,41 +180,111 @@ class CrashService:
         self._resolve_lock = threading.Lock()   # the Resolver's caches are not thread-safe
 
     # -- symbolization --------------------------------------------------------------
-    def _symbolizer(self, plugin: str | None, version: str | None, runtime: Runtime,
-                    cache: dict) -> tuple[Any, list[dict], str, str]:
+    def _builds(self, plugin: str | None, runtime: Runtime, cache: dict
+                ) -> tuple[list[Build], str, str]:
+        """The plugin's modules grouped by linked version (a module linked as several
+        versions is in each), most recently linked build first; and the WAMR dump mode."""
         wamr = runtime in (Runtime.WAMR, Runtime.UNKNOWN)
-        ck = (plugin, version, wamr)
+        ck = (plugin, wamr)
         hit = cache.get(ck)
         if hit is not None:
             return hit
-        pairs = self.registry.modules_for(plugin, version)
         mode, why = self.registry.wamr_mode(plugin) if wamr else ("auto", "dialect tells")
-        sym = None
-        if pairs:
+        by_version: dict[str | None, list[dict[str, Any]]] = {}
+        for r in (self.registry.plugin_links(plugin) if plugin else []):
+            by_version.setdefault(r["link_version"], []).append(r)
+        builds = []
+        if by_version:
             from wasmprof.crashes import CrashSymbolizer
-            sym = CrashSymbolizer([m for _, m in pairs], self.resolver, mode=mode)
-        out = (sym, [r for r, _ in pairs], mode, why)
+            for v, rows in by_version.items():
+                rows.sort(key=lambda r: (-r["linked_at"], -r["id"]))
+                pairs = self.registry.loaded(rows)
+                if pairs:
+                    builds.append(Build(v, [r for r, _ in pairs],
+                                        CrashSymbolizer([m for _, m in pairs], self.resolver,
+                                                        mode=mode),
+                                        max(r["linked_at"] for r, _ in pairs)))
+        builds.sort(key=lambda b: -b.linked_at)
+        out = (builds, mode, why)
         cache[ck] = out
         return out
+
+    @staticmethod
+    def _pick_build(crash: Crash, version: str | None, builds: list[Build]
+                    ) -> tuple[Build, str, str | None]:
+        """(build, match, why): the exact version when uploaded; otherwise the build whose
+        functions agree best with the names and offsets the crash printed, ties going to the
+        most recently linked. ``match``: exact / fallback (other version) / unversioned (the
+        crash has no version). ``why`` completes the note (None: nothing to say)."""
+        exact = next((b for b in builds if version and b.version == version), None)
+        if exact is not None:
+            if len(builds) > 1:
+                a = exact.symbolizer.agreement(crash)
+                if a.missing:
+                    better = [(b, m) for b in builds if b is not exact
+                              for m in [b.symbolizer.agreement(crash).missing] if m < a.missing]
+                    if better:
+                        b, m = min(better, key=lambda t: t[1])
+                        return exact, "exact", (
+                            f"{a.missing} of the {a.named} function names the crash printed are "
+                            f"not in the modules of version {version} ({exact.files()}) but "
+                            f"only {m} are missing from {b.label} ({b.files()}): is the "
+                            "crash's version label right?")
+            return exact, "exact", None
+        scored = sorted(((b.symbolizer.agreement(crash), i, b) for i, b in enumerate(builds)),
+                        key=lambda t: (-t[0].points, t[1]))
+        a, _, best = scored[0]
+        why = _agrees(a)
+        if a.named and a.missing == a.named:
+            why = (f"none of the {len(builds)} uploaded builds knows the function names the "
+                   "crash printed: frames may be wrong")
+        others = [f"{b.label} ({b.files(1)}): {o.agreeing} of {o.named}"
+                  for o, _, b in scored[1:4]]
+        if others and a.named:
+            why += "; also considered " + "; ".join(others)
+        elif len(scored) > 1:
+            why += f"; the most recently linked of {len(scored)} builds"
+        return best, ("fallback" if version else "unversioned"), why
 
     def symbolize(self, crash: Crash, plugin: str | None, version: str | None,
                   cache: dict | None = None) -> Symbolized:
         cache = {} if cache is None else cache
         crash.frames = []
-        sym, rows, mode, why = self._symbolizer(plugin, version, crash.runtime, cache)
+        crash.notes = [n for n in crash.notes if not n.startswith(VERSION_NOTE)]
+        builds, mode, why = self._builds(plugin, crash.runtime, cache)
         note = None
-        if sym is not None:
+        chosen: dict[str, Any] | None = None
+        build: Build | None = None
+        info: dict[str, Any] = {"crash_version": version, "match": "none", "version_used": None,
+                                "module": None, "note": None}
+        if builds:
             t0 = time.perf_counter()
             try:
                 with self._resolve_lock:
-                    sym.symbolize(crash)
-                note = f"space: {mode} ({why})" if mode != "auto" else None
-                describe = getattr(sym, "describe_choice", None)
-                if describe is not None:
-                    try:
-                        note = describe(crash)
-                    except Exception:  # noqa: BLE001 - a description is optional
-                        pass
+                    build, match, vwhy = self._pick_build(crash, version, builds)
+                    choice = build.symbolizer.choose(crash)
+                    build.symbolizer.symbolize(crash, choice)
+                    desc = build.symbolizer.describe_choice(crash, choice)
+                chosen = next((r for r, m in zip(build.rows, build.symbolizer.modules)
+                               if m is choice.module), None)
+                used = (f"{build.label} ({chosen['filename']})" if chosen is not None
+                        else f"{build.label} ({build.files()}; none of them matched)")
+                vnote = None
+                if match == "fallback":
+                    vnote = f"no module uploaded for version {version}; used {used}: {vwhy}"
+                elif match == "unversioned" and len(builds) > 1:
+                    vnote = f"the crash has no version; used {used}: {vwhy}"
+                elif vwhy:
+                    vnote = vwhy
+                if vnote:
+                    crash.notes.append(VERSION_NOTE + vnote)
+                versions = [b.version for b in builds
+                            if chosen is not None and any(r["id"] == chosen["id"] for r in b.rows)]
+                info.update(match=match, version_used=build.version, note=vnote, module=(
+                    {"id": chosen["id"], "sha256": chosen["sha256"],
+                     "filename": chosen["filename"], "kind": chosen["kind"],
+                     "versions": versions} if chosen is not None else None))
+                note = "; ".join(x for x in (vnote, desc) if x)
             except Exception as e:  # noqa: BLE001 - never lose the event for a resolver bug
                 log.exception("symbolization failed for a crash of plugin %s", plugin)
                 crash.frames = []
@@ -182,11 +294,15 @@ class CrashService:
         else:
             note = ("no module uploaded for plugin " + repr(plugin) if plugin
                     else "no plugin given: upload modules with plugin=NAME and post logs with ?plugin=NAME")
+        rows = build.rows if build is not None else []
+        if chosen is not None:
+            rows = [chosen, *(r for r in rows if r["id"] != chosen["id"])]
         identity = rows[0]["identity"] if rows else None
         key = fingerprint(crash, plugin=plugin or "", module_identity=identity)
         space = str(crash.space) if crash.space else None
         return Symbolized(crash=crash, key=key, space=space,
-                          modules=[r["sha256"] for r in rows[:8]], note=note)
+                          modules=[r["sha256"] for r in rows[:8]], note=note,
+                          symbolization=info)
 
     # -- ingest ---------------------------------------------------------------------------
     def ingest_log(self, stream: IO[bytes] | Iterable[bytes], *, source: str, size: int,
@@ -265,7 +381,8 @@ class CrashService:
             first = fp not in announced
             announced.add(fp)
             frames = _json([f.to_dict() for f in c.frames]) if c.frames else None
-            grouping = {**s.key.reason, "fingerprint": fp, "note": s.note, "space": s.space}
+            grouping = {**s.key.reason, "fingerprint": fp, "note": s.note, "space": s.space,
+                        "symbolization": s.symbolization}
             eid = tx.insert(
                 "INSERT INTO crash_events (ingest_id, group_id, plugin, version, labels, trap_kind, "
                 "runtime, message, function, occurred_at, received_at, crash, space, frames, "
@@ -346,9 +463,9 @@ class CrashService:
                     params.append(plugin)
                 if only_unsymbolized:
                     where += " AND frames IS NULL"
-                rows = tx.all(f"SELECT id, group_id, plugin, version, crash, frames, fingerprint "
-                              f"FROM crash_events WHERE {where} ORDER BY id LIMIT {int(page)}",
-                              params)
+                rows = tx.all(f"SELECT id, group_id, plugin, version, crash, frames, fingerprint, "
+                              f"symbolized_with, grouping FROM crash_events WHERE {where} "
+                              f"ORDER BY id LIMIT {int(page)}", params)
             if not rows:
                 break
             last = rows[-1]["id"]
@@ -358,7 +475,10 @@ class CrashService:
                 crash = crash_from_json(r["crash"])
                 s = self.symbolize(crash, r["plugin"], r["version"], cache)
                 frames = _json([f.to_dict() for f in crash.frames]) if crash.frames else None
-                if frames == r["frames"] and s.key.fingerprint == r["fingerprint"]:
+                before = orjson.loads(r["grouping"]) if r["grouping"] else {}
+                if (frames == r["frames"] and s.key.fingerprint == r["fingerprint"]
+                        and _json(s.modules) == r["symbolized_with"]
+                        and before.get("note") == s.note):
                     continue
                 changed += 1
                 updates.append((r, s, frames))
@@ -386,12 +506,14 @@ class CrashService:
                             touched.update((gid, r["group_id"]))
                             moved += 1
                         grouping = {**s.key.reason, "fingerprint": s.key.fingerprint,
-                                    "note": s.note, "space": s.space, "regrouped_at": now()}
+                                    "note": s.note, "space": s.space,
+                                    "symbolization": s.symbolization, "regrouped_at": now()}
+                        # the crash's notes say which module/version was used: keep them current
                         tx.execute("UPDATE crash_events SET group_id = ?, frames = ?, space = ?, "
                                    "symbolized_with = ?, fingerprint = ?, grouping = ?, "
-                                   "symbolized_at = ? WHERE id = ?",
+                                   "symbolized_at = ?, crash = ? WHERE id = ?",
                                    (gid, frames, s.space, _json(s.modules), s.key.fingerprint,
-                                    _json(grouping), now(), r["id"]))
+                                    _json(grouping), now(), crash_to_json(s.crash), r["id"]))
                     removed = self._refresh_groups(tx, touched)
                     self._announce_regroup(tx, created, regressed, removed)
         return {"events": seen, "changed": changed, "moved": moved}
@@ -504,7 +626,7 @@ class CrashService:
                 "SELECT version, COUNT(*) AS n FROM crash_events WHERE group_id = ? "
                 "GROUP BY version", (gid,))}
             evs = tx.all("SELECT id, plugin, version, trap_kind, message, occurred_at, "
-                         "received_at, frames, space FROM crash_events WHERE group_id = ? "
+                         "received_at, frames, space, grouping FROM crash_events WHERE group_id = ? "
                          "ORDER BY id DESC LIMIT ?", (gid, max(1, min(events, 200))))
             times = tx.all("SELECT occurred_at FROM crash_events WHERE group_id = ? "
                            "ORDER BY id DESC LIMIT 10000", (gid,))
@@ -512,6 +634,8 @@ class CrashService:
             **{k: e[k] for k in ("id", "plugin", "version", "trap_kind", "message",
                                  "occurred_at", "received_at", "space")},
             "frames": (orjson.loads(e["frames"]) if e["frames"] else [])[:12],
+            "symbolization": (orjson.loads(e["grouping"]) if e["grouping"] else {}
+                              ).get("symbolization"),
         } for e in evs]
         d["timeline"] = hourly([t["occurred_at"] for t in times])
         return d
@@ -534,6 +658,7 @@ class CrashService:
         if r is None:
             return None
         crash = orjson.loads(r["crash"])
+        grouping = orjson.loads(r["grouping"]) if r["grouping"] else None
         return {
             "id": r["id"], "group_id": r["group_id"], "ingest_id": r["ingest_id"],
             "plugin": r["plugin"], "version": r["version"],
@@ -546,7 +671,8 @@ class CrashService:
             "partial": crash.get("partial"), "notes": crash.get("notes", []),
             "thread": crash.get("thread"), "timestamp": crash.get("timestamp"),
             "source": crash.get("source"), "first_line": crash.get("first_line"),
-            "grouping": orjson.loads(r["grouping"]) if r["grouping"] else None,
+            "grouping": grouping,
+            "symbolization": (grouping or {}).get("symbolization"),
             "symbolized_with": orjson.loads(r["symbolized_with"]) if r["symbolized_with"] else [],
         }
 

@@ -92,11 +92,9 @@ def _record_time(m: re.Match) -> float:
 def _format_time(t: float, like: re.Match) -> str:
     frac = like.group(8)
     digits = len(frac) - 1 if frac else 0
-    whole = int(t)
+    whole, units = divmod(round(t * 10 ** digits), 10 ** digits)
     out = datetime.fromtimestamp(whole, tz=timezone.utc).strftime(f"%Y-%m-%d{like.group(4)}%H:%M:%S")
-    if digits:
-        out += "." + f"{int(round((t - whole) * 10 ** digits)):0{digits}d}"[:digits]
-    return out
+    return out + (f".{units:0{digits}d}" if digits else "")
 
 
 def shift_timestamps(text: str, newest: float) -> str:
@@ -151,9 +149,12 @@ def split_by_plugin(text: str, source: str) -> dict[str | None, str]:
 # -- crash history ------------------------------------------------------------------------
 @dataclass(slots=True)
 class HistoryPost:
-    """One post of the replayed history: a log text for ``plugin`` at ``version``, or (when
-    ``resolve_at`` is set) the instruction to mark the previous post's groups resolved."""
+    """One post of the replayed history: one crash's log text for ``plugin`` at ``version``
+    (one post per crash, as a log shipper sends them: identical crashes back to back in one
+    text would be flagged as a duplicated block), or (when ``resolve_at`` is set) the
+    instruction to mark the groups of timeline entry ``entry``'s earlier posts resolved."""
 
+    entry: int
     plugin: str
     version: str | None = None
     text: str = ""
@@ -186,7 +187,7 @@ def timeline_logs(spec: dict[str, Any], dumps: Path, now: float) -> list[History
     fmt = LineFormat.ISTIO
     labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
     posts: list[HistoryPost] = []
-    for entry in spec.get("crashes") or []:
+    for k, entry in enumerate(spec.get("crashes") or []):
         plugin, dump_name = str(entry["plugin"]), str(entry["dump"])
         dump = (dumps / Path(dump_name).name).read_text(encoding="utf-8").rstrip("\n")
         rng = random.Random(zlib.crc32(f"{plugin}/{dump_name}".encode()))
@@ -194,25 +195,23 @@ def timeline_logs(spec: dict[str, Any], dumps: Path, now: float) -> list[History
         short = plugin.rsplit(".", 1)[-1].replace("-", "_")
         for phase in entry.get("phases") or []:
             if "resolve_days_ago" in phase:
-                posts.append(HistoryPost(plugin, resolve_at=now - float(phase["resolve_days_ago"]) * DAY))
+                posts.append(HistoryPost(k, plugin, resolve_at=now - float(phase["resolve_days_ago"]) * DAY))
                 continue
             start = now - float(phase["from_days_ago"]) * DAY
             end = now - float(phase["to_days_ago"]) * DAY
             per_day = tuple(int(x) for x in phase.get("per_day") or (1, 1))
             times = _event_times(rng, start, end, (per_day[0], per_day[-1]))
-            lines = []
             for t in times:
-                lines.append(format_record(fmt, f"wasm log {plugin} {short}_root {short}_vm: "
-                                           "handling request", timestamp=_envoy_time(t - 0.004),
-                                           thread=thread, level="info",
-                                           location="source/extensions/common/wasm/context.cc:1157"))
-                lines.append(format_record(fmt, "Function: proxy_on_request_headers failed: "
-                                           f"Exception: {entry['exception']}",
-                                           timestamp=_envoy_time(t), thread=thread))
-                lines.append(dump)
-            if times:
-                posts.append(HistoryPost(plugin, phase.get("version"), "\n".join(lines) + "\n",
-                                         len(times), dict(labels)))
+                lines = [format_record(fmt, f"wasm log {plugin} {short}_root {short}_vm: "
+                                       "handling request", timestamp=_envoy_time(t - 0.004),
+                                       thread=thread, level="info",
+                                       location="source/extensions/common/wasm/context.cc:1157"),
+                         format_record(fmt, "Function: proxy_on_request_headers failed: "
+                                       f"Exception: {entry['exception']}",
+                                       timestamp=_envoy_time(t), thread=thread),
+                         dump]
+                posts.append(HistoryPost(k, plugin, phase.get("version"), "\n".join(lines) + "\n",
+                                         1, dict(labels)))
     return posts
 
 
@@ -244,16 +243,16 @@ def load_history(svc: Any, root: Path, now: float) -> dict[str, Any]:
     except (orjson.JSONDecodeError, OSError, KeyError, TypeError, ValueError) as e:
         out["errors"].append(f"timeline.json: {e}")
         return out
-    last_groups: dict[str, set[int]] = {}
+    groups: dict[int, set[int]] = {}
     for post in posts:
         if post.resolve_at is not None:
-            gids = last_groups.get(post.plugin, set())
+            gids = groups.get(post.entry, set())
             _mark_resolved(svc, gids, post.resolve_at)
             out["resolved"] += len(gids)
             continue
         res = _post_log(svc, post.text, f"demo-history.{post.plugin}.log", post.plugin,
                         post.version, post.labels)
-        last_groups[post.plugin] = {g["id"] for g in res["groups"]}
+        groups.setdefault(post.entry, set()).update(g["id"] for g in res["groups"])
         out["crashes"] += res["crashes"]
     return out
 

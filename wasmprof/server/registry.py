@@ -7,6 +7,12 @@ companion share an identity; an ``.aot`` is linked to the ``.wasm`` it was compi
 (``find_companion``: identity, else shape). Loaded :class:`Module` objects are cached per
 replica (LRU); symbol indexes live in the Resolver's cache dir on local disk.
 
+A module (content-addressed) may belong to several (plugin, version) pairs: ``module_links``
+holds one row per link with its time; re-uploading the same bytes for another version adds
+a link. :meth:`ModuleRegistry.plugin_links` lists them one per link (the crash service
+groups them into per-version builds); :meth:`ModuleRegistry.rows` one per module with all
+its versions, most recently linked first.
+
 Address space of WAMR dumps per plugin: ``plugins.runtime`` when set through the API,
 else AOT semantics when the plugin has an ``.aot``/``.aot.wasm`` module, else the classic
 interpreter.
@@ -143,21 +149,35 @@ class ModuleRegistry:
             return tx.one(f"SELECT {MODULE_COLUMNS} FROM modules m WHERE sha256 = ?", (sha,))
 
     def rows(self, *, plugin: str | None = None) -> list[dict[str, Any]]:
-        """Module rows (of one plugin: with ``link_version``, the version it was linked as)."""
-        with self.db.read() as tx:
-            if plugin is None:
+        """Module rows by id; of one ``plugin``: every module linked to it, once, with
+        ``link_versions`` (every version it was linked as, in link order; unversioned links
+        are left out), ``link_version`` (the most recently linked of them, or None) and
+        ``linked_at`` (its latest link to the plugin), most recently linked first."""
+        if plugin is None:
+            with self.db.read() as tx:
                 return tx.all(f"SELECT {MODULE_COLUMNS} FROM modules m ORDER BY id")
+        out: dict[int, dict[str, Any]] = {}
+        for r in self.plugin_links(plugin):
+            row = out.get(r["id"])
+            if row is None:
+                row = out[r["id"]] = {**r, "link_versions": [], "linked_at": r["linked_at"]}
+            if r["link_version"]:
+                row["link_versions"].append(r["link_version"])
+                row["link_version"] = r["link_version"]
+            row["linked_at"] = max(row["linked_at"], r["linked_at"])
+        return sorted(out.values(), key=lambda r: (-r["linked_at"], -r["id"]))
+
+    def plugin_links(self, plugin: str) -> list[dict[str, Any]]:
+        """One row per (module, version) link of ``plugin``, oldest link first: the module
+        columns plus ``link_version`` (None for an unversioned link) and ``linked_at``."""
+        with self.db.read() as tx:
             rows = tx.all(f"SELECT {MODULE_COLUMNS}, l.version AS link_version, "
                           "l.created_at AS linked_at FROM modules m JOIN module_links l "
-                          "ON l.module_id = m.id WHERE l.plugin = ? ORDER BY m.id, l.created_at",
+                          "ON l.module_id = m.id WHERE l.plugin = ? ORDER BY l.created_at, m.id",
                           (plugin,))
-        out: dict[int, dict[str, Any]] = {}
         for r in rows:
             r["link_version"] = r["link_version"] or None
-            out.setdefault(r["id"], r)
-            if r["link_version"] and not out[r["id"]]["link_version"]:
-                out[r["id"]] = r
-        return list(out.values())
+        return rows
 
     def describe(self, row: dict[str, Any], companion: dict[str, Any] | None = None) -> dict[str, Any]:
         if companion is None and row.get("companion_id"):
@@ -267,14 +287,18 @@ class ModuleRegistry:
         return mod
 
     def modules_for(self, plugin: str | None, version: str | None) -> list[tuple[dict, Module]]:
-        """Modules a crash of (plugin, version) is symbolized against, best first."""
+        """Modules of ``plugin`` linked as ``version`` when there are any, else all of the
+        plugin's modules; most recently linked first. Crash symbolization chooses among
+        versions itself (``CrashService``); this is the simple rule for profiles."""
         if not plugin:
             return []
         rows = self.rows(plugin=plugin)
         if version:
-            same = [r for r in rows if r["link_version"] == version]
-            rows = same or rows
-        rows.sort(key=lambda r: -r["uploaded_at"])
+            rows = [r for r in rows if version in r["link_versions"]] or rows
+        return self.loaded(rows)
+
+    def loaded(self, rows: list[dict[str, Any]]) -> list[tuple[dict, Module]]:
+        """(row, Module) for each row whose module loads; the others are logged and left out."""
         out = []
         for r in rows:
             try:

@@ -98,14 +98,19 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return OrjsonResponse({**desc, "created": created}, status_code=201 if created else 200)
 
     @r.get("/modules", summary="List modules with their symbol status",
-           description="DWARF? names? build id? index ready? Optionally of one `plugin`.")
+           description="DWARF? names? build id? index ready? Optionally of one `plugin` "
+                       "(then most recently linked first, with `versions`: every version of "
+                       "the plugin the module is linked as).")
     def list_modules(plugin: str | None = None, p: Principal = read):
         rows = svc.registry.rows(plugin=plugin)
         by_id = {row["id"]: row for row in rows}
         out = []
         for row in rows:
             comp = by_id.get(row["companion_id"]) if row["companion_id"] else None
-            out.append(svc.registry.describe(row, comp))
+            d = svc.registry.describe(row, comp)
+            if plugin:                   # the versions of this plugin the module is linked as
+                d["versions"] = row["link_versions"]
+            out.append(d)
         return {"modules": out}
 
     @r.get("/modules/{mid}", summary="One module with its symbol status")

@@ -94,7 +94,7 @@ def mount_web(app: FastAPI, web_dir: Path | None = None) -> None:
     """Add the dashboard and speedscope routes to ``app`` (see module docstring), and the
     dashboard's API routes (:mod:`wasmprof.server.routes_web`) when the app carries the
     service and its ``require(scope)`` dependency in ``app.state``."""
-    root = Path(web_dir) if web_dir else WEB_DIR
+    root = Path(web_dir) if web_dir else (find_web_dir() or WEB_DIR)
     service = getattr(app.state, "service", None)
     require = getattr(app.state, "require", None)
     if service is not None and require is not None:
