@@ -71,6 +71,7 @@ class _View:
         self._starts: list[int] | None = None
         self._prep: dict[tuple[int, int], list[tuple]] = {}
         self._tails: dict[tuple[int, int], list[tuple]] = {}
+        self._names: dict[tuple[int, int], tuple] = {}
         self._table: tuple[list[int], list] | None = None
         self._prep_block = None
         self.dwarf_error: str | None = None
@@ -188,22 +189,24 @@ class _View:
         return [first, *self._callers(blk, node, idx)]
 
     def _spec(self, blk, node: int, idx: int, file, line, col) -> tuple:
-        n, r = blk.node_name[node], blk.node_raw[node]
-        name = blk.strings[n] if n >= 0 else None
-        linkage = blk.strings[r] if r >= 0 else None
-        outermost = blk.node_parent[node] < 0
-        fn = display_name(name, linkage)
-        status = EXACT
-        reason = None
+        key = (node, idx)
+        names = self._names.get(key)
+        if names is None:
+            n, r = blk.node_name[node], blk.node_raw[node]
+            name = blk.strings[n] if n >= 0 else None
+            linkage = blk.strings[r] if r >= 0 else None
+            outermost = blk.node_parent[node] < 0
+            fn = display_name(name, linkage)
+            if fn is None:
+                fn = (self.section_name(idx) if outermost else None) or f"$f{idx}"
+            names = self._names[key] = (fn, linkage or name, not outermost)
         if line is None:
-            status, reason = FUNCTION_ONLY, "no line-table row at this address"
-        elif line == 0:
-            status, reason = FUNCTION_ONLY, "line 0: compiler-generated code"
-            line = None
-        if fn is None:
-            fn = (self.section_name(idx) if outermost else None) or f"$f{idx}"
-        return (fn, status, linkage or name, file, line, col if line else None,
-                not outermost, reason)
+            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2],
+                    "no line-table row at this address")
+        if line == 0:
+            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2],
+                    "line 0: compiler-generated code")
+        return (names[0], EXACT, names[1], file, line, col, names[2], None)
 
     def _callers(self, blk, node: int, idx: int) -> list[tuple]:
         """Frames of the scopes enclosing ``node`` (each at its call site), memoised."""
@@ -228,6 +231,7 @@ class _View:
             self._prep_block = blk
             self._prep = {}
             self._tails = {}
+            self._names = {}
             self._table = None
         return self._prep
 
@@ -244,15 +248,18 @@ class _View:
                              *(b.start - cps for b in self.wasm.bodies),
                              *(b.end - cps for b in self.wasm.bodies)])
             self._table = (bounds, [None] * (len(bounds) + 1))
+            self._lists = (list(blk.seg_start), list(blk.row_addr))
         return self._table
 
     def interval_entry(self, code: int) -> tuple[list[tuple], int] | bool:
         """``(Frame field tuples, wasm index)`` for a code address inside a body with
-        DWARF chains, else False (the generic path says why)."""
+        DWARF chains, else False (the generic path says why). Needs :meth:`fast_table`."""
         body = self.body_at(code + self.cps)
         if body is None:
             return False
-        specs = self.prepared(code, body.wasm_index)
+        seg_start, row_addr = self._lists
+        specs = self._specs(self.debug.block, bisect_right(seg_start, code),
+                            bisect_right(row_addr, code), body.wasm_index)
         return (specs, body.wasm_index) if specs else False
 
     def body_starts(self) -> list[int]:
