@@ -203,3 +203,119 @@ def test_ghosts_and_overlaps_follow_the_filter_rules():
     assert block.chain(0x1B0)[0][0] == "real"
     assert block.chain(0x120) == [("real", None, "/src/a.c", 10, 5)]
     assert block.row_at(0x10) == -1 and block.row_at(0x250) == -1
+
+
+# -- partial decoding (small cold jobs) must answer exactly like the full index ------------
+PARTIAL_MODULES = FIXTURE_MODULES + ["bot_detect.O2.wasm", "hmac_auth.O2.wasm"]
+
+
+def _body_addresses(wasm, rnd, n):
+    cps = wasm.code_payload_start
+    out = []
+    for _ in range(n):
+        b = wasm.bodies[rnd.randrange(len(wasm.bodies))]
+        out.append(rnd.randrange(b.start, b.end) - cps)
+    return out
+
+
+@pytest.mark.parametrize("name", PARTIAL_MODULES)
+def test_directories_match_the_full_decoders(data_dir, name):
+    """The cheap walks behind partial decoding: the subprogram directory holds exactly the
+    code ranges of the full walk's subprograms; decoding the listed subtrees gives the full
+    walk's nodes; the line directory's sequences decode to the full program's rows and
+    start at their first row."""
+    wasm = _wasm(data_dir / "wasm" / name)
+    reader = DwarfReader(DwarfSections.from_wasm(wasm))
+    for unit in reader.units:
+        full = reader.decode_unit(unit)
+        directory = reader.subprogram_directory(unit)
+        want = sorted(r for i, rs in enumerate(full.ranges) if full.kind[i] == 0 for r in rs)
+        assert sorted((lo, hi) for lo, hi, _ in directory) == want, unit.name
+        part = reader.decode_subprograms(unit, [off for _, _, off in directory])
+        # the full walk also keeps inlined subroutines outside any code-carrying
+        # subprogram (never live); compare the nodes under subprograms
+        def nodes(sc):
+            keep = []
+            for i, p in enumerate(sc.parent):
+                root = i
+                while sc.parent[root] >= 0:
+                    root = sc.parent[root]
+                if sc.kind[root] == 0:
+                    keep.append((sc.kind[i], tuple(sc.ranges[i]), sc.call[i], sc.origin[i]))
+            return keep
+        assert nodes(part) == nodes(full), unit.name
+        lt = reader.decode_line_program(unit)
+        ld = reader.line_directory(unit)
+        if lt is None:
+            assert ld is None
+            continue
+        assert ld.exact, unit.name
+        assert [s[0] for s in ld.sequences] == [q[0][0] for q in lt.sequences]
+        got = reader.decode_line_sequences(unit, ld, list(range(len(ld.sequences))))
+        assert got.sequences == lt.sequences and got.files == lt.files
+
+
+@pytest.mark.parametrize("name", PARTIAL_MODULES)
+def test_partial_decoding_answers_like_the_full_index(data_dir, name):
+    """A small job decodes only the subprograms and line sequences covering its addresses
+    (asked all at once or one by one, as the crash symbolizer does); every asked address,
+    and every function entry, gets the full index's chain and names."""
+    import random
+
+    wasm = _wasm(data_dir / "wasm" / name)
+    full = ModuleDebug(wasm, wasm.identity, None).build_full()
+    rnd = random.Random(name)
+    cps = wasm.code_payload_start
+    partial = 0
+    for trial in range(6):
+        addrs = _body_addresses(wasm, rnd, [1, 5, 20, 40, 8, 30][trial])
+        md = ModuleDebug(wasm, wasm.identity, None)
+        if trial % 2:
+            md.ensure(addrs)
+            assert not md.complete
+        else:
+            # one by one: after enough rebuilds the work budget switches to a full decode
+            for a in addrs:
+                md.ensure((a,))
+            assert not md.complete or len(addrs) > 1
+        partial += not md.complete
+        for a in addrs:
+            assert md.block.chain(a) == full.chain(a), (name, hex(a))
+        for b in wasm.bodies[:: max(1, len(wasm.bodies) // 8)]:
+            entry = b.start - cps
+            node = full.subprogram_at_entry(entry)
+            want = full.names(node) if node >= 0 else None
+            assert md.entry_names(entry) == want, (name, hex(entry))
+    assert partial >= 4
+
+
+def test_partial_line_picks_fall_back_when_sequences_overlap():
+    """Overlapping line sequences (garbage the full index resolves by keeping the first):
+    the partial decoder cannot vouch for its pick, so it decodes the whole program."""
+    from wasmprof.addr2line.fastdwarf import LineDirectory, LineTable, Unit, _LineHeader
+
+    seqs = [([0x100, 0x180], [0, -1], [1, 0], [0, 0]),     # overlaps the next one
+            ([0x140, 0x200], [0, -1], [2, 0], [0, 0])]
+
+    class Reader:
+        calls = 0
+
+        def decode_line_sequences(self, unit, ld, picks):
+            return LineTable(["f"], [seqs[k] for k in picks])
+
+        def decode_line_program(self, unit):
+            self.calls += 1
+            return LineTable(["f"], ["whole"])
+
+    ld = LineDirectory(_LineHeader(["f"], 0, 0, 1, -5, 14, 13, []),
+                       [(0x100, 0, 1), (0x140, 1, 2)], True)
+    md = ModuleDebug.__new__(ModuleDebug)
+    md._reader = Reader()
+    md._seqs, md._lines, md._dirs = {}, {}, {0: ([], ld)}
+    unit = Unit(0, 0, 0, 4, 1, 4, 0, 0)
+    assert md._pick_sequences([unit], [0x150]) == {0: LineTable(["f"], ["whole"])}
+    assert md._reader.calls == 1
+    md._seqs, md._lines = {}, {}
+    seqs[0] = ([0x100, 0x140], [0, -1], [1, 0], [0, 0])      # now they only touch
+    picked = md._pick_sequences([unit], [0x150])
+    assert picked[0].sequences == seqs and md._reader.calls == 1

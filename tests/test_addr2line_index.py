@@ -151,3 +151,66 @@ def test_cli_stripped_with_companion_and_aot(data_dir):
                                                                    "exact")
     p = _cli(stripped, "0x3fc", "--companion", str(data_dir / "wasm/fib.O2.wasm"))
     assert p.returncode == 2 and "does not match" in p.stderr
+
+
+def test_bulk_resolve_addresses_matches_resolve_many(data_dir, tmp_path):
+    """``resolve_addresses`` (shared, read-only results) gives resolve_many's answers for
+    every space and kind of address: inside bodies, offset 0, outside every body; results
+    are shared between addresses of one interval and carry no per-input fields."""
+    import random
+
+    from wasmprof.model import RawFrame
+
+    mod = load_module(data_dir / "wasm/cxx_plugin.O2.wasm")
+    w = mod.wasm
+    cps = w.code_payload_start
+    rnd = random.Random(5)
+    files = [rnd.randrange(b.start, b.end) for b in w.bodies for _ in range(4)]
+    files += [0, 1, cps - 3, w.bodies[-1].end + 10, files[0], files[0] + 1]
+    fields = ("function", "raw_function", "file", "line", "column", "inlined", "status",
+              "reason", "wasm_index", "module")
+    for cache in (None, tmp_path):        # cold (builds the index) and warm (loads it)
+        for space, addrs in ((AddressSpace.FILE, files),
+                             (AddressSpace.CODE, [max(a - cps, 0) for a in files]),
+                             (AddressSpace.INTERP, [a + 1 for a in files])):
+            raws = [RawFrame(index=i, space=space, offset=a) for i, a in enumerate(addrs)]
+            want = Resolver(cache_dir=cache).resolve_many(mod, raws)
+            got = Resolver(cache_dir=cache).resolve_addresses(mod, addrs, space)
+            assert len(got) == len(want)
+            for i, (g, wnt) in enumerate(zip(got, want)):
+                assert [tuple(getattr(f, k) for k in fields) for f in g] == \
+                    [tuple(getattr(f, k) for k in fields) for f in wnt], (space, addrs[i])
+                shared = g[0].input_index is None
+                if shared:
+                    assert g[0].address is None and g[0].raw_offset is None
+                else:
+                    assert g[0].input_index == i and g[0].raw_offset == addrs[i]
+                assert shared or g[0].status != "exact" or addrs[i] == 0 or \
+                    g[0].address is not None
+            assert got[-2] is got[0]                     # same address: the same list
+            assert any(f.status == "exact" for fr in got for f in fr)
+            assert any(f.status != "exact" for fr in got for f in fr)
+
+
+def test_prefetch_makes_one_partial_decode_for_a_crash(data_dir, tmp_path):
+    """Frames resolved one by one after ``prefetch`` need no further decoding, and get the
+    same answers as with the complete index."""
+    from wasmprof.model import RawFrame
+
+    mod = load_module(data_dir / "wasm/cxx_plugin.O2.wasm")
+    w = mod.wasm
+    raws = [RawFrame(index=i, space=AddressSpace.FILE, offset=(b.start + b.end) // 2)
+            for i, b in enumerate(w.bodies[::3][:12])]
+    r = Resolver(cache_dir=tmp_path)
+    r.prefetch(mod, raws)
+    d = r.debug_for(mod)
+    assert not d.complete and d.block is not None
+    block = d.block
+    got = [r.resolve(mod, raw, input_index=raw.index) for raw in raws]
+    assert d.block is block, "no re-decoding after prefetch"
+    full = Resolver(cache_dir=None)
+    full.build_index(mod)
+    assert [[(f.function, f.file, f.line, f.column) for f in fr] for fr in got] == \
+        [[(f.function, f.file, f.line, f.column) for f in full.resolve(mod, raw)]
+         for raw in raws]
+    assert sum(f.status == "exact" for fr in got for f in fr) >= 6

@@ -1,10 +1,20 @@
 """One module's DWARF, decoded lazily and cached on disk as an :class:`IndexBlock`.
 
 :class:`ModuleDebug` answers code-address lookups. It first tries the on-disk index
-(``load``: milliseconds). Without one it decodes only the units whose address ranges cover
-the addresses asked (:meth:`ensure`), so a one-crash job on a many-unit module stays
-cheap; a large job (or :meth:`build_full`) decodes every unit, and once every unit is
-decoded the index is written for next time.
+(``load``: milliseconds). Without one, a small job (:meth:`ensure` with few addresses, at
+once or one by one) decodes only what its addresses need: per covering unit a cheap walk
+lists the subprograms' ranges (:meth:`DwarfReader.subprogram_directory`) and the line
+sequences' starts (:meth:`DwarfReader.line_directory`), then only the covering
+subprogram subtrees and line sequences are decoded into a partial block that answers
+those addresses exactly like the complete index (checked in
+``tests/test_addr2line_dwarf.py``); partial work is not cached. A large job (or
+:meth:`build_full`) decodes everything and writes the index for next time, and so does a
+job asking one address at a time once rebuilding partial blocks has cost about as much.
+
+Known limits of the partial path (malformed DWARF only; compilers do not emit it): an
+inlined subroutine whose range lies outside its subprogram's, or one outside any
+code-carrying subprogram, is not seen; line sequences are checked for overlap with their
+predecessor only (others overlapping further back are not detected).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from wasmprof.addr2line.index import (TOMBSTONE_MIN, IndexBlock, build_block, in
 
 FULL_BUILD_THRESHOLD = 64     # more distinct addresses in one call: decode everything
 PARTIAL_ADDRESS_LIMIT = 160   # more distinct addresses asked in all: decode everything
+PARTIAL_WORK_MIN = 8192       # partial-block work (nodes + rows/4) always allowed
 
 
 def _merge_scopes(unit_index: int, parts: list[UnitScopes]) -> UnitScopes:
@@ -62,6 +73,7 @@ class ModuleDebug:
         self.saved = False
         self._reader: DwarfReader | None = None
         self._asked: set[int] = set()     # addresses the partial block answers for
+        self._partial_work = 0                 # nodes + rows/4 built into partial blocks
         self._dirs: dict[int, tuple] = {}      # unit -> (subprogram dir, line dir)
         self._subtrees: dict[int, tuple[UnitScopes, int]] = {}
         self._lines: dict[int, LineTable | None] = {}
@@ -110,8 +122,15 @@ class ModuleDebug:
         if len(addrs) > FULL_BUILD_THRESHOLD or len(asked) > PARTIAL_ADDRESS_LIMIT:
             self.build_full()
             return
-        self._asked = asked
+        if self._partial_work > max(PARTIAL_WORK_MIN,
+                                    (len(self.reader.info) + len(self.reader.line)) // 40):
+            # asked one by one for long: rebuilding partial blocks now costs more than
+            # decoding everything once
+            self.build_full()
+            return
         self.block = self._partial_block(sorted(asked))
+        self._asked = asked
+        self._partial_work += len(self.block.node_parent) + len(self.block.row_addr) // 4
 
     def _partial_block(self, addrs: list[int]) -> IndexBlock:
         """The index restricted to ``addrs``: per covering unit, only the subprogram

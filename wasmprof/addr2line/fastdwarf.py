@@ -629,7 +629,14 @@ class DwarfReader:
                     pos += addr_size
                     continue
                 n = fixed_tbl.get(form)
-                if n is not None and at not in wanted:
+                if n is not None:
+                    if at in wanted:
+                        if form == F_FLAG_PRESENT:
+                            vals[at] = (form, 1)
+                        elif form == F_IMPLICIT_CONST:
+                            vals[at] = (form, ic)
+                        else:
+                            vals[at] = (form, int.from_bytes(data[pos:pos + n], "little"))
                     pos += n
                     continue
                 val, pos = self._read_form(unit, data, pos, form, ic)
@@ -946,12 +953,29 @@ class DwarfReader:
                 v, pos = _uleb(data, pos)
                 address += v * min_inst
             elif op == DW_LNS_advance_line:
-                v, pos = _sleb(data, pos)
-                line += v
+                v = data[pos]                 # SLEB, inlined
+                pos += 1
+                if v < 0x80:
+                    line += v - 0x80 if v & 0x40 else v
+                else:
+                    v &= 0x7F
+                    shift = 7
+                    while True:
+                        b = data[pos]
+                        pos += 1
+                        v |= (b & 0x7F) << shift
+                        shift += 7
+                        if b < 0x80:
+                            break
+                    line += v - (1 << shift) if b & 0x40 else v
+            elif op == DW_LNS_set_column:
+                column = data[pos]
+                if column < 0x80:
+                    pos += 1
+                else:
+                    column, pos = _uleb(data, pos)
             elif op == DW_LNS_set_file:
                 file, pos = _uleb(data, pos)
-            elif op == DW_LNS_set_column:
-                column, pos = _uleb(data, pos)
             elif op == DW_LNS_const_add_pc:
                 address += const_add
             elif op == DW_LNS_fixed_advance_pc:

@@ -24,10 +24,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
 from wasmprof.addr2line.bulk import paused_gc
-from wasmprof.addr2line.debuginfo import ModuleDebug
+from wasmprof.addr2line.debuginfo import FULL_BUILD_THRESHOLD, ModuleDebug
 from wasmprof.addr2line.demangle import demangle, is_mangled
 from wasmprof.addr2line.index import cache_root
 from wasmprof.addr2line.spaces import file_offset, index_from_printed_name, maps_to_wasm
@@ -42,6 +43,8 @@ EXACT = FrameStatus.EXACT
 FUNCTION_ONLY = FrameStatus.FUNCTION_ONLY
 INDEX_ONLY = FrameStatus.INDEX_ONLY
 UNKNOWN = FrameStatus.UNKNOWN
+_NO_ROW = "no line-table row at this address"
+_LINE_0 = "line 0: compiler-generated code"
 
 
 @lru_cache(maxsize=65536)
@@ -77,12 +80,15 @@ class _View:
         self.dwarf_error: str | None = None
 
     def ensure(self, codes) -> bool:
-        """Decode DWARF for code addresses; on damaged DWARF fall back to names (the reason
-        of every frame then says so) instead of failing the whole job."""
+        """Decode DWARF for code addresses (None: all of it); on damaged DWARF fall back to
+        names (the reason of every frame then says so) instead of failing the whole job."""
         if self.debug is None:
             return False
         try:
-            self.debug.ensure(codes)
+            if codes is None:
+                self.debug.build_full()
+            else:
+                self.debug.ensure(codes)
             return True
         except BinaryFormatError as e:
             self.dwarf_error = str(e)
@@ -188,24 +194,26 @@ class _View:
             return [first]
         return [first, *self._callers(blk, node, idx)]
 
+    def _names_of(self, blk, node: int, idx: int) -> tuple[str, str | None, bool]:
+        """(display name, raw name, inlined) of a scope node, memoised."""
+        n, r = blk.node_name[node], blk.node_raw[node]
+        name = blk.strings[n] if n >= 0 else None
+        linkage = blk.strings[r] if r >= 0 else None
+        outermost = blk.node_parent[node] < 0
+        fn = display_name(name, linkage)
+        if fn is None:
+            fn = (self.section_name(idx) if outermost else None) or f"$f{idx}"
+        got = self._names[(node, idx)] = (fn, linkage or name, not outermost)
+        return got
+
     def _spec(self, blk, node: int, idx: int, file, line, col) -> tuple:
-        key = (node, idx)
-        names = self._names.get(key)
+        names = self._names.get((node, idx))
         if names is None:
-            n, r = blk.node_name[node], blk.node_raw[node]
-            name = blk.strings[n] if n >= 0 else None
-            linkage = blk.strings[r] if r >= 0 else None
-            outermost = blk.node_parent[node] < 0
-            fn = display_name(name, linkage)
-            if fn is None:
-                fn = (self.section_name(idx) if outermost else None) or f"$f{idx}"
-            names = self._names[key] = (fn, linkage or name, not outermost)
+            names = self._names_of(blk, node, idx)
         if line is None:
-            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2],
-                    "no line-table row at this address")
+            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2], _NO_ROW)
         if line == 0:
-            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2],
-                    "line 0: compiler-generated code")
+            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2], _LINE_0)
         return (names[0], EXACT, names[1], file, line, col, names[2], None)
 
     def _callers(self, blk, node: int, idx: int) -> list[tuple]:
@@ -239,7 +247,7 @@ class _View:
         """For a complete index: ``(bounds, slots)``. ``bounds`` merges segment starts,
         line-row addresses and function-body boundaries (code offsets), so every address
         between two bounds has the same body, scope and row: one bisect finds the slot
-        memoising the answer (:meth:`interval_entry`) for all of them."""
+        memoising the answer (:meth:`entries`) for all of them."""
         blk = self.debug.block
         self.prep_cache(blk)
         if self._table is None:
@@ -247,20 +255,59 @@ class _View:
             bounds = sorted([*blk.seg_start, *blk.row_addr,
                              *(b.start - cps for b in self.wasm.bodies),
                              *(b.end - cps for b in self.wasm.bodies)])
-            self._table = (bounds, [None] * (len(bounds) + 1))
-            self._lists = (list(blk.seg_start), list(blk.row_addr))
+            bodies = self.wasm.bodies
+            self._lists = (list(blk.seg_start), list(blk.row_addr), [-1, *blk.seg_node],
+                           [-1, *blk.row_file], [0, *blk.row_line], [0, *blk.row_col],
+                           list(blk.node_parent), [-(1 << 62), *(b.end - cps for b in bodies)],
+                           [-1, *(b.wasm_index for b in bodies)])
+            self._table = (bounds, [None] * (len(bounds) + 1))     # last: threads test it
         return self._table
 
-    def interval_entry(self, code: int) -> tuple[list[tuple], int] | bool:
-        """``(Frame field tuples, wasm index)`` for a code address inside a body with
-        DWARF chains, else False (the generic path says why). Needs :meth:`fast_table`."""
-        body = self.body_at(code + self.cps)
-        if body is None:
-            return False
-        seg_start, row_addr = self._lists
-        specs = self._specs(self.debug.block, bisect_right(seg_start, code),
-                            bisect_right(row_addr, code), body.wasm_index)
-        return (specs, body.wasm_index) if specs else False
+    def entries(self, codes: list[int]) -> list[tuple[list[tuple], int, list | None] | bool]:
+        """Per code address: ``(Frame field tuples, wasm index, callers)`` when it lies
+        inside a body with a DWARF chain, else False (the generic path then says why);
+        ``callers`` is the memoised list of the chain's tuples after the innermost (the
+        same object for every address in the same scope). Same answers as
+        :meth:`prepared`; bisects batched in C. Needs :meth:`fast_table`."""
+        blk = self.debug.block
+        seg_start, row_addr, seg_node, row_file, row_line, row_col, parent, ends, widx = \
+            self._lists
+        n = len(codes)
+        bis = list(map(bisect_right, repeat(self.body_starts(), n),
+                       [c + self.cps for c in codes]))
+        segs = list(map(bisect_right, repeat(seg_start, n), codes))
+        rows = list(map(bisect_right, repeat(row_addr, n), codes))
+        strings = blk.strings
+        names = self._names
+        tails = self._tails
+        out: list = []
+        # the lists are shifted by one (a sentinel first), so bisect positions index them
+        for code, bi, seg, row in zip(codes, bis, segs, rows):
+            node = seg_node[seg]
+            if code >= ends[bi] or node < 0:
+                out.append(False)
+                continue
+            idx = widx[bi]
+            nm = names.get((node, idx))
+            if nm is None:
+                nm = self._names_of(blk, node, idx)
+            f = row_file[row]
+            if f == -1:
+                first = (nm[0], FUNCTION_ONLY, nm[1], None, None, None, nm[2], _NO_ROW)
+            else:
+                line = row_line[row]
+                first = (nm[0], EXACT, nm[1], strings[f] if f >= 0 else None, line,
+                         row_col[row], nm[2], None) if line else \
+                    (nm[0], FUNCTION_ONLY, nm[1], strings[f] if f >= 0 else None, None, None,
+                     nm[2], _LINE_0)
+            if parent[node] < 0:
+                out.append(([first], idx, None))
+            else:
+                tail = tails.get((node, idx))
+                if tail is None:
+                    tail = self._callers(blk, node, idx)
+                out.append(([first, *tail], idx, tail))
+        return out
 
     def body_starts(self) -> list[int]:
         if self._starts is None:
@@ -332,6 +379,23 @@ class Resolver:
     def resolve_address(self, module: Module, address: int, space: AddressSpace) -> list[Frame]:
         return self.resolve(module, RawFrame(index=0, space=AddressSpace(space), offset=address))
 
+    def prefetch(self, module: Module, raws: Sequence[RawFrame]) -> None:
+        """Decode, in one go, the DWARF that resolving ``raws`` will need (call it with a
+        crash's frames before resolving them one by one with :meth:`resolve`: a few
+        addresses asked together cost one partial decode instead of one per frame)."""
+        view = self._view(module)
+        if view.debug is None or view.cps is None or view.debug.complete:
+            return
+        cps = view.cps
+        addrs = {file_offset(r.space, r.offset, cps) - cps for r in raws
+                 if r.offset and not r.native and maps_to_wasm(r.space)}
+        for r in raws:                  # function-only fallbacks name the entry's DIE
+            b = view.body(r.func_index) if r.func_index is not None else None
+            if b is not None:
+                addrs.add(b.start - cps)
+        if addrs:
+            view.ensure(None if len(addrs) > FULL_BUILD_THRESHOLD else addrs)
+
     def resolve_many(self, module: Module, raws: Sequence[RawFrame]) -> list[list[Frame]]:
         """``resolve`` for each RawFrame (``input_index`` = its position); identical inputs
         are resolved once. DWARF for all addresses is decoded in one go."""
@@ -345,38 +409,46 @@ class Resolver:
             addrs = {file_offset(r.space, r.offset, cps) - cps for r in raws
                      if r.offset and not r.native and maps_to_wasm(r.space)}
             if addrs:
-                view.ensure(addrs)
+                view.ensure(None if len(addrs) > FULL_BUILD_THRESHOLD else addrs)
         done: dict[tuple, list[Frame]] = {}
         out: list[list[Frame]] = []
         fast = view.debug is not None and view.debug.block is not None and \
             view.cps is not None and view.debug.complete
+        codes: list[int | None] = []
         if fast:
+            # Fast path (bulk jobs): a bare offset in a Wasm space. Pass 1: code offsets;
+            # pass 2: one bisect each and the interval answers, batched; pass 3 below.
             cps = view.cps
+            for r in raws:
+                code = None
+                if r.printed_name is None and r.func_index is None and \
+                        r.aot_index is None and r.offset and not r.native:
+                    sp = r.space
+                    if sp is _CODE:
+                        code = r.offset
+                    elif sp is _INTERP:
+                        code = r.offset - 1 - cps
+                    elif sp in _FILE_LIKE:
+                        code = r.offset - cps
+                codes.append(code)
             bounds, slots = view.fast_table()
-            entry = view.interval_entry
+            todo = [c for c in codes if c is not None]
+            slot_of = list(map(bisect_right, repeat(bounds, len(todo)), todo))
+            ks = dict(zip(slot_of, todo))
+            next_slot = iter(slot_of).__next__
+            missing = [k for k in ks if slots[k] is None]
+            for k, ent in zip(missing, view.entries([ks[k] for k in missing])):
+                slots[k] = ent
             label = view.label
         for i, r in enumerate(raws):
-            # Fast path (bulk jobs): a bare offset in a Wasm space, inside a body with DWARF.
             # Same answer as the generic path below, without its per-frame bookkeeping.
-            if fast and r.printed_name is None and r.func_index is None and \
-                    r.aot_index is None and r.offset and not r.native:
-                sp = r.space
-                off = r.offset
-                if sp is _CODE:
-                    code = off
-                elif sp is _INTERP:
-                    code = off - 1 - cps
-                elif sp in _FILE_LIKE:
-                    code = off - cps
-                else:
-                    code = None
+            if fast:
+                code = codes[i]
                 if code is not None:
-                    k = bisect_right(bounds, code)
-                    ent = slots[k]
-                    if ent is None:
-                        ent = slots[k] = entry(code)
+                    ent = slots[next_slot()]
                     if ent:
-                        specs, idx = ent
+                        specs, idx, _ = ent
+                        off = r.offset
                         out.append([Frame(fn, st, rf, file, line, col, inl, why, idx, label,
                                           code, i, off, None, False)
                                     for fn, st, rf, file, line, col, inl, why in specs])
@@ -410,7 +482,10 @@ class Resolver:
             if view.debug is not None and view.cps is not None and not view.debug.complete \
                     and maps_to_wasm(space):
                 cps = view.cps
-                view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
+                if len(addresses) > FULL_BUILD_THRESHOLD:
+                    view.ensure(None)
+                else:
+                    view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
             fast = view.debug is not None and view.debug.block is not None and \
                 view.cps is not None and view.debug.complete and \
                 (space is _CODE or space is _INTERP or space in _FILE_LIKE)
@@ -421,27 +496,35 @@ class Resolver:
                 return out
             shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
             bounds, slots = view.fast_table()
+            codes = addresses if not shift else [a + shift for a in addresses]
+            # the hot part runs in C: one bisect per address, then one list lookup
+            ks = list(map(bisect_right, repeat(bounds, len(codes)), codes))
             shared: list = [None] * len(slots)
-            entry = view.interval_entry
             label = view.label
-            for i, a in enumerate(addresses):
-                if a:
-                    k = bisect_right(bounds, a + shift)
-                    frames = shared[k]
-                    if frames is not None:
-                        out.append(frames)
+            firsts = dict(zip(ks, codes))
+            missing = [k for k in firsts if slots[k] is None]
+            if missing:
+                for k, ent in zip(missing, view.entries([firsts[k] for k in missing])):
+                    slots[k] = ent
+            callers: dict[int, list[Frame]] = {}      # id(memoised tail) -> its Frames
+            for k in firsts:
+                ent = slots[k]
+                if ent:
+                    specs, idx, tail = ent
+                    first = Frame(*specs[0], idx, label)
+                    if tail is None:
+                        shared[k] = [first]
                         continue
-                    ent = slots[k]
-                    if ent is None:
-                        ent = slots[k] = entry(a + shift)
-                    if ent:
-                        specs, idx = ent
-                        frames = shared[k] = [
-                            Frame(fn, st, rf, file, line, col, inl, why, idx, label)
-                            for fn, st, rf, file, line, col, inl, why in specs]
-                        out.append(frames)
-                        continue
-                out.append(self._resolve(view, RawFrame(index=i, space=space, offset=a), i))
+                    frames = callers.get(id(tail))
+                    if frames is None:
+                        frames = callers[id(tail)] = [Frame(*t, idx, label) for t in tail]
+                    shared[k] = [first, *frames]
+            out = list(map(shared.__getitem__, ks))
+            if None in out or 0 in addresses:
+                for i, a in enumerate(addresses):
+                    if out[i] is None or not a:
+                        out[i] = self._resolve(view, RawFrame(index=i, space=space, offset=a),
+                                               i)
             return out
 
     def resolve(self, module: Module, raw: RawFrame, *, input_index: int | None = None

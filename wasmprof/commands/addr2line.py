@@ -166,13 +166,21 @@ def _answer(args, space, module, tokens, raws, bad) -> int:
     from wasmprof.addr2line.resolver import Resolver
 
     resolver = Resolver()
-    results = resolver.resolve_many(module, raws)
+    if not args.json and all(r.offset is not None and r.printed_name is None and
+                             r.aot_index is None and r.func_index is None for r in raws):
+        # text needs no per-input frame fields: shared results (see resolve_addresses)
+        results = resolver.resolve_addresses(module, [r.offset for r in raws], space)
+    else:
+        results = resolver.resolve_many(module, raws)
     slots: list[tuple[RawFrame, list[Frame]] | None] = [None] * len(tokens)
     for r, fr in zip(raws, results):
         slots[r.index] = (r, fr)
     write = sys.stdout.buffer.write
     chunk: list[bytes] = []
+    text: list[str] = []
     rendered: dict[tuple, str] = {}
+    # results stay alive until the end, so ids of (shared) frame lists are stable
+    by_list: dict[tuple[int, int], str] = {}
     sp = str(space)
     for i, t in enumerate(tokens):
         slot = slots[i]
@@ -185,20 +193,30 @@ def _answer(args, space, module, tokens, raws, bad) -> int:
         else:
             head = f"0x{r.offset:x}" if r.offset is not None and r.aot_index is None \
                 else _clean(t)
-            lines = []
-            for f in frames:
-                key = (f.function, f.file, f.line, f.column, f.inlined, f.status, f.reason)
-                txt = rendered.get(key)
-                if txt is None:
-                    txt = rendered[key] = _text_frame(f)
-                lines.append(txt)
-            if not lines:
-                lines = ["?? [unknown]"]
-            pad = "\n" + " " * (len(head) + 2)
-            chunk.append(f"{head}: {pad.join(lines)}\n".encode("utf-8", "replace"))
+            tail = by_list.get((id(frames), len(head)))     # render each list once
+            if tail is None:
+                lines = []
+                for f in frames:
+                    key = (f.function, f.file, f.line, f.column, f.inlined, f.status,
+                           f.reason)
+                    txt = rendered.get(key)
+                    if txt is None:
+                        txt = rendered[key] = _text_frame(f)
+                    lines.append(txt)
+                if not lines:
+                    lines = ["?? [unknown]"]
+                pad = "\n" + " " * (len(head) + 2)
+                tail = by_list[(id(frames), len(head))] = f": {pad.join(lines)}\n"
+            text.append(head)
+            text.append(tail)
+            if len(text) >= 8192:
+                chunk.append("".join(text).encode("utf-8", "replace"))
+                text.clear()
         if len(chunk) >= 4096:
             write(b"".join(chunk))
             chunk.clear()
+    if text:
+        chunk.append("".join(text).encode("utf-8", "replace"))
     write(b"".join(chunk))
     sys.stdout.flush()
     for _, msg in bad:
