@@ -17,7 +17,18 @@ from wasmprof import __version__, commands
 from wasmprof.errors import WasmprofError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_for(argv: list[str] | None) -> str | None:
+    """The sub-command named on the command line (the first non-option word), if any."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Command module ``wasmprof.commands.X`` defines command ``X``; when ``argv``
+    names a command only that module is imported (every command's imports are paid only for
+    ``wasmprof --help`` or an unknown command)."""
     parser = argparse.ArgumentParser(
         prog="wasmprof",
         description="Symbolize WebAssembly plugin crashes and profiles from Envoy/Istio/Higress "
@@ -27,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (repeat for debug logs) to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        mod = importlib.import_module(f"wasmprof.commands.{info.name}")
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+    wanted = _command_for(argv)
+    if wanted in names:
+        names = [wanted]
+    for name in names:
+        mod = importlib.import_module(f"wasmprof.commands.{name}")
         register = getattr(mod, "register", None)
         if register is not None:
             register(sub)
@@ -36,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

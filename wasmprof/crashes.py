@@ -318,16 +318,20 @@ class CrashSymbolizer:
         frames: list[Frame] = []
         names = (self._name_index(module, with_names=self._runtime_used_names(crash, module))
                  if module is not None else {})
-        for i, raw in enumerate(crash.raw_frames):
+        for raw in crash.raw_frames:
             if not raw.native and choice.space is not None:
                 raw.space = choice.space
+        asked = [None if raw.native else _with_index(names, raw) for raw in crash.raw_frames]
+        if module is not None:
+            # one partial DWARF decode for the whole crash instead of one per frame
+            self.resolver.prefetch(module, [r for r in asked if r is not None])
+        for i, raw in enumerate(crash.raw_frames):
             if raw.native:
                 chain = [_native_frame(raw)]
             elif module is None:
                 chain = [_unresolved(raw, choice.module_reason)]
             else:
-                chain = self.resolver.resolve(module, _with_index(names, raw),
-                                              input_index=i) or [
+                chain = self.resolver.resolve(module, asked[i], input_index=i) or [
                     _unresolved(raw, "the resolver returned nothing")]
             for fr in chain:
                 fr.input_index = i
