@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 
 class AddressSpace(StrEnum):
@@ -225,11 +225,16 @@ class Crash:
         }
 
 
-@dataclass(slots=True)
-class Sample:
-    """One sampled stack, leaf first, with a weight."""
+StackFrame = TypeVar("StackFrame", RawFrame, Frame)
 
-    stack: tuple[RawFrame, ...]
+
+@dataclass(slots=True)
+class Sample(Generic[StackFrame]):
+    """One sampled stack, leaf first, with a weight. Parsers produce ``Sample[RawFrame]``;
+    symbolization produces ``Sample[Frame]`` whose stack has inline chains expanded
+    (innermost first, ``inlined=True`` on all but the last frame of each chain)."""
+
+    stack: tuple[StackFrame, ...]
     count: int = 1
     timestamp: float | None = None
     thread: str | None = None
@@ -237,11 +242,12 @@ class Sample:
 
 
 @dataclass(slots=True)
-class Profile:
-    """Samples from one input, before symbolization. ``unit`` is "samples" or a time unit
-    ("milliseconds" for WAMR's profiler block, where ``count`` holds self time)."""
+class Profile(Generic[StackFrame]):
+    """Samples from one input: ``Profile[RawFrame]`` as parsed, ``Profile[Frame]`` once
+    symbolized. ``unit`` is "samples" or a time unit (WAMR's profiler block, where ``count``
+    holds self time)."""
 
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[Sample[StackFrame]] = field(default_factory=list)
     unit: str = "samples"
     name: str | None = None
     plugin: str | None = None

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from wasmprof.model import AddressSpace, Frame, FrameStatus, Module, Profile, RawFrame
+from wasmprof.model import (AddressSpace, Frame, FrameStatus, Module, Profile, RawFrame,
+                            Sample)
 
 _SUFFIXES = (".aot.wasm", ".cwasm", ".wasm", ".aot", ".o")
 
@@ -34,30 +35,15 @@ class FrameResolver(Protocol):
                 input_index: int | None = None) -> list[Frame]: ...
 
 
-@dataclass(slots=True)
-class SymbolizedSample:
-    """One sample after symbolization: ``stack`` is leaf first with inline chains expanded
-    (innermost first, ``inlined=True`` on all but the last frame of each chain). Samples with
-    the same raw stack share one ``stack`` tuple (consumers aggregate by ``id(stack)``)."""
-
-    stack: tuple[Frame, ...]
-    count: int = 1
-    timestamp: float | None = None
-    thread: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+# A symbolized sample is the core model's Sample holding Frames. Samples with the same raw
+# stack share one ``stack`` tuple (consumers aggregate by ``id(stack)``).
+SymbolizedSample = Sample
 
 
 @dataclass(slots=True)
-class SymbolizedProfile:
-    samples: list[SymbolizedSample]
-    unit: str = "samples"
-    name: str | None = None
-    plugin: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    start: float | None = None
-    end: float | None = None
-    source: str | None = None
-    notes: list[str] = field(default_factory=list)
+class SymbolizedProfile(Profile):
+    """A ``Profile[Frame]`` plus what symbolization used."""
+
     distinct_frames: int = 0          # distinct (module, address) resolutions used
     status_counts: dict[str, int] = field(default_factory=dict)   # of those, by status
 
