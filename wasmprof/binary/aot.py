@@ -25,6 +25,7 @@ import bisect
 import hashlib
 from dataclasses import dataclass, field
 
+from wasmprof.binary.ranges import function_in_ranges
 from wasmprof.binary.reader import ByteReader
 from wasmprof.errors import BinaryFormatError
 
@@ -255,12 +256,7 @@ class AotFile:
         wrapper and body cannot be told apart. None when the offset is outside the code.
         """
         if self._ranges is not None:
-            i = bisect.bisect_right(self._ranges, (text_offset, 1 << 62, 0, True)) - 1
-            if i >= 0:
-                start, end, n, internal = self._ranges[i]
-                if start <= text_offset < end:
-                    return n, internal
-            return None
+            return function_in_ranges(self._ranges, text_offset)
         if text_offset < 0 or text_offset >= self.code_size:
             return None
         srt = self._sorted_offsets()

@@ -9,12 +9,12 @@ reported as :class:`BinaryFormatError`; pyelftools' own exceptions never escape.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import io
 import re
 from dataclasses import dataclass, field
 
+from wasmprof.binary.ranges import function_in_ranges
 from wasmprof.errors import BinaryFormatError
 
 ELF_MAGIC = b"\x7fELF"
@@ -65,12 +65,7 @@ class ElfObject:
             rs += [(v, v + max(s, 1), n, True) for n, (v, s) in self.internal.items()]
             rs.sort()
             self._ranges = rs
-        i = bisect.bisect_right(self._ranges, (text_offset, 1 << 62, 0, True)) - 1
-        if i >= 0:
-            start, end, n, internal = self._ranges[i]
-            if start <= text_offset < end:
-                return n, internal
-        return None
+        return function_in_ranges(self._ranges, text_offset)
 
 
 def is_elf(data: bytes | memoryview) -> bool:

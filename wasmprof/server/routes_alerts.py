@@ -9,6 +9,9 @@ starts in the app's lifespan) on the service's profile data.
 Routes (JSON; webhook configuration needs the ``admin`` scope, reading deliveries ``read``):
 
 - ``GET  /api/v1/webhooks`` · ``POST /api/v1/webhooks`` (secret shown once, in the answer)
+- ``GET  /api/v1/webhooks/overview`` (``read``; the dashboard's Alerts page): every webhook
+  with its URL redacted (:func:`redact_url`), events, filter, format, enabled, counts of
+  deliveries per status; no secret
 - ``GET|PATCH|DELETE /api/v1/webhooks/{id}`` (PATCH: ``{"enabled": bool}``)
 - ``POST /api/v1/webhooks/{id}/test`` — queue a ``webhook.test`` delivery
 - ``GET  /api/v1/webhooks/deliveries?status=dead&webhook_id=&event=&limit=&before=``
@@ -18,11 +21,14 @@ Routes (JSON; webhook configuration needs the ``admin`` scope, reading deliverie
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+from urllib.parse import urlsplit, urlunsplit
+
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from wasmprof.alerts import hooks, outbox, webhooks
@@ -87,6 +93,45 @@ class ServiceShares:
         return self._shares(sel), desc
 
 
+_TOKENISH = re.compile(r"[A-Za-z0-9_\-]{16,}|(?=[^/]*\d)(?=[^/]*[A-Za-z])[A-Za-z0-9_\-]{8,}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the parts that act as credentials, for read-only views: user info,
+    query values, and every path segment after the first that looks like a token (8+
+    characters mixing letters and digits, or 16+ characters): a Slack URL
+    ``https://hooks.slack.com/services/T000/B000/XXXX…`` keeps ``/services/T000/B000/…``.
+    Unparsable input gives ``"…"``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "…"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port is not None else "")
+    if parts.username is not None or parts.password is not None:
+        netloc = "…@" + netloc
+    segments = parts.path.split("/")
+    for i, seg in enumerate(segments):
+        if i >= 2 and _TOKENISH.fullmatch(seg):
+            segments[i] = "…"
+    query = "&".join(f"{kv.split('=', 1)[0]}=…" if "=" in kv else "…"
+                     for kv in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, "/".join(segments), query, ""))
+
+
+def _overview_entry(hook: Any) -> dict[str, Any]:
+    d = hook.to_dict()
+    keep = ("id", "events", "format", "plugin", "description", "enabled", "max_attempts",
+            "created_at")
+    out = {k: d[k] for k in keep}
+    out["url"] = redact_url(hook.url)
+    out["stats"] = {s: int(hook.stats.get(s, 0)) for s in outbox.STATUSES}
+    return out
+
+
 def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     """Routes on ``service.db`` (a ``Service``; a bare ``Database`` works too, without
     profile checks)."""
@@ -117,6 +162,12 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         items = outbox.list_deliveries(db, webhook_id=webhook_id, status=status, event=event,
                                        limit=limit, before=before)
         return _json({"deliveries": [d.to_dict() for d in items], "counts": outbox.counts(db)})
+
+    @r.get("/overview", dependencies=read,
+           summary="Webhooks with redacted URLs and delivery counts (for the dashboard)")
+    def overview() -> Response:
+        return _json({"webhooks": [_overview_entry(h) for h in webhooks.list_all(db)],
+                      "counts": outbox.counts(db)})
 
     @r.get("/deliveries/{delivery_id}", dependencies=read, summary="One delivery with attempts")
     def get_delivery(delivery_id: str) -> Response:
