@@ -25,10 +25,9 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
-
-import orjson
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from wasmprof.alerts import hooks, outbox, webhooks

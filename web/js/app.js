@@ -10,6 +10,7 @@ import * as crashes from "./pages/crashes.js";
 import * as group from "./pages/group.js";
 import * as profiles from "./pages/profiles.js";
 import * as compare from "./pages/compare.js";
+import * as alerts from "./pages/alerts.js";
 
 const ROUTES = [
   { re: /^\/?$/, page: overview, nav: "overview", title: "Overview" },
@@ -17,6 +18,7 @@ const ROUTES = [
   { re: /^\/crashes\/?$/, page: crashes, nav: "crashes", title: "Crash groups" },
   { re: /^\/profiles\/?$/, page: profiles, nav: "profiles", title: "Profiles" },
   { re: /^\/compare\/?$/, page: compare, nav: "compare", title: "Compare profiles" },
+  { re: /^\/alerts\/?$/, page: alerts, nav: "alerts", title: "Alerts" },
 ];
 
 let generation = 0;
@@ -68,6 +70,7 @@ async function route() {
     const content = await r.page.render(ctx);
     if (gen !== generation) return;
     mount(container, content);
+    if (r.page !== alerts) alerts.refreshBadge();   // the page itself keeps it current
   } catch (err) {
     if (gen !== generation) return;
     mount(container, errorView(err));
