@@ -29,7 +29,7 @@ base_pkgs=(python3-venv python3-pip)
 case "$MODE" in
   test) apt_install "${base_pkgs[@]}" chromium postgresql ;;
   bench) apt_install "${base_pkgs[@]}" llvm-19 ;;
-  *) "$PY" -m venv --help >/dev/null 2>&1 || apt_install "${base_pkgs[@]}" ;;
+  *) "$PY" -c "import ensurepip, venv" >/dev/null 2>&1 || apt_install "${base_pkgs[@]}" ;;
 esac
 
 VENV="$ROOT/.venv"
