@@ -171,13 +171,15 @@ def _agrees(a: Any) -> str:
 
 class CrashService:
     def __init__(self, store: Store, registry: ModuleRegistry, resolver: Any,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, resolve_lock: threading.Lock | None = None) -> None:
+        """``resolve_lock`` guards every use of ``resolver`` (its caches are not
+        thread-safe); services sharing one resolver must share the lock."""
         self.store = store
         self.db = store.db
         self.registry = registry
         self.resolver = resolver
         self.metrics = metrics
-        self._resolve_lock = threading.Lock()   # the Resolver's caches are not thread-safe
+        self.resolve_lock = resolve_lock or threading.Lock()
 
     # -- symbolization --------------------------------------------------------------
     def _builds(self, plugin: str | None, runtime: Runtime, cache: dict
@@ -260,7 +262,7 @@ class CrashService:
         if builds:
             t0 = time.perf_counter()
             try:
-                with self._resolve_lock:
+                with self.resolve_lock:
                     build, match, vwhy = self._pick_build(crash, version, builds)
                     choice = build.symbolizer.choose(crash)
                     build.symbolizer.symbolize(crash, choice)

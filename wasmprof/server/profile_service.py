@@ -95,13 +95,15 @@ class Selection:
 
 class ProfileService:
     def __init__(self, store: Store, registry: ModuleRegistry, resolver: Any,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, resolve_lock: threading.Lock | None = None) -> None:
+        """``resolve_lock`` guards every use of ``resolver`` (its caches are not
+        thread-safe); services sharing one resolver must share the lock."""
         self.store = store
         self.db = store.db
         self.registry = registry
         self.resolver = resolver
         self.metrics = metrics
-        self.resolve_lock = threading.Lock()
+        self.resolve_lock = resolve_lock or threading.Lock()
 
     # -- ingest -----------------------------------------------------------------------
     @staticmethod

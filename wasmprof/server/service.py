@@ -45,10 +45,12 @@ class Service:
         self.registry = ModuleRegistry(self.store)
         config.store.cache_dir.mkdir(parents=True, exist_ok=True)
         self.resolver = make_resolver(config.store.cache_dir)
-        self.crashes = CrashService(self.store, self.registry, self.resolver, self.metrics)
-        self.profiles = ProfileService(self.store, self.registry, self.resolver, self.metrics)
         # one lock for every use of the shared Resolver (its caches are not thread-safe)
-        self.resolve_lock = self.profiles.resolve_lock = self.crashes._resolve_lock
+        self.resolve_lock = threading.Lock()
+        self.crashes = CrashService(self.store, self.registry, self.resolver, self.metrics,
+                                    self.resolve_lock)
+        self.profiles = ProfileService(self.store, self.registry, self.resolver, self.metrics,
+                                       self.resolve_lock)
         self.queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._warm_resolver: Any = None
