@@ -350,16 +350,7 @@ def parse_aot(data: bytes | memoryview, source: str = "<aot>", *, base: int = 0)
     """Parse one AOT image. ``data`` is the blob (starting at its ``\\0aot`` magic);
     ``base`` is the blob's file offset in ``source`` (non-zero inside an ``.aot.wasm``)."""
     r = _AotReader(data, source, base=base)
-    if len(data) == 0:
-        raise r.error("empty file", expected="the AOT magic \\0aot")
-    if len(data) < 8:
-        raise r.error("file too short for an AOT header", expected="8 header bytes",
-                      found=f"{len(data)} bytes")
-    magic = r.bytes(4, "magic")
-    if magic != AOT_MAGIC:
-        raise r.error("not a WAMR AOT file", at=0, expected="magic 00 61 6f 74",
-                      found=magic.hex(" "))
-    version = r.u32("AOT version")
+    version = r.header(AOT_MAGIC, "WAMR AOT", "\\0aot")
     if version not in SUPPORTED_VERSIONS:
         raise r.error(f"unknown AOT version {version}", at=4,
                       expected="version 3, 4, 5 or 6 (WAMR 1.x to 2.4.x and main)",

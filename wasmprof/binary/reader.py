@@ -164,3 +164,21 @@ class ByteReader:
         r = ByteReader(self.data, self.source, base=self.base, start=self.pos, end=self.pos + n)
         self.pos += n
         return r
+
+    def header(self, magic: bytes, kind: str, magic_name: str) -> int:
+        """Check an 8-byte ``magic`` + u32 version header at the start; return the version.
+
+        ``kind`` names the format in errors ("Wasm", "AOT"), ``magic_name`` the magic as
+        users know it ("\\0asm")."""
+        n = self.end - self.pos
+        if n == 0:
+            raise self.error("empty file", expected=f"the {kind} magic {magic_name}")
+        if n < 8:
+            raise self.error(f"file too short for a {kind} header", expected="8 header bytes",
+                             found=f"{n} bytes")
+        start = self.pos
+        found = self.bytes(4, "magic")
+        if found != magic:
+            raise self.error(f"not a {kind} file", at=start,
+                             expected=f"magic {magic.hex(' ')}", found=found.hex(" "))
+        return self.u32(f"{kind} version")

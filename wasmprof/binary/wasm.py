@@ -205,16 +205,7 @@ class WasmBinary:
 def parse_wasm(data: bytes, source: str = "<wasm>") -> WasmBinary:
     """Read a Wasm module's structure. Raises BinaryFormatError on any framing problem."""
     r = ByteReader(data, source)
-    if len(data) == 0:
-        raise r.error("empty file", expected="the Wasm magic \\0asm")
-    if len(data) < 8:
-        raise r.error("file too short for a Wasm header", expected="8 header bytes",
-                      found=f"{len(data)} bytes")
-    magic = r.bytes(4, "magic")
-    if magic != WASM_MAGIC:
-        raise r.error("not a WebAssembly module", at=0, expected="magic 00 61 73 6d",
-                      found=magic.hex(" "))
-    version = r.u32("version")
+    version = r.header(WASM_MAGIC, "WebAssembly", "\\0asm")
     if version != 1:
         raise r.error("unsupported Wasm version (components are not supported)", at=4,
                       expected="version 1", found=str(version))
