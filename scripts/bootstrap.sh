@@ -26,9 +26,20 @@ apt_install() {
 
 PY=${PYTHON:-python3}
 base_pkgs=(python3-venv python3-pip)
+# What the tests build modules with and run them on (all from Debian): C/C++ with DWARF
+# (clang/lld/wasi-libc), Rust (Debian rustc 1.63 + its wasm32 std), Emscripten (runs
+# binaryen), Go 1.19 (GOOS=js), wabt, llvm-19 (llvm-symbolizer/llvm-dwarfdump: ground truth),
+# node (V8 traps), perf, the CNCF registry (OCI pulls), chromium, PostgreSQL.
+toolchain_pkgs=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 llvm-19 rustc
+                libstd-rust-dev-wasm32 emscripten binaryen golang-go wabt docker-registry
+                linux-perf chromium postgresql)
 case "$MODE" in
-  test) apt_install "${base_pkgs[@]}" chromium postgresql ;;
-  bench) apt_install "${base_pkgs[@]}" llvm-19 ;;
+  test) apt_install "${base_pkgs[@]}" "${toolchain_pkgs[@]}"
+        command -v node >/dev/null 2>&1 || apt_install nodejs
+        command -v npm >/dev/null 2>&1 || apt_install npm ;;
+  bench) apt_install "${base_pkgs[@]}" "${toolchain_pkgs[@]}"
+        command -v node >/dev/null 2>&1 || apt_install nodejs
+        command -v npm >/dev/null 2>&1 || apt_install npm ;;
   *) "$PY" -c "import ensurepip, venv" >/dev/null 2>&1 || apt_install "${base_pkgs[@]}" ;;
 esac
 
@@ -46,6 +57,23 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$HASH" ]; then
   echo "$HASH" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
+
+# npm tools the tests use (AssemblyScript compiler, binaryen 132's wasm-opt, Mozilla's
+# source-map as ground truth), pinned in scripts/npm-tools/package.json, installed into
+# .tools/npm (never global).
+npm_tools() {
+  local dir="$ROOT/.tools/npm" stamp
+  stamp=$(sha256sum scripts/npm-tools/package.json | cut -d' ' -f1)
+  if [ ! -f "$dir/.stamp" ] || [ "$(cat "$dir/.stamp")" != "$stamp" ]; then
+    log "installing npm test tools into $dir"
+    mkdir -p "$dir"
+    cp scripts/npm-tools/package.json "$dir/package.json"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$stamp" > "$dir/.stamp"
+  fi
+  export WASMPROF_NPM_TOOLS="$dir/node_modules"
+}
+case "$MODE" in test|bench) npm_tools ;; esac
 
 case "$MODE" in
   install) log "installed; activate with: source .venv/bin/activate" ;;
