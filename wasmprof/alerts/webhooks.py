@@ -138,7 +138,7 @@ def validate(spec: WebhookSpec) -> WebhookSpec:
     if not spec.events:
         raise UsageError("at least one event is required", source="events",
                          expected="crash.new_group, crash.regressed, crash.spike, "
-                                  "profile.regression")
+                                  "profile.regression, plugin.memory_growth, plugin.crash_loop")
     if spec.format not in FORMATS:
         raise UsageError("unknown webhook format", source="format", expected=" or ".join(FORMATS),
                          found=repr(spec.format))
