@@ -68,6 +68,7 @@ class Gateway:
         self._rng = random.Random(self.seed)
         self._renders = 0
         self._lock = threading.Lock()
+        self.uptime = 1000           # seconds; advance with tick(), restart() sets it to 1
 
     def add(self, name: str, **kw) -> Plugin:
         p = self.plugins[name] = Plugin(name, **kw)
@@ -90,8 +91,12 @@ class Gateway:
         for t in p.threads:
             p.memory[t] = 16 * PAGE
 
+    def tick(self, seconds: float) -> None:
+        self.uptime += int(seconds)
+
     def restart(self) -> None:
         """Envoy restarted: counters start from zero, VMs are new."""
+        self.uptime = 1
         self.created = 0
         for p in self.plugins.values():
             p.crashes = p.recovers = p.rebuilds = p.rebuilds_memory = p.recover_errors = 0
@@ -107,6 +112,7 @@ class Gateway:
             self._renders += 1
             out: list[str] = []
             self._noise(out, self.noise_clusters // 2)
+            self._emit(out, "server.uptime", "gauge", self.uptime)
             if self.flavor == "higress":
                 self._higress(out)
             else:

@@ -317,6 +317,7 @@ class HealthMetric(StrEnum):
     RELOAD_BACKOFFS = "reload_backoffs"     # reloads delayed by backoff (upstream, counter)
     RECLAIMS = "reclaims"                   # memory reclaims (Higress reclaim_latency count)
     RESTARTS = "restarts"                   # the scraped process restarted (counters reset)
+    UPTIME_SECONDS = "uptime_seconds"       # the scraped process' uptime (restart signal)
     WAMR_TOTAL_BYTES = "wamr_total_bytes"   # WAMR: module + instance + exec env
     WAMR_MODULE_BYTES = "wamr_module_bytes"
     WAMR_INSTANCE_BYTES = "wamr_instance_bytes"

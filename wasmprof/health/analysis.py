@@ -17,15 +17,28 @@ Point = tuple[float, float]          # (unix seconds, value)
 DROP_RATIO = 0.2
 
 
-def counter_increase(previous: float | None, value: float) -> tuple[float | None, bool]:
-    """(increase since ``previous``, reset?) of a counter. A counter that went down was
-    reset (the process restarted): everything it counts now happened since, so the
-    increase is the new value. No previous value: unknown (None)."""
+def counter_increase(previous: float | None, value: float,
+                     restarted: bool = False) -> tuple[float | None, bool]:
+    """(increase since ``previous``, reset?) of a counter. A counter that went down, or
+    whose process is known to have restarted since (``restarted``: its uptime says so), was
+    reset: everything it counts now happened since, so the increase is the new value.
+    No previous value: unknown (None). Without a restart signal, a counter that restarted
+    and climbed back past its old value cannot be told apart (the increase is then a lower
+    bound, as with Prometheus' ``rate()``)."""
     if previous is None:
         return None, False
-    if value < previous:
+    if restarted or value < previous:
         return value, True
     return value - previous, False
+
+
+def restarted(prev_uptime: float | None, prev_ts: float | None, uptime: float,
+              ts: float) -> bool:
+    """Did the process restart between two samples of its uptime? Yes when it is younger
+    than the time since the previous sample (a second of slack for clock skew)."""
+    if prev_uptime is None or prev_ts is None:
+        return False
+    return uptime + 1.0 < ts - prev_ts or uptime + 1.0 < prev_uptime
 
 
 @dataclass(slots=True)

@@ -4,8 +4,9 @@
   scrape, or the WAMR blocks of one posted log) in one transaction: a series row per (source,
   plugin, runtime, thread, metric) and a point per sample; counters get the reset-aware
   increase since their previous point (:func:`~wasmprof.health.analysis.counter_increase`).
-  When most counters of a scraped source went down at once, the process restarted: a
-  ``restarts`` point is added to the source's process-level series.
+  When the source's uptime says its process restarted (or most of its counters went down
+  at once), every counter's increase is its new value and a ``restarts`` point is added to
+  the source's process-level series.
 - Plugin names from Envoy stats are sanitized (``key-auth`` → ``key_auth``);
   :class:`PluginNames` maps them back to a plugin wasmprof knows (modules, crashes,
   profiles) when exactly one matches, keeping the input's name in ``plugin_raw``.
@@ -126,6 +127,7 @@ def record(db: Any, samples: Sequence[HealthSample], *, source: str, origin: str
     counters = resets = 0
     plugins: set[str] = set()
     with db.tx() as tx:
+        restart = _restarted(tx, samples, source, ts)
         for s in samples:
             t = s.ts if s.ts is not None else ts
             if not math.isfinite(t) or not math.isfinite(s.value):
@@ -141,7 +143,7 @@ def record(db: Any, samples: Sequence[HealthSample], *, source: str, origin: str
                 counters += 1
                 if last_ts is not None and t <= last_ts:
                     continue            # a counter only moves forward in time
-                delta, reset = analysis.counter_increase(row["last_value"], s.value)
+                delta, reset = analysis.counter_increase(row["last_value"], s.value, restart)
                 resets += reset
             cur = tx.execute("INSERT INTO health_points (series_id, ts, value, delta, reset) "
                              "VALUES (?, ?, ?, ?, ?) ON CONFLICT (series_id, ts) DO NOTHING",
@@ -155,11 +157,12 @@ def record(db: Any, samples: Sequence[HealthSample], *, source: str, origin: str
             res.series += 1
             if plugin:
                 plugins.add(plugin)
-        if origin == "envoy" and counters >= 2 and resets * 2 >= counters:
+        if restart or (origin == "envoy" and counters >= 2 and resets * 2 >= counters):
             res.restarted = True
             row = _series_id(tx, (source, "", "", "", str(HealthMetric.RESTARTS)), kind="counter",
-                             origin=origin, raw=None, note="counters went down: restarted",
-                             now=now)
+                             origin=origin, raw=None, now=now,
+                             note="the process restarted: its uptime went back or most "
+                                  "counters went down")
             value = float(row["last_value"] or 0.0) + 1.0
             tx.execute("INSERT INTO health_points (series_id, ts, value, delta, reset) "
                        "VALUES (?, ?, ?, 1, 0) ON CONFLICT (series_id, ts) DO NOTHING",
@@ -169,6 +172,20 @@ def record(db: Any, samples: Sequence[HealthSample], *, source: str, origin: str
     res.resets = resets
     res.plugins = sorted(plugins)
     return res
+
+
+def _restarted(tx: Any, samples: Sequence[HealthSample], source: str, ts: float) -> bool:
+    """Did the source's process restart since its previous scrape (by its uptime)?"""
+    up = next((s for s in samples if s.metric is HealthMetric.UPTIME_SECONDS), None)
+    if up is None:
+        return False
+    row = tx.one("SELECT last_value, last_ts FROM health_series WHERE source = ? AND plugin = '' "
+                 "AND runtime = ? AND thread = ? AND metric = ?",
+                 (source, up.runtime, up.thread, str(HealthMetric.UPTIME_SECONDS)))
+    if row is None:
+        return False
+    return analysis.restarted(row["last_value"], row["last_ts"], up.value,
+                              up.ts if up.ts is not None else ts)
 
 
 # -- reading -----------------------------------------------------------------------------

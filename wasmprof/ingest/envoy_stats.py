@@ -16,6 +16,7 @@ Names (Envoy turns the stat ``a.b-c`` into ``envoy_a_b_c``; a plugin or thread n
   ``wasm_vm.<runtime>.{created,cloned,active}`` of old Envoy, ``wasm.wasm_vm_count``;
 - upstream per plugin (``wasm.<plugin>.``): ``vm_memory_size``, ``vm_reload``,
   ``vm_reload_success``, ``vm_reload_failure``, ``vm_reload_backoff``;
+- ``server.uptime`` (the restart signal of the counters);
 - Higress per plugin (``wasm.<runtime>.plugin.<plugin>.``): ``crash_total``,
   ``recover_total``, ``rebuild_total``, ``rebuild_memory_total``, ``rebuild_explicit_total``,
   ``recover_error``, the ``crash`` gauge, the ``reclaim_latency`` histogram (its count) and per
@@ -38,8 +39,10 @@ from wasmprof.model import HealthMetric, HealthSample
 
 RUNTIMES = ("v8", "wamr", "wasmtime", "wavm", "null")
 
-#: Lines of the Wasm subsystem: samples and TYPE/HELP comments of ``envoy_wasm*`` names.
-_WASM_LINE = re.compile(rb"^(?:# (?:TYPE|HELP) )?envoy_wasm[^\n]*(?:\n|\Z)", re.M)
+#: Lines of the Wasm subsystem (samples and TYPE/HELP comments of ``envoy_wasm*`` names),
+#: and the server's uptime (it tells a restart even when a counter climbed back).
+_WASM_LINE = re.compile(rb"^(?:# (?:TYPE|HELP) )?(?:envoy_wasm|envoy_server_uptime\b)[^\n]*(?:\n|\Z)",
+                        re.M)
 _RUNTIME_PREFIX = re.compile(r"(?:envoy_wasm_runtime_|vm_)?(" + "|".join(RUNTIMES) + r")_(.+)\Z")
 _THREAD = re.compile(r"(.+?)_(main_thread|worker_\d+|wrk_\d+|thread_\d+)\Z")
 
@@ -99,7 +102,8 @@ class StatsReading:
 
 
 def wasm_lines(text: bytes) -> bytes:
-    """Only the ``envoy_wasm*`` samples and their TYPE/HELP lines of a stats page."""
+    """Only the ``envoy_wasm*`` samples and their TYPE/HELP lines of a stats page (and
+    ``envoy_server_uptime``)."""
     return b"".join(m.group(0) if m.group(0).endswith(b"\n") else m.group(0) + b"\n"
                     for m in _WASM_LINE.finditer(text))
 
@@ -167,6 +171,8 @@ class _Name:
 
 def _classify(name: str, kind: str) -> _Name | None:
     """Which series a sample name belongs to; None when it is a Wasm name we do not know."""
+    if name == "envoy_server_uptime":
+        return _Name(HealthMetric.UPTIME_SECONDS)
     if not name.startswith("envoy_wasm_"):
         return None
     for rest in _candidates(name[len("envoy_wasm_"):], kind):
@@ -202,6 +208,8 @@ def _higress(rest: str, runtime: str) -> _Name | None:
         if rest.endswith("_" + leaf) and len(rest) > len(leaf) + 1:
             return _Name(None)
     for leaf, metric in _HIGRESS_LEAVES:
+        if rest == leaf:                     # tag extraction took the plugin into a label
+            return _Name(metric, runtime=runtime)
         if not rest.endswith("_" + leaf) or len(rest) <= len(leaf) + 1:
             continue
         head = rest[:-len(leaf) - 1]
