@@ -42,6 +42,13 @@ def monitor_for(db: Any) -> Any:
         return mon
 
 
+def forget_monitor(db: Any, monitor: Any) -> None:
+    """Drop a stopped monitor so the next :func:`monitor_for` makes a fresh one."""
+    with _lock:
+        if _monitors.get(db) is monitor:
+            del _monitors[db]
+
+
 def start_monitor(service: Any, config: Any) -> Any:
     """Called by the app's lifespan: upsert ``config.scrape_envoy`` targets and start the
     monitor thread (stop it with ``.stop()``)."""

@@ -130,23 +130,25 @@ def memory_growth(points: Sequence[Point], *, now: float, window: float, min_poi
     inside = [p for p in points if start <= p[0] <= now]
     seg = since_last_drop(inside)
     g = Growth(False, "", len(seg), start, now, limit_bytes=limit)
+    if seg:
+        g.first_value, g.last_value = seg[0][1], seg[-1][1]
+        g.span_seconds = seg[-1][0] - seg[0][0]
+    fit = linear_fit(seg)
+    if fit is not None:             # measured even when too little to judge (for rankings)
+        g.slope, g.r2 = fit.slope, fit.r2
+        g.growth_bytes = fit.slope * g.span_seconds
+        if limit is not None and fit.slope > 0 and g.last_value is not None:
+            g.seconds_to_limit = max(0.0, (limit - g.last_value) / fit.slope)
     if len(seg) < min_points:
         g.reason = f"{len(seg)} samples since the window start or the last drop (need {min_points})"
         return g
-    g.first_value, g.last_value = seg[0][1], seg[-1][1]
-    g.span_seconds = seg[-1][0] - seg[0][0]
     if g.span_seconds < window * 0.5:
         g.reason = (f"samples cover {g.span_seconds:.0f}s of the {window:.0f}s window "
                     "(need half)")
         return g
-    fit = linear_fit(seg)
     if fit is None:
         g.reason = "no spread in time"
         return g
-    g.slope, g.r2 = fit.slope, fit.r2
-    g.growth_bytes = fit.slope * g.span_seconds
-    if limit is not None and fit.slope > 0 and g.last_value is not None:
-        g.seconds_to_limit = max(0.0, (limit - g.last_value) / fit.slope)
     if fit.slope <= 0:
         g.reason = "not growing"
         return g

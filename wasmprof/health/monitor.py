@@ -143,14 +143,21 @@ class HealthMonitor:
             waits.append(float(nxt) - now)
         return max(0.02, min(1.0, *waits))
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop_thread(self, timeout: float = 10.0) -> None:
+        """End the loop (``run_once``/``scrape_now`` keep working)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._stop.clear()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_thread(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+        from wasmprof.health import forget_monitor
+        forget_monitor(self.db, self)
 
 
 def ensure_config_targets(db: Any, urls: list[str] | tuple[str, ...], interval: float,

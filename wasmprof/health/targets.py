@@ -70,8 +70,8 @@ class Target:
             scrapes=int(r["scrapes"] or 0), failures=int(r["failures"] or 0))
 
     def status(self, now: float) -> str:
-        """``ok`` / ``failing`` / ``stale`` (no scrape for 3 intervals) / ``pending`` /
-        ``disabled``."""
+        """``ok`` / ``warning`` (scraped, but e.g. no Wasm metrics in it) / ``failing`` /
+        ``stale`` (no scrape for 3 intervals) / ``pending`` / ``disabled``."""
         if not self.enabled:
             return "disabled"
         if self.last_scrape_at is None:
@@ -80,7 +80,7 @@ class Target:
             return "failing"
         if now - self.last_scrape_at > max(3 * self.interval, self.interval + 10.0):
             return "stale"
-        return "ok"
+        return "warning" if self.last_error else "ok"
 
     def to_dict(self, *, now: float, redact: bool = False) -> dict[str, Any]:
         age = None if self.last_ok_at is None else max(0.0, now - self.last_ok_at)

@@ -178,7 +178,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
                                  "LIMIT 100")
         return _json({
             "at": now, "targets": ts,
-            "failing": [t for t in ts if t["status"] in ("failing", "stale")],
+            "failing": [t for t in ts if t["status"] in ("failing", "stale", "warning")],
             "memory_growth": store.rank(entries, "memory_growth")[:10],
             "crash_rate": [e for e in store.rank(entries, "crash_rate")
                            if e["crashes"] or e["rebuilds"]][:10],
