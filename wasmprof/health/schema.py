@@ -6,8 +6,9 @@
   a target at a time. Removing a target soft-deletes it (``deleted_at``); its series stay.
 - ``health_series``: one row per (source, plugin, runtime, thread, metric); ``source`` is
   ``envoy:<target id>`` or ``log:<log source>``; ``plugin`` "" = the process / runtime as a
-  whole; ``plugin_raw`` the name the input used (Envoy's sanitized one) when it was mapped to
-  a known plugin; ``last_value``/``last_ts`` feed the reset-aware counter increase.
+  whole, else the name the input used (Envoy's sanitized one for stats); ``plugin_raw`` is
+  set when, at creation, that name was read as another known plugin;
+  ``last_value``/``last_ts`` feed the reset-aware counter increase.
 - ``health_points``: (series, ts) → value; ``delta`` is the increase since the previous point
   for counters (NULL for the first one and for gauges); ``reset`` = 1 when the counter went
   down (the process restarted) and ``delta`` is then the new value.

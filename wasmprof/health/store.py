@@ -7,9 +7,10 @@
   When the source's uptime says its process restarted (or most of its counters went down
   at once), every counter's increase is its new value and a ``restarts`` point is added to
   the source's process-level series.
-- Plugin names from Envoy stats are sanitized (``key-auth`` → ``key_auth``);
-  :class:`PluginNames` maps them back to a plugin wasmprof knows (modules, crashes,
-  profiles) when exactly one matches, keeping the input's name in ``plugin_raw``.
+- Plugin names from Envoy stats are sanitized (``key-auth`` → ``key_auth``). Series keep
+  the input's name (so a series never splits when a plugin becomes known); on read,
+  :class:`PluginNames` maps it to a plugin wasmprof knows (modules, crashes, profiles) when
+  exactly one matches, and queries by a plugin's name include its sanitized form.
 - :func:`series_view` answers ``GET /api/v1/health/series`` and :func:`plugin_health` the
   ranking (``GET /api/v1/health/plugins``).
 """
@@ -132,8 +133,10 @@ def record(db: Any, samples: Sequence[HealthSample], *, source: str, origin: str
             t = s.ts if s.ts is not None else ts
             if not math.isfinite(t) or not math.isfinite(s.value):
                 continue
-            plugin = names.canonical(s.plugin) if names is not None else s.plugin
-            raw = s.plugin if plugin != s.plugin else None
+            plugin = s.plugin       # as the input names it: canonical names are applied on read
+            raw = None
+            if names is not None and names.canonical(plugin) != plugin:
+                raw = plugin        # noted on the series (which known plugin it is read as)
             key = (source, plugin, s.runtime, s.thread, str(s.metric))
             kind = "counter" if s.metric.is_counter else "gauge"
             row = _series_id(tx, key, kind=kind, origin=origin, raw=raw, note=s.note, now=now)
@@ -156,7 +159,7 @@ def record(db: Any, samples: Sequence[HealthSample], *, source: str, origin: str
                            (t, s.value, t, row["id"]))
             res.series += 1
             if plugin:
-                plugins.add(plugin)
+                plugins.add(names.canonical(plugin) if names is not None else plugin)
         if restart or (origin == "envoy" and counters >= 2 and resets * 2 >= counters):
             res.restarted = True
             row = _series_id(tx, (source, "", "", "", str(HealthMetric.RESTARTS)), kind="counter",
@@ -251,7 +254,8 @@ def auto_step(start: float, end: float, step: float | None) -> tuple[float, int]
 
 
 def series_view(db: Any, *, plugin: str | None, start: float, end: float, step: float | None,
-                source: str | None = None, metrics: Iterable[str] | None = None) -> dict[str, Any]:
+                source: str | None = None, metrics: Iterable[str] | None = None,
+                names: PluginNames | None = None) -> dict[str, Any]:
     """Every series of ``plugin`` bucketed on one time axis: gauges give their level at the
     end of each bucket, counters the sum of their increases (resets handled) in it. Also
     per metric a ``total`` over threads/runtimes/sources (gauges: summed at equal scrape
@@ -271,7 +275,9 @@ def series_view(db: Any, *, plugin: str | None, start: float, end: float, step: 
         resets = [t for t, _v, _d, rs in p if rs]
         out_series.append({
             "id": int(r["id"]), "source": r["source"], "source_name": labels.get(r["source"], r["source"]),
-            "plugin": r["plugin"], "plugin_raw": r["plugin_raw"], "runtime": r["runtime"],
+            "plugin": _canon(names)(r["plugin"]),
+            "stats_name": r["plugin"] if _canon(names)(r["plugin"]) != r["plugin"] else None,
+            "runtime": r["runtime"],
             "thread": r["thread"], "metric": metric, "kind": r["kind"], "origin": r["origin"],
             "unit": unit_of(metric),
             "note": r["note"], "values": buckets, "resets": resets, "points": len(p),
@@ -286,8 +292,11 @@ def series_view(db: Any, *, plugin: str | None, start: float, end: float, step: 
         else:
             summed = gauge_total([(r, [(t, v) for t, v, _d, _x in p]) for r, p in items])
             totals[metric] = analysis.bucket(summed, start=start, step=step, n=n, how="last")
+    firsts = [r["first_ts"] for r in rows if r["first_ts"] is not None]
+    lasts = [r["last_ts"] for r in rows if r["last_ts"] is not None]
     return {"plugin": plugin, "from": start, "to": end, "step": step, "buckets": n,
-            "times": [start + i * step for i in range(n)], "series": out_series, "totals": totals}
+            "times": [start + i * step for i in range(n)], "series": out_series, "totals": totals,
+            "data_from": min(firsts) if firsts else None, "data_to": max(lasts) if lasts else None}
 
 
 def gauge_total(items: Sequence[tuple[dict[str, Any], list[analysis.Point]]]) -> list[analysis.Point]:

@@ -146,7 +146,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             raise UsageError("step must be a number of seconds", source="step")
         view = store.series_view(db, plugin=_name(plugin, "plugin") or "", start=start, end=end,
                                  step=step, source=_name(source, "source"),
-                                 metrics=_metrics(metric))
+                                 metrics=_metrics(metric), names=monitor_for(db).names)
         return _json(view)
 
     @r.get("/plugins", summary="Plugins ranked by steady memory growth or crash/rebuild rate")
