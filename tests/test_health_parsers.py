@@ -235,3 +235,32 @@ def test_chunking_never_changes_the_blocks(cuts):
     headers = [i + 1 for i, line in enumerate(text.splitlines()) if b"summary (bytes)" in line]
     assert got == [(4 * PAGE, "7F3A2C1FE640", False, headers[0]),
                    (7 * PAGE, "BEEF", False, headers[1])]
+
+
+# -- CLI: the same parsers offline ------------------------------------------------------
+
+def test_cli_stats_and_wamr_memory(tmp_path, capsys, higress):
+    import gzip
+    import json
+
+    from wasmprof.cli import main
+    stats = tmp_path / "stats.txt"
+    stats.write_bytes(higress.render())
+    assert main(["health", "stats", str(stats)]) == 0
+    out = capsys.readouterr().out
+    assert "key_auth" in out and "worker_1" in out and "memory_bytes" in out
+    assert main(["health", "stats", str(stats), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)[0]["samples"]
+    assert {(r["plugin"], r["thread"], r["metric"], r["value"]) for r in rows} == {
+        (s.plugin, s.thread, str(s.metric), s.value) for s in parse_envoy_stats(higress.render()).samples}
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing here\n")
+    assert main(["health", "stats", str(empty)]) == 1
+    assert main(["health", "stats", "http://127.0.0.1:9/stats/prometheus", "--timeout", "2"]) == 2
+    assert main(["health", "stats", str(tmp_path / "missing")]) == 2
+    log = tmp_path / "pod.log.gz"
+    log.write_bytes(gzip.compress(memory_block(uptime=1, memories=3 * PAGE).encode()))
+    assert main(["health", "wamr-memory", str(log), "--json"]) == 0
+    blocks = json.loads(capsys.readouterr().out)[0]["blocks"]
+    assert [b["linear_memory"] for b in blocks] == [3 * PAGE]
+    assert main(["health", "wamr-memory", str(empty)]) == 1

@@ -74,7 +74,7 @@ async function listPage() {
 }
 
 function growthCell(g) {
-  if (!g) return h("span", { class: "muted" }, "no memory series");
+  if (!g) return h("span", { class: "muted" }, "no memory samples in the window");
   const rate = `${g.slope >= 0 ? "+" : ""}${fmtBytes(g.slope * 3600)}/h`;
   return h("span", { title: g.reason || "" },
     g.steady ? pill("steady growth", "bad") : null, " ", rate,
