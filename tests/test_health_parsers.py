@@ -239,7 +239,7 @@ def test_chunking_never_changes_the_blocks(cuts):
 
 # -- CLI: the same parsers offline ------------------------------------------------------
 
-def test_cli_stats_and_wamr_memory(tmp_path, capsys, higress):
+def test_cli_stats_and_wamr_memory(tmp_path, capfd, higress):
     import gzip
     import json
 
@@ -247,10 +247,10 @@ def test_cli_stats_and_wamr_memory(tmp_path, capsys, higress):
     stats = tmp_path / "stats.txt"
     stats.write_bytes(higress.render())
     assert main(["health", "stats", str(stats)]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "key_auth" in out and "worker_1" in out and "memory_bytes" in out
     assert main(["health", "stats", str(stats), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)[0]["samples"]
+    rows = json.loads(capfd.readouterr().out)[0]["samples"]
     assert {(r["plugin"], r["thread"], r["metric"], r["value"]) for r in rows} == {
         (s.plugin, s.thread, str(s.metric), s.value) for s in parse_envoy_stats(higress.render()).samples}
     empty = tmp_path / "empty.txt"
@@ -261,6 +261,6 @@ def test_cli_stats_and_wamr_memory(tmp_path, capsys, higress):
     log = tmp_path / "pod.log.gz"
     log.write_bytes(gzip.compress(memory_block(uptime=1, memories=3 * PAGE).encode()))
     assert main(["health", "wamr-memory", str(log), "--json"]) == 0
-    blocks = json.loads(capsys.readouterr().out)[0]["blocks"]
+    blocks = json.loads(capfd.readouterr().out)[0]["blocks"]
     assert [b["linear_memory"] for b in blocks] == [3 * PAGE]
     assert main(["health", "wamr-memory", str(empty)]) == 1
