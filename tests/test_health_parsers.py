@@ -243,14 +243,20 @@ def test_cli_stats_and_wamr_memory(tmp_path, capfd, higress):
     import gzip
     import json
 
+    import sys
+
     from wasmprof.cli import main
+
+    def out_of(rc_expected, argv):
+        assert main(argv) == rc_expected
+        sys.stdout.flush()
+        return capfd.readouterr().out
+
     stats = tmp_path / "stats.txt"
     stats.write_bytes(higress.render())
-    assert main(["health", "stats", str(stats)]) == 0
-    out = capfd.readouterr().out
+    out = out_of(0, ["health", "stats", str(stats)])
     assert "key_auth" in out and "worker_1" in out and "memory_bytes" in out
-    assert main(["health", "stats", str(stats), "--json"]) == 0
-    rows = json.loads(capfd.readouterr().out)[0]["samples"]
+    rows = json.loads(out_of(0, ["health", "stats", str(stats), "--json"]))[0]["samples"]
     assert {(r["plugin"], r["thread"], r["metric"], r["value"]) for r in rows} == {
         (s.plugin, s.thread, str(s.metric), s.value) for s in parse_envoy_stats(higress.render()).samples}
     empty = tmp_path / "empty.txt"
@@ -260,7 +266,6 @@ def test_cli_stats_and_wamr_memory(tmp_path, capfd, higress):
     assert main(["health", "stats", str(tmp_path / "missing")]) == 2
     log = tmp_path / "pod.log.gz"
     log.write_bytes(gzip.compress(memory_block(uptime=1, memories=3 * PAGE).encode()))
-    assert main(["health", "wamr-memory", str(log), "--json"]) == 0
-    blocks = json.loads(capfd.readouterr().out)[0]["blocks"]
+    blocks = json.loads(out_of(0, ["health", "wamr-memory", str(log), "--json"]))[0]["blocks"]
     assert [b["linear_memory"] for b in blocks] == [3 * PAGE]
     assert main(["health", "wamr-memory", str(empty)]) == 1
