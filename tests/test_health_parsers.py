@@ -261,11 +261,11 @@ def test_cli_stats_and_wamr_memory(tmp_path, capfd, higress):
         (s.plugin, s.thread, str(s.metric), s.value) for s in parse_envoy_stats(higress.render()).samples}
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing here\n")
-    assert main(["health", "stats", str(empty)]) == 1
-    assert main(["health", "stats", "http://127.0.0.1:9/stats/prometheus", "--timeout", "2"]) == 2
-    assert main(["health", "stats", str(tmp_path / "missing")]) == 2
+    assert "0 Wasm series" in out_of(1, ["health", "stats", str(empty)])
+    out_of(2, ["health", "stats", "http://127.0.0.1:9/stats/prometheus", "--timeout", "2"])
+    out_of(2, ["health", "stats", str(tmp_path / "missing")])
     log = tmp_path / "pod.log.gz"
     log.write_bytes(gzip.compress(memory_block(uptime=1, memories=3 * PAGE).encode()))
     blocks = json.loads(out_of(0, ["health", "wamr-memory", str(log), "--json"]))[0]["blocks"]
     assert [b["linear_memory"] for b in blocks] == [3 * PAGE]
-    assert main(["health", "wamr-memory", str(empty)]) == 1
+    assert "0 memory block" in out_of(1, ["health", "wamr-memory", str(empty)])
