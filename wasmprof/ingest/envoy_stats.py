@@ -39,10 +39,10 @@ from wasmprof.model import HealthMetric, HealthSample
 
 RUNTIMES = ("v8", "wamr", "wasmtime", "wavm", "null")
 
-#: Lines of the Wasm subsystem (samples and TYPE/HELP comments of ``envoy_wasm*`` names),
-#: and the server's uptime (it tells a restart even when a counter climbed back).
-_WASM_LINE = re.compile(rb"^(?:# (?:TYPE|HELP) )?(?:envoy_wasm|envoy_server_uptime\b)[^\n]*(?:\n|\Z)",
-                        re.M)
+#: Lines kept from a stats page: the Wasm subsystem's (``envoy_wasm*`` samples and their
+#: TYPE/HELP comments) and the server's uptime (it tells a restart even when a counter
+#: climbed back).
+_KEEP_PREFIXES = (b"envoy_wasm", b"envoy_server_uptime")
 _RUNTIME_PREFIX = re.compile(r"(?:envoy_wasm_runtime_|vm_)?(" + "|".join(RUNTIMES) + r")_(.+)\Z")
 _THREAD = re.compile(r"(.+?)_(main_thread|worker_\d+|wrk_\d+|thread_\d+)\Z")
 
@@ -103,9 +103,27 @@ class StatsReading:
 
 def wasm_lines(text: bytes) -> bytes:
     """Only the ``envoy_wasm*`` samples and their TYPE/HELP lines of a stats page (and
-    ``envoy_server_uptime``)."""
-    return b"".join(m.group(0) if m.group(0).endswith(b"\n") else m.group(0) + b"\n"
-                    for m in _WASM_LINE.finditer(text))
+    ``envoy_server_uptime``), in page order. Found with ``bytes.find`` (C speed) and kept only
+    when the line's metric name starts with the prefix (not a label value mentioning it)."""
+    keep: list[tuple[int, bytes]] = []
+    n = len(text)
+    for needle in _KEEP_PREFIXES:
+        heads = (needle, b"# TYPE " + needle, b"# HELP " + needle)
+        pos = 0
+        while True:
+            i = text.find(needle, pos)
+            if i < 0:
+                break
+            start = text.rfind(b"\n", 0, i) + 1
+            end = text.find(b"\n", i)
+            end = n if end < 0 else end + 1
+            line = text[start:end]
+            if line.startswith(heads) and (needle != b"envoy_server_uptime"
+                                           or line[line.find(needle) + len(needle):][:1] in b"{ "):
+                keep.append((start, line if line.endswith(b"\n") else line + b"\n"))
+            pos = end
+    keep.sort(key=lambda x: x[0])
+    return b"".join(line for _, line in keep)
 
 
 def parse_envoy_stats(text: bytes | str, *, source: str = "stats") -> StatsReading:
