@@ -9,7 +9,6 @@ replica that claims a due target scrapes it and moves ``next_scrape_at`` on.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +21,6 @@ DEFAULT_INTERVAL = 30.0
 MIN_INTERVAL = 0.1              # tests scrape fast; a gateway is fine with 1 s or more
 MAX_INTERVAL = 86400.0
 MAX_TARGETS = 500
-_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _FIELDS = ("url", "name", "interval", "timeout", "enabled")
 
 
@@ -128,22 +126,11 @@ def redact_url(url: str) -> str:
 
 
 def validate_url(url: Any, *, source: str = "url") -> str:
-    if not isinstance(url, str) or not url or len(url) > 2048 or _BAD_URL_CHARS.search(url):
-        raise UsageError("scrape URL must be a non-empty URL without spaces or control "
-                         "characters (at most 2048)", source=source,
-                         expected="http(s)://host:port/stats/prometheus", found=repr(str(url)[:100]))
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as e:
-        raise UsageError(f"scrape URL cannot be parsed: {e}", source=source,
-                         found=repr(url[:100])) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError("scrape URL must be absolute http:// or https://", source=source,
-                         expected="http(s)://host:port/stats/prometheus", found=repr(url[:100]))
-    if port == 0:
-        raise UsageError("scrape URL has port 0", source=source, found=repr(url[:100]))
-    if parts.fragment:
+    """An absolute http(s) URL (the webhooks' rule) without a ``#fragment``."""
+    from wasmprof.alerts.webhooks import validate_url as validate_http_url
+    validate_http_url(url, source=source, what="scrape URL",
+                      expected="http(s)://host:port/stats/prometheus")
+    if "#" in url:
         raise UsageError("scrape URL must not have a #fragment", source=source,
                          found=repr(url[:100]))
     return url
