@@ -364,3 +364,25 @@ def test_serve_scrape_envoy_flag_alerts_from_a_real_process(tmp_path):
                 assert body["health"]["slope_bytes_per_second"] > 0
         finally:
             server.stop()
+
+
+def test_demo_gateway_has_a_leak_a_crash_loop_and_a_restart(tmp_path):
+    from wasmprof.health import settings, store
+    from wasmprof.health.demo import load_demo_health
+    from wasmprof.store.db import Database
+    from wasmprof.store.migrations import migrate
+    db = Database.open(f"sqlite:///{tmp_path / 'demo.db'}")
+    migrate(db)
+    now = 1_790_000_000.0
+    got = load_demo_health(db, now=now)
+    assert got["alerts"] == 2 and got["scrapes"] == 181
+    ranked = store.plugin_health(db, settings.load(db), now=now)
+    by = {e["plugin"]: e for e in ranked}
+    assert store.rank(ranked, "memory_growth")[0]["plugin"] == "higress_system_crash_oob"
+    assert by["higress_system_crash_oob"]["memory_growth"]["steady"]
+    assert by["higress_system_crash_oob"]["memory_growth"]["slope"] == pytest.approx(2 * PAGE / 240)
+    assert not by["higress_system_bot_detect"]["memory_growth"]["steady"]     # warm-up plateau
+    assert store.rank(ranked, "crash_rate")[0]["plugin"] == "higress_system_inline_chain"
+    view = store.series_view(db, plugin="", start=now - 6 * 3600 - 1, end=now, step=600)
+    assert sum(v or 0 for v in view["totals"]["restarts"]) == 1
+    db.close()
