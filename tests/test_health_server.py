@@ -45,7 +45,7 @@ def app(tmp_path, monkeypatch, request):
     cfg = ServerConfig(store=resolve_store(tmp_path / "data", url),
                        anonymous_scopes=frozenset({"read", "admin", "ingest"}), log_json=False)
     with TestClient(create_app(cfg)) as c:
-        mon = monitor_for(c.app.state.service.db)
+        mon = monitor_for(c.app.state.service)
         mon.stop_thread()
         mon.clock = Clock()
         yield c, mon

@@ -22,41 +22,35 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-_monitors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+_ATTR = "_wasmprof_health_monitor"
 
 
-def monitor_for(db: Any) -> Any:
-    """This process's :class:`~wasmprof.health.monitor.HealthMonitor` on ``db`` (created,
-    not started, on first use: the API's "scrape now" works without the thread)."""
+def monitor_for(service: Any) -> Any:
+    """The :class:`~wasmprof.health.monitor.HealthMonitor` of ``service`` (the server's
+    ``Service``, or anything with a ``db``), created, not started, on first use (the API's
+    "scrape now" works without the thread). Kept on the service object, so it goes away with
+    it."""
     from wasmprof.health.monitor import HealthMonitor
     with _lock:
-        mon = _monitors.get(db)
+        mon = getattr(service, _ATTR, None)
         if mon is None:
-            mon = _monitors[db] = HealthMonitor(db)
+            mon = HealthMonitor(service.db)
+            setattr(service, _ATTR, mon)
         return mon
-
-
-def forget_monitor(db: Any, monitor: Any) -> None:
-    """Drop a stopped monitor so the next :func:`monitor_for` makes a fresh one."""
-    with _lock:
-        if _monitors.get(db) is monitor:
-            del _monitors[db]
 
 
 def start_monitor(service: Any, config: Any) -> Any:
     """Called by the app's lifespan: upsert ``config.scrape_envoy`` targets and start the
     monitor thread (stop it with ``.stop()``)."""
     from wasmprof.health.monitor import ensure_config_targets
-    db = service.db
     urls = tuple(getattr(config, "scrape_envoy", ()) or ())
     if urls:
-        ensure_config_targets(db, urls, float(getattr(config, "scrape_interval", 30.0)))
-    mon = monitor_for(db)
+        ensure_config_targets(service.db, urls, float(getattr(config, "scrape_interval", 30.0)))
+    mon = monitor_for(service)
     mon.start()
     return mon

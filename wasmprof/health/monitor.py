@@ -156,8 +156,6 @@ class HealthMonitor:
         self.stop_thread(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
-        from wasmprof.health import forget_monitor
-        forget_monitor(self.db, self)
 
 
 def ensure_config_targets(db: Any, urls: list[str] | tuple[str, ...], interval: float,

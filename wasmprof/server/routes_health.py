@@ -105,14 +105,14 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     db = service.db
     metrics = getattr(service, "metrics", None)
     if metrics is not None and hasattr(metrics, "collectors"):
-        mon = monitor_for(db)
+        mon = monitor_for(service)
         metrics.collectors.append(collector(db, clock=lambda: mon.clock(), names=mon.names))
     r = APIRouter(prefix="/api/v1/health", tags=["health"], responses=ERROR_RESPONSES)
     read = Depends(require("read"))
     admin = Depends(require("admin"))
 
     def clock() -> float:
-        return monitor_for(db).clock()
+        return monitor_for(service).clock()
 
     # -- series and rankings -----------------------------------------------------------
     @r.get("/series", summary="A plugin's memory / VM / crash / rebuild series on one time axis",
@@ -134,7 +134,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             raise UsageError("step must be a number of seconds", source="step")
         view = store.series_view(db, plugin=_name(plugin, "plugin") or "", start=start, end=end,
                                  step=step, source=_name(source, "source"),
-                                 metrics=_metrics(metric), names=monitor_for(db).names)
+                                 metrics=_metrics(metric), names=monitor_for(service).names)
         return _json(view)
 
     @r.get("/plugins", summary="Plugins ranked by steady memory growth or crash/rebuild rate")
@@ -149,7 +149,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         st = settings.load(db)
         now = clock()
         entries = store.plugin_health(db, st, now=now, window=window,
-                                      plugin=_name(plugin, "plugin"), names=monitor_for(db).names)
+                                      plugin=_name(plugin, "plugin"), names=monitor_for(service).names)
         ranked = store.rank(entries, sort)
         return _json({"at": now, "window_seconds": window or st.memory_window, "sort": sort,
                       "plugins": ranked[:limit], "total": len(ranked)})
@@ -159,7 +159,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         st = settings.load(db)
         now = clock()
         ts = [t.to_dict(now=now, redact=not p.allows("admin")) for t in targets.list_all(db)]
-        entries = store.plugin_health(db, st, now=now, names=monitor_for(db).names)
+        entries = store.plugin_health(db, st, now=now, names=monitor_for(service).names)
         with db.read() as tx:
             open_alerts = tx.all("SELECT kind, plugin, source, started_at, last_seen_at FROM "
                                  "health_alerts WHERE status = 'active' ORDER BY started_at DESC "
@@ -197,7 +197,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
 
     @r.post("/check", summary="Run the health checks now (alerts are queued as usual)")
     def post_check(p: Principal = admin) -> Response:
-        mon = monitor_for(db)
+        mon = monitor_for(service)
         return _json(mon.checker.run(mon.clock()).to_dict())
 
     # -- settings --------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     async def add_target(request: Request, p: Principal = admin) -> Response:
         body = await _body(request)
         t, created = await run_in_threadpool(lambda: targets.create(db, body, now=clock()))
-        monitor_for(db).wake()
+        monitor_for(service).wake()
         return _json(t.to_dict(now=clock()), 201 if created else 200)
 
     @r.get("/targets/{target_id}", summary="One scrape target", responses=NOT_FOUND)
@@ -248,7 +248,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         t = await run_in_threadpool(lambda: targets.update(db, target_id, body, now=clock()))
         if t is None:
             raise HTTPException(404, "no such scrape target")
-        monitor_for(db).wake()
+        monitor_for(service).wake()
         return _json(t.to_dict(now=clock()))
 
     @r.delete("/targets/{target_id}", summary="Stop scraping a target (its series stay)",
@@ -263,7 +263,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     def scrape_target(target_id: int = Path(ge=1, le=MAX_ID), p: Principal = admin) -> Response:
         if targets.get(db, target_id) is None:
             raise HTTPException(404, "no such scrape target")
-        result = monitor_for(db).scrape_now(target_id)
+        result = monitor_for(service).scrape_now(target_id)
         if result is None:
             raise HTTPException(409, "the target is being scraped by another worker")
         return _json(result.to_dict())
