@@ -87,12 +87,17 @@ class SymbolizeBatch(Body):
     jobs: list[SymbolizeJob] = Field(min_length=1, max_length=10)
 
 
-EventName = Literal["crash.new_group", "crash.regressed", "crash.spike", "profile.regression"]
+EventName = Literal["crash.new_group", "crash.regressed", "crash.spike", "profile.regression",
+                    "crash.*"]
 #: http(s)://host[:port][/path][?query]: what :func:`wasmprof.alerts.webhooks.validate_url`
 #: accepts, spelled as a pattern (port 1-65535, no spaces or control characters).
 URL_PATTERN = (r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,250}[A-Za-z0-9])?"
                r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
                r"|6553[0-5]))?([/?][^\x00-\x20\x7f]*)?$")
+_EVENT = r"(crash\.new_group|crash\.regressed|crash\.spike|crash\.\*|profile\.regression)"
+#: The events as one comma-separated string (``"crash.*, profile.regression"``).
+EventList = Annotated[str, Strict(), Field(max_length=400,
+                                           pattern=rf"^ *{_EVENT}( *, *{_EVENT})* *$")]
 Seconds = Annotated[float, Strict(), Field(gt=0, le=30 * 86400, allow_inf_nan=False)]
 Count = json_int(1, 2**31 - 1)
 
@@ -101,7 +106,8 @@ class WebhookBody(Body):
     """A webhook to add (see ``wasmprof webhook add --help`` for each field)."""
 
     url: Text = Field(max_length=2048, pattern=URL_PATTERN)
-    events: list[EventName] = Field(min_length=1, max_length=4)
+    events: (Annotated[list[EventName], Field(min_length=1, max_length=8)]
+             | EventList)
     secret: Text | None = Field(None, min_length=8, max_length=512)
     format: Literal["json", "slack"] = "json"
     plugin: Text | None = Field(None, min_length=1, max_length=256)

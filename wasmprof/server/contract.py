@@ -84,12 +84,18 @@ def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
         e.pop("ctx", None)
         errors.append(e)
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    where = ".".join(str(x) for x in first.get("loc", ()))
+    where = ".".join(str(x) for x in first.get("loc", ()) if _is_field(x))
     detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more)"
     return error_body("invalid request", detail, source=where or None,
                       found=first.get("input"), errors=jsonable_encoder(errors))
+
+
+def _is_field(part: Any) -> bool:
+    """A field name or list index of an error location; pydantic also puts the names of
+    union branches there (``constrained-int``, ``SymbolizeJob``, ``literal[…]``)."""
+    return isinstance(part, int) or bool(re.fullmatch(r"[a-z_][a-z0-9_]*", str(part)))
 
 
 def allowed_methods(app: FastAPI, path: str, given: str = "") -> list[str]:
@@ -163,7 +169,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> OrjsonResponse:
-        return OrjsonResponse(_validation_error(exc), status_code=422)
+        body = _validation_error(exc)
+        if any(e.get("type") == "json_invalid" for e in body["errors"]):   # not JSON at all
+            body["error"] = "body is not valid JSON"
+            return OrjsonResponse(body, status_code=400)
+        return OrjsonResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:

@@ -40,7 +40,8 @@ from wasmprof.server import bodies
 from wasmprof.server.contract import IdPath, IdQuery, TextQuery, limit_query
 from wasmprof.server.responses import ERROR_RESPONSES
 
-DeliveryId = Annotated[str, Path(pattern=r"^dlv_[0-9a-f]{24}$", description="a delivery id")]
+DeliveryId = Annotated[str, Path(max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                 description="a delivery id (dlv_…)")]
 DeliveryStatus = Literal["collecting", "pending", "delivered", "dead", "cancelled"]
 
 
