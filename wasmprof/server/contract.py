@@ -83,7 +83,11 @@ def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
             e["input"] = repr(e["input"])[:80]
         e.pop("ctx", None)
         errors.append(e)
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    # the most telling error: the deepest location (inside the union branch that got
+    # furthest), a real mismatch before a missing or extra field
+    first = min(errors, key=lambda e: (-len(e.get("loc", ())),
+                                       e.get("type") in ("missing", "extra_forbidden"))
+                ) if errors else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(x) for x in first.get("loc", ()) if _is_field(x))
     detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
     if len(errors) > 1:

@@ -156,7 +156,10 @@ class RequestGuard:
                 return                              # we already answered for the route
             if msg["type"] == "http.response.start":
                 state["started"] = True
-                msg = {**msg, "headers": [*msg.get("headers", []), *SECURITY_HEADERS]}
+                headers = list(msg.get("headers", []))
+                have = {k.lower() for k, _ in headers}
+                headers += [h for h in SECURITY_HEADERS if h[0] not in have]
+                msg = {**msg, "headers": headers}
             await send(msg)
 
         async def answer(status: int, body: dict[str, Any], headers: list = ()) -> None:
@@ -235,9 +238,9 @@ class RequestGuard:
         except Exception as e:  # noqa: BLE001 - filtered: only a vanished client is quiet
             if not (state["answered"] or state["disconnected"]) or not _is_disconnect(e):
                 raise
-            if state["disconnected"]:
-                log.info("client closed the connection during the request",
-                         extra={"path": path, "received_bytes": seen})
+        if state["disconnected"] and not body_done:
+            log.info("client closed the connection during the request",
+                     extra={"path": path, "received_bytes": seen})
 
     async def _with_budget(self, scope: dict, receive: Callable, send: Callable,
                            answer: Callable, budget: float) -> None:
