@@ -308,8 +308,9 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return svc.crashes.list_groups(plugin=plugin, status=status, trap_kind=trap_kind, q=q,
                                        version=version, limit=limit, offset=offset, sort=sort)
 
-    @r.get("/crash-groups/{gid:int}", operation_id="get_crash_group", summary="One crash group: counts, versions, top frames, "
-                                              "why its crashes landed there, sample events",
+    @r.get("/crash-groups/{gid:int}", operation_id="get_crash_group",
+           summary="One crash group: counts, versions, top frames, why its crashes landed "
+                   "there, sample events",
            responses=bodies.ok_schema(bodies.GROUP_SCHEMA))
     def get_group(gid: IdPath, events: int = limit_query(20, 200), p: Principal = read):
         g = svc.crashes.get_group(gid, events=events)
@@ -333,12 +334,7 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
     async def resolve_group(gid: IdPath,
                             body: Annotated[bodies.ResolveBody | None, BodyParam()] = None,
                             p: Principal = admin):
-        resolved = body.resolved if body is not None else True
-        g = await run_in_threadpool(svc.crashes.set_status, gid,
-                                    "resolved" if resolved else "open")
-        if g is None:
-            raise HTTPException(404, "no such crash group")
-        return g
+        return await _set_status(gid, "resolved" if body is None or body.resolved else "open")
 
     @r.post("/crash-groups/{gid:int}/ignore", operation_id="ignore_crash_group",
             summary="Mute a group ({\"ignored\": false} unmutes)",
@@ -349,15 +345,16 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
     async def ignore_group(gid: IdPath,
                            body: Annotated[bodies.IgnoreBody | None, BodyParam()] = None,
                            p: Principal = admin):
-        ignored = body.ignored if body is not None else True
-        g = await run_in_threadpool(svc.crashes.set_status, gid,
-                                    "ignored" if ignored else "open")
+        return await _set_status(gid, "ignored" if body is None or body.ignored else "open")
+
+    async def _set_status(gid: int, status: str) -> dict[str, Any]:
+        g = await run_in_threadpool(svc.crashes.set_status, gid, status)
         if g is None:
             raise HTTPException(404, "no such crash group")
         return g
 
-    @r.get("/crash-events/{eid:int}", operation_id="get_crash_event", summary="One crash event: raw lines, raw and symbolized "
-                                              "frames, grouping reason",
+    @r.get("/crash-events/{eid:int}", operation_id="get_crash_event",
+           summary="One crash event: raw lines, raw and symbolized frames, grouping reason",
            responses=bodies.ok_schema(bodies.EVENT_SCHEMA))
     def get_event(eid: IdPath, p: Principal = read):
         e = svc.crashes.get_event(eid)
