@@ -22,7 +22,8 @@ EPILOG = """examples:
   wasmprof serve --metrics-token "$(cat /run/secrets/metrics)"   # /metrics needs that token
   wasmprof serve --header-timeout 5 --body-timeout 15 --request-budget 60
 
-API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus). Tokens: wasmprof token create."""
+API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus).
+Tokens: wasmprof token create NAME --scopes ingest,read (scopes: ingest, read, admin)."""
 
 
 def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = False) -> None:
