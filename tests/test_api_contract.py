@@ -27,8 +27,16 @@ def _app(tmp_path, **kw):
     return create_app(cfg)
 
 
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """One app for the tests that do not depend on stored state."""
+    with TestClient(_app(tmp_path_factory.mktemp("contract")), raise_server_exceptions=False) as c:
+        yield c
+
+
 @pytest.fixture
-def client(tmp_path):
+def fresh(tmp_path):
+    """An app of its own, for tests that count stored groups."""
     with TestClient(_app(tmp_path), raise_server_exceptions=False) as c:
         yield c
 
@@ -159,16 +167,16 @@ def test_405_lists_every_method_of_the_path(client):
 
 # -- search, headers, metrics, docs --------------------------------------------------
 
-def test_like_wildcards_match_literally(client, data_dir):
-    _group(client, data_dir)
-    groups = client.get("/api/v1/crash-groups").json()["groups"]
+def test_like_wildcards_match_literally(fresh, data_dir):
+    _group(fresh, data_dir)
+    groups = fresh.get("/api/v1/crash-groups").json()["groups"]
     assert groups
     # the title is "unreachable in fail_invariant": as wildcards these would all match it
     for q in ("%", "%%", "\\", "unreach%", "un_eachable", "fail%invariant", "%_%"):
-        assert client.get("/api/v1/crash-groups", params={"q": q}).json()["total"] == 0, q
+        assert fresh.get("/api/v1/crash-groups", params={"q": q}).json()["total"] == 0, q
     for q in ("UNREACH", "_", "l_i"):                         # literal substrings
-        assert client.get("/api/v1/crash-groups", params={"q": q}).json()["total"] == 1, q
-    assert client.get("/api/v1/crash-groups", params={"q": "crash-trap"}).json()["total"] == 1
+        assert fresh.get("/api/v1/crash-groups", params={"q": q}).json()["total"] == 1, q
+    assert fresh.get("/api/v1/crash-groups", params={"q": "crash-trap"}).json()["total"] == 1
 
 
 @pytest.mark.parametrize("method,path", [
@@ -233,34 +241,34 @@ def test_revoked_token_fails_on_the_next_request_on_every_replica(tmp_path):
 
 # -- dashboard-facing group status: ignore, reopen, regressed time, muted alerts ---------
 
-def test_ignore_and_reopen(client, data_dir):
-    gid = _group(client, data_dir)
-    g = client.post(f"/api/v1/crash-groups/{gid}/ignore").json()
+def test_ignore_and_reopen(fresh, data_dir):
+    gid = _group(fresh, data_dir)
+    g = fresh.post(f"/api/v1/crash-groups/{gid}/ignore").json()
     assert g["status"] == "ignored"
-    assert client.get("/api/v1/crash-groups", params={"status": "ignored"}).json()["total"] == 1
-    assert client.get("/api/v1/crash-groups", params={"status": "unresolved"}).json()["total"] == 0
-    _group(client, data_dir)                                  # more crashes: still ignored
-    g = client.get(f"/api/v1/crash-groups/{gid}").json()
+    assert fresh.get("/api/v1/crash-groups", params={"status": "ignored"}).json()["total"] == 1
+    assert fresh.get("/api/v1/crash-groups", params={"status": "unresolved"}).json()["total"] == 0
+    _group(fresh, data_dir)                                  # more crashes: still ignored
+    g = fresh.get(f"/api/v1/crash-groups/{gid}").json()
     assert g["status"] == "ignored" and g["count"] == 2
-    assert client.post(f"/api/v1/crash-groups/{gid}/ignore", json={"ignored": False}
+    assert fresh.post(f"/api/v1/crash-groups/{gid}/ignore", json={"ignored": False}
                        ).json()["status"] in ("new", "ongoing")
-    assert client.post(f"/api/v1/crash-groups/{gid}/resolve").json()["status"] == "resolved"
-    assert client.post(f"/api/v1/crash-groups/{gid}/resolve", json={"resolved": False}
+    assert fresh.post(f"/api/v1/crash-groups/{gid}/resolve").json()["status"] == "resolved"
+    assert fresh.post(f"/api/v1/crash-groups/{gid}/resolve", json={"resolved": False}
                        ).json()["status"] in ("new", "ongoing")
-    _error(client.post("/api/v1/crash-groups/999/ignore"), 404)
-    _error(client.post(f"/api/v1/crash-groups/{gid}/ignore", json={"ignored": 0}), 422)
+    _error(fresh.post("/api/v1/crash-groups/999/ignore"), 404)
+    _error(fresh.post(f"/api/v1/crash-groups/{gid}/ignore", json={"ignored": 0}), 422)
 
 
-def test_regressed_at_is_the_events_time(client, data_dir):
-    gid = _group(client, data_dir)
-    resolved_at = client.post(f"/api/v1/crash-groups/{gid}/resolve").json()["resolved_at"]
+def test_regressed_at_is_the_events_time(fresh, data_dir):
+    gid = _group(fresh, data_dir)
+    resolved_at = fresh.post(f"/api/v1/crash-groups/{gid}/resolve").json()["resolved_at"]
     occurred = resolved_at + 0.4           # crashed after the resolve, shipped a second later
     time.sleep(1.0)
     sent = time.time()
-    r = client.post("/api/v1/logs", params={"plugin": "crash-trap"},
+    r = fresh.post("/api/v1/logs", params={"plugin": "crash-trap"},
                     content=_crash_log(data_dir, ts=occurred))
     assert r.json()["groups"][0]["regressed"] is True, r.text
-    g = client.get(f"/api/v1/crash-groups/{gid}").json()
+    g = fresh.get(f"/api/v1/crash-groups/{gid}").json()
     assert g["status"] == "regressed"
     assert abs(g["regressed_at"] - occurred) < 0.002, (g["regressed_at"], occurred)
     assert g["regressed_at"] < sent and g["regressed_at"] <= g["last_seen"]
