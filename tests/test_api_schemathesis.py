@@ -102,7 +102,7 @@ def test_openapi_contract_holds_under_schemathesis(api, tmp_path):
            "--max-examples", str(EXAMPLES), "--seed", str(SEED), "--workers", "1",
            "--request-timeout", "30", "--generation-database", "none",
            "--report", "junit", "--report-dir", str(report)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WALL,
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WALL, cwd=tmp_path,
                           env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"})
     out = proc.stdout + proc.stderr
     (tmp_path / "schemathesis.out").write_text(out)
