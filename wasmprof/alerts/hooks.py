@@ -167,8 +167,15 @@ def on_crash_event(db: Any, group: Any, event: Any, is_new_group: bool, regresse
     return ids
 
 
+def muted(group: Any) -> bool:
+    """An ignored crash group alerts nothing (``POST /crash-groups/{id}/ignore``)."""
+    return (_get(group, "stored_status") or _get(group, "status")) == "ignored"
+
+
 def _crash_event_tx(tx: Any, group: Any, event: Any, is_new_group: bool, regressed: bool,
                     now: float) -> list[str]:
+    if muted(group):
+        return []
     gid = _get(group, "id", _get(event, "group_id"))
     eid = _get(event, "id")
     plugin = _get(event, "plugin") or _get(group, "plugin")
@@ -247,6 +254,8 @@ def on_crash_regrouped(db: Any, created: list[tuple[Any, Any]], removed: list[in
             for kind, pairs in ((EventType.CRASH_NEW_GROUP, created),
                                 (EventType.CRASH_REGRESSED, regressed)):
                 for group, event in pairs:
+                    if muted(group):
+                        continue
                     gid = _get(group, "id", _get(event, "group_id"))
                     plugin = _get(event, "plugin") or _get(group, "plugin")
                     key = (f"crash.new_group:{gid}" if kind is EventType.CRASH_NEW_GROUP
