@@ -8,10 +8,12 @@ rely on (ids, statuses), and schemathesis checks every answer against them.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, Strict
 
+from wasmprof.alerts.events import SUBSCRIBABLE
 from wasmprof.model import AddressSpace
 from wasmprof.server.contract import Body
 
@@ -87,14 +89,16 @@ class SymbolizeBatch(Body):
     jobs: list[SymbolizeJob] = Field(min_length=1, max_length=10)
 
 
-EventName = Literal["crash.new_group", "crash.regressed", "crash.spike", "profile.regression",
-                    "crash.*"]
+#: Subscribable events and their wildcards, from the one list in :mod:`wasmprof.alerts.events`.
+_EVENT_NAMES = tuple(e.value for e in SUBSCRIBABLE) + tuple(
+    sorted({e.value.split(".")[0] + ".*" for e in SUBSCRIBABLE if e.value.startswith(("crash.", "plugin."))}))
+EventName = Literal[_EVENT_NAMES]  # type: ignore[valid-type]
 #: http(s)://host[:port][/path][?query]: what :func:`wasmprof.alerts.webhooks.validate_url`
 #: accepts, spelled as a pattern (port 1-65535, no spaces or control characters).
 URL_PATTERN = (r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]{0,250}[A-Za-z0-9])?"
                r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
                r"|6553[0-5]))?([/?][^\x00-\x20\x7f]*)?$")
-_EVENT = r"(crash\.new_group|crash\.regressed|crash\.spike|crash\.\*|profile\.regression)"
+_EVENT = "(" + "|".join(re.escape(n) for n in _EVENT_NAMES) + ")"
 #: The events as one comma-separated string (``"crash.*, profile.regression"``).
 EventList = Annotated[str, Strict(), Field(max_length=400,
                                            pattern=rf"^ *{_EVENT}( *, *{_EVENT})* *$")]
