@@ -1,4 +1,4 @@
-"""JSON sample batches from an in-process agent → Profile.
+"""JSON sample batches from an in-process agent → Profile, validated whole at the door.
 
 ::
 
@@ -16,19 +16,44 @@ AOT text, resolved through its function table. Other PCs are host frames. A stac
 instead be an object: ``{"pc": ...}``, ``{"name": "host_fn"}`` (a host frame the agent named)
 or ``{"module": "bot", "offset": 1234, "space": "v8"|"wasmtime"|"aot"|"file"|"code"|...}``
 (a Wasm-offset frame, e.g. V8/Wasmtime module offsets or WAMR call-stack frames) with an
-optional ``"func_index"``. Any shape error raises
-:class:`~wasmprof.errors.LogFormatError` naming the JSON path (``samples[3].stack[1]``).
+optional ``"func_index"``.
+
+Validation (anything that could fail later is refused now, naming the JSON path, e.g.
+``samples[3].stack[1]``, in a :class:`~wasmprof.errors.LogFormatError`):
+
+- counts are integers ``0 <= n <= 2**53`` (no fractions, booleans or strings);
+- PCs, offsets, text bases and sizes are integers (or ``0x`` hex / decimal strings) that fit
+  64 bits; ``func_index`` fits 32 bits;
+- ``space`` is one of :class:`~wasmprof.model.AddressSpace`;
+- stacks are non-empty lists of at most :data:`MAX_STACK_DEPTH` entries;
+- timestamps are finite numbers, and inside ``time_range`` when the caller gives one (the
+  server does: a sample from 1970 or next year is a broken agent clock);
+- thread, names and label keys/values are strings of at most :data:`MAX_TEXT` characters,
+  at most :data:`MAX_LABELS` labels per sample and per batch.
+
+Speed: identical stack entries are interned (one :class:`RawFrame` per distinct PC and
+leaf/caller position), so symbolization dedupes by object identity; the common case (stacks
+of plain PCs) validates each distinct PC once.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from typing import Any
 
 import orjson
 
 from wasmprof.errors import LogFormatError
 from wasmprof.model import AddressSpace, Profile, RawFrame, Sample
+
+MAX_STACK_DEPTH = 1024
+MAX_COUNT = 1 << 53
+MAX_U64 = (1 << 64) - 1
+MAX_U32 = (1 << 32) - 1
+MAX_TEXT = 512
+MAX_LABELS = 64
+_SPACES = {s.value: s for s in AddressSpace}
 
 
 class _Err:
@@ -41,27 +66,116 @@ class _Err:
                               expected=expected, found=text[:80])
 
 
-def _int(value: Any, path: str, err: _Err) -> int:
-    if isinstance(value, bool):
-        raise err(path, "an integer or hex string", value)
-    if isinstance(value, int):
-        if value < 0:
-            raise err(path, "a non-negative integer", value)
-        return value
-    if isinstance(value, str):
+def _int(value: Any, path: str, err: _Err, limit: int = MAX_U64) -> int:
+    """A non-negative integer (JSON int, or a decimal / 0x-hex string) ``<= limit``."""
+    if type(value) is int:
+        n = value
+    elif isinstance(value, str) and len(value) <= 40:
         try:
-            return int(value, 16) if value.lower().startswith("0x") else int(value)
+            n = int(value, 16) if value[:2].lower() == "0x" else int(value, 10)
         except ValueError:
-            pass
-    raise err(path, "an integer or hex string", value)
+            raise err(path, "an integer or hex string", value) from None
+    else:
+        raise err(path, "an integer or hex string", value)
+    if n < 0:
+        raise err(path, "a non-negative integer", value)
+    if n > limit:
+        raise err(path, f"an integer <= {limit:#x}", value)
+    return n
 
 
-def parse_agent_json(data: bytes, source: str = "<agent json>") -> Profile:
+def _text(value: Any, path: str, err: _Err) -> str:
+    if not isinstance(value, str):
+        raise err(path, "a string", value)
+    if len(value) > MAX_TEXT:
+        raise err(path, f"at most {MAX_TEXT} characters", value)
+    return value
+
+
+def _labels(value: Any, path: str, err: _Err) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise err(path, "an object of string values", value)
+    if len(value) > MAX_LABELS:
+        raise err(path, f"at most {MAX_LABELS} labels", len(value))
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise err(f"{path}.{k}"[:120], "a string or number", v)
+        out[_text(k, f"{path} key", err)] = _text(str(v), f"{path}.{k}"[:120], err)
+    return out
+
+
+class _Frames:
+    """Builds and interns RawFrames for one batch: one object per (entry, leaf/caller)."""
+
+    def __init__(self, bases: list[tuple[int, int | None, str]], err: _Err) -> None:
+        bases.sort()
+        self.bases = bases
+        self.starts = [b[0] for b in bases]
+        self.err = err
+        self.by_pc: dict[tuple[int, bool], RawFrame] = {}
+
+    def pc(self, pc: int, caller: bool) -> RawFrame:
+        key = (pc, caller)
+        raw = self.by_pc.get(key)
+        if raw is None:
+            raw = self.by_pc[key] = self._pc_frame(pc, 1 if caller else 0)
+        return raw
+
+    def _pc_frame(self, pc: int, pos: int) -> RawFrame:
+        k = bisect.bisect_right(self.starts, pc) - 1
+        if k >= 0:
+            base, size, ident = self.bases[k]
+            if size is None or pc < base + size:
+                return RawFrame(index=pos, space=AddressSpace.NATIVE, offset=pc - base,
+                                module=ident, raw=hex(pc))
+        return RawFrame(index=pos, space=AddressSpace.NATIVE, offset=pc, native=True,
+                        raw=hex(pc))
+
+    def entry(self, item: Any, pos: int, p: str) -> RawFrame:
+        """A stack entry of any form (slow path: objects, strings, odd values)."""
+        err = self.err
+        if isinstance(item, dict):
+            if "pc" in item:
+                return self.pc(_int(item["pc"], p + ".pc", err), pos > 0)
+            if "name" in item and "offset" not in item and "func_index" not in item:
+                name = _text(item["name"], p + ".name", err)
+                mod = item.get("module")
+                if mod is not None:
+                    mod = _text(mod, p + ".module", err)
+                return RawFrame(index=pos, space=AddressSpace.NATIVE, printed_name=name,
+                                native=True, module=mod, raw=name)
+            if "offset" in item or "func_index" in item:
+                space = item.get("space", "file")
+                if not isinstance(space, str) or space not in _SPACES:
+                    raise err(p + ".space", "one of " + ", ".join(sorted(_SPACES)), space)
+                mod = item.get("module")
+                if mod is not None:
+                    mod = _text(mod, p + ".module", err)
+                name = item.get("name")
+                if name is not None:
+                    name = _text(name, p + ".name", err)
+                return RawFrame(
+                    index=pos, space=_SPACES[space],
+                    offset=_int(item["offset"], p + ".offset", err) if "offset" in item else None,
+                    func_index=(_int(item["func_index"], p + ".func_index", err, MAX_U32)
+                                if "func_index" in item else None),
+                    printed_name=name, module=mod, raw=None)
+            raise err(p, "a PC or an object with pc, name or module+offset", item)
+        return self.pc(_int(item, p, err), pos > 0)
+
+
+def parse_agent_json(data: bytes, source: str = "<agent json>", *,
+                     time_range: tuple[float, float] | None = None) -> Profile:
+    """Parse and validate one batch. ``time_range`` = (earliest, latest) unix seconds a
+    sample timestamp may have (None: any finite number, e.g. for offline files)."""
     err = _Err(source)
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raise LogFormatError(f"not JSON: {e}", source=source, offset=getattr(e, "pos", None)) from e
+        raise LogFormatError(f"not JSON: {e}", source=source, offset=getattr(e, "pos", None)) from None
     if not isinstance(doc, dict):
         raise err("$", "an object with 'modules' and 'samples'", type(doc).__name__)
     modules = doc.get("modules", [])
@@ -77,87 +191,67 @@ def parse_agent_json(data: bytes, source: str = "<agent json>") -> Profile:
         ident = m.get("id", m.get("name"))
         if not isinstance(ident, str) or not ident:
             raise err(f"modules[{i}].id", "a module id or name (string)", ident)
+        _text(ident, f"modules[{i}].id", err)
+        if "space" in m and (not isinstance(m["space"], str) or m["space"] not in _SPACES):
+            raise err(f"modules[{i}].space", "one of " + ", ".join(sorted(_SPACES)), m["space"])
         if "text_base" in m:
             size = _int(m["text_size"], f"modules[{i}].text_size", err) if "text_size" in m else None
             bases.append((_int(m["text_base"], f"modules[{i}].text_base", err), size, ident))
-    bases.sort()
-    starts = [b[0] for b in bases]
+    frames = _Frames(bases, err)
+    lo, hi = time_range if time_range is not None else (-math.inf, math.inf)
 
-    def pc_frame(pc: int, pos: int, raw: str) -> RawFrame:
-        k = bisect.bisect_right(starts, pc) - 1
-        if k >= 0:
-            base, size, ident = bases[k]
-            if size is None or pc < base + size:
-                return RawFrame(index=pos, space=AddressSpace.NATIVE, offset=pc - base,
-                                module=ident, raw=raw)
-        return RawFrame(index=pos, space=AddressSpace.NATIVE, offset=pc, native=True, raw=raw)
-
-    spaces = {s.value for s in AddressSpace}
     samples: list[Sample] = []
     start = end = None
     for si, s in enumerate(samples_in):
         where = f"samples[{si}]"
-        if not isinstance(s, dict):
+        if type(s) is not dict:
             raise err(where, "an object", s)
         stack_in = s.get("stack")
-        if not isinstance(stack_in, list) or not stack_in:
+        if type(stack_in) is not list or not stack_in:
             raise err(f"{where}.stack", "a non-empty list of PCs, leaf first", stack_in)
+        if len(stack_in) > MAX_STACK_DEPTH:
+            raise err(f"{where}.stack", f"at most {MAX_STACK_DEPTH} frames",
+                      f"{len(stack_in)} frames")
         stack = []
+        by_pc = frames.by_pc
         for pos, item in enumerate(stack_in):
-            p = f"{where}.stack[{pos}]"
-            if isinstance(item, dict):
-                if "pc" in item:
-                    stack.append(pc_frame(_int(item["pc"], p + ".pc", err), pos, str(item["pc"])))
-                elif "name" in item and "offset" not in item:
-                    name = item["name"]
-                    if not isinstance(name, str):
-                        raise err(p + ".name", "a string", name)
-                    stack.append(RawFrame(index=pos, space=AddressSpace.NATIVE, printed_name=name,
-                                          native=True, module=item.get("module"), raw=name))
-                elif "offset" in item or "func_index" in item:
-                    space = item.get("space", "file")
-                    if space not in spaces:
-                        raise err(p + ".space", "one of " + ", ".join(sorted(spaces)), space)
-                    mod = item.get("module")
-                    if mod is not None and not isinstance(mod, str):
-                        raise err(p + ".module", "a string", mod)
-                    stack.append(RawFrame(
-                        index=pos, space=AddressSpace(space),
-                        offset=_int(item["offset"], p + ".offset", err) if "offset" in item else None,
-                        func_index=(_int(item["func_index"], p + ".func_index", err)
-                                    if "func_index" in item else None),
-                        printed_name=item.get("name") if isinstance(item.get("name"), str) else None,
-                        module=mod, raw=None))
-                else:
-                    raise err(p, "a PC or an object with pc, name or module+offset", item)
+            if type(item) is int and 0 <= item <= MAX_U64:
+                raw = by_pc.get((item, pos > 0))
+                if raw is None:
+                    raw = frames.pc(item, pos > 0)
             else:
-                stack.append(pc_frame(_int(item, p, err), pos, str(item)))
-        count = _int(s.get("count", 1), f"{where}.count", err)
+                raw = frames.entry(item, pos, f"{where}.stack[{pos}]")
+            stack.append(raw)
+        count = s.get("count", 1)
+        if type(count) is not int or not 0 <= count <= MAX_COUNT:
+            raise err(f"{where}.count", f"an integer 0..2^53", count)
         ts = s.get("timestamp")
-        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
-            raise err(f"{where}.timestamp", "a number", ts)
-        labels = s.get("labels") or {}
-        if not isinstance(labels, dict):
-            raise err(f"{where}.labels", "an object", labels)
-        thread = s.get("thread")
-        if thread is not None and not isinstance(thread, str):
-            raise err(f"{where}.thread", "a string", thread)
         if ts is not None:
-            start = ts if start is None else min(start, ts)
-            end = ts if end is None else max(end, ts)
-        samples.append(Sample(stack=tuple(stack), count=count,
-                              timestamp=float(ts) if ts is not None else None, thread=thread,
-                              labels={str(k): str(v) for k, v in labels.items()}))
+            if type(ts) not in (int, float) or not math.isfinite(ts):
+                raise err(f"{where}.timestamp", "a number (unix seconds)", ts)
+            if not lo <= ts <= hi:
+                raise err(f"{where}.timestamp",
+                          f"unix seconds between {lo:.0f} and {hi:.0f} (the agent's clock?)", ts)
+            ts = float(ts)
+            if start is None:
+                start = end = ts
+            elif ts < start:
+                start = ts
+            elif ts > end:
+                end = ts
+        thread = s.get("thread")
+        if thread is not None:
+            thread = _text(thread, f"{where}.thread", err)
+        labels = s.get("labels")
+        samples.append(Sample(stack=tuple(stack), count=count, timestamp=ts, thread=thread,
+                              labels=_labels(labels, f"{where}.labels", err) if labels else {}))
     if not samples:
         raise err("samples", "at least one sample", [])
-    labels = doc.get("labels") or {}
-    if not isinstance(labels, dict):
-        raise err("labels", "an object", labels)
     name, plugin = doc.get("name"), doc.get("plugin")
     return Profile(samples=samples, unit="samples",
-                   name=name if isinstance(name, str) else None,
-                   plugin=plugin if isinstance(plugin, str) else None,
-                   labels={str(k): str(v) for k, v in labels.items()},
+                   name=_text(name, "name", err) if name is not None else None,
+                   plugin=_text(plugin, "plugin", err) if plugin is not None else None,
+                   labels=_labels(doc.get("labels"), "labels", err),
                    start=start, end=end, source=source)
 
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import UsageError
 from wasmprof.model import AddressSpace, RawFrame
-from wasmprof.server.profile_service import Selection, parse_labels, parse_time
+from wasmprof.server.profile_query import parse_labels
 from wasmprof.server.security import Principal
 from wasmprof.server.service import Service
 
@@ -180,88 +180,7 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         svc.metrics.inc("ingest_bytes", size, kind="log")
         return result
 
-    # -- samples / profiles ----------------------------------------------------------
-    @r.post("/samples", summary="Post an agent JSON sample batch",
-            description="Query: `plugin`, `version`, labels, `batch_id` (idempotency key: a "
-                        "batch posted twice is stored once), `from`/`to`.",
-            openapi_extra=raw_body(JSON_BODY, '{"modules": [...], "samples": [{"stack": [pc, '
-                                              '...]}]}'))
-    async def post_samples(request: Request, p: Principal = ingest):
-        q = request.query_params
-        data = await request.body()
-        return await run_in_threadpool(
-            svc.profiles.ingest, data, fmt="agent-json", aux=None,
-            plugin=_text_param(q.get("plugin"), "plugin"),
-            version=_text_param(q.get("version"), "version"), labels=_labels(request),
-            name=_text_param(q.get("name"), "name"), start=parse_time(q.get("from"), "from"),
-            end=parse_time(q.get("to"), "to"), client_id=_text_param(q.get("batch_id"), "batch_id"))
-
-    @r.post("/profiles", summary="Post a profile: perf script (+ multipart 'perf_map'), "
-                                 "folded stacks, agent JSON or a WAMR profiler block",
-            description="The format is detected as `wasmprof flamegraph` does (or give "
-                        "`format=perf-script|folded|agent-json|wamr-profiler`). Query: "
-                        "`plugin`, `version`, labels, `name`, `batch_id`, `from`/`to`.",
-            openapi_extra=raw_body({**multipart_body("file", "perf_map"), **TEXT_BODY},
-                                   "the profile (and a perf map for perf script)"))
-    async def post_profile(request: Request, p: Principal = ingest):
-        q = request.query_params
-        aux = None
-        name = q.get("name")
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            f, form = await _form_file(request)
-            if f is None:
-                raise UsageError("multipart upload without a 'file' field", source="body")
-            data = await f.read()
-            name = name or f.filename
-            m = form.get("perf_map")
-            if hasattr(m, "read"):
-                aux = await m.read()
-        else:
-            data = await request.body()
-        return await run_in_threadpool(
-            svc.profiles.ingest, data, fmt=q.get("format") or None, aux=aux,
-            plugin=_text_param(q.get("plugin"), "plugin"),
-            version=_text_param(q.get("version"), "version"), labels=_labels(request),
-            name=_text_param(name, "name"), start=parse_time(q.get("from"), "from"),
-            end=parse_time(q.get("to"), "to"), client_id=_text_param(q.get("batch_id"), "batch_id"))
-
-    @r.get("/profiles", summary="Select profiles (plugin, version, labels=k:v,…, from, to); "
-                                "format=speedscope|folded|svg|json merges them, none lists inputs")
-    async def get_profiles(request: Request, p: Principal = read) -> Response:
-        params = dict(request.query_params)
-        sel = Selection.from_params(params)
-        fmt = params.get("format")
-        if not fmt:
-            return OrjsonResponse(await run_in_threadpool(svc.profiles.summary, sel))
-        body, media = await run_in_threadpool(svc.profiles.export, sel, fmt)
-        return Response(body, media_type=media, headers=_inline_headers(media))
-
-    @r.get("/profiles/diff", summary="Compare two selections: before.plugin, before.labels, "
-                                     "before.from, … and after.*; format=json|svg")
-    async def diff_profiles(request: Request, p: Principal = read) -> Response:
-        params = dict(request.query_params)
-        before = Selection.from_params(params, "before.")
-        after = Selection.from_params(params, "after.")
-        body, media = await run_in_threadpool(svc.profiles.diff, before, after,
-                                              fmt=params.get("format", "json"),
-                                              mode=params.get("mode", "normalized"))
-        return Response(body, media_type=media, headers=_inline_headers(media))
-
-    @r.get("/profiles/inputs", summary="Stored inputs by id (ids=1,2,3): which exist")
-    def get_inputs(ids: str = "", p: Principal = read):
-        try:
-            wanted = [int(x) for x in ids.split(",") if x.strip()][:10000]
-        except ValueError:
-            raise UsageError("ids must be integers", source="ids") from None
-        found: list[int] = []
-        with svc.db.read() as tx:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
-                if part:
-                    marks = ",".join("?" for _ in part)
-                    found += [row["id"] for row in tx.all(
-                        f"SELECT id FROM profile_inputs WHERE id IN ({marks})", part)]
-        return {"found": sorted(found), "missing": sorted(set(wanted) - set(found))}
+    # -- samples / profiles: wasmprof.server.routes_profiles -------------------------
 
     # -- symbolize (stateless) ------------------------------------------------------
     @r.post("/symbolize", summary="Stateless: module (id or sha256) + addresses + space → frames",

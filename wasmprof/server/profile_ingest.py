@@ -1,0 +1,254 @@
+"""Profile ingest: a parsed :class:`~wasmprof.model.Profile` → an :class:`AggregatedBatch`
+(frames, stacks, per-(series, bucket) counts) ready for :mod:`wasmprof.server.profile_store`.
+
+Symbolization is the CLI's (:class:`wasmprof.profiles.Symbolizer.frames_for`, one call per
+distinct raw frame); this module only decides *which* raw frames are the same for the store:
+
+- host frames collapse to (printed name, module hint): their raw address is never resolved;
+- an AOT native-text offset collapses to the function that holds it (one bisect,
+  ``AotFile.function_at``, the resolver's own lookup) — AOT native code has no line map, so
+  every offset inside a function resolves to the same frame;
+- every other frame keys on its full raw address (the Symbolizer's own key).
+
+Resolved frames then collapse to their content (function, file, line, …): the realistic
+case of a distinct PC per sample becomes a handful of frames and stacks. A frame that found
+no module stays *pending*: its content keeps the raw address and scope so that a module
+uploaded later re-resolves exactly it (:meth:`ScopeResolver.resolve_pending`).
+
+A :class:`ScopeResolver` exists per (plugin, version) and module set and is cached by the
+service, so addresses are resolved once across batches; it is replaced when the module set
+changes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from wasmprof.model import AddressSpace, Frame, Module, Profile, RawFrame
+from wasmprof.profiles import Symbolizer
+from wasmprof.server.profile_codec import frame_id, stack_id
+
+BASE_WIDTH = 10                       # seconds per bucket at ingest
+MAX_CACHED_KEYS = 400_000             # raw-frame keys kept per scope before the cache resets
+_CALLER_SPACES = (AddressSpace.PERF, AddressSpace.NATIVE)
+
+FrameContent = tuple  # see frame_content()
+
+
+def frame_content(f: Frame, identity: str | None) -> FrameContent:
+    """The stored fields of a frame (everything but per-address values)."""
+    return (f.function, f.raw_function, f.file, f.line, f.column, bool(f.inlined),
+            str(f.status), f.reason, f.wasm_index, f.module, bool(f.native), f.printed_name,
+            identity)
+
+
+def content_frame(c: Sequence) -> Frame:
+    from wasmprof.model import FrameStatus
+    return Frame(function=c[0], raw_function=c[1], file=c[2], line=c[3], column=c[4],
+                 inlined=bool(c[5]), status=FrameStatus(c[6]), reason=c[7], wasm_index=c[8],
+                 module=c[9], native=bool(c[10]), printed_name=c[11])
+
+
+def raw_key(raw: RawFrame, caller: bool) -> dict[str, Any]:
+    """What a pending frame keeps to be resolved later (JSON)."""
+    return {"space": str(raw.space), "offset": raw.offset, "aot_index": raw.aot_index,
+            "func_index": raw.func_index, "name": raw.printed_name, "module": raw.module,
+            "truncated": raw.truncated, "caller": caller}
+
+
+def raw_from_key(d: dict[str, Any]) -> RawFrame:
+    return RawFrame(index=1 if d.get("caller") else 0, space=AddressSpace(d["space"]),
+                    offset=d.get("offset"), aot_index=d.get("aot_index"),
+                    func_index=d.get("func_index"), printed_name=d.get("name"),
+                    module=d.get("module"), truncated=bool(d.get("truncated")))
+
+
+def make_symbolizer(modules: Sequence[Module], resolver: Any) -> Symbolizer:
+    """The CLI's Symbolizer; recordings that do not match a module are left unnamed with a
+    note where the Symbolizer supports it (``on_mismatch="note"``)."""
+    try:
+        params = inspect.signature(Symbolizer).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "on_mismatch" in params:
+        return Symbolizer(modules, resolver, on_mismatch="note")  # type: ignore[call-arg]
+    return Symbolizer(modules, resolver)
+
+
+class ScopeResolver:
+    """Raw frames of one (plugin, version) → frame ids, with one module set.
+
+    ``lock`` guards every resolver call (shared with the crash service). Thread-safe for
+    concurrent batches: caches are plain dicts filled idempotently."""
+
+    def __init__(self, plugin: str | None, version: str | None, modules: Sequence[Module],
+                 resolver: Any, lock: threading.Lock, module_key: Any = None) -> None:
+        self.plugin, self.version = plugin or "", version or ""
+        self.module_key = module_key
+        self.modules = list(modules)
+        self.resolver = resolver
+        self.lock = lock
+        self.symbolizer = make_symbolizer(self.modules, resolver)
+        self.notes: list[str] = list(self.symbolizer.modules.notes)
+        self._chains: dict[tuple, tuple[int, ...]] = {}
+        self._module_by_hint: dict[str | None, tuple[Module | None, str | None]] = {}
+        self.contents: dict[int, FrameContent] = {}        # frame id -> content (this scope)
+        self.pending: dict[int, str] = {}                  # pending frame id -> raw key JSON
+
+    @property
+    def has_modules(self) -> bool:
+        return bool(self.symbolizer.modules.plugins)
+
+    def _module_for(self, raw: RawFrame) -> tuple[Module | None, str | None]:
+        hit = self._module_by_hint.get(raw.module)
+        if hit is None:
+            hit = self._module_by_hint[raw.module] = self.symbolizer.modules.for_frame(raw)
+        return hit
+
+    def key(self, raw: RawFrame) -> tuple[tuple, Module | None, bool]:
+        """(cache key, module, caller) of a raw frame: frames with one key resolve alike."""
+        caller = raw.index > 0 and raw.space in _CALLER_SPACES and not raw.native
+        if raw.native:
+            return ("h", raw.printed_name, raw.module), None, caller
+        module, _why = self._module_for(raw)
+        probe = raw.offset - 1 if caller and raw.offset else raw.offset
+        if (module is not None and raw.space is AddressSpace.NATIVE and probe is not None
+                and module.aot is not None and raw.aot_index is None and raw.func_index is None
+                and raw.printed_name is None
+                and getattr(module.elf, "native_to_wasm", None) is None):
+            hit = module.aot.function_at(probe)
+            if hit is not None:
+                return ("f", id(module), hit, caller), module, caller
+        return (("r", id(module) if module is not None else None, raw.space, raw.aot_index,
+                 raw.func_index, probe, raw.printed_name, raw.module, caller, raw.truncated),
+                module, caller)
+
+    def chain(self, raw: RawFrame) -> tuple[int, ...]:
+        """Frame ids (innermost first) of one raw frame."""
+        key, module, caller = self.key(raw)
+        hit = self._chains.get(key)
+        if hit is not None:
+            return hit
+        with self.lock:
+            frames = self.symbolizer.frames_for(raw)
+        pending = None
+        if module is None and not raw.native and (
+                raw.offset is not None or raw.aot_index is not None or raw.func_index is not None):
+            pending = orjson.dumps(raw_key(raw, caller)).decode()
+        identity = module.identity if module is not None else None
+        ids = []
+        for f in frames:
+            c = frame_content(f, identity)
+            fid = frame_id(c if pending is None else (*c, "pending", self.plugin, self.version,
+                                                      pending))
+            self.contents[fid] = c
+            if pending is not None:
+                self.pending[fid] = pending
+            ids.append(fid)
+        hit = tuple(ids)
+        if len(self._chains) >= MAX_CACHED_KEYS:
+            self._chains.clear()
+            self.symbolizer = make_symbolizer(self.modules, self.resolver)  # its cache too
+        self._chains[key] = hit
+        return hit
+
+
+@dataclass(slots=True)
+class SeriesKey:
+    plugin: str | None
+    version: str | None
+    thread: str | None
+    unit: str
+    labels: dict[str, str]
+
+    def key(self) -> str:
+        return orjson.dumps([self.plugin, self.version, self.thread, self.unit,
+                             sorted(self.labels.items())]).decode()
+
+
+@dataclass(slots=True)
+class AggregatedBatch:
+    series: list[SeriesKey] = field(default_factory=list)
+    frames: dict[int, FrameContent] = field(default_factory=dict)
+    stacks: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    cells: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
+    pending: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+    stack_pending: set[tuple[int, int]] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    samples: int = 0
+    weight: int = 0
+    start: float | None = None
+    end: float | None = None
+    width: int = BASE_WIDTH
+
+
+def aggregate(profiles: Sequence[Profile], scope: ScopeResolver, *, plugin: str | None,
+              version: str | None, labels: dict[str, str], anchor: float,
+              shift: float | Sequence[float] = 0.0, width: int = BASE_WIDTH) -> AggregatedBatch:
+    """Symbolize and sum ``profiles`` into (series, bucket, stack) counts.
+
+    A sample's time is ``timestamp + shift`` (``shift``, one value or one per profile, moves a
+    recording's relative clock to wall time), or ``anchor`` when it has none. Series = plugin + version + labels (the
+    request's, the profile's and the sample's) + thread + unit."""
+    out = AggregatedBatch(width=width)
+    series_index: dict[tuple, int] = {}
+    by_fids: dict[tuple[int, ...], int] = {}
+    cells: dict[tuple[int, int], dict[tuple[int, ...], int]] = {}
+    shifts = [shift] * len(profiles) if isinstance(shift, (int, float)) else list(shift)
+    for profile, shift_p in zip(profiles, shifts, strict=True):
+        base_labels = {**profile.labels, **labels}
+        raw_ids: dict[int, tuple[int, ...]] = {}
+        stack_fids: dict[int, tuple[int, ...]] = {}
+        for s in profile.samples:
+            st = s.stack
+            fids = stack_fids.get(id(st))
+            if fids is None:
+                parts: list[int] = []
+                for r in st:
+                    c = raw_ids.get(id(r))
+                    if c is None:
+                        c = raw_ids[id(r)] = scope.chain(r)
+                    parts += c
+                fids = stack_fids[id(st)] = tuple(parts)
+            skey = (profile.unit, s.thread, tuple(sorted(s.labels.items())) if s.labels else ())
+            si = series_index.get(skey)
+            if si is None:
+                si = series_index[skey] = len(out.series)
+                out.series.append(SeriesKey(plugin, version, s.thread, profile.unit,
+                                            {**base_labels, **s.labels}))
+            t = s.timestamp + shift_p if s.timestamp is not None else anchor
+            if out.start is None or t < out.start:
+                out.start = t
+            if out.end is None or t > out.end:
+                out.end = t
+            cell_key = (si, int(t // width) * width)
+            cell = cells.get(cell_key)
+            if cell is None:
+                cell = cells[cell_key] = {}
+            cell[fids] = cell.get(fids, 0) + s.count
+            out.samples += 1
+            out.weight += s.count
+        out.notes.extend(profile.notes)
+    pending = scope.pending
+    for cell_key, cell in cells.items():
+        dst = out.cells[cell_key] = {}
+        for fids, n in cell.items():
+            sid = by_fids.get(fids)
+            if sid is None:
+                sid = by_fids[fids] = stack_id(fids)
+                out.stacks[sid] = fids
+                for fid in fids:
+                    if fid not in out.frames:
+                        out.frames[fid] = scope.contents[fid]
+                    if fid in pending:
+                        out.stack_pending.add((fid, sid))
+                        out.pending[fid] = (scope.plugin, scope.version, pending[fid])
+            dst[sid] = dst.get(sid, 0) + n
+    out.notes.extend(scope.notes)
+    return out
