@@ -11,9 +11,10 @@ distinct raw frame); this module only decides *which* raw frames are the same fo
 - every other frame keys on its full raw address (the Symbolizer's own key).
 
 Resolved frames then collapse to their content (function, file, line, …): the realistic
-case of a distinct PC per sample becomes a handful of frames and stacks. A frame that found
-no module stays *pending*: its content keeps the raw address and scope so that a module
-uploaded later re-resolves exactly it (:meth:`ScopeResolver.resolve_pending`).
+case of a distinct PC per sample becomes a handful of frames and stacks. A Wasm frame that
+stayed unresolved (``unknown``/``index-only``: no module yet, or none that covers it) is
+*pending*: its content keeps the raw address and scope so that a module uploaded later
+re-resolves exactly it (``ProfileService.resolve_pending``).
 
 A :class:`ScopeResolver` exists per (plugin, version) and module set and is cached by the
 service, so addresses are resolved once across batches; it is replaced when the module set
@@ -30,13 +31,14 @@ from typing import Any
 
 import orjson
 
-from wasmprof.model import AddressSpace, Frame, Module, Profile, RawFrame
+from wasmprof.model import AddressSpace, Frame, FrameStatus, Module, Profile, RawFrame
 from wasmprof.profiles import Symbolizer
 from wasmprof.server.profile_codec import frame_id, stack_id
 
 BASE_WIDTH = 10                       # seconds per bucket at ingest
 MAX_CACHED_KEYS = 400_000             # raw-frame keys kept per scope before the cache resets
 _CALLER_SPACES = (AddressSpace.PERF, AddressSpace.NATIVE)
+_UNRESOLVED = (FrameStatus.UNKNOWN, FrameStatus.INDEX_ONLY)
 
 FrameContent = tuple  # see frame_content()
 
@@ -49,7 +51,6 @@ def frame_content(f: Frame, identity: str | None) -> FrameContent:
 
 
 def content_frame(c: Sequence) -> Frame:
-    from wasmprof.model import FrameStatus
     return Frame(function=c[0], raw_function=c[1], file=c[2], line=c[3], column=c[4],
                  inlined=bool(c[5]), status=FrameStatus(c[6]), reason=c[7], wasm_index=c[8],
                  module=c[9], native=bool(c[10]), printed_name=c[11])
@@ -94,7 +95,11 @@ class ScopeResolver:
         self.modules = list(modules)
         self.resolver = resolver
         self.lock = lock
+        # one Symbolizer for leaf frames and one for callers: its cache keys on the lookup
+        # address alone, so a leaf and a caller probing the same address would otherwise
+        # share the first one's reason ("caller: looked up at the return address - 1")
         self.symbolizer = make_symbolizer(self.modules, resolver)
+        self._caller_symbolizer = make_symbolizer(self.modules, resolver)
         self.notes: list[str] = list(self.symbolizer.modules.notes)
         self._chains: dict[tuple, tuple[int, ...]] = {}
         self._module_by_hint: dict[str | None, tuple[Module | None, str | None]] = {}
@@ -136,9 +141,9 @@ class ScopeResolver:
         if hit is not None:
             return hit
         with self.lock:
-            frames = self.symbolizer.frames_for(raw)
+            frames = (self._caller_symbolizer if caller else self.symbolizer).frames_for(raw)
         pending = None
-        if module is None and not raw.native and (
+        if not raw.native and frames and frames[-1].status in _UNRESOLVED and (
                 raw.offset is not None or raw.aot_index is not None or raw.func_index is not None):
             pending = orjson.dumps(raw_key(raw, caller)).decode()
         identity = module.identity if module is not None else None
@@ -154,7 +159,8 @@ class ScopeResolver:
         hit = tuple(ids)
         if len(self._chains) >= MAX_CACHED_KEYS:
             self._chains.clear()
-            self.symbolizer = make_symbolizer(self.modules, self.resolver)  # its cache too
+            self.symbolizer = make_symbolizer(self.modules, self.resolver)  # their caches too
+            self._caller_symbolizer = make_symbolizer(self.modules, self.resolver)
         self._chains[key] = hit
         return hit
 
