@@ -680,14 +680,14 @@ def _shift(p: Profile, rng: tuple[float, float], start: float | None, end: float
 
 def cpu_by_module(prof: SymbolizedProfile) -> list[dict[str, Any]]:
     """Where a recording also holds host frames: each module's share of all samples (a sample
-    counts for the innermost Wasm module on its stack; samples without Wasm frames are the
+    counts for the innermost Wasm module resolved on its stack; samples without one are the
     host's). Empty when no stack has a host frame."""
     if not any(f.native for s in prof.samples for f in s.stack):
         return []
     total = prof.total or 1
     by: dict[str, int] = {}
     for s in prof.samples:
-        mod = next((f.module or "[unknown module]" for f in s.stack if not f.native), None)
+        mod = next((f.module for f in s.stack if f.module and not f.native), None)
         key = mod if mod is not None else "[host only]"
         by[key] = by.get(key, 0) + s.count
     return [{"module": k, "samples": v, "share": v / total}
