@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import dataclass
+from itertools import chain, islice
 from typing import Any
 
 import orjson
@@ -54,6 +56,7 @@ MAX_U32 = (1 << 32) - 1
 MAX_TEXT = 512
 MAX_LABELS = 64
 _SPACES = {s.value: s for s in AddressSpace}
+_INT_ONLY = {int}
 
 
 class _Err:
@@ -108,21 +111,28 @@ def _labels(value: Any, path: str, err: _Err) -> dict[str, str]:
 
 
 class _Frames:
-    """Builds and interns RawFrames for one batch: one object per (entry, leaf/caller)."""
+    """Builds and interns RawFrames for one batch: one object per (PC, leaf/caller)."""
 
     def __init__(self, bases: list[tuple[int, int | None, str]], err: _Err) -> None:
         bases.sort()
         self.bases = bases
         self.starts = [b[0] for b in bases]
         self.err = err
-        self.by_pc: dict[tuple[int, bool], RawFrame] = {}
+        self.leaf: dict[int, RawFrame] = {}
+        self.caller: dict[int, RawFrame] = {}
 
     def pc(self, pc: int, caller: bool) -> RawFrame:
-        key = (pc, caller)
-        raw = self.by_pc.get(key)
+        table = self.caller if caller else self.leaf
+        raw = table.get(pc)
         if raw is None:
-            raw = self.by_pc[key] = self._pc_frame(pc, 1 if caller else 0)
+            raw = table[pc] = self._pc_frame(pc, 1 if caller else 0)
         return raw
+
+    def leaf_pc(self, pc: int) -> RawFrame:
+        return self.pc(pc, False)
+
+    def caller_pc(self, pc: int) -> RawFrame:
+        return self.pc(pc, True)
 
     def _pc_frame(self, pc: int, pos: int) -> RawFrame:
         k = bisect.bisect_right(self.starts, pc) - 1
@@ -130,9 +140,8 @@ class _Frames:
             base, size, ident = self.bases[k]
             if size is None or pc < base + size:
                 return RawFrame(index=pos, space=AddressSpace.NATIVE, offset=pc - base,
-                                module=ident, raw=hex(pc))
-        return RawFrame(index=pos, space=AddressSpace.NATIVE, offset=pc, native=True,
-                        raw=hex(pc))
+                                module=ident)
+        return RawFrame(index=pos, space=AddressSpace.NATIVE, offset=pc, native=True)
 
     def entry(self, item: Any, pos: int, p: str) -> RawFrame:
         """A stack entry of any form (slow path: objects, strings, odd values)."""
@@ -146,7 +155,7 @@ class _Frames:
                 if mod is not None:
                     mod = _text(mod, p + ".module", err)
                 return RawFrame(index=pos, space=AddressSpace.NATIVE, printed_name=name,
-                                native=True, module=mod, raw=name)
+                                native=True, module=mod)
             if "offset" in item or "func_index" in item:
                 space = item.get("space", "file")
                 if not isinstance(space, str) or space not in _SPACES:
@@ -198,6 +207,8 @@ def parse_agent_json(data: bytes, source: str = "<agent json>", *,
             size = _int(m["text_size"], f"modules[{i}].text_size", err) if "text_size" in m else None
             bases.append((_int(m["text_base"], f"modules[{i}].text_base", err), size, ident))
     frames = _Frames(bases, err)
+    leaf_get, caller_get = frames.leaf.get, frames.caller.get
+    leaf_pc, caller_pc = frames.leaf_pc, frames.caller_pc
     lo, hi = time_range if time_range is not None else (-math.inf, math.inf)
 
     samples: list[Sample] = []
@@ -212,16 +223,15 @@ def parse_agent_json(data: bytes, source: str = "<agent json>", *,
         if len(stack_in) > MAX_STACK_DEPTH:
             raise err(f"{where}.stack", f"at most {MAX_STACK_DEPTH} frames",
                       f"{len(stack_in)} frames")
-        stack = []
-        by_pc = frames.by_pc
-        for pos, item in enumerate(stack_in):
-            if type(item) is int and 0 <= item <= MAX_U64:
-                raw = by_pc.get((item, pos > 0))
-                if raw is None:
-                    raw = frames.pc(item, pos > 0)
-            else:
-                raw = frames.entry(item, pos, f"{where}.stack[{pos}]")
-            stack.append(raw)
+        if set(map(type, stack_in)) == _INT_ONLY and min(stack_in) >= 0:
+            # the common case: plain PCs (orjson keeps ints within 64 bits)
+            x = stack_in[0]
+            stack = [leaf_get(x) or leaf_pc(x)]
+            if len(stack_in) > 1:
+                stack += [caller_get(x) or caller_pc(x) for x in islice(stack_in, 1, None)]
+        else:
+            stack = [frames.entry(item, pos, f"{where}.stack[{pos}]")
+                     for pos, item in enumerate(stack_in)]
         count = s.get("count", 1)
         if type(count) is not int or not 0 <= count <= MAX_COUNT:
             raise err(f"{where}.count", f"an integer 0..2^53", count)
@@ -257,3 +267,133 @@ def parse_agent_json(data: bytes, source: str = "<agent json>", *,
 
 def looks_like_agent_json(head: bytes) -> bool:
     return head.lstrip()[:1] == b"{"
+
+
+# --------------------------------------------------------------------------------------
+# Columnar fast path: the common batch (stacks of plain integer PCs) as arrays.
+
+@dataclass(slots=True)
+class AgentColumns:
+    """A validated batch whose stacks are all plain PCs, flattened (leaf first per sample).
+
+    ``module[k]`` is the index in ``modules`` of the text range holding PC ``k`` (-1: a host
+    PC), ``offset[k]`` the PC minus that text base (the PC itself for host PCs); sample ``i``
+    holds positions ``starts[i]:starts[i + 1]``. Same meaning and checks as
+    :func:`parse_agent_json`, which gives the error (naming the field) when this returns None."""
+
+    modules: list[str]
+    module: Any
+    offset: Any
+    starts: Any
+    counts: Any
+    timestamps: Any                    # float64, NaN where absent
+    threads: list[str | None]
+    labels: list[dict[str, str]]
+    plugin: str | None
+    name: str | None
+    batch_labels: dict[str, str]
+    start: float | None
+    end: float | None
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+
+def parse_agent_columns(data: bytes, source: str = "<agent json>", *,
+                        time_range: tuple[float, float] | None = None) -> AgentColumns | None:
+    """The batch as :class:`AgentColumns`, or None when it is not the plain-PC common case
+    or anything in it is invalid (then :func:`parse_agent_json` names the problem)."""
+    import numpy as np
+
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict:
+        return None
+    samples_in, modules = doc.get("samples"), doc.get("modules", [])
+    if type(samples_in) is not list or not samples_in or type(modules) is not list:
+        return None
+    if set(map(type, samples_in)) != {dict}:
+        return None
+    err = _Err(source)
+    try:                               # the small parts through the exact checks
+        bases: list[tuple[int, int | None, str]] = []
+        for i, m in enumerate(modules):
+            if type(m) is not dict:
+                return None
+            ident = m.get("id", m.get("name"))
+            if not isinstance(ident, str) or not ident:
+                return None
+            _text(ident, "", err)
+            if "space" in m and (not isinstance(m["space"], str) or m["space"] not in _SPACES):
+                return None
+            if "text_base" in m:
+                size = _int(m["text_size"], "", err) if "text_size" in m else None
+                bases.append((_int(m["text_base"], "", err), size, ident))
+        batch_labels = _labels(doc.get("labels"), "labels", err)
+        name, plugin = doc.get("name"), doc.get("plugin")
+        name = _text(name, "name", err) if name is not None else None
+        plugin = _text(plugin, "plugin", err) if plugin is not None else None
+    except LogFormatError:
+        return None
+    stacks = [s.get("stack") for s in samples_in]
+    if set(map(type, stacks)) != {list}:
+        return None
+    lens = list(map(len, stacks))
+    if min(lens) < 1 or max(lens) > MAX_STACK_DEPTH:
+        return None
+    flat = list(chain.from_iterable(stacks))
+    if set(map(type, flat)) != _INT_ONLY or min(flat) < 0:
+        return None
+    counts = [s.get("count", 1) for s in samples_in]
+    if set(map(type, counts)) != _INT_ONLY or min(counts) < 0 or max(counts) > MAX_COUNT:
+        return None
+    stamps = [s.get("timestamp") for s in samples_in]
+    st_types = set(map(type, stamps))
+    if not st_types <= {int, float, type(None)}:
+        return None
+    ts = np.array([math.nan if t is None else t for t in stamps], dtype=np.float64)
+    present = ts[~np.isnan(ts)]
+    if len(present):
+        if not np.isfinite(present).all():
+            return None
+        if time_range is not None and (present.min() < time_range[0]
+                                       or present.max() > time_range[1]):
+            return None
+    threads = [s.get("thread") for s in samples_in]
+    if not set(map(type, threads)) <= {str, type(None)}:
+        return None
+    if any(t is not None and len(t) > MAX_TEXT for t in set(threads)):
+        return None
+    raw_labels = [s.get("labels") for s in samples_in]
+    if any(raw_labels):
+        try:
+            labels = [_labels(lb, "", err) if lb else {} for lb in raw_labels]
+        except LogFormatError:
+            return None
+    else:
+        labels = [{}] * len(samples_in)
+    pcs = np.array(flat, dtype=np.uint64)
+    module = np.full(len(pcs), -1, dtype=np.int32)
+    offset = pcs.copy()
+    bases.sort()
+    idents = []
+    if bases:
+        bstart = np.array([b[0] for b in bases], dtype=np.uint64)
+        k = np.searchsorted(bstart, pcs, side="right").astype(np.int64) - 1
+        for j, (base, size, ident) in enumerate(bases):
+            sel = k == j
+            if size is not None:
+                sel &= pcs < np.uint64(min(base + size, MAX_U64))
+            module[sel] = j
+            offset[sel] = pcs[sel] - np.uint64(base)
+            idents.append(ident)
+    starts = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    return AgentColumns(
+        modules=idents, module=module, offset=offset, starts=starts,
+        counts=np.array(counts, dtype=np.int64), timestamps=ts, threads=threads,
+        labels=labels, plugin=plugin, name=name, batch_labels=batch_labels,
+        start=float(present.min()) if len(present) else None,
+        end=float(present.max()) if len(present) else None)

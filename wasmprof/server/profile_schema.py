@@ -18,8 +18,8 @@
   Ingest appends one row per (series, bucket) it touches; the maintenance job merges rows.
 - ``profile_notes``: what symbolization said about a series' inputs (module matching...).
 - ``profile_state``: key/value (backfill progress).
-- ``profile_inputs`` (core table, the raw inputs) gains ``encoding`` (``zlib`` when the stored
-  bytes are compressed) and ``derived`` (0 = not yet aggregated — inputs from before this
+- ``profile_inputs`` (core table, the raw inputs) gains ``encoding`` (``zstd`` or ``zlib`` when the
+  stored bytes are compressed) and ``derived`` (0 = not yet aggregated — inputs from before this
   store, backfilled in the background —, 1 = aggregated, -1 = refused by the checks).
 """
 
