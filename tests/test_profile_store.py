@@ -262,3 +262,73 @@ def test_relative_clock_recordings_land_at_wall_time(svc, data_dir):
     r2 = svc.profiles.ingest(script, fmt=None, aux=None, plugin="rel2", version=None, labels={},
                              start=t - 86400)
     assert abs(r2["start"] - (t - 86400)) < 1
+
+
+@pytest.mark.parametrize("with_modules", [True, False])
+def test_columnar_fast_path_equals_the_general_path(data_dir, fib, with_modules):
+    """Plain-PC batches go through arrays (parse_agent_columns + aggregate_columns); the
+    result must equal parse_agent_json + aggregate exactly: same stacks, frames, counts,
+    series and pending frames — with host PCs, two modules, PCs outside every function,
+    sample labels, missing timestamps, counts > 1."""
+    import threading
+    from wasmprof.addr2line.resolver import Resolver
+    from wasmprof.ingest.agent_json import parse_agent_columns
+    from wasmprof.server.profile_ingest import aggregate, aggregate_columns
+    wasm = load_module(str(data_dir / FIB_WASM))
+    mods = [fib, wasm] if with_modules else []
+    doc = _batch(fib, 41, n=500)
+    rng = random.Random(3)
+    doc["modules"].append({"id": "other", "text_base": 0x10, "text_size": 0x100})
+    for i, s in enumerate(doc["samples"]):
+        if i % 7 == 0:
+            s["stack"].insert(1, 0x20 + i % 5)                      # the second module
+        if i % 11 == 0:
+            s["stack"][0] = 0x7F00_0000_0000 + (1 << 20) - 1 - i    # past the AOT code
+        if i % 5 == 0:
+            s["labels"] = {"route": f"/r{i % 3}"}
+        if i % 13 == 0:
+            del s["timestamp"]
+        s["count"] = rng.randrange(0, 4)
+    data = orjson.dumps(doc)
+    lock = threading.Lock()
+    resolver = Resolver()
+    cols = parse_agent_columns(data, "b")
+    assert cols is not None
+    fast = aggregate_columns(cols, ScopeResolver("p", None, mods, resolver, lock), plugin="p",
+                             version=None, labels={"pod": "a"}, anchor=1000.0)
+    slow = aggregate([parse_agent_json(data, "b")], ScopeResolver("p", None, mods, resolver, lock),
+                     plugin="p", version=None, labels={"pod": "a"}, anchor=1000.0)
+
+    def norm(b):
+        series = [s.key() for s in b.series]
+        cells = {(series[si], bk): {k: v for k, v in c.items() if v} for (si, bk), c in b.cells.items()}
+        return (cells, b.stacks, b.frames, b.pending, b.stack_pending, b.samples, b.weight)
+
+    assert norm(fast) == norm(slow)
+    if with_modules:       # named frames, and PCs past the AOT code stay pending
+        assert any(c[0] and c[12] for c in fast.frames.values()) and fast.pending
+    else:
+        assert fast.pending and not any(c[12] for c in fast.frames.values())
+
+
+def test_function_intervals_equal_function_at(data_dir, shared_fixtures_or_none):
+    import bisect
+    paths = sorted((data_dir / "aot").glob("*.aot"))
+    if shared_fixtures_or_none is not None:
+        paths += sorted((shared_fixtures_or_none / "aot").glob("*.aot"))
+    rng = random.Random(1)
+    checked = 0
+    for path in paths:
+        try:
+            aot = load_module(str(path)).aot
+        except LogFormatError:
+            continue
+        if aot is None:
+            continue
+        starts, results = aot.function_intervals()
+        points = {x for st in starts[1:] for x in (st - 1, st, st + 1)}
+        points |= {rng.randrange(-8, aot.code_size + 8) for _ in range(200)}
+        for x in points:
+            assert aot.function_at(x) == results[bisect.bisect_right(starts, x) - 1], (path, x)
+            checked += 1
+    assert checked > 1000
