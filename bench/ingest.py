@@ -113,11 +113,15 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *, cwd: Path = ROOT, env: dict[str, str] | None = None,
+              extra: list[str] = ()) -> None:
+        """Start ``wasmprof serve`` (the one importable from ``cwd`` / ``env``'s PYTHONPATH)."""
         cmd = [sys.executable, "-m", "wasmprof", "serve", "--data", str(self.data), "--port",
-               str(self.port), "--quiet", "--rate-limit", "0"] + (["--db", self.db] if self.db else [])
+               str(self.port), "--quiet", "--rate-limit", "0", *extra] + (
+                   ["--db", self.db] if self.db else [])
         self.log = open(self.data / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env)
         end = time.monotonic() + 60
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -167,22 +167,8 @@ class OldServer(Server):
         self.tree = tree
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(self.tree)}
-        cmd = [sys.executable, "-m", "wasmprof", "serve", "--data", str(self.data), "--port",
-               str(self.port), "--quiet", "--rate-limit", "0", "--allow-anonymous",
-               "ingest,read,admin"]
-        self.log = open(self.data / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self.tree, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env)
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("old server did not start")
+        super().start(cwd=self.tree, env={**os.environ, "PYTHONPATH": str(self.tree)},
+                      extra=["--allow-anonymous", "ingest,read,admin"])
 
 
 def old_tree(commit: str) -> Path:

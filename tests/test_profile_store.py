@@ -101,8 +101,7 @@ def test_fast_function_lookup_equals_the_symbolizer(data_dir, fib):
     resolve exactly as the CLI's Symbolizer resolves it one by one."""
     from wasmprof.addr2line.resolver import Resolver
     import threading
-    wasm = load_module(str(data_dir / FIB_WASM))
-    mods = [fib, wasm]
+    mods = [load_module(str(data_dir / FIB_AOT)), load_module(str(data_dir / FIB_WASM))]
     resolver = Resolver()
     scope = ScopeResolver("fib", None, mods, resolver, threading.Lock())
     p = parse_agent_json(orjson.dumps(_batch(fib, 7, n=300)))
@@ -274,8 +273,9 @@ def test_columnar_fast_path_equals_the_general_path(data_dir, fib, with_modules)
     from wasmprof.addr2line.resolver import Resolver
     from wasmprof.ingest.agent_json import parse_agent_columns
     from wasmprof.server.profile_ingest import aggregate, aggregate_columns
-    wasm = load_module(str(data_dir / FIB_WASM))
-    mods = [fib, wasm] if with_modules else []
+    # fresh objects: a Module shared with other tests may carry a companion link from them
+    mods = [load_module(str(data_dir / FIB_AOT)), load_module(str(data_dir / FIB_WASM))] \
+        if with_modules else []
     doc = _batch(fib, 41, n=500)
     rng = random.Random(3)
     doc["modules"].append({"id": "other", "text_base": 0x10, "text_size": 0x100})

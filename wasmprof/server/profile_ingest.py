@@ -208,6 +208,19 @@ class AggregatedBatch:
     end: float | None = None
     width: int = BASE_WIDTH
 
+    def add_stack(self, fids: tuple[int, ...], scope: ScopeResolver) -> int:
+        """Record a stack (and its frames, and which of them are pending); its id."""
+        sid = stack_id(fids)
+        self.stacks[sid] = fids
+        pending = scope.pending
+        for fid in fids:
+            if fid not in self.frames:
+                self.frames[fid] = scope.contents[fid]
+            if fid in pending:
+                self.stack_pending.add((fid, sid))
+                self.pending[fid] = (scope.plugin, scope.version, pending[fid])
+        return sid
+
 
 def aggregate(profiles: Sequence[Profile], scope: ScopeResolver, *, plugin: str | None,
               version: str | None, labels: dict[str, str], anchor: float,
@@ -256,20 +269,12 @@ def aggregate(profiles: Sequence[Profile], scope: ScopeResolver, *, plugin: str 
             out.samples += 1
             out.weight += s.count
         out.notes.extend(profile.notes)
-    pending = scope.pending
     for cell_key, cell in cells.items():
         dst = out.cells[cell_key] = {}
         for fids, n in cell.items():
             sid = by_fids.get(fids)
             if sid is None:
-                sid = by_fids[fids] = stack_id(fids)
-                out.stacks[sid] = fids
-                for fid in fids:
-                    if fid not in out.frames:
-                        out.frames[fid] = scope.contents[fid]
-                    if fid in pending:
-                        out.stack_pending.add((fid, sid))
-                        out.pending[fid] = (scope.plugin, scope.version, pending[fid])
+                sid = by_fids[fids] = out.add_stack(fids, scope)
             dst[sid] = dst.get(sid, 0) + n
     out.notes.extend(scope.notes)
     return out
@@ -347,21 +352,11 @@ def aggregate_columns(cols: Any, scope: ScopeResolver, *, plugin: str | None,
                             dtype=np.int64)
     out = AggregatedBatch(width=width)
     stack_ids: list[int] = []
-    pending = scope.pending
     for b in stack_index:
         fids: list[int] = []
         for c in np.frombuffer(b, dtype=code32.dtype).tolist():
             fids += chains[c]
-        t = tuple(fids)
-        sid = stack_id(t)
-        stack_ids.append(sid)
-        out.stacks[sid] = t
-        for fid in t:
-            if fid not in out.frames:
-                out.frames[fid] = scope.contents[fid]
-            if fid in pending:
-                out.stack_pending.add((fid, sid))
-                out.pending[fid] = (scope.plugin, scope.version, pending[fid])
+        stack_ids.append(out.add_stack(tuple(fids), scope))
     # series per sample: thread + sample labels (+ the batch's labels and the request's)
     base_labels = {**cols.batch_labels, **labels}
     series_index: dict[Any, int] = {}

@@ -167,7 +167,9 @@ class Sums:
         return int(sum(int(c.sum()) for _, c in self.per_series.values()))
 
 
-def _series_where(sel: Selection) -> tuple[str, list[Any]]:
+def series_where(sel: Selection) -> tuple[str, list[Any]]:
+    """SQL condition + parameters for the plugin/version of a selection (series and inputs
+    tables both have these columns)."""
     where, params = ["1 = 1"], []
     if sel.plugin:
         where.append("plugin = ?")
@@ -179,7 +181,7 @@ def _series_where(sel: Selection) -> tuple[str, list[Any]]:
 
 
 def matching_series(tx: Tx, sel: Selection) -> dict[int, Series]:
-    where, params = _series_where(sel)
+    where, params = series_where(sel)
     out: dict[int, Series] = {}
     for r in tx.all(f"SELECT id, plugin, version, thread, unit, labels FROM profile_series "
                     f"WHERE {where}", params):

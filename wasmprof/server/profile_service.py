@@ -299,13 +299,9 @@ class ProfileService:
 
     def inputs(self, sel: Selection, *, limit: int = 500) -> list[dict[str, Any]]:
         """The most recent raw inputs the selection matches (metadata only)."""
-        where, params = ["1 = 1"], []
-        if sel.plugin:
-            where.append("plugin = ?")
-            params.append(sel.plugin)
-        if sel.version:
-            where.append("version = ?")
-            params.append(sel.version)
+        from wasmprof.server.profile_query import series_where
+        first, params = series_where(sel)
+        where = [first]
         if sel.start is not None:
             where.append("end_ts >= ?")
             params.append(sel.start)

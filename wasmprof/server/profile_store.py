@@ -133,40 +133,36 @@ class ProfileStore:
         return sid
 
     # -- dictionary reads -----------------------------------------------------------------
-    def stacks(self, tx: Tx, ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
-        out: dict[int, tuple[int, ...]] = {}
+    @staticmethod
+    def _cached(cache: dict[int, Any], ids: Iterable[int], fetch: Any) -> dict[int, Any]:
+        """``cache`` hits plus ``fetch(missing ids chunk) -> {id: value}`` for the rest."""
+        out: dict[int, Any] = {}
         missing = []
         for i in ids:
-            hit = self._stack_cache.get(i)
+            hit = cache.get(i)
             if hit is None:
                 missing.append(i)
             else:
                 out[i] = hit
         for part in chunks(missing):
-            for r in tx.all(f"SELECT id, frames FROM profile_stacks WHERE id IN ({marks(len(part))})",
-                            part):
-                out[int(r["id"])] = self._stack_cache[int(r["id"])] = unpack_ids(r["frames"])
-        if len(self._stack_cache) > _MAX_KNOWN:
-            self._stack_cache.clear()
+            got = fetch(part)
+            out.update(got)
+            cache.update(got)
+        if len(cache) > _MAX_KNOWN:
+            cache.clear()
         return out
 
+    def stacks(self, tx: Tx, ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
+        return self._cached(self._stack_cache, ids, lambda part: {
+            int(r["id"]): unpack_ids(r["frames"]) for r in tx.all(
+                f"SELECT id, frames FROM profile_stacks WHERE id IN ({marks(len(part))})", part)})
+
     def frames(self, tx: Tx, ids: Iterable[int]) -> dict[int, Frame]:
-        out: dict[int, Frame] = {}
-        missing = []
-        for i in ids:
-            hit = self._frame_cache.get(i)
-            if hit is None:
-                missing.append(i)
-            else:
-                out[i] = hit
-        for part in chunks(missing):
+        return self._cached(self._frame_cache, ids, lambda part: {
+            int(r["id"]): content_frame((r["function"], r["raw_function"], r["file"], r["line"],
+                                         r["col"], r["inlined"], r["status"], r["reason"],
+                                         r["wasm_index"], r["module"], r["native"],
+                                         r["printed_name"]))
             for r in tx.all("SELECT id, function, raw_function, file, line, col, inlined, status, "
                             "reason, wasm_index, module, native, printed_name FROM profile_frames "
-                            f"WHERE id IN ({marks(len(part))})", part):
-                f = content_frame((r["function"], r["raw_function"], r["file"], r["line"],
-                                   r["col"], r["inlined"], r["status"], r["reason"],
-                                   r["wasm_index"], r["module"], r["native"], r["printed_name"]))
-                out[int(r["id"])] = self._frame_cache[int(r["id"])] = f
-        if len(self._frame_cache) > _MAX_KNOWN:
-            self._frame_cache.clear()
-        return out
+                            f"WHERE id IN ({marks(len(part))})", part)})
