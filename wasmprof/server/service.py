@@ -188,6 +188,9 @@ class Service:
                 "profile_inputs": tx.scalar("SELECT COUNT(*) AS n FROM profile_inputs"),
                 "samples": int(tx.scalar("SELECT COALESCE(SUM(sample_count), 0) AS n "
                                          "FROM profile_inputs") or 0),
+                "profile_samples_stored": int(tx.scalar(
+                    "SELECT COALESCE(SUM(samples), 0) AS n FROM profile_counts") or 0),
+                "profile_stacks": tx.scalar("SELECT COUNT(*) AS n FROM profile_stacks"),
                 "log_ingests": tx.scalar("SELECT COUNT(*) AS n FROM ingests WHERE kind = 'log'"),
                 "pending_index_jobs": tx.scalar("SELECT COUNT(*) AS n FROM modules WHERE "
                                                 "index_state IN ('pending', 'indexing')"),
