@@ -8,6 +8,7 @@ alike), the root frames are host (Envoy) PCs, and each pod has its own text base
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -32,10 +33,10 @@ class StackModel:
             host = [HOST_BASE + self.rng.randrange(1 << 20) for _ in range(self.rng.randint(2, 5))]
             self.paths.append((fns[0], calls, host))
         # a few hot paths take most samples, as in real profiles
-        self.weights = [1.0 / (i + 1) for i in range(paths)]
+        self.cum = list(itertools.accumulate(1.0 / (i + 1) for i in range(paths)))
 
     def stack(self, text_base: int) -> list[int]:
-        leaf, calls, host = self.rng.choices(self.paths, self.weights)[0]
+        leaf, calls, host = self.rng.choices(self.paths, cum_weights=self.cum)[0]
         start, size = self.ranges[leaf]
         pcs = [text_base + start + self.rng.randrange(size)]
         pcs += [text_base + c for c in calls]
