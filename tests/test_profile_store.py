@@ -110,7 +110,7 @@ def test_fast_function_lookup_equals_the_symbolizer(data_dir, fib):
         # a fresh Symbolizer per frame: its cache keys on the lookup address only, so a leaf
         # and a caller probing the same address would share the first one's reason
         want = [frame_content(f, None)[:12] for f in Symbolizer(mods, resolver).frames_for(raw)]
-        got = [scope.contents[f][:12] for f in scope.chain(raw)]
+        got = [c[:12] for _fid, c, _p in scope.chain(raw).info]
         assert got == want, raw
     assert len(raws) > 300
 

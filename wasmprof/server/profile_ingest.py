@@ -104,8 +104,6 @@ class ScopeResolver:
         self._chains: dict[tuple, tuple[int, ...]] = {}
         self._module_by_hint: dict[str | None, tuple[Module | None, str | None]] = {}
         self._intervals: dict[int, tuple[Any, list]] = {}
-        self.contents: dict[int, FrameContent] = {}        # frame id -> content (this scope)
-        self.pending: dict[int, str] = {}                  # pending frame id -> raw key JSON
 
     def intervals(self, module: Module | None) -> tuple[Any, list] | None:
         """(starts as int64 array, results) of ``module``'s AOT function lookup
@@ -149,8 +147,9 @@ class ScopeResolver:
                  raw.func_index, probe, raw.printed_name, raw.module, caller, raw.truncated),
                 module, caller)
 
-    def chain(self, raw: RawFrame) -> tuple[int, ...]:
-        """Frame ids (innermost first) of one raw frame."""
+    def chain(self, raw: RawFrame) -> Chain:
+        """The resolution of one raw frame: frame ids (innermost first) and, per id, its
+        content and (for a pending frame) the raw key kept to resolve it later."""
         key, module, caller = self.key(raw)
         hit = self._chains.get(key)
         if hit is not None:
@@ -162,22 +161,33 @@ class ScopeResolver:
                 raw.offset is not None or raw.aot_index is not None or raw.func_index is not None):
             pending = orjson.dumps(raw_key(raw, caller)).decode()
         identity = module.identity if module is not None else None
-        ids = []
+        ids, info = [], []
         for f in frames:
             c = frame_content(f, identity)
             fid = frame_id(c if pending is None else (*c, "pending", self.plugin, self.version,
                                                       pending))
-            self.contents[fid] = c
-            if pending is not None:
-                self.pending[fid] = pending
             ids.append(fid)
-        hit = tuple(ids)
+            info.append((fid, c, pending))
+        hit = Chain(tuple(ids), tuple(info))
         if len(self._chains) >= MAX_CACHED_KEYS:
             self._chains.clear()
             self.symbolizer = make_symbolizer(self.modules, self.resolver)  # their caches too
             self._caller_symbolizer = make_symbolizer(self.modules, self.resolver)
         self._chains[key] = hit
         return hit
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """One raw frame resolved: ``ids`` innermost first; ``info`` = (id, content, pending raw
+    key JSON or None) per id."""
+
+    ids: tuple[int, ...]
+    info: tuple[tuple[int, FrameContent, str | None], ...]
+
+    @property
+    def pending(self) -> bool:
+        return any(p is not None for _, _, p in self.info)
 
 
 @dataclass(slots=True)
@@ -200,6 +210,7 @@ class AggregatedBatch:
     stacks: dict[int, tuple[int, ...]] = field(default_factory=dict)
     cells: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
     pending: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+    known: dict[int, tuple[FrameContent, str | None]] = field(default_factory=dict)
     stack_pending: set[tuple[int, int]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     samples: int = 0
@@ -208,17 +219,22 @@ class AggregatedBatch:
     end: float | None = None
     width: int = BASE_WIDTH
 
+    def use(self, chain: Chain) -> tuple[int, ...]:
+        """Note the frames of a chain this batch uses; its ids."""
+        for fid, content, pending in chain.info:
+            self.known[fid] = (content, pending)
+        return chain.ids
+
     def add_stack(self, fids: tuple[int, ...], scope: ScopeResolver) -> int:
         """Record a stack (and its frames, and which of them are pending); its id."""
         sid = stack_id(fids)
         self.stacks[sid] = fids
-        pending = scope.pending
         for fid in fids:
-            if fid not in self.frames:
-                self.frames[fid] = scope.contents[fid]
-            if fid in pending:
+            content, pending = self.known[fid]
+            self.frames[fid] = content
+            if pending is not None:
                 self.stack_pending.add((fid, sid))
-                self.pending[fid] = (scope.plugin, scope.version, pending[fid])
+                self.pending[fid] = (scope.plugin, scope.version, pending)
         return sid
 
 
@@ -247,7 +263,7 @@ def aggregate(profiles: Sequence[Profile], scope: ScopeResolver, *, plugin: str 
                 for r in st:
                     c = raw_ids.get(id(r))
                     if c is None:
-                        c = raw_ids[id(r)] = scope.chain(r)
+                        c = raw_ids[id(r)] = out.use(scope.chain(r))
                     parts += c
                 fids = stack_fids[id(st)] = tuple(parts)
             skey = (profile.unit, s.thread, tuple(sorted(s.labels.items())) if s.labels else ())
@@ -340,7 +356,8 @@ def aggregate_columns(cols: Any, scope: ScopeResolver, *, plugin: str | None,
                     reps.append((RawFrame(index=1 if c else 0, space=AddressSpace.NATIVE,
                                           offset=o, module=ident), False))
                 code[p] = k
-    chains = [scope.chain(raw) for raw, _ in reps]
+    out = AggregatedBatch(width=width)
+    chains = [out.use(scope.chain(raw)) for raw, _ in reps]
     # distinct stacks: samples as byte strings of their position codes
     code32 = code.astype(np.int32 if len(reps) < 1 << 31 else np.int64)
     buf = code32.tobytes()
@@ -350,7 +367,6 @@ def aggregate_columns(cols: Any, scope: ScopeResolver, *, plugin: str | None,
     add = stack_index.setdefault
     sample_stack = np.array([add(buf[a:b], len(stack_index)) for a, b in zip(st, st[1:])],
                             dtype=np.int64)
-    out = AggregatedBatch(width=width)
     stack_ids: list[int] = []
     for b in stack_index:
         fids: list[int] = []

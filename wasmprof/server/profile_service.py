@@ -481,10 +481,12 @@ class ProfileService:
             pend = tx.all("SELECT frame_id, raw FROM profile_pending WHERE plugin = ? AND "
                           "version = ?", (plugin, version))
         remap: dict[int, tuple[int, ...]] = {}
+        contents: dict[int, Any] = {}
         for p in pend:
-            new = scope.chain(raw_from_key(orjson.loads(p["raw"])))
-            if not any(f in scope.pending for f in new):
-                remap[int(p["frame_id"])] = new
+            chain = scope.chain(raw_from_key(orjson.loads(p["raw"])))
+            if not chain.pending:
+                remap[int(p["frame_id"])] = chain.ids
+                contents.update((fid, c) for fid, c, _ in chain.info)
         if not remap:
             return zero
         with self.db.tx() as tx:
@@ -506,9 +508,8 @@ class ProfileService:
                 nsid = stack_id(nt)
                 stack_map[sid] = nsid
                 new_stacks[nsid] = nt
-                still |= {(f, nsid) for f in nt
-                          if f in scope.pending or (f in old_pending and f not in remap)}
-            frames = {f: scope.contents[f] for fids in remap.values() for f in fids}
+                still |= {(f, nsid) for f in nt if f in old_pending and f not in remap}
+            frames = contents
             tx.executemany(
                 "INSERT INTO profile_frames (id, function, raw_function, file, line, col, "
                 "inlined, status, reason, wasm_index, module, native, printed_name, identity) "
