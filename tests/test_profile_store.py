@@ -5,8 +5,6 @@ budgets stop oversized queries."""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import random
 import time

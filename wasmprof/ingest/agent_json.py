@@ -234,7 +234,7 @@ def parse_agent_json(data: bytes, source: str = "<agent json>", *,
                      for pos, item in enumerate(stack_in)]
         count = s.get("count", 1)
         if type(count) is not int or not 0 <= count <= MAX_COUNT:
-            raise err(f"{where}.count", f"an integer 0..2^53", count)
+            raise err(f"{where}.count", "an integer 0..2^53", count)
         ts = s.get("timestamp")
         if ts is not None:
             if type(ts) not in (int, float) or not math.isfinite(ts):

@@ -32,7 +32,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from wasmprof.alerts import hooks, outbox, webhooks
 from wasmprof.alerts.profile_checks import ProfileCheck, run_due_checks
-from wasmprof.errors import UsageError, WasmprofError
+from wasmprof.errors import UsageError
 from wasmprof.output import dumps
 from wasmprof.server.responses import ERROR_RESPONSES, JSON_BODY, raw_body
 
