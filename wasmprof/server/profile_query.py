@@ -153,10 +153,17 @@ class Series:
 
 @dataclass(slots=True)
 class Sums:
-    """Summed counts of a selection: per series, (stack ids, counts)."""
+    """Summed counts of a selection per group of series (``group_by``): (stack ids, counts).
+
+    ``group_by="series"`` keeps every series apart (labels and thread on each sample);
+    ``"thread"`` merges series with one thread and unit (what speedscope shows: one profile per
+    thread); ``None`` merges everything of one unit (flame graph, table, diff): the profile then
+    has one sample per distinct stack."""
 
     series: dict[int, Series]
-    per_series: dict[int, tuple[np.ndarray, np.ndarray]]
+    groups: dict[Any, tuple[np.ndarray, np.ndarray]]
+    members: dict[Any, Series]                 # a series of each group (thread, unit, labels)
+    used: set[int] = field(default_factory=set)  # series that had counts in the range
     first: float | None = None
     last: float | None = None
     rows: int = 0
@@ -164,7 +171,15 @@ class Sums:
 
     @property
     def total(self) -> int:
-        return int(sum(int(c.sum()) for _, c in self.per_series.values()))
+        return int(sum(int(c.sum()) for _, c in self.groups.values()))
+
+
+def _group_key(ser: Series, group_by: str | None) -> Any:
+    if group_by == "series":
+        return ser.id
+    if group_by == "thread":
+        return (ser.unit, ser.thread)
+    return ser.unit
 
 
 def series_where(sel: Selection) -> tuple[str, list[Any]]:
@@ -214,14 +229,16 @@ class ProfileQuery:
         self.db = db
         self.store = store
 
-    def sums(self, tx: Tx, sel: Selection, budget: QueryBudget) -> Sums:
+    def sums(self, tx: Tx, sel: Selection, budget: QueryBudget,
+             group_by: str | None = "series") -> Sums:
         series = matching_series(tx, sel)
-        out = Sums(series=series, per_series={})
+        out = Sums(series=series, groups={}, members={})
         if not series:
             return out
         rng, rparams = _range_sql(sel)
-        acc: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        sizes: dict[int, int] = {}
+        acc: dict[Any, list[tuple[np.ndarray, np.ndarray]]] = {}
+        sizes: dict[Any, int] = {}
+        gkey = {sid: _group_key(ser, group_by) for sid, ser in series.items()}
         ids = sorted(series)
         for part in chunks(ids, 400):
             cur = tx.execute(f"SELECT series_id, bucket, width, data FROM profile_counts "
@@ -231,24 +248,26 @@ class ProfileQuery:
                 if not rows:
                     break
                 for r in rows:
-                    sid, bucket, width, data = (r["series_id"], r["bucket"], r["width"],
-                                                r["data"])
-                    k, c = decode_counts(data)
-                    acc.setdefault(sid, []).append((k, c))
-                    sizes[sid] = sizes.get(sid, 0) + len(k)
+                    sid, bucket, width = r["series_id"], r["bucket"], r["width"]
+                    k, c = decode_counts(r["data"])
+                    g = gkey[sid]
+                    acc.setdefault(g, []).append((k, c))
+                    out.members.setdefault(g, series[sid])
+                    out.used.add(sid)
+                    sizes[g] = sizes.get(g, 0) + len(k)
                     out.pairs += len(k)
                     out.rows += 1
                     b0, b1 = float(bucket), float(bucket + width)
                     out.first = b0 if out.first is None else min(out.first, b0)
                     out.last = b1 if out.last is None else max(out.last, b1)
-                    if sizes[sid] > 2_000_000:          # keep memory bounded: reduce now
-                        acc[sid] = [sum_pairs(np.concatenate([a for a, _ in acc[sid]]),
-                                              np.concatenate([b for _, b in acc[sid]]))]
-                        sizes[sid] = len(acc[sid][0][0])
+                    if sizes[g] > 2_000_000:            # keep memory bounded: reduce now
+                        acc[g] = [sum_pairs(np.concatenate([a for a, _ in acc[g]]),
+                                            np.concatenate([b for _, b in acc[g]]))]
+                        sizes[g] = len(acc[g][0][0])
                 budget.check(out.pairs, f"{out.rows:,} count rows, {out.pairs:,} counts so far")
-        for sid, parts in acc.items():
-            out.per_series[sid] = sum_pairs(np.concatenate([a for a, _ in parts]),
-                                            np.concatenate([b for _, b in parts]))
+        for g, parts in acc.items():
+            out.groups[g] = sum_pairs(np.concatenate([a for a, _ in parts]),
+                                      np.concatenate([b for _, b in parts]))
         return out
 
     def notes(self, tx: Tx, series_ids: Iterable[int]) -> list[str]:
@@ -259,19 +278,21 @@ class ProfileQuery:
                 part)]
         return sorted(set(out))[:200]
 
-    def profile(self, sel: Selection, budget: QueryBudget | None = None) -> SymbolizedProfile:
-        """The SymbolizedProfile of a selection (UsageError when nothing matches)."""
+    def profile(self, sel: Selection, budget: QueryBudget | None = None,
+                group_by: str | None = "series") -> SymbolizedProfile:
+        """The SymbolizedProfile of a selection (UsageError when nothing matches); samples are
+        one per (group of series, distinct stack), see :class:`Sums`."""
         budget = budget or QueryBudget()
         with self.db.read() as tx:
-            sums = self.sums(tx, sel, budget)
-            if not sums.per_series:
+            sums = self.sums(tx, sel, budget, group_by)
+            if not sums.groups:
                 raise UsageError("no profile data matches the selection", source="profiles",
                                  found=sel.describe())
             return self.build(tx, sel, sums, budget)
 
     def build(self, tx: Tx, sel: Selection, sums: Sums, budget: QueryBudget) -> SymbolizedProfile:
         all_ids: set[int] = set()
-        for k, _ in sums.per_series.values():
+        for k, _ in sums.groups.values():
             all_ids.update(k.tolist())
         stacks = self.store.stacks(tx, all_ids)
         fids: set[int] = set()
@@ -285,29 +306,33 @@ class ProfileQuery:
             sid: tuple(frames.get(f, missing) for f in s) for sid, s in stacks.items()}
         samples: list[Sample] = []
         units: set[str] = set()
-        for sid, (keys, counts) in sorted(sums.per_series.items()):
-            ser = sums.series[sid]
+        per_series = all(isinstance(g, int) for g in sums.groups)
+        for g, (keys, counts) in sorted(sums.groups.items(), key=lambda kv: str(kv[0])):
+            ser = sums.members[g]
             units.add(ser.unit)
-            labels = {**ser.labels}
-            if ser.plugin:
-                labels.setdefault("plugin", ser.plugin)
-            if ser.version:
-                labels.setdefault("version", ser.version)
+            labels: dict[str, str] = {}
+            if per_series:
+                labels = {**ser.labels}
+                if ser.plugin:
+                    labels.setdefault("plugin", ser.plugin)
+                if ser.version:
+                    labels.setdefault("version", ser.version)
+            thread = ser.thread if per_series or isinstance(g, tuple) else None
             for k, c in zip(keys.tolist(), counts.tolist()):
                 st = tuples.get(k)
                 if st is None or not c:
                     continue
-                samples.append(Sample(stack=st, count=c, timestamp=None, thread=ser.thread,
+                samples.append(Sample(stack=st, count=c, timestamp=None, thread=thread,
                                       labels=labels))
         status: dict[str, int] = {}
         for f in frames.values():
             if not f.inlined:
                 status[str(f.status)] = status.get(str(f.status), 0) + 1
-        notes = self.notes(tx, sums.per_series)
+        notes = self.notes(tx, sums.used)
         unit = sorted(units)[0] if units else "samples"
         if len(units) > 1:
             notes.append(f"merged profiles with different units: {sorted(units)}")
-        plugins = {s.plugin for s in sums.series.values() if s.id in sums.per_series}
+        plugins = {sums.series[i].plugin for i in sums.used}
         return SymbolizedProfile(
             samples=samples, unit=unit, name=sel.describe(),
             plugin=next(iter(plugins)) if len(plugins) == 1 else None,

@@ -361,9 +361,12 @@ class ProfileService:
                         for p in plugins.values() if p["samples"] or p["inputs"]],
         }
 
-    def symbolized(self, sel: Selection, budget: QueryBudget | None = None) -> SymbolizedProfile:
-        """The SymbolizedProfile of a selection (raises UsageError when empty)."""
-        return self.query.profile(sel, budget or self.budget())
+    def symbolized(self, sel: Selection, budget: QueryBudget | None = None,
+                   group_by: str | None = "series") -> SymbolizedProfile:
+        """The SymbolizedProfile of a selection (raises UsageError when empty): one sample per
+        (series, distinct stack), or per (thread, stack) / per stack with ``group_by``
+        ``"thread"`` / None (cheaper where labels do not matter)."""
+        return self.query.profile(sel, budget or self.budget(), group_by)
 
     def export(self, sel: Selection, fmt: str, *, budget: QueryBudget | None = None,
                focus: str | None = None) -> tuple[Iterator[bytes], str]:
@@ -372,7 +375,8 @@ class ProfileService:
         if fmt not in EXPORT_FORMATS:
             raise UsageError("unknown export format", source="format",
                              expected=", ".join(EXPORT_FORMATS), found=fmt[:40])
-        prof = self.symbolized(sel, budget)
+        # speedscope and pprof show threads; the other exports only need distinct stacks
+        prof = self.symbolized(sel, budget, "thread" if fmt in ("speedscope", "pprof") else None)
         if fmt == "speedscope":
             from wasmprof.flamegraph.speedscope import speedscope_document
             doc = speedscope_document(prof, name=sel.describe())
@@ -414,7 +418,7 @@ class ProfileService:
             raise UsageError("unknown diff format", source="format", expected="json, svg",
                              found=fmt[:40])
         budget = budget or self.budget()
-        b, a = self.symbolized(before, budget), self.symbolized(after, budget)
+        b, a = self.symbolized(before, budget, None), self.symbolized(after, budget, None)
         if fmt == "svg":
             svg, _ = diff_svg(b, a, mode=mode, subtitle=f"{before.describe()} → {after.describe()}")
             return _chunked(svg.encode()), "image/svg+xml"
@@ -429,7 +433,7 @@ class ProfileService:
         ``profile.regression`` alert compares."""
         from wasmprof.flamegraph.calltree import function_table
         try:
-            prof = self.symbolized(sel)
+            prof = self.symbolized(sel, group_by=None)
         except WasmprofError:
             return {}
         total = prof.total
