@@ -41,6 +41,15 @@ def svc(request, tmp_path):
 
 
 @pytest.fixture(scope="module")
+def sqlite_svc(tmp_path_factory):
+    """One SQLite service shared by the many small validation cases."""
+    service = Service(ServerConfig(store=resolve_store(tmp_path_factory.mktemp("poison") / "d"),
+                                   background=False))
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
 def fib(data_dir):
     return load_module(str(data_dir / FIB_AOT))
 
@@ -133,7 +142,8 @@ def test_fast_function_lookup_equals_the_symbolizer(data_dir, fib):
     ({"stack": []}, "samples[1].stack"),
     ({"stack": [1], "thread": 5}, "samples[1].thread"),
 ])
-def test_poisoned_batches_are_refused_whole(svc, fib, sample, field):
+def test_poisoned_batches_are_refused_whole(sqlite_svc, fib, sample, field):
+    svc = sqlite_svc
     good = _batch(fib, 1, n=20)
     svc.profiles.ingest(orjson.dumps(good), fmt="agent-json", aux=None, plugin="p",
                         version=None, labels={})
