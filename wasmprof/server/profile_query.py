@@ -1,7 +1,7 @@
 """Profile queries on the store: a :class:`Selection` → summed counts → SymbolizedProfile.
 
 Cost is O(count rows in the range) for the sums, done on compact arrays
-(:func:`~wasmprof.server.profile_codec.decode_counts`), then O(distinct stacks) to build the
+(:func:`~wasmprof.server.profile_codec.decode_many`), then O(distinct stacks) to build the
 :class:`~wasmprof.profiles.SymbolizedProfile` the existing writers take (speedscope, folded,
 SVG, function table, diff): one sample per (series, distinct stack) holding the summed count.
 
@@ -31,7 +31,7 @@ import orjson
 from wasmprof.errors import UsageError, WasmprofError
 from wasmprof.model import Frame, FrameStatus, Sample
 from wasmprof.profiles import SymbolizedProfile
-from wasmprof.server.profile_codec import decode_counts, sum_pairs
+from wasmprof.server.profile_codec import decode_many, sum_pairs
 from wasmprof.server.profile_store import ProfileStore, chunks, marks
 from wasmprof.store.db import Database, Tx
 
@@ -237,11 +237,21 @@ class ProfileQuery:
             return out
         rng, rparams = _range_sql(sel)
         acc: dict[Any, list[tuple[np.ndarray, np.ndarray]]] = {}
+        blobs: dict[Any, list[bytes]] = {}
         sizes: dict[Any, int] = {}
         gkey = {sid: _group_key(ser, group_by) for sid, ser in series.items()}
+        first, last = math.inf, -math.inf
+
+        def flush(g: Any) -> None:                 # decode a group's rows, keep memory bounded
+            if blobs.get(g):
+                acc.setdefault(g, []).append(sum_pairs(*decode_many(blobs.pop(g))))
+            if len(acc.get(g, ())) > 1 and sum(len(a) for a, _ in acc[g]) > 2_000_000:
+                acc[g] = [sum_pairs(np.concatenate([a for a, _ in acc[g]]),
+                                    np.concatenate([b for _, b in acc[g]]))]
+
         ids = sorted(series)
         for part in chunks(ids, 400):
-            cur = tx.execute(f"SELECT series_id, bucket, width, data FROM profile_counts "
+            cur = tx.execute(f"SELECT series_id, bucket, width, stacks, data FROM profile_counts "
                              f"WHERE series_id IN ({marks(len(part))}){rng}", [*part, *rparams])
             while True:
                 rows = cur.fetchmany(2000)
@@ -249,25 +259,29 @@ class ProfileQuery:
                     break
                 for r in rows:
                     sid, bucket, width = r["series_id"], r["bucket"], r["width"]
-                    k, c = decode_counts(r["data"])
                     g = gkey[sid]
-                    acc.setdefault(g, []).append((k, c))
+                    blobs.setdefault(g, []).append(r["data"])
                     out.members.setdefault(g, series[sid])
                     out.used.add(sid)
-                    sizes[g] = sizes.get(g, 0) + len(k)
-                    out.pairs += len(k)
+                    n = int(r["stacks"])
+                    sizes[g] = sizes.get(g, 0) + n
+                    out.pairs += n
                     out.rows += 1
-                    b0, b1 = float(bucket), float(bucket + width)
-                    out.first = b0 if out.first is None else min(out.first, b0)
-                    out.last = b1 if out.last is None else max(out.last, b1)
-                    if sizes[g] > 2_000_000:            # keep memory bounded: reduce now
-                        acc[g] = [sum_pairs(np.concatenate([a for a, _ in acc[g]]),
-                                            np.concatenate([b for _, b in acc[g]]))]
-                        sizes[g] = len(acc[g][0][0])
+                    if bucket < first:
+                        first = bucket
+                    if bucket + width > last:
+                        last = bucket + width
+                    if sizes[g] > 1_000_000:
+                        flush(g)
+                        sizes[g] = 0
                 budget.check(out.pairs, f"{out.rows:,} count rows, {out.pairs:,} counts so far")
+        for g in list(blobs):
+            flush(g)
         for g, parts in acc.items():
             out.groups[g] = sum_pairs(np.concatenate([a for a, _ in parts]),
                                       np.concatenate([b for _, b in parts]))
+        if out.rows:
+            out.first, out.last = float(first), float(last)
         return out
 
     def notes(self, tx: Tx, series_ids: Iterable[int]) -> list[str]:

@@ -33,7 +33,7 @@ from wasmprof.errors import UsageError, WasmprofError
 from wasmprof.model import Module, Profile
 from wasmprof.profiles import (PROFILE_FORMATS, SymbolizedProfile, assign_perf_map_modules,
                                detect_profile_format, parse_profile_stream)
-from wasmprof.server.profile_codec import (decode_counts, encode_arrays, merge_rows, pack_ids,
+from wasmprof.server.profile_codec import (decode_many, encode_arrays, merge_rows, pack_ids,
                                            stack_id, sum_pairs)
 from wasmprof.server.profile_ingest import (AggregatedBatch, ScopeResolver, aggregate,
                                             aggregate_columns, raw_from_key)
@@ -550,7 +550,7 @@ class ProfileService:
         for part in chunks(series, 400):
             for r in tx.all(f"SELECT id, data FROM profile_counts WHERE series_id IN "
                             f"({marks(len(part))})", part):
-                keys, vals = decode_counts(r["data"])
+                keys, vals = decode_many([r["data"]])
                 pos = np.searchsorted(old_ids, keys)
                 pos[pos >= len(old_ids)] = 0
                 hit = old_ids[pos] == keys if len(old_ids) else np.zeros(len(keys), bool)
