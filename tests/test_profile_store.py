@@ -340,3 +340,41 @@ def test_function_intervals_equal_function_at(data_dir, shared_fixtures_or_none)
             assert aot.function_at(x) == results[bisect.bisect_right(starts, x) - 1], (path, x)
             checked += 1
     assert checked > 1000
+
+
+def test_concurrent_replicas_never_deadlock(pg_cluster, tmp_path, data_dir, fib):
+    """Two services on one PostgreSQL database (replicas) ingesting concurrently batches that
+    create overlapping new frames and stacks: every batch is stored (rows are inserted in key
+    order, lock conflicts are retried), none fails."""
+    import threading
+    db = pg_cluster.create_database(f"race{time.time_ns()}")
+    svcs = [Service(ServerConfig(store=resolve_store(tmp_path / f"r{i}", db), background=False))
+            for i in range(2)]
+    try:
+        for s in svcs[:1]:
+            _upload(s, data_dir, "race", FIB_WASM, FIB_AOT)
+        errors: list[BaseException] = []
+        done: list[int] = []
+
+        def worker(k: int) -> None:
+            svc = svcs[k % 2]
+            for j in range(4):
+                doc = _batch(fib, 100 + k * 10 + j, n=200)
+                try:
+                    svc.profiles.ingest(orjson.dumps(doc), fmt="agent-json", aux=None,
+                                        plugin="race", version=None, labels={"w": str(k)})
+                    done.append(1)
+                except BaseException as e:  # noqa: BLE001 - collected for the assertion
+                    errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(done) == 32, errors[:3]
+        got = _folded(svcs[1], Selection(plugin="race"))
+        assert sum(int(ln.rsplit(" ", 1)[1]) for ln in got) == 32 * 200
+    finally:
+        for s in svcs:
+            s.close()

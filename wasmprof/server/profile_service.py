@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,8 +38,8 @@ from wasmprof.server.profile_codec import (decode_many, encode_arrays, merge_row
                                            stack_id, sum_pairs)
 from wasmprof.server.profile_ingest import (AggregatedBatch, ScopeResolver, aggregate,
                                             aggregate_columns, raw_from_key)
-from wasmprof.server.profile_query import (ProfileQuery, QueryBudget, Selection, parse_labels,
-                                           parse_time)
+from wasmprof.server.profile_query import (ProfileQuery, QueryBudget, QueryTimeout, Selection,
+                                           parse_labels, parse_time)
 from wasmprof.server.profile_store import ProfileStore, chunks, marks
 from wasmprof.server.registry import ModuleRegistry
 from wasmprof.store.db import now
@@ -54,6 +55,7 @@ EXPORT_FORMATS = ("speedscope", "folded", "svg", "json", "pprof")
 PLAUSIBLE_PAST = 400 * 86400.0
 PLAUSIBLE_FUTURE = 86400.0
 _DAY = 86400.0
+_RETRY = {"DeadlockDetected", "SerializationFailure", "LockNotAvailable"}
 
 
 def _env_float(name: str, default: float) -> float:
@@ -265,12 +267,39 @@ class ProfileService:
             source=source, start=start, end=end, t=t)
         stored = _compress(data)
         stored_aux = _compress(aux) if aux is not None else None
+        for attempt in range(4):
+            try:
+                pid, written = self._store(fmt, plugin, version, merged, name or pname, count,
+                                           batch, data, aux, stored, stored_aux, client_id, t)
+                break
+            except Exception as e:  # noqa: BLE001 - only lock conflicts are retried
+                if type(e).__name__ not in _RETRY or attempt == 3:
+                    if type(e).__name__ in _RETRY:
+                        raise QueryTimeout("the database stayed busy; retry the request",
+                                           source="profiles") from None
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        self.pstore.committed(written)
+        if self.metrics is not None:
+            self.metrics.inc("ingest_requests", kind=fmt)
+            self.metrics.inc("ingest_bytes", len(data), kind=fmt)
+            self.metrics.inc("samples", count)
+        return {"id": pid, "format": fmt, "samples": count, "weight": batch.weight,
+                "plugin": plugin, "labels": merged, "start": batch.start, "end": batch.end,
+                "stacks": len(batch.stacks), "series": len(batch.series),
+                "pending_frames": len(batch.pending), "duplicate": False}
+
+    def _store(self, fmt: str, plugin: str | None, version: str | None, merged: dict[str, str],
+               name: str | None, count: int, batch: AggregatedBatch, data: bytes,
+               aux: bytes | None, stored: bytes, stored_aux: bytes | None,
+               client_id: str | None, t: float) -> tuple[int, dict[str, Any]]:
+        """One transaction: the raw input, its aggregates and the alerts note."""
         with self.db.tx() as tx:
             pid = tx.insert(
                 "INSERT INTO profile_inputs (format, plugin, version, labels, name, sample_count, "
                 "start_ts, end_ts, size, data, aux, client_id, received_at, encoding, derived) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'zstd', 1) RETURNING id",
-                (fmt, plugin, version, orjson.dumps(merged).decode(), name or pname,
+                (fmt, plugin, version, orjson.dumps(merged).decode(), name,
                  count, batch.start, batch.end, len(data) + len(aux or b""), stored, stored_aux,
                  client_id, t))
             written = self.pstore.write(tx, batch)
@@ -283,15 +312,7 @@ class ProfileService:
                                        "start": batch.start, "end": batch.end})
                 except Exception:  # noqa: BLE001 - alerts never fail ingest
                     log.exception("alerts profile hook failed for input %s", pid)
-        self.pstore.committed(written)
-        if self.metrics is not None:
-            self.metrics.inc("ingest_requests", kind=fmt)
-            self.metrics.inc("ingest_bytes", len(data), kind=fmt)
-            self.metrics.inc("samples", count)
-        return {"id": pid, "format": fmt, "samples": count, "weight": batch.weight,
-                "plugin": plugin, "labels": merged, "start": batch.start, "end": batch.end,
-                "stacks": len(batch.stacks), "series": len(batch.series),
-                "pending_frames": len(batch.pending), "duplicate": False}
+        return pid, written
 
     # -- queries ------------------------------------------------------------------------
     def budget(self) -> QueryBudget:
@@ -519,10 +540,10 @@ class ProfileService:
                 "inlined, status, reason, wasm_index, module, native, printed_name, identity) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 [(fid, c[0], c[1], c[2], c[3], c[4], int(c[5]), c[6], c[7], c[8], c[9],
-                  int(c[10]), c[11], c[12]) for fid, c in frames.items()])
+                  int(c[10]), c[11], c[12]) for fid, c in sorted(frames.items())])
             tx.executemany("INSERT INTO profile_stacks (id, depth, frames) VALUES (?, ?, ?) "
                            "ON CONFLICT (id) DO NOTHING",
-                           [(s, len(f), pack_ids(f)) for s, f in new_stacks.items()])
+                           [(s, len(f), pack_ids(f)) for s, f in sorted(new_stacks.items())])
             if still:
                 tx.executemany("INSERT INTO profile_stack_pending (frame_id, stack_id) VALUES "
                                "(?, ?) ON CONFLICT (frame_id, stack_id) DO NOTHING", sorted(still))

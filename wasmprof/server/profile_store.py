@@ -54,9 +54,15 @@ class ProfileStore:
     def write(self, tx: Tx, batch: AggregatedBatch) -> dict[str, Any]:
         """Write ``batch`` inside ``tx``; returns what to pass to :meth:`committed`."""
         t = now()
+        # every insert runs in key order: concurrent transactions (PostgreSQL replicas) that
+        # add overlapping new keys then wait on each other in one order and never deadlock
         new_series: dict[str, int] = {}
-        series_ids = [self._series_id(tx, s, t, new_series) for s in batch.series]
-        frames = [(fid, *c) for fid, c in batch.frames.items() if fid not in self._known_frames]
+        order = sorted(range(len(batch.series)), key=lambda i: batch.series[i].key())
+        series_ids = [0] * len(batch.series)
+        for i in order:
+            series_ids[i] = self._series_id(tx, batch.series[i], t, new_series)
+        frames = sorted((fid, *c) for fid, c in batch.frames.items()
+                        if fid not in self._known_frames)
         if frames:
             tx.executemany(
                 "INSERT INTO profile_frames (id, function, raw_function, file, line, col, "
@@ -64,15 +70,15 @@ class ProfileStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 [(f[0], f[1], f[2], f[3], f[4], f[5], int(f[6]), f[7], f[8], f[9], f[10],
                   int(f[11]), f[12], f[13]) for f in frames])
-        stacks = [(sid, len(fids), pack_ids(fids)) for sid, fids in batch.stacks.items()
-                  if sid not in self._known_stacks]
+        stacks = sorted((sid, len(fids), pack_ids(fids)) for sid, fids in batch.stacks.items()
+                        if sid not in self._known_stacks)
         if stacks:
             tx.executemany("INSERT INTO profile_stacks (id, depth, frames) VALUES (?, ?, ?) "
                            "ON CONFLICT (id) DO NOTHING", stacks)
         if batch.pending:
             tx.executemany("INSERT INTO profile_pending (frame_id, plugin, version, raw, "
                            "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (frame_id) DO NOTHING",
-                           [(fid, p, v, raw, t) for fid, (p, v, raw) in batch.pending.items()])
+                           sorted((fid, p, v, raw, t) for fid, (p, v, raw) in batch.pending.items()))
         if batch.stack_pending:
             tx.executemany("INSERT INTO profile_stack_pending (frame_id, stack_id) VALUES (?, ?) "
                            "ON CONFLICT (frame_id, stack_id) DO NOTHING", sorted(batch.stack_pending))
@@ -82,8 +88,8 @@ class ProfileStore:
             notes = list(dict.fromkeys(batch.notes))[:_MAX_NOTES_PER_SERIES]
             tx.executemany("INSERT INTO profile_notes (series_id, note_hash, note) VALUES (?, ?, ?) "
                            "ON CONFLICT (series_id, note_hash) DO NOTHING",
-                           [(sid, hashlib.sha256(n.encode()).hexdigest()[:32], n[:2000])
-                            for sid in set(series_ids) for n in notes])
+                           sorted((sid, hashlib.sha256(n.encode()).hexdigest()[:32], n[:2000])
+                                  for sid in set(series_ids) for n in notes))
         return {"frames": [f[0] for f in frames], "stacks": [s[0] for s in stacks],
                 "series": new_series}
 
@@ -128,7 +134,7 @@ class ProfileStore:
             assert row is not None
             tx.executemany("INSERT INTO profile_series_labels (series_id, name, value) "
                            "VALUES (?, ?, ?) ON CONFLICT (series_id, name) DO NOTHING",
-                           [(row["id"], k, v) for k, v in s.labels.items()])
+                           sorted((row["id"], k, v) for k, v in s.labels.items()))
         sid = new[key] = int(row["id"])
         return sid
 
