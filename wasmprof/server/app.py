@@ -100,7 +100,7 @@ def _limit_for(config: ServerConfig):
             return config.max_log_bytes + (1 << 20)
         if path.startswith("/api/v1/samples"):
             return config.max_samples_bytes
-        if path.startswith("/api/v1/profiles"):
+        if path.startswith("/api/v1/profiles") or path == "/ingest":
             return config.max_profile_bytes + (1 << 20)
         return config.max_json_bytes
     return limit
@@ -212,6 +212,8 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(build_router(svc, require))
+    from wasmprof.server.routes_profiles import build_router as build_profile_router
+    app.include_router(build_profile_router(svc, require))
 
     alerts_routes = _optional_module("wasmprof.server.routes_alerts")
     if alerts_routes is not None:

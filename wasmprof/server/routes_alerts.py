@@ -50,26 +50,14 @@ def _json(obj: Any, status: int = 200) -> Response:
 
 
 class ServiceShares:
-    """Function shares of profile selections, computed by the server's profile service with
-    the same symbolization as every other profile view (:class:`ShareSource`)."""
+    """Function shares of profile selections, summed from the profile store by the server's
+    profile service like every other profile view (:class:`ShareSource`)."""
 
     def __init__(self, profiles: Any) -> None:
         self.profiles = profiles
 
     def _shares(self, sel: Any) -> dict[str, tuple[float, float]]:
-        from wasmprof.flamegraph.calltree import function_table
-        try:
-            prof = self.profiles.symbolized(sel)
-        except WasmprofError:
-            return {}
-        total = prof.total
-        if not total:
-            return {}
-        out: dict[str, tuple[float, float]] = {}
-        for (name, _native), st in function_table(prof).items():
-            s0, t0 = out.get(name, (0.0, 0.0))
-            out[name] = (s0 + 100.0 * st.self_weight / total, max(t0, 100.0 * st.total / total))
-        return out
+        return self.profiles.function_shares(sel)
 
     def current(self, check: ProfileCheck) -> tuple[dict[str, tuple[float, float]], str]:
         from wasmprof.server.profile_service import Selection

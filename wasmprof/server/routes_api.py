@@ -26,7 +26,7 @@ from wasmprof.model import AddressSpace, RawFrame
 from wasmprof.server import bodies
 from wasmprof.server.contract import (MAX_ID, IdPath, IdQuery, NamePath, OffsetQuery,
                                       TextQuery, has_control, limit_query)
-from wasmprof.server.profile_service import Selection, parse_labels, parse_time
+from wasmprof.server.profile_query import parse_labels
 from wasmprof.server.responses import (BINARY_BODY, BUDGET_RESPONSES, ERROR_RESPONSES,
                                        JSON_BODY, TEXT_BODY, OrjsonResponse, multipart_body, raw_body)
 from wasmprof.server.security import Principal
@@ -190,98 +190,7 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         svc.metrics.inc("ingest_bytes", size, kind="log")
         return result
 
-    # -- samples / profiles ----------------------------------------------------------
-    @r.post("/samples", summary="Post an agent JSON sample batch",
-            description="Query: `plugin`, `version`, labels, `batch_id` (idempotency key: a "
-                        "batch posted twice is stored once), `from`/`to`.",
-            openapi_extra=raw_body(JSON_BODY, '{"modules": [...], "samples": [{"stack": [pc, '
-                                              '...]}]}'))
-    async def post_samples(request: Request, p: Principal = ingest):
-        q = request.query_params
-        data = await request.body()
-        return await run_in_threadpool(
-            svc.profiles.ingest, data, fmt="agent-json", aux=None,
-            plugin=_text_param(q.get("plugin"), "plugin"),
-            version=_text_param(q.get("version"), "version"), labels=_labels(request),
-            name=_text_param(q.get("name"), "name"), start=parse_time(q.get("from"), "from"),
-            end=parse_time(q.get("to"), "to"), client_id=_text_param(q.get("batch_id"), "batch_id"))
-
-    @r.post("/profiles", summary="Post a profile: perf script (+ multipart 'perf_map'), "
-                                 "folded stacks, agent JSON or a WAMR profiler block",
-            description="The format is detected as `wasmprof flamegraph` does (or give "
-                        "`format=perf-script|folded|agent-json|wamr-profiler`). Query: "
-                        "`plugin`, `version`, labels, `name`, `batch_id`, `from`/`to`.",
-            openapi_extra=raw_body({**multipart_body("file", "perf_map"), **TEXT_BODY},
-                                   "the profile (and a perf map for perf script)"))
-    async def post_profile(request: Request, p: Principal = ingest):
-        q = request.query_params
-        aux = None
-        name = q.get("name")
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            f, form = await _form_file(request)
-            if f is None:
-                raise UsageError("multipart upload without a 'file' field", source="body")
-            data = await f.read()
-            name = name or f.filename
-            m = form.get("perf_map")
-            if hasattr(m, "read"):
-                aux = await m.read()
-        else:
-            data = await request.body()
-        return await run_in_threadpool(
-            svc.profiles.ingest, data, fmt=q.get("format") or None, aux=aux,
-            plugin=_text_param(q.get("plugin"), "plugin"),
-            version=_text_param(q.get("version"), "version"), labels=_labels(request),
-            name=_text_param(name, "name"), start=parse_time(q.get("from"), "from"),
-            end=parse_time(q.get("to"), "to"), client_id=_text_param(q.get("batch_id"), "batch_id"))
-
-    @r.get("/profiles", summary="Select profiles (plugin, version, labels=k:v,…, from, to); "
-                                "format=speedscope|folded|svg|json merges them, none lists inputs",
-           responses=BUDGET_RESPONSES)
-    async def get_profiles(request: Request, p: Principal = read) -> Response:
-        params = dict(request.query_params)
-        sel = Selection.from_params(params)
-        fmt = params.get("format")
-        if not fmt:
-            return OrjsonResponse(await run_in_threadpool(svc.profiles.summary, sel))
-        body, media = await run_in_threadpool(svc.profiles.export, sel, fmt)
-        return Response(body, media_type=media, headers=_inline_headers(media))
-
-    @r.get("/profiles/diff", summary="Compare two selections: before.plugin, before.labels, "
-                                     "before.from, … and after.*; format=json|svg",
-           responses=BUDGET_RESPONSES)
-    async def diff_profiles(request: Request, p: Principal = read) -> Response:
-        params = dict(request.query_params)
-        before = Selection.from_params(params, "before.")
-        after = Selection.from_params(params, "after.")
-        body, media = await run_in_threadpool(svc.profiles.diff, before, after,
-                                              fmt=params.get("format", "json"),
-                                              mode=params.get("mode", "normalized"))
-        return Response(body, media_type=media, headers=_inline_headers(media))
-
-    @r.get("/profiles/inputs", summary="Stored inputs by id (ids=1,2,3): which exist")
-    def get_inputs(ids: Annotated[str, Query(
-                       max_length=8000, pattern=r"^ *([0-9]{1,19} *(, *[0-9]{1,19} *)*,? *)?$",
-                       description="comma-separated ids")] = "",
-                   p: Principal = read):
-        try:
-            wanted = [int(x) for x in ids.split(",") if x.strip()][:10000]
-        except ValueError:
-            raise UsageError("ids must be integers", source="ids") from None
-        beyond = [i for i in wanted if not 1 <= i <= MAX_ID]      # cannot exist
-        wanted = [i for i in wanted if 1 <= i <= MAX_ID]
-        found: list[int] = []
-        with svc.db.read() as tx:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
-                if part:
-                    marks = ",".join("?" for _ in part)
-                    found += [row["id"] for row in tx.all(
-                        f"SELECT id FROM profile_inputs WHERE id IN ({marks})", part)]
-        out: dict[str, Any] = {"found": sorted(found), "missing": sorted(set(wanted) - set(found))}
-        if beyond:                       # outside 1..2^63-1: cannot exist (as text: too big)
-            out["out_of_range"] = [str(i) for i in beyond[:100]]
-        return out
+    # -- samples / profiles: wasmprof.server.routes_profiles -------------------------
 
     # -- symbolize (stateless) ------------------------------------------------------
     @r.post("/symbolize", summary="Stateless: module (id or sha256) + addresses + space → frames",
