@@ -185,11 +185,7 @@ AGENT = [json.dumps(b).encode() for b in (
 
 def _agent_json(data: bytes) -> None:
     from wasmprof.ingest.agent_json import parse_agent_json
-    from wasmprof.server.profile_service import check_agent_batch
-    try:
-        check_agent_batch(data, "fuzz batch")
-    finally:
-        parse_agent_json(data, "fuzz batch")
+    parse_agent_json(data, "fuzz batch")      # the door: full validation at ingest
 
 
 @FUZZ

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import UsageError
+from wasmprof.server.contract import MAX_ID
 from wasmprof.server.profile_query import QueryBudget
 from wasmprof.server.profile_service import EXPORT_FORMATS, SERVICE_FORMATS, Selection, parse_time
 from wasmprof.server.responses import (BINARY_BODY, ERROR_RESPONSES, HttpErrorBody, JSON_BODY,
@@ -254,16 +255,13 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
         return {"name": name, "values": prof.label_values(name, plugin)}
 
     @r.get("/api/v1/profiles/inputs", summary="Stored raw inputs by id (ids=1,2,3): which exist")
-    def get_inputs(ids: str = Query("", max_length=200_000), p: Principal = read):
-        wanted: list[int] = []
-        for x in ids.split(","):
-            x = x.strip()
-            if not x:
-                continue
-            if not x.isdigit() or not 1 <= int(x) <= (1 << 63) - 1:
-                raise UsageError("ids must be integers 1..2^63-1", source="ids", found=x[:40])
-            wanted.append(int(x))
-        wanted = wanted[:10000]
+    def get_inputs(ids: Annotated[str, Query(
+                       max_length=8000, pattern=r"^ *([0-9]{1,19} *(, *[0-9]{1,19} *)*,? *)?$",
+                       description="comma-separated ids")] = "",
+                   p: Principal = read):
+        wanted = [int(x) for x in ids.split(",") if x.strip()][:10000]
+        beyond = [i for i in wanted if not 1 <= i <= MAX_ID]      # cannot exist
+        wanted = [i for i in wanted if 1 <= i <= MAX_ID]
         found: list[int] = []
         with svc.db.read() as tx:
             for i in range(0, len(wanted), 500):
@@ -271,6 +269,9 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
                 marks = ",".join("?" for _ in part)
                 found += [row["id"] for row in tx.all(
                     f"SELECT id FROM profile_inputs WHERE id IN ({marks})", part)]
-        return {"found": sorted(found), "missing": sorted(set(wanted) - set(found))}
+        out: dict[str, Any] = {"found": sorted(found), "missing": sorted(set(wanted) - set(found))}
+        if beyond:                       # outside 1..2^63-1: cannot exist (as text: too big)
+            out["out_of_range"] = [str(i) for i in beyond[:100]]
+        return out
 
     return r
