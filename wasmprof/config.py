@@ -22,6 +22,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wasmprof.errors import UsageError
 
@@ -135,6 +136,7 @@ class ServerConfig:
     background: bool = True            # run the indexing worker thread
     public_url: str | None = None      # used in links (webhooks, demo banner)
     log_json: bool = True
+    sources: Any = None                # wasmprof.sources.config.SourcesConfig (None: defaults)
 
     @classmethod
     def from_env(cls, store: StoreConfig, **kw) -> "ServerConfig":

@@ -47,6 +47,8 @@ def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = Fals
                    help="the URL users reach this service at (behind a proxy or load "
                         "balancer), used in webhook links and printed URLs (default: env "
                         "WASMPROF_PUBLIC_URL, else http://HOST:PORT)")
+    from wasmprof.sources.config import add_arguments as add_source_arguments
+    add_source_arguments(p)
     add_store_arguments(p)
 
 
@@ -78,6 +80,7 @@ def setup_logging(fmt: str, quiet: bool) -> None:
 
 
 def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
+    from wasmprof.sources.config import from_args as sources_from_args
     if demo and not args.data and not args.db:
         store = resolve_store(tempfile.mkdtemp(prefix="wasmprof-demo-"), None)
     else:
@@ -89,7 +92,8 @@ def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
         max_module_bytes=int(args.max_module_mb * (1 << 20)),
         max_samples_bytes=int(args.max_samples_mb * (1 << 20)),
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
-        public_url=public_url(args.public_url or os.environ.get("WASMPROF_PUBLIC_URL")))
+        public_url=public_url(args.public_url or os.environ.get("WASMPROF_PUBLIC_URL")),
+        sources=sources_from_args(args))
 
 
 def public_url(url: str | None) -> str | None:

@@ -152,36 +152,10 @@ class RegistryClient:
         self._http.close()
 
     # -- transport ----------------------------------------------------------------------
-    def _where(self, url: str) -> str:
-        return url.split("?", 1)[0]
-
     def _do(self, method: str, url: str, headers: dict[str, str], *, stream: bool,
             data: dict[str, str] | None = None) -> httpx.Response:
-        """One HTTP exchange; transport failures become RegistryErrors."""
-        try:
-            req = self._http.build_request(method, url, headers=headers, data=data)
-            return self._http.send(req, stream=stream)
-        except httpx.TimeoutException:
-            raise RegistryError(f"no answer within {self.timeout:g} s", kind="unreachable",
-                                source=self._where(url)) from None
-        except httpx.ConnectError as e:
-            raise self._connect_error(url, e) from None
-        except (httpx.HTTPError, ssl.SSLError, OSError) as e:
-            text = str(e) or type(e).__name__
-            kind = "tls" if "SSL" in text or "certificate" in text else "unreachable"
-            raise RegistryError(f"connection failed: {_clean(text)}", kind=kind,
-                                source=self._where(url)) from None
-
-    def _connect_error(self, url: str, e: Exception) -> RegistryError:
-        text = str(e) or type(e).__name__
-        cause = e.__cause__ or e.__context__
-        if isinstance(cause, ssl.SSLError) or "SSL" in text or "certificate" in text:
-            hint = ("" if self.plain_http else
-                    "; if the registry speaks plain HTTP (a local one), use --plain-http")
-            return RegistryError(f"TLS failed: {_clean(text)}{hint}", kind="tls",
-                                 source=self._where(url))
-        return RegistryError(f"cannot connect: {_clean(text)}", kind="unreachable",
-                             source=self._where(url))
+        return send(self._http, method, url, headers, stream=stream, data=data,
+                    timeout=self.timeout, plain_http=self.plain_http)
 
     def _send(self, method: str, url: str, repository: str, *, accept: str | None = None,
               stream: bool = False) -> httpx.Response:
@@ -201,7 +175,7 @@ class RegistryClient:
                 resp.close()
                 who = "the credentials given" if not self.credentials.empty else "anonymous access"
                 raise RegistryError(f"registry refused {who} (HTTP 401)", kind="unauthorized",
-                                    source=self._where(url), status=401)
+                                    source=_where(url), status=401)
             self._auth[repository] = header
         origin = urlsplit(url).netloc
         for _ in range(MAX_REDIRECTS):
@@ -211,13 +185,13 @@ class RegistryClient:
             resp.close()
             if not location:
                 raise RegistryError("redirect without Location", kind="server-error",
-                                    source=self._where(url), status=resp.status_code)
+                                    source=_where(url), status=resp.status_code)
             url = urljoin(url, location)
             target = urlsplit(url)
             if target.scheme not in ("http", "https") or (
                     target.scheme == "http" and not self.plain_http):
                 raise RegistryError("registry redirected to a non-HTTPS URL", kind="tls",
-                                    source=self._where(url))
+                                    source=_where(url))
             hop = {k: v for k, v in headers.items()
                    if k != "Authorization" or target.netloc == origin}
             resp = self._do("GET" if method == "HEAD" else method, url, hop, stream=stream)
@@ -237,7 +211,7 @@ class RegistryClient:
             pass
         finally:
             resp.close()
-        where = self._where(url)
+        where = _where(url)
         if status == 401:
             return RegistryError(f"HTTP 401{detail}", kind="unauthorized", source=where, status=status)
         if status == 403:
@@ -258,7 +232,7 @@ class RegistryClient:
     def _authorize(self, resp: httpx.Response, repository: str) -> str:
         """The Authorization header answering a 401's challenge."""
         challenges = parse_challenges(", ".join(resp.headers.get_list("www-authenticate")))
-        where = self._where(str(resp.request.url))
+        where = _where(str(resp.request.url))
         creds = self.credentials
         for scheme, params in challenges:
             if scheme == "bearer" and params.get("realm"):
@@ -328,7 +302,7 @@ class RegistryClient:
         resp = self._send("GET", url, ref.repository, accept=", ".join(MANIFEST_TYPES),
                           stream=True)
         try:
-            raw = self._read(resp, max_bytes, str(ref), what="manifest")
+            raw = read_capped(resp, max_bytes, str(ref), what="manifest")
         finally:
             resp.close()
         algo = (ref.digest or "sha256:").split(":", 1)[0]
@@ -372,7 +346,7 @@ class RegistryClient:
         url = f"{self.base}/v2/{repository}/blobs/{desc.digest}"
         resp = self._send("GET", url, repository, stream=True)
         try:
-            data = self._read(resp, min(max_bytes, desc.size), where, what="layer",
+            data = read_capped(resp, min(max_bytes, desc.size), where, what="layer",
                               progress=progress, exact=desc.size)
         finally:
             resp.close()
@@ -382,30 +356,58 @@ class RegistryClient:
                                 source=where, expected=desc.digest, found=computed)
         return data
 
-    @staticmethod
-    def _read(resp: httpx.Response, cap: int, where: str, *, what: str,
-              progress: Callable[[int], None] | None = None, exact: int | None = None) -> bytes:
-        length = resp.headers.get("content-length")
-        if length and length.isdigit() and int(length) > cap:
-            kind = "digest-mismatch" if exact is not None and int(length) != exact else "too-large"
-            raise RegistryError(f"{what} is larger than allowed", kind=kind, source=where,
-                                expected=f"at most {cap} bytes", found=f"{length} bytes")
-        buf = bytearray()
-        try:
-            for chunk in resp.iter_bytes(1 << 16):
-                buf += chunk
-                if len(buf) > cap:
-                    kind = "digest-mismatch" if exact is not None and len(buf) > exact else "too-large"
-                    raise RegistryError(f"{what} is larger than allowed", kind=kind, source=where,
-                                        expected=f"at most {cap} bytes",
-                                        found=f"more than {cap} bytes")
-                if progress is not None:
-                    progress(len(buf))
-        except httpx.HTTPError as e:
-            raise RegistryError(f"{what} download failed: {_clean(e)}", kind="unreachable",
-                                source=where) from None
-        if exact is not None and len(buf) != exact:
-            raise RegistryError(f"{what} is shorter than its descriptor says",
-                                kind="digest-mismatch", source=where,
-                                expected=f"{exact} bytes", found=f"{len(buf)} bytes")
-        return bytes(buf)
+
+def _where(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def send(http: httpx.Client, method: str, url: str, headers: dict[str, str], *, stream: bool,
+         timeout: float, plain_http: bool, data: dict[str, str] | None = None) -> httpx.Response:
+    """One HTTP exchange; transport failures (refused, DNS, timeout, TLS) become
+    RegistryErrors (``unreachable`` / ``tls``)."""
+    try:
+        req = http.build_request(method, url, headers=headers, data=data)
+        return http.send(req, stream=stream)
+    except httpx.TimeoutException:
+        raise RegistryError(f"no answer within {timeout:g} s", kind="unreachable",
+                            source=_where(url)) from None
+    except (httpx.HTTPError, ssl.SSLError, OSError) as e:
+        text = str(e) or type(e).__name__
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ssl.SSLError) or "SSL" in text or "certificate" in text:
+            hint = "" if plain_http else "; if it speaks plain HTTP (a local registry), use --plain-http"
+            raise RegistryError(f"TLS failed: {_clean(text)}{hint}", kind="tls",
+                                source=_where(url)) from None
+        verb = "cannot connect" if isinstance(e, httpx.ConnectError) else "connection failed"
+        raise RegistryError(f"{verb}: {_clean(text)}", kind="unreachable",
+                            source=_where(url)) from None
+
+
+def read_capped(resp: httpx.Response, cap: int, where: str, *, what: str,
+                progress: Callable[[int], None] | None = None, exact: int | None = None) -> bytes:
+    """The body of a streamed response, at most ``cap`` bytes (``exact``: the size the
+    descriptor promised; more or fewer is ``digest-mismatch``)."""
+    length = resp.headers.get("content-length")
+    if length and length.isdigit() and int(length) > cap:
+        kind = "digest-mismatch" if exact is not None and int(length) != exact else "too-large"
+        raise RegistryError(f"{what} is larger than allowed", kind=kind, source=where,
+                            expected=f"at most {cap} bytes", found=f"{length} bytes")
+    buf = bytearray()
+    try:
+        for chunk in resp.iter_bytes(1 << 16):
+            buf += chunk
+            if len(buf) > cap:
+                kind = "digest-mismatch" if exact is not None and len(buf) > exact else "too-large"
+                raise RegistryError(f"{what} is larger than allowed", kind=kind, source=where,
+                                    expected=f"at most {cap} bytes",
+                                    found=f"more than {cap} bytes")
+            if progress is not None:
+                progress(len(buf))
+    except httpx.HTTPError as e:
+        raise RegistryError(f"{what} download failed: {_clean(e)}", kind="unreachable",
+                            source=where) from None
+    if exact is not None and len(buf) != exact:
+        raise RegistryError(f"{what} is shorter than its descriptor says",
+                            kind="digest-mismatch", source=where,
+                            expected=f"{exact} bytes", found=f"{len(buf)} bytes")
+    return bytes(buf)

@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "no-wasm-layer": "the image holds no Wasm module (no Wasm layer, no plugin.wasm)",
     "ambiguous-platform": "an image index without a wasi/wasm manifest and with several others",
     "bad-module": "the layer is not a module wasmprof can read",
+    "internal": "wasmprof failed while pulling (a bug): the server log has the details",
 }
 
 #: kinds worth retrying soon (the same request may work later without any change)

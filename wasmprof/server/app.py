@@ -178,6 +178,8 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
             app.include_router(alerts_routes.build_router(svc, require))
         elif hasattr(alerts_routes, "router"):
             app.include_router(alerts_routes.router)
+    from wasmprof.server.routes_sources import build_router as build_sources_router
+    app.include_router(build_sources_router(svc, require))
     web = _optional_module("wasmprof.server.web")
     if web is not None and hasattr(web, "mount_web"):
         web.mount_web(app)

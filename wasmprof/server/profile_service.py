@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -104,6 +104,8 @@ class ProfileService:
         self.resolver = resolver
         self.metrics = metrics
         self.resolve_lock = resolve_lock or threading.Lock()
+        #: called after ingest with the stored (plugin, version) pair (module sources)
+        self.on_ingest: Callable[..., Any] | None = None
 
     # -- ingest -----------------------------------------------------------------------
     @staticmethod
@@ -167,6 +169,8 @@ class ProfileService:
             self.metrics.inc("ingest_requests", kind=fmt)
             self.metrics.inc("ingest_bytes", len(data), kind=fmt)
             self.metrics.inc("samples", count)
+        if self.on_ingest is not None and plugin:
+            self.on_ingest([(plugin, version)], "sample batch" if fmt == "agent-json" else "profile")
         return {"id": pid, "format": fmt, "samples": count, "plugin": plugin,
                 "labels": labels, "start": start, "end": end, "duplicate": False}
 

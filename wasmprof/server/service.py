@@ -58,6 +58,8 @@ class Service:
         self.metrics.gauges["wasmprof_queue_depth"] = lambda: float(self.queue.qsize())
         self.metrics.external["wasmprof_module_cache_hits_total"] = lambda: float(self.registry.cache_hits)
         self.metrics.external["wasmprof_module_cache_misses_total"] = lambda: float(self.registry.cache_misses)
+        from wasmprof.sources.service import SourcesService
+        self.sources = SourcesService(self, config.sources)   # plugin sources, puller, symbol sources
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -67,8 +69,10 @@ class Service:
         self._worker = threading.Thread(target=self._run, name="wasmprof-indexer", daemon=True)
         self._worker.start()
         self.enqueue_pending()
+        self.sources.start()
 
     def stop(self) -> None:
+        self.sources.stop()
         self._stop.set()
         self.queue.put(None)
         if self._worker is not None:
@@ -157,6 +161,7 @@ class Service:
         regrouped = {}
         for p in sorted(x for x in plugins if x):
             regrouped[p] = self.crashes.resymbolize(plugin=p)
+        self.sources.module_indexed(mid)      # no DWARF: look the debug build up (background)
         return {"module": mid, "companions_changed": changed, "regrouped": regrouped}
 
     def _warm(self, module: Any) -> None:
