@@ -105,13 +105,16 @@ def request(tx: Tx, plugin: str, version: str, ref_url: str | None, trigger: str
     return row is not None
 
 
-def claim_due(db: Database, owner: str, *, at: float | None = None) -> Pull | None:
-    """Take the oldest due pull (or a stale claim) for ``owner``; None when none is due."""
+def claim_due(db: Database, owner: str, *, at: float | None = None,
+              plugin: str | None = None) -> Pull | None:
+    """Take the oldest due pull (or a stale claim; of ``plugin`` only when given) for
+    ``owner``; None when none is due."""
     t = now() if at is None else at
+    only, params = ("AND plugin = ? ", [plugin]) if plugin else ("", [])
     with db.tx() as tx:
-        rows = tx.all("SELECT id FROM source_pulls WHERE (state IN ('pending', 'retrying') AND "
-                      "next_attempt_at <= ?) OR (state = 'pulling' AND claimed_at < ?) "
-                      "ORDER BY next_attempt_at, id LIMIT 5", (t, t - STALE_CLAIM))
+        rows = tx.all("SELECT id FROM source_pulls WHERE ((state IN ('pending', 'retrying') AND "
+                      "next_attempt_at <= ?) OR (state = 'pulling' AND claimed_at < ?)) "
+                      f"{only}ORDER BY next_attempt_at, id LIMIT 5", [t, t - STALE_CLAIM, *params])
         for r in rows:
             got = tx.one(f"UPDATE source_pulls SET state = 'pulling', claimed_at = ?, "
                          f"claimed_by = ?, updated_at = ? WHERE id = ? AND ((state IN "

@@ -112,15 +112,15 @@ class SourcesService:
                 self._wake.wait(self.config.poll_interval)
                 self._wake.clear()
 
-    def run_due(self, limit: int | None = None) -> int:
-        """Do queued debug lookups and due pulls now (the thread's body; tests and the CLI
-        call it directly). Returns how many jobs were done."""
+    def run_due(self, limit: int | None = None, *, plugin: str | None = None) -> int:
+        """Do queued debug lookups and due pulls (of ``plugin`` only, when given) now: the
+        thread's body; tests and the CLI call it directly. Returns how many jobs were done."""
         done = 0
         while limit is None or done < limit:
             try:
                 mid = self._debug.get_nowait()
             except queue.Empty:
-                pull = pulls.claim_due(self.db, self.owner)
+                pull = pulls.claim_due(self.db, self.owner, plugin=plugin)
                 if pull is None:
                     break
                 self.process(pull)
@@ -239,7 +239,7 @@ class SourcesService:
 
     def describe(self, src: PluginSource, *, admin: bool) -> dict[str, Any]:
         items = pulls.list_pulls(self.db, src.plugin, limit=50)
-        return {**src.to_dict(admin=admin), "status": _status(items),
+        return {**src.to_dict(admin=admin), "status": _status(items, self.policy),
                 "pulls": [p.to_dict(self.policy) for p in items]}
 
     def get(self, plugin: str, *, admin: bool) -> dict[str, Any] | None:
@@ -349,7 +349,7 @@ class SourcesService:
         return {**out, "found": found.location, "debug_module": desc["id"]}
 
 
-def _status(items: list[pulls.Pull]) -> dict[str, Any]:
+def _status(items: list[pulls.Pull], policy: Any) -> dict[str, Any]:
     """The plugin's pull status in one object: the worst open problem, else the latest."""
     if not items:
         return {"state": "idle", "summary": "nothing pulled yet: a pull starts when a crash, "
@@ -357,5 +357,6 @@ def _status(items: list[pulls.Pull]) -> dict[str, Any]:
                                             "without a module"}
     order = {"failed": 0, "retrying": 1, "waiting": 2, "pulling": 3, "pending": 4, "ready": 5}
     worst = min(items, key=lambda p: (order.get(p.state, 9), -p.updated_at))
-    return {"state": worst.state, "summary": pulls.summary(worst), "error_kind": worst.error_kind,
+    return {"state": worst.state, "summary": pulls.summary(worst, policy),
+            "error_kind": worst.error_kind,
             "version": worst.version or None}
