@@ -57,8 +57,10 @@ class SymbolSource:
         return str(self.reference.with_tag(key))
 
     def to_dict(self) -> dict[str, Any]:
+        layout = (self.location("<key>") if self.kind == "http"
+                  else f"{self.reference}:<key>")
         return {"url": redact(self.url), "kind": self.kind, "plain_http": self.plain_http,
-                "layout": self.location("<key>")}
+                "layout": layout}
 
 
 def redact(url: str) -> str:
