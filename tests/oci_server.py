@@ -3,12 +3,15 @@ tokens, setting a plugin source, posting a crash log, waiting for pulls and grou
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from pg import wait_until
-from server_proc import ServerProcess, wasmprof_cli
+from server_proc import ROOT, ServerProcess, wasmprof_cli
 
 #: retries in seconds, not minutes (the backoff ladder is the same)
 PULL_ENV = {"WASMPROF_PULL_BASE_DELAY": "0.3", "WASMPROF_PULL_MAX_DELAY": "1",
@@ -95,3 +98,23 @@ def events(srv: ServerProcess, plugin: str) -> list[dict]:
         r = call(srv, "read", "GET", f"/crash-groups/{g['id']}/events")
         out += r.json()["events"]
     return out
+
+
+def module_cli(*args: str, stdin: str | None = None, real: bool = False) -> subprocess.CompletedProcess:
+    """``wasmprof module ARGS`` in a subprocess (``real``) or in this process (faster)."""
+    if real:
+        return subprocess.run([sys.executable, "-m", "wasmprof", "module", *args], cwd=ROOT,
+                              input=stdin, capture_output=True, text=True, timeout=120)
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from wasmprof.cli import main
+    raw, err = io.BytesIO(), io.StringIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+    old = sys.stdin
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            rc = main(["module", *args])
+    finally:
+        sys.stdin = old
+    return subprocess.CompletedProcess(args, rc, raw.getvalue().decode(), err.getvalue())

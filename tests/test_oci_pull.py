@@ -8,15 +8,13 @@ import base64
 import gzip
 import io
 import json
-import subprocess
-import sys
 import tarfile
 
 import pytest
 
 from oci_registry import (OCI_LAYER_GZIP, TamperProxy, manifest_size, padded_module, push_artifact,
                           push_image, push_index, tar_layer)
-from server_proc import ROOT
+from oci_server import module_cli as _cli
 from wasmprof.oci.auth import Credentials, docker_config_credentials, parse_challenges
 from wasmprof.oci.errors import RegistryError
 from wasmprof.oci.image import scan_tar_layer
@@ -152,7 +150,7 @@ def test_image_without_wasm_layer(oci, data_dir):
     e = _fails("no-wasm-layer", _pull, oci.open, "t/nowasm:1.0")
     assert e.exit_code == 1 and "etc/motd" in str(e) and "plugin.wasm" in str(e)
     # an artifact whose layer is of another media type
-    import oras.provider  # noqa: F401 - pushing through oras as for real artifacts
+
     from oci_registry import _oras
     p = data_dir / "wasm" / "fib.O2.strip-all.wasm"
     resp = _oras(oci.open).push(target=f"{oci.open.host}/t/notwasm:1.0",
@@ -240,26 +238,6 @@ def test_unreachable_and_tls(oci, wasm):
 
 
 # -- the CLI ----------------------------------------------------------------------------------
-def _cli(*args: str, stdin: str | None = None, real: bool = False) -> subprocess.CompletedProcess:
-    """``wasmprof module ARGS`` in a subprocess (``real``) or in this process (faster)."""
-    if real:
-        return subprocess.run([sys.executable, "-m", "wasmprof", "module", *args], cwd=ROOT,
-                              input=stdin, capture_output=True, text=True, timeout=120)
-    from contextlib import redirect_stderr, redirect_stdout
-
-    from wasmprof.cli import main
-    raw, err = io.BytesIO(), io.StringIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
-    old = sys.stdin
-    sys.stdin = io.StringIO(stdin or "")
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            rc = main(["module", *args])
-    finally:
-        sys.stdin = old
-    return subprocess.CompletedProcess(args, rc, raw.getvalue().decode(), err.getvalue())
-
-
 def test_cli_pull(oci, wasm, tmp_path):
     digest, _ = push_image(oci.open, "t/cli", "3.1", [{"plugin.wasm": wasm}])
     out = tmp_path / "m.wasm"

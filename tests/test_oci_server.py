@@ -6,6 +6,8 @@ directory and OCI repository) resolving frames ``exact``."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from oci_registry import StaticDir, push_artifact, push_image
@@ -212,3 +214,39 @@ def test_sources_overview_and_credentials_never_returned(srv, oci):
     assert call(srv, "admin", "DELETE", f"/plugins/{plugin}/source").status_code == 404
     assert call(srv, "admin", "POST", f"/plugins/{plugin}/source/pull").status_code == 404
     assert call(srv, "read", "GET", "/modules/0/origins").status_code == 422
+
+
+def test_cli_against_the_server(srv, oci, data_dir):
+    """`wasmprof module pull --server` uploads what it pulled and records its origin;
+    `module source set|show|pull|remove --server` drive the same routes."""
+    from oci_server import module_cli
+    plugin = f"cli-remote-{srv.backend}"
+    repo = f"{srv.backend}/cli-remote"
+    wasm = (data_dir / "wasm" / "inline_chain.O2.wasm").read_bytes()
+    digest = push_artifact(oci.open, repo, "5.0", wasm)
+    base = ["--server", srv.url]
+    r = module_cli("pull", f"oci://{oci.open.host}/{repo}:5.0", "--plain-http", "--plugin", plugin,
+                   *base, "--token", srv.tokens["ingest"], "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["stored"]["where"] == srv.url and d["stored"]["plugins"] == [{"plugin": plugin, "version": "5.0"}]
+    origins = call(srv, "read", "GET", f"/modules/{d['stored']['id']}/origins").json()["origins"]
+    assert origins[0]["digest"] == digest and origins[0]["variant"] == "artifact"
+    # sources through the CLI; the password comes from stdin and never back
+    other = f"cli-src-{srv.backend}"
+    r = module_cli("source", "set", other, f"oci://{oci.basic.host}/{repo}:5.0", "--plain-http",
+                   "--username", oci.basic_user, "--password-stdin", *base,
+                   "--token", srv.tokens["admin"], stdin=oci.basic_password + "\n")
+    assert r.returncode == 0, r.stderr
+    assert f"user {oci.basic_user}" in r.stdout and oci.basic_password not in r.stdout
+    wait_pull(srv, other, ("ready",))
+    r = module_cli("source", "show", *base, "--token", srv.tokens["read"], "--json")
+    shown = json.loads(r.stdout)
+    assert any(s["plugin"] == other and s["status"]["state"] == "ready" for s in shown["sources"])
+    r = module_cli("source", "pull", other, *base, "--token", srv.tokens["admin"])
+    assert r.returncode == 0, r.stderr
+    r = module_cli("source", "remove", other, *base, "--token", srv.tokens["read"])
+    assert r.returncode == 2 and "403" in r.stderr
+    r = module_cli("source", "remove", other, *base, "--token", srv.tokens["admin"])
+    assert r.returncode == 0
+    assert call(srv, "admin", "GET", f"/plugins/{other}/source").status_code == 404
