@@ -19,7 +19,7 @@ EPILOG = """examples:
   wasmprof serve --demo                            # bundled samples, anonymous access, fresh data dir
   wasmprof serve --allow-anonymous read            # dashboards without a token, ingest needs one
   wasmprof serve --host 0.0.0.0 --public-url https://wasmprof.example.com   # links in alerts
-  wasmprof serve --symbol-source https://symbols.example.com/wasm \
+  wasmprof serve --symbol-source https://symbols.example.com/wasm \\
                  --symbol-source oci://registry.example.com/debug-builds     # debug builds by identity
 
 API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus). Tokens: wasmprof token create."""
