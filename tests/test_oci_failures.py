@@ -126,32 +126,26 @@ def test_wrong_digest(srv, oci, wasm, crash_log):
         proxy.close()
 
 
-def test_oversized_layer(srv, oci, wasm, crash_log):
-    plugin = "too-big"
-    push_artifact(oci.open, "fail/big", "1.0", padded_module(wasm, 1_200_000))
-    set_source(srv, plugin, f"oci://{oci.open.host}/fail/big:1.0")
+@pytest.mark.parametrize("case", ["oversized", "no-wasm", "not-a-module"])
+def test_image_that_cannot_give_a_module(srv, oci, wasm, crash_log, case):
+    """Over the size cap (the server's --max-module-mb 1), an image without a Wasm layer, a
+    plugin.wasm that is no module: a clear status, every crash kept."""
+    kind, layers, said = {
+        "oversized": ("too-large", None, ("size cap", "1048576")),
+        "no-wasm": ("no-wasm-layer", [{"etc/motd": b"hello\n"}], ("plugin.wasm", "etc/motd")),
+        "not-a-module": ("bad-module", [{"plugin.wasm": b"\0asm\x01\0\0\0\x0a\xff\xff"}],
+                         ("cannot be read",)),
+    }[case]
+    plugin, repo = f"cannot-{case}", f"fail/{case}"
+    if layers is None:
+        push_artifact(oci.open, repo, "1.0", padded_module(wasm, 1_200_000))
+    else:
+        push_image(oci.open, repo, "1.0", layers)
+    set_source(srv, plugin, f"oci://{oci.open.host}/{repo}:1.0")
     post_log(srv, crash_log, plugin, "1.0")
-    s = _failing(srv, plugin, "too-large")
-    assert "size cap" in s["status"]["summary"] and "1048576" in s["status"]["summary"]
+    summary = _failing(srv, plugin, kind)["status"]["summary"]
+    assert all(x in summary for x in said), summary
     _ingest_unaffected(srv, crash_log, plugin, "1.0", n=1)
-
-
-def test_image_without_wasm_layer(srv, oci, crash_log):
-    plugin = "no-wasm"
-    push_image(oci.open, "fail/nowasm", "1.0", [{"etc/motd": b"hello\n"}])
-    set_source(srv, plugin, f"oci://{oci.open.host}/fail/nowasm:1.0")
-    post_log(srv, crash_log, plugin, "1.0")
-    s = _failing(srv, plugin, "no-wasm-layer")
-    assert "plugin.wasm" in s["status"]["summary"] and "etc/motd" in s["status"]["summary"]
-    _ingest_unaffected(srv, crash_log, plugin, "1.0", n=1)
-
-
-def test_layer_that_is_not_a_module(srv, oci, crash_log):
-    plugin = "not-a-module"
-    push_image(oci.open, "fail/junk", "1.0", [{"plugin.wasm": b"\0asm\x01\0\0\0\x0a\xff\xff"}])
-    set_source(srv, plugin, f"oci://{oci.open.host}/fail/junk:1.0")
-    post_log(srv, crash_log, plugin, "1.0")
-    assert "cannot be read" in _failing(srv, plugin, "bad-module")["status"]["summary"]
 
 
 def test_profile_and_version_rules(srv, oci, wasm, data_dir, crash_log):

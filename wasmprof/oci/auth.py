@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import threading
@@ -22,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmprof.oci.errors import RegistryError
+from wasmprof.oci.errors import RegistryError, json_object
 from wasmprof.oci.reference import DOCKER_HUB
 
 
@@ -89,14 +88,7 @@ def docker_config_credentials(registry: str, path: Path | None = None, *,
     if len(raw) > (4 << 20):
         raise RegistryError("Docker config file too large", kind="unauthorized",
                             source=str(path), expected="at most 4 MiB")
-    try:
-        cfg = json.loads(raw)
-    except ValueError as e:
-        raise RegistryError(f"Docker config is not JSON: {e}", kind="unauthorized",
-                            source=str(path)) from None
-    if not isinstance(cfg, dict):
-        raise RegistryError("Docker config is not a JSON object", kind="unauthorized",
-                            source=str(path))
+    cfg = json_object(raw, what="Docker config", kind="unauthorized", source=str(path))
     auths = cfg.get("auths") if isinstance(cfg.get("auths"), dict) else {}
     for key in _config_keys(registry):
         entry = auths.get(key)

@@ -31,7 +31,7 @@ import httpx
 from wasmprof import __version__
 from wasmprof.alerts.retry import parse_retry_after
 from wasmprof.oci.auth import Credentials, TokenCache, parse_challenges
-from wasmprof.oci.errors import RegistryError
+from wasmprof.oci.errors import RegistryError, json_object
 from wasmprof.oci.reference import DIGEST_RE, Reference
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -316,13 +316,7 @@ class RegistryClient:
             raise RegistryError("manifest does not match the registry's Docker-Content-Digest",
                                 kind="digest-mismatch", source=str(ref), expected=header,
                                 found=computed)
-        try:
-            body = json.loads(raw)
-        except ValueError as e:
-            raise RegistryError(f"manifest is not JSON: {e}", kind="bad-manifest",
-                                source=str(ref)) from None
-        if not isinstance(body, dict):
-            raise RegistryError("manifest is not a JSON object", kind="bad-manifest", source=str(ref))
+        body = json_object(raw, what="manifest", kind="bad-manifest", source=str(ref))
         if body.get("schemaVersion") != 2:
             raise RegistryError("unsupported manifest schema (Docker schema 1 is deprecated)",
                                 kind="bad-manifest", source=str(ref), expected="schemaVersion 2",

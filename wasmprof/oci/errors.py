@@ -8,6 +8,9 @@ and uses to decide how to retry.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from wasmprof.errors import WasmprofError
 
 #: kind -> what it means (shown next to the status on the dashboard)
@@ -59,3 +62,14 @@ class RegistryError(WasmprofError):
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "kind": self.kind, "status": self.status}
+
+
+def json_object(raw: bytes, *, what: str, kind: str, source: str) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, else a RegistryError of ``kind`` naming ``what``."""
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise RegistryError(f"{what} is not JSON: {e}", kind=kind, source=source) from None
+    if not isinstance(value, dict):
+        raise RegistryError(f"{what} is not a JSON object", kind=kind, source=source)
+    return value
