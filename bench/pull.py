@@ -45,8 +45,17 @@ def child(kind: str, ref: str, out: str) -> None:
         size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
-                      "rss": ru.ru_maxrss * 1024, "size": size}))
+    print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss": peak_rss(),
+                      "size": size}))
+
+
+def peak_rss() -> int:
+    """VmHWM of this process (ru_maxrss would carry the parent's high-water mark across
+    exec on Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def run_child(kind: str, ref: str) -> dict:
@@ -63,7 +72,7 @@ def run_curl(url: str) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall": time.perf_counter() - t0,
             "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-            "rss": after.ru_maxrss * 1024, "size": None}
+            "rss": None, "size": None}
 
 
 def main() -> int:
@@ -103,8 +112,9 @@ def main() -> int:
         ref = best["oras-py artifact"]["wall"]
         print(f"{'peer':30s} {'wall s':>8s} {'cpu s':>8s} {'MB/s':>8s} {'peak RSS MB':>12s} {'oras/this':>10s}")
         for name, r in best.items():
-            print(f"{name:30s} {r['wall']:8.3f} {r['cpu']:8.3f} {mb / r['wall']:8.1f} "
-                  f"{r['rss'] / 1e6:12.1f} {ref / r['wall']:9.2f}x")
+            rss = f"{r['rss'] / 1e6:12.1f}" if r["rss"] else f"{'—':>12s}"
+            print(f"{name:30s} {r['wall']:8.3f} {r['cpu']:8.3f} {mb / r['wall']:8.1f} {rss} "
+                  f"{ref / r['wall']:9.2f}x")
     finally:
         reg.close()
         shutil.rmtree(storage, ignore_errors=True)

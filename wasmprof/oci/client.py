@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import ssl
 from collections.abc import Callable
@@ -386,22 +387,24 @@ def read_capped(resp: httpx.Response, cap: int, where: str, *, what: str,
         kind = "digest-mismatch" if exact is not None and int(length) != exact else "too-large"
         raise RegistryError(f"{what} is larger than allowed", kind=kind, source=where,
                             expected=f"at most {cap} bytes", found=f"{length} bytes")
-    buf = bytearray()
+    buf = io.BytesIO()        # getvalue() hands its buffer over: no second copy
+    size = 0
     try:
         for chunk in resp.iter_bytes(1 << 16):
-            buf += chunk
-            if len(buf) > cap:
-                kind = "digest-mismatch" if exact is not None and len(buf) > exact else "too-large"
+            buf.write(chunk)
+            size += len(chunk)
+            if size > cap:
+                kind = "digest-mismatch" if exact is not None and size > exact else "too-large"
                 raise RegistryError(f"{what} is larger than allowed", kind=kind, source=where,
                                     expected=f"at most {cap} bytes",
                                     found=f"more than {cap} bytes")
             if progress is not None:
-                progress(len(buf))
+                progress(size)
     except httpx.HTTPError as e:
         raise RegistryError(f"{what} download failed: {_clean(e)}", kind="unreachable",
                             source=where) from None
-    if exact is not None and len(buf) != exact:
+    if exact is not None and size != exact:
         raise RegistryError(f"{what} is shorter than its descriptor says",
                             kind="digest-mismatch", source=where,
-                            expected=f"{exact} bytes", found=f"{len(buf)} bytes")
-    return bytes(buf)
+                            expected=f"{exact} bytes", found=f"{size} bytes")
+    return buf.getvalue()

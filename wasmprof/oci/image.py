@@ -154,7 +154,10 @@ def scan_tar_layer(data: bytes, *, max_bytes: int, where: str) -> TarFind:
                                         expected=f"at most {max_bytes} bytes",
                                         found=f"{m.size} bytes")
                 f = tar.extractfile(m)
-                body = f.read() if f is not None else b""
+                sink = io.BytesIO()          # chunked: one copy of the member, not two
+                while f is not None and (chunk := f.read(1 << 20)):
+                    sink.write(chunk)
+                body = sink.getvalue()
                 if base == PLUGIN_FILE:
                     found.plugin = (path, body)
                 elif len(found.wasm) < 4:
