@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pg import wait_until
-from server_proc import ROOT, ServerProcess, wasmprof_cli
+from server_proc import ROOT, ServerProcess
 
 #: retries in seconds, not minutes (the backoff ladder is the same)
 PULL_ENV = {"WASMPROF_PULL_BASE_DELAY": "0.3", "WASMPROF_PULL_MAX_DELAY": "1",
@@ -20,11 +20,14 @@ PULL_ENV = {"WASMPROF_PULL_BASE_DELAY": "0.3", "WASMPROF_PULL_MAX_DELAY": "1",
 
 def start_server(data: Path, db: str | None, extra: list[str], env: dict[str, str] | None = None
                  ) -> ServerProcess:
-    store = ["--data", str(data)] + (["--db", db] if db else [])
-    tokens = {}
-    for scope in ("ingest", "read", "admin"):
-        out = wasmprof_cli("token", "create", f"t-{scope}", "--scopes", scope, "--json", *store)
-        tokens[scope] = json.loads(out.stdout)["token"]
+    from wasmprof.config import resolve_store
+    from wasmprof.store.state import open_store
+    from wasmprof.store.tokens import create_token
+    store = open_store(resolve_store(data, db))          # tokens in-process: no CLI start-ups
+    try:
+        tokens = {s: create_token(store.db, f"t-{s}", {s})[1] for s in ("ingest", "read", "admin")}
+    finally:
+        store.close()
     srv = ServerProcess(data, db, extra_args=["--rate-limit", "0", "--quiet", *extra],
                         env={**PULL_ENV, **(env or {})}).start()
     srv.tokens = tokens

@@ -66,7 +66,7 @@ json_values = st.recursive(
     max_leaves=10)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=json_values, name=st.text(min_size=1, max_size=30).filter(lambda s: "/" not in s and s not in (".", "..")))
 def test_no_500(app_client, body, name):
     c = app_client

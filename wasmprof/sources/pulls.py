@@ -111,10 +111,13 @@ def claim_due(db: Database, owner: str, *, at: float | None = None,
     ``owner``; None when none is due."""
     t = now() if at is None else at
     only, params = ("AND plugin = ? ", [plugin]) if plugin else ("", [])
-    with db.tx() as tx:
+    with db.read() as tx:       # the idle poll only reads: no write lock every second
         rows = tx.all("SELECT id FROM source_pulls WHERE ((state IN ('pending', 'retrying') AND "
                       "next_attempt_at <= ?) OR (state = 'pulling' AND claimed_at < ?)) "
                       f"{only}ORDER BY next_attempt_at, id LIMIT 5", [t, t - STALE_CLAIM, *params])
+    if not rows:
+        return None
+    with db.tx() as tx:
         for r in rows:
             got = tx.one(f"UPDATE source_pulls SET state = 'pulling', claimed_at = ?, "
                          f"claimed_by = ?, updated_at = ? WHERE id = ? AND ((state IN "

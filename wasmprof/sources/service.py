@@ -79,9 +79,10 @@ class SourcesService:
             part = getattr(svc, name, None)
             if part is not None:
                 part.on_ingest = self.note
+        self._counts: tuple[float, dict[str, int]] = (0.0, {})
         for state in pulls.STATES:
-            svc.metrics.gauges[f"wasmprof_source_pulls_{state.replace('-', '_')}"] = (
-                lambda st=state: float(pulls.counts(self.db)[st]))
+            svc.metrics.gauges[f"wasmprof_source_pulls_{state}"] = (
+                lambda st=state: float(self._pull_counts().get(st, 0)))
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,6 +131,14 @@ class SourcesService:
             if self._stop.is_set():
                 break
         return done
+
+    def _pull_counts(self) -> dict[str, int]:
+        """Pulls per state for /metrics: one query per scrape, not one per gauge."""
+        t, counts = self._counts
+        if time.monotonic() - t > 1.0:
+            counts = pulls.counts(self.db)
+            self._counts = (time.monotonic(), counts)
+        return counts
 
     # -- hooks ------------------------------------------------------------------------
     def _source_map(self) -> dict[str, PluginSource]:
