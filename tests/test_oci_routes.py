@@ -81,3 +81,29 @@ def test_no_500(app_client, body, name):
             assert r.json()["error"]
     r = c.get(path, headers=admin)
     assert r.status_code in (200, 400, 404, 422)
+
+
+def test_pull_claims_are_shared_and_ingest_hook_is_cheap(app_client):
+    """A claimed pull is not taken by another replica until the claim goes stale (a replica
+    killed mid-pull); the ingest hook creates one job per (plugin, version) and then only
+    consults its memory."""
+    import time
+
+    from wasmprof.sources import pulls
+    svc = app_client.app.state.service
+    src = svc.sources
+    src.set_source("claims", {"url": "oci://127.0.0.1:9/claims/x", "plain_http": True})
+    assert src.note([("claims", "1.0"), ("claims", "1.0"), ("other", "1.0")]) == 1
+    assert src.note([("claims", "1.0")]) == 0
+    (row,) = [p for p in pulls.list_pulls(svc.db, "claims")]
+    assert (row.state, row.version, row.ref_url) == ("pending", "1.0", "oci://127.0.0.1:9/claims/x:1.0")
+    a = pulls.claim_due(svc.db, "replica-a", plugin="claims")
+    assert a is not None and a.state == "pulling"
+    assert pulls.claim_due(svc.db, "replica-b", plugin="claims") is None
+    b = pulls.claim_due(svc.db, "replica-b", plugin="claims", at=time.time() + pulls.STALE_CLAIM + 1)
+    assert b is not None and b.id == a.id
+    done = src.process(b)                       # nothing listens on port 9
+    assert done.state == "retrying" and done.error_kind == "unreachable" and done.attempts == 1
+    assert done.next_attempt_at > time.time()
+    assert src.retry("claims") >= 1
+    assert pulls.list_pulls(svc.db, "claims")[0].state == "pending"
