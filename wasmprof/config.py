@@ -137,6 +137,8 @@ class ServerConfig:
     public_url: str | None = None      # used in links (webhooks, demo banner)
     log_json: bool = True
     sources: Any = None                # wasmprof.sources.config.SourcesConfig (None: defaults)
+    scrape_envoy: tuple[str, ...] = ()  # Envoy admin /stats/prometheus URLs (wasmprof.health)
+    scrape_interval: float = 30.0      # seconds between scrapes of those
 
     @classmethod
     def from_env(cls, store: StoreConfig, **kw) -> "ServerConfig":

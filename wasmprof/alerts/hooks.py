@@ -320,6 +320,26 @@ def on_profile_stored(db: Any, *, plugin: str | None, profile_key: str,
     return ids
 
 
+def on_health_alert(db: Any, alert: AlertEvent, *, now: float | None = None) -> list[str]:
+    """Queue a ``plugin.memory_growth`` / ``plugin.crash_loop`` event (built by
+    :mod:`wasmprof.health.checks`, keyed once per episode) for every webhook that wants it.
+    Joins the caller's transaction when there is one; never raises."""
+    now = time.time() if now is None else now
+    ids: list[str] = []
+    try:
+        with db.tx() as tx, db.savepoint(tx, "wasmprof_alerts"):
+            for hook in webhooks.active_for(tx, alert.type, alert.plugin):
+                did = outbox.enqueue(tx, hook, alert, now=now, base_url=public_url())
+                if did:
+                    ids.append(did)
+    except Exception:  # noqa: BLE001 - alerts must never fail the health checks
+        log.exception("queueing %s alerts failed (plugin %s)", alert.type, alert.plugin)
+        return []
+    if ids:
+        _wake()
+    return ids
+
+
 def queue_test(db: Any, webhook: webhooks.Webhook, *, now: float | None = None) -> str:
     """Queue a ``webhook.test`` delivery (one attempt, never rate-limited)."""
     now = time.time() if now is None else now

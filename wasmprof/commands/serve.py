@@ -21,6 +21,8 @@ EPILOG = """examples:
   wasmprof serve --host 0.0.0.0 --public-url https://wasmprof.example.com   # links in alerts
   wasmprof serve --symbol-source https://symbols.example.com/wasm \\
                  --symbol-source oci://registry.example.com/debug-builds     # debug builds by identity
+  wasmprof serve --scrape-envoy http://gw-1:15000/stats/prometheus http://gw-2:15000/stats/prometheus
+                                                   # plugin memory / VM health every 30 s
 
 API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus). Tokens: wasmprof token create."""
 
@@ -51,7 +53,31 @@ def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = Fals
                         "WASMPROF_PUBLIC_URL, else http://HOST:PORT)")
     from wasmprof.sources.config import add_arguments as add_source_arguments
     add_source_arguments(p)
+    p.add_argument("--scrape-envoy", metavar="URL", nargs="+", default=None,
+                   help="Envoy admin /stats/prometheus endpoints to scrape for per-plugin "
+                        "memory, VM, crash and rebuild series (env WASMPROF_SCRAPE_ENVOY, "
+                        "comma-separated); more can be added with POST /api/v1/health/targets")
+    p.add_argument("--scrape-interval", metavar="SECONDS", type=float, default=None,
+                   help="seconds between scrapes of those endpoints (default 30; env "
+                        "WASMPROF_SCRAPE_INTERVAL)")
     add_store_arguments(p)
+
+
+def scrape_options(args: argparse.Namespace) -> dict:
+    """``scrape_envoy`` / ``scrape_interval`` for ServerConfig from flags or environment."""
+    from wasmprof.health.targets import validate_interval, validate_url
+    urls = args.scrape_envoy or [u.strip() for u in
+                                 os.environ.get("WASMPROF_SCRAPE_ENVOY", "").split(",") if u.strip()]
+    interval = args.scrape_interval
+    if interval is None:
+        env = os.environ.get("WASMPROF_SCRAPE_INTERVAL")
+        try:
+            interval = float(env) if env else 30.0
+        except ValueError:
+            raise UsageError("bad scrape interval", source="WASMPROF_SCRAPE_INTERVAL",
+                             expected="seconds", found=env[:40]) from None
+    return {"scrape_envoy": tuple(validate_url(u, source="--scrape-envoy") for u in urls),
+            "scrape_interval": validate_interval(interval, source="--scrape-interval")}
 
 
 def register(subparsers) -> None:
@@ -95,7 +121,8 @@ def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
         max_samples_bytes=int(args.max_samples_mb * (1 << 20)),
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
         public_url=public_url(args.public_url or os.environ.get("WASMPROF_PUBLIC_URL")),
-        sources=sources_from_args(args))
+        sources=sources_from_args(args),
+        **scrape_options(args))
 
 
 def public_url(url: str | None) -> str | None:

@@ -2,6 +2,8 @@
 
 Mounts API v1 (:mod:`wasmprof.server.routes_api`), the alerts routes
 (``wasmprof.server.routes_alerts.router`` or ``build_router(svc, require)`` when present),
+the plugin health routes (``wasmprof.server.routes_health``; its monitor thread starts in
+the lifespan with ``wasmprof.health.start_monitor``),
 the dashboard (``wasmprof.server.web.mount_web(app)`` when present), ``/healthz``,
 ``/metrics``; OpenAPI at ``/openapi.json``, Swagger UI at ``/docs`` served from local files
 (no CDN; no ReDoc, whose bundle loads a logo from a CDN). Errors: :class:`WasmprofError` → 400 with its
@@ -116,9 +118,18 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
                 worker = starter(svc.db, config)
             except Exception:  # noqa: BLE001 - alerts must not stop the service
                 log.exception("alerts worker did not start")
+        health_starter = _optional("wasmprof.health", "start_monitor")
+        health = None
+        if health_starter is not None and config.background:
+            try:
+                health = health_starter(svc, config)
+            except Exception:  # noqa: BLE001 - health scraping must not stop the service
+                log.exception("health monitor did not start")
         try:
             yield
         finally:
+            if health is not None:
+                health.stop()
             if worker is not None and hasattr(worker, "stop"):
                 worker.stop()
             svc.stop()
@@ -180,6 +191,9 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
             app.include_router(alerts_routes.router)
     from wasmprof.server.routes_sources import build_router as build_sources_router
     app.include_router(build_sources_router(svc, require))
+    health_routes = _optional_module("wasmprof.server.routes_health")
+    if health_routes is not None:
+        app.include_router(health_routes.build_router(svc, require))
     web = _optional_module("wasmprof.server.web")
     if web is not None and hasattr(web, "mount_web"):
         web.mount_web(app)

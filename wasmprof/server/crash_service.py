@@ -128,6 +128,15 @@ def _alerts_hook(name: str = "on_crash_event") -> Callable[..., Any] | None:
     return getattr(alerts, name, None)
 
 
+def _memory_tap(**kw: Any) -> Any:
+    """A :class:`wasmprof.health.logs.LogMemoryTap` when the health package is installed."""
+    try:
+        from wasmprof.health.logs import LogMemoryTap
+    except ImportError:
+        return None
+    return LogMemoryTap(**kw)
+
+
 #: Prefix of the crash note saying which plugin version's modules were used (replaced on
 #: every re-symbolization, like the symbolizer's ``module: `` note).
 VERSION_NOTE = "version: "
@@ -345,6 +354,9 @@ class CrashService:
                 tx.execute("UPDATE ingests SET crash_count = ? WHERE id = ?", (total, ingest_id))
             batch.clear()
 
+        memory = _memory_tap(source=source, plugin=plugin)   # WAMR memory blocks (health)
+        if memory is not None:
+            stream = memory.wrap(stream)
         seen: set[tuple[str | None, str | None]] = set()
         for crash in scan_crashes(stream, source):
             p = plugin or crash.plugin
@@ -357,9 +369,12 @@ class CrashService:
             self.on_ingest(seen, "crash")
         if self.metrics is not None:
             self.metrics.inc("crash_events", total)
-        return {"ingest_id": ingest_id, "bytes": size, "crashes": total,
-                "events": events, "events_truncated": total > len(events),
-                "groups": sorted(groups.values(), key=lambda g: g["id"])}
+        out = {"ingest_id": ingest_id, "bytes": size, "crashes": total,
+               "events": events, "events_truncated": total > len(events),
+               "groups": sorted(groups.values(), key=lambda g: g["id"])}
+        if memory is not None:
+            out["memory"] = memory.store(self.db, received=received)
+        return out
 
     def _store_batch(self, tx: Tx, batch: list[Symbolized], *, ingest_id: int | None,
                      plugin: str | None, version: str | None, labels: dict[str, str],

@@ -115,6 +115,7 @@ EXTENSION_MODULES: dict[str, list[str]] = {
     "alerts": ["wasmprof.alerts.migrations", "wasmprof.alerts.schema"],
     "web": ["wasmprof.server.web_schema"],
     "sources": ["wasmprof.sources.schema"],
+    "health": ["wasmprof.health.schema"],
 }
 
 _ADVISORY_LOCK = 0x5741534D  # "WASM"

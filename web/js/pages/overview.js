@@ -7,13 +7,15 @@ import { normModule, normGroup } from "../model.js";
 import { healthBadges, emptyState, groupStatusPill } from "../components.js";
 import { fmtAgo, fmtCount, shortId } from "../fmt.js";
 import { loadSources, openSourceDialog, sourceBlock } from "../sources.js";
+import { healthOverview } from "./health.js";
 
 export async function render() {
-  const [modData, groupData, profData, hintData, sources] = await Promise.all([
+  const [modData, groupData, profData, hintData, healthCard, sources] = await Promise.all([
     getJson("/modules"),
     getJson("/crash-groups"),
     getJson("/profiles"),
     getJson("/web/hints"),
+    healthOverview(),          // plugins ranked by memory growth / crash rate, scrape failures
     loadSources(),
   ]);
   // hints that need crash data (e.g. AOT built without call-stack frames) join the registry's
@@ -74,6 +76,7 @@ export async function render() {
     h("p", { class: "lead" }, "Crashes and CPU profiles of your WebAssembly plugins, symbolized to functions, files and lines. ",
       "Start with the crash groups that are new or regressed, then check modules marked ✗ below: they are why a frame has no line."),
     cards,
+    healthCard,
     h("div", { class: "row" }, h("span", { class: "spacer" }),
       h("button", { type: "button", class: "ghost small add-source", title: "pull a plugin's modules from its OCI image (admin token)",
         on: { click: () => openSourceDialog(null, null) } }, "Add plugin source")),
