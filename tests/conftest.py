@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 
 from pg import db_url, pg_cluster, pg_url  # noqa: F401,E402  (PostgreSQL fixtures, tests/pg.py)
+from oci_registry import oci_env_fixture
+
+#: real OCI registries on loopback, one set per session (tests/oci_registry.py)
+oci = pytest.fixture(scope="session")(oci_env_fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

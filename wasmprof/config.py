@@ -22,6 +22,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wasmprof.errors import UsageError
 
@@ -141,6 +142,7 @@ class ServerConfig:
     request_budget: float = 120.0      # wall budget of heavy read routes (s)
     deliver_webhooks: bool = True      # run this replica's webhook delivery worker
     log_json: bool = True
+    sources: Any = None                # wasmprof.sources.config.SourcesConfig (None: defaults)
     scrape_envoy: tuple[str, ...] = ()  # Envoy admin /stats/prometheus URLs (wasmprof.health)
     scrape_interval: float = 30.0      # seconds between scrapes of those
 

@@ -19,6 +19,8 @@ EPILOG = """examples:
   wasmprof serve --demo                            # bundled samples, anonymous access, fresh data dir
   wasmprof serve --allow-anonymous read            # dashboards without a token, ingest needs one
   wasmprof serve --host 0.0.0.0 --public-url https://wasmprof.example.com   # links in alerts
+  wasmprof serve --symbol-source https://symbols.example.com/wasm \\
+                 --symbol-source oci://registry.example.com/debug-builds     # debug builds by identity
   wasmprof serve --scrape-envoy http://gw-1:15000/stats/prometheus http://gw-2:15000/stats/prometheus
                                                    # plugin memory / VM health every 30 s
   wasmprof serve --metrics-token "$(cat /run/secrets/metrics)"   # /metrics needs that token
@@ -52,6 +54,8 @@ def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = Fals
                    help="the URL users reach this service at (behind a proxy or load "
                         "balancer), used in webhook links and printed URLs (default: env "
                         "WASMPROF_PUBLIC_URL, else http://HOST:PORT)")
+    from wasmprof.sources.config import add_arguments as add_source_arguments
+    add_source_arguments(p)
     p.add_argument("--scrape-envoy", metavar="URL", nargs="+", default=None,
                    help="Envoy admin /stats/prometheus endpoints to scrape for per-plugin "
                         "memory, VM, crash and rebuild series (env WASMPROF_SCRAPE_ENVOY, "
@@ -127,6 +131,7 @@ def setup_logging(fmt: str, quiet: bool) -> None:
 
 
 def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
+    from wasmprof.sources.config import from_args as sources_from_args
     if demo and not args.data and not args.db:
         store = resolve_store(tempfile.mkdtemp(prefix="wasmprof-demo-"), None)
     else:
@@ -145,6 +150,7 @@ def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
         body_min_rate=_seconds(args.body_min_rate, "--body-min-rate") * 1024,
         request_budget=_seconds(args.request_budget, "--request-budget"),
         deliver_webhooks=not args.no_webhook_delivery,
+        sources=sources_from_args(args),
         **scrape_options(args))
 
 

@@ -221,6 +221,8 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
             app.include_router(alerts_routes.build_router(svc, require))
         elif hasattr(alerts_routes, "router"):
             app.include_router(alerts_routes.router)
+    from wasmprof.server.routes_sources import build_router as build_sources_router
+    app.include_router(build_sources_router(svc, require))
     health_routes = _optional_module("wasmprof.server.routes_health")
     if health_routes is not None:
         app.include_router(health_routes.build_router(svc, require))

@@ -202,3 +202,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return OrjsonResponse(error_body("internal error", "the server failed on this "
                                          "request; the error is in its log"), status_code=500,
                               headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def read_json_body(request: Request) -> Any:
+    """The request body parsed as JSON (an empty body is ``None``); a ``UsageError`` (400,
+    ``source="body"``) when it is not JSON. For routes that check their body by hand; prefer a
+    :class:`Body` model declared as the endpoint's parameter."""
+    import orjson
+
+    from wasmprof.errors import UsageError
+    raw = await request.body()
+    try:
+        return orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError as e:
+        raise UsageError(f"request body is not JSON: {e}", source="body") from None

@@ -194,6 +194,8 @@ class CrashService:
         self.resolver = resolver
         self.metrics = metrics
         self.resolve_lock = resolve_lock or threading.Lock()
+        #: called after ingest with the stored (plugin, version) pairs (module sources)
+        self.on_ingest: Callable[..., Any] | None = None
 
     # -- symbolization --------------------------------------------------------------
     def _builds(self, plugin: str | None, runtime: Runtime, cache: dict
@@ -360,12 +362,16 @@ class CrashService:
         memory = _memory_tap(source=source, plugin=plugin)   # WAMR memory blocks (health)
         if memory is not None:
             stream = memory.wrap(stream)
+        seen: set[tuple[str | None, str | None]] = set()
         for crash in scan_crashes(stream, source):
             p = plugin or crash.plugin
+            seen.add((p, version))
             batch.append(self.symbolize(crash, p, version, cache))
             if len(batch) >= BATCH:
                 flush()
         flush()
+        if self.on_ingest is not None and seen:
+            self.on_ingest(seen, "crash")
         if self.metrics is not None:
             self.metrics.inc("crash_events", total)
         out = {"ingest_id": ingest_id, "bytes": size, "crashes": total,

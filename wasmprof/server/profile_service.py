@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +135,8 @@ class ProfileService:
         self._scopes_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: called after ingest with the stored (plugin, version) pair (module sources)
+        self.on_ingest: Callable[..., Any] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -284,6 +286,8 @@ class ProfileService:
             self.metrics.inc("ingest_requests", kind=fmt)
             self.metrics.inc("ingest_bytes", len(data), kind=fmt)
             self.metrics.inc("samples", count)
+        if self.on_ingest is not None and plugin:
+            self.on_ingest([(plugin, version)], "sample batch" if fmt == "agent-json" else "profile")
         return {"id": pid, "format": fmt, "samples": count, "weight": batch.weight,
                 "plugin": plugin, "labels": merged, "start": batch.start, "end": batch.end,
                 "stacks": len(batch.stacks), "series": len(batch.series),

@@ -35,6 +35,7 @@ from wasmprof.health import monitor_for, settings, store, targets
 from wasmprof.health.metrics import collector
 from wasmprof.model import HealthMetric
 from wasmprof.server.responses import ERROR_RESPONSES, JSON_BODY, raw_body
+from wasmprof.server.contract import read_json_body as _body
 from wasmprof.server.routes_alerts import _json
 from wasmprof.server.security import Principal
 
@@ -43,14 +44,6 @@ MAX_SPAN = 90 * 86400.0
 DEFAULT_SPAN = 6 * 3600.0
 SORTS = ("memory_growth", "crash_rate", "memory")
 NOT_FOUND = {404: {"description": "No such scrape target"}}
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError as e:
-        raise UsageError(f"request body is not JSON: {e}", source="body") from None
 
 
 def parse_when(value: str | None, what: str) -> float | None:

@@ -58,6 +58,8 @@ class Service:
         self.metrics.gauges["wasmprof_queue_depth"] = lambda: float(self.queue.qsize())
         self.metrics.external["wasmprof_module_cache_hits_total"] = lambda: float(self.registry.cache_hits)
         self.metrics.external["wasmprof_module_cache_misses_total"] = lambda: float(self.registry.cache_misses)
+        from wasmprof.sources.service import SourcesService
+        self.sources = SourcesService(self, config.sources)   # plugin sources, puller, symbol sources
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,8 +70,10 @@ class Service:
         self._worker.start()
         self.enqueue_pending()
         self.profiles.start()
+        self.sources.start()
 
     def stop(self) -> None:
+        self.sources.stop()
         self.profiles.stop()
         self._stop.set()
         self.queue.put(None)
@@ -162,6 +166,7 @@ class Service:
         for p in sorted(x for x in plugins if x):
             regrouped[p] = self.crashes.resymbolize(plugin=p)
             self.profiles.on_modules_changed(p)
+        self.sources.module_indexed(mid)      # no DWARF: look the debug build up (background)
         return {"module": mid, "companions_changed": changed, "regrouped": regrouped}
 
     def _warm(self, module: Any) -> None:
