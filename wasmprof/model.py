@@ -300,3 +300,5 @@ class Module:
     aot: Any = None
     elf: Any = None
     companion: "Module | None" = None  # the .wasm with DWARF/names this module resolves against
+    source_map: Any = None            # a parsed wasmprof.addr2line.sourcemap.SourceMap of
+                                      # this file (sourceMappingURL, --source-map, upload)

@@ -74,6 +74,14 @@ class _View:
         self._starts: list[int] | None = None
         self._chains: ChainLookup | None = None
         self.dwarf_error: str | None = None
+        # a source map (the module's, else its companion's) and the code payload start of
+        # the file its offsets refer to
+        self.smap = self.smap_cps = None
+        for m in (module, comp):
+            if m is not None and m.source_map is not None and m.wasm is not None and \
+                    m.wasm.code_payload_start is not None:
+                self.smap, self.smap_cps = m.source_map, m.wasm.code_payload_start
+                break
 
     def ensure(self, codes) -> bool:
         """Decode DWARF for code addresses (None: all of it); on damaged DWARF fall back to
@@ -487,10 +495,13 @@ class Resolver:
             chains = v.chains()
             entry = chains.lookup([code])[0] if chains is not None else None
         if not isinstance(entry, tuple):
+            if entry is None and v.smap is not None:
+                return [self._source_mapped(v, raw, code, body, base)]
             why = entry if isinstance(entry, str) else \
                 "no DWARF line info for this function" if v.debug is not None else \
                 f"DWARF unreadable: {v.dwarf_error}" if v.dwarf_error else \
-                "module has no DWARF (stripped? pass the unstripped build as companion)"
+                "module has no DWARF or source map (stripped? pass the unstripped build as " \
+                "companion, or the .wasm.map with --source-map)"
             return [self._function_frame(v, idx, why, base, code, raw)]
         ii, ro, pn, label = base["input_index"], base["raw_offset"], base["printed_name"], \
             base["module"]
@@ -501,6 +512,26 @@ class Resolver:
         if printed is not None:
             _use_printed_name(frames[-1], printed, True)
         return frames
+
+    def _source_mapped(self, v: _View, raw: RawFrame, code: int, body, base: dict) -> Frame:
+        """The frame at ``code`` from the source map: file, line, column of the mapping at or
+        before the instruction within its function; the function from the printed name,
+        the name section, or the mapping's original name."""
+        idx = body.wasm_index
+        m = v.smap.lookup(code + v.smap_cps, body.start - v.cps + v.smap_cps)
+        if m is None:
+            return self._function_frame(
+                v, idx, f"the source map ({v.smap.where}) has no mapping for this instruction "
+                "in its function", base, code, raw)
+        sec = v.section_name(idx)
+        name = sec or m.name
+        frame = Frame(function=demangle(name) if name else f"$f{idx}", status=EXACT,
+                      raw_function=name, file=m.file, line=m.line, column=m.column,
+                      wasm_index=idx, address=code, **base)
+        printed = v.printed_function(raw, idx)
+        if printed is not None:
+            _use_printed_name(frame, printed, False)
+        return frame
 
     def _native(self, v: _View, raw: RawFrame, claimed: int | None, base: dict) -> list[Frame]:
         m = v.module

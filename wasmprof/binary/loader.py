@@ -55,8 +55,13 @@ def max_module_size() -> int:
 
 
 def load_module(path: str | os.PathLike, data: bytes | None = None, *, name: str | None = None,
-                max_size: int | None = None) -> Module:
-    """Read ``path`` (or use ``data``, naming it ``path``) and build its Module."""
+                max_size: int | None = None,
+                source_map: str | os.PathLike | None = None) -> Module:
+    """Read ``path`` (or use ``data``, naming it ``path``) and build its Module.
+
+    A Wasm module's source map is attached as ``module.source_map``: ``source_map`` (a
+    path; a bad file raises) or what its ``sourceMappingURL`` names (see
+    :func:`attach_source_map`)."""
     source = str(path)
     limit = max_module_size() if max_size is None else max_size
     if data is None:
@@ -100,7 +105,82 @@ def load_module(path: str | os.PathLike, data: bytes | None = None, *, name: str
             expected="magic \\0asm (Wasm), \\0aot (WAMR AOT) or \\x7fELF (wamrc object, "
                      "Wasmtime .cwasm)", found=head.hex(" "))
     mod.name = name or mod.name or stem
+    if source_map is not None:
+        try:
+            blob = _read_capped(Path(source_map))
+        except OSError as e:
+            raise UsageError(f"cannot read the source map: {e.strerror}",
+                             source=str(source_map)) from None
+        attach_source_map(mod, blob, str(source_map))
+    elif mod.source_mapping_url and mod.wasm is not None:
+        _discover_source_map(mod, source if os.path.isfile(source) else None)
     return mod
+
+
+def attach_source_maps(modules: list[Module], maps: Iterable[str | os.PathLike]) -> None:
+    """Attach each source map file to the Wasm module it belongs to: the one whose
+    ``sourceMappingURL`` ends in the map's file name, else the one the map is named after
+    (``plugin.wasm.map`` -> ``plugin.wasm``), else the only Wasm module given."""
+    wasm = [m for m in modules if m.wasm is not None and m.kind == ModuleKind.WASM]
+    for path in maps:
+        p = Path(path)
+        named = [m for m in wasm if m.source_mapping_url and
+                 m.source_mapping_url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] == p.name]
+        if len(named) != 1:
+            named = [m for m in wasm if Path(m.path).name + ".map" == p.name]
+        if len(named) != 1:
+            named = wasm if len(wasm) == 1 else []
+        if len(named) != 1:
+            raise UsageError("cannot tell which module this source map belongs to",
+                             source=str(p), expected="a map named <module>.wasm.map or named "
+                             "by a module's sourceMappingURL, or a single --module")
+        try:
+            blob = _read_capped(p)
+        except OSError as e:
+            raise UsageError(f"cannot read the source map: {e.strerror}", source=str(p)) \
+                from None
+        attach_source_map(named[0], blob, str(p))
+
+
+def attach_source_map(module: Module, data: bytes, where: str) -> None:
+    """Parse ``data`` as ``module``'s source map (raises ``SourceMapError`` when it is not
+    one) and attach it."""
+    from wasmprof.addr2line.sourcemap import SourceMap   # only modules with maps pay
+    module.source_map = SourceMap.parse(data, where)
+
+
+def _discover_source_map(mod: Module, path: str | None) -> None:
+    """The map ``sourceMappingURL`` names: a ``data:`` URL, else a file next to the module
+    (the URL's last path component when it is absolute or remote: never fetched). A missing
+    or broken map is a note, not an error: the module itself is fine."""
+    from wasmprof.addr2line.sourcemap import SourceMapError, decode_data_url
+    url = mod.source_mapping_url or ""
+    try:
+        if url.lower().startswith("data:"):
+            attach_source_map(mod, decode_data_url(url, "sourceMappingURL"),
+                              f"{Path(mod.path).name} (sourceMappingURL data: URL)")
+            return
+        if path is None:
+            return
+        rel = url.split("?", 1)[0].split("#", 1)[0]
+        if "://" in rel or rel.startswith("/"):
+            rel = rel.rstrip("/").rsplit("/", 1)[-1]
+        cand = (Path(path).parent / rel) if rel else None
+        if cand is None or not cand.is_file():
+            mod.notes.append(f"source map {url[:200]!r} (sourceMappingURL) not found next to "
+                             "the module: pass it with --source-map")
+            return
+        attach_source_map(mod, _read_capped(cand), str(cand))
+    except (SourceMapError, OSError) as e:
+        mod.notes.append(f"source map not used: {e}")
+
+
+def _read_capped(path: Path) -> bytes:
+    from wasmprof.addr2line.sourcemap import MAX_MAP_BYTES, SourceMapError
+    if path.stat().st_size > MAX_MAP_BYTES:
+        raise SourceMapError("source map too large", source=str(path),
+                             expected=f"at most {MAX_MAP_BYTES} bytes")
+    return path.read_bytes()
 
 
 def _check_size(size: int, limit: int, source: str) -> None:
@@ -298,13 +378,14 @@ def find_companion(module: Module, candidates: Iterable[Module]) -> Module | Non
     wasm_like = [c for c in cands if c.kind in (ModuleKind.WASM, ModuleKind.AOT_WASM)]
 
     def rank(c: Module) -> tuple:
-        return (c.has_dwarf, c.has_name_section, c.kind == ModuleKind.WASM)
+        return (c.has_dwarf, c.source_map is not None, c.has_name_section,
+                c.kind == ModuleKind.WASM)
 
     best: Module | None = None
     if module.kind in (ModuleKind.WASM, ModuleKind.AOT_WASM):
         same = [c for c in wasm_like if c.identity == module.identity]
         best = max(same, key=rank) if same else None
-        if best is not None and rank(best)[:2] <= rank(module)[:2]:
+        if best is not None and rank(best)[:3] <= rank(module)[:3]:
             best = None  # nothing better than what the module already has
     elif module.kind == ModuleKind.AOT:
         same = [c for c in wasm_like if c.shape and c.shape == module.shape]
