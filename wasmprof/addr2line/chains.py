@@ -75,47 +75,37 @@ class ChainLookup:
         self._widx = [-1, *layout.wasm_index]
         self._names: dict[tuple[int, int], tuple] = {}
         self._tails: dict[tuple[int, int], list[tuple]] = {}
-        self._stale: dict[tuple[int, int], str | None] = {}
+        self._segs: list = [None] * (len(block.seg_start) + 1)
         self._roots: dict[int, int] = {}
         self._table: tuple[list[int], list] | None = None
 
     # -- the lookup ----------------------------------------------------------------------
     def lookup(self, codes: Sequence[int]) -> list[Entry | str | None]:
-        """The answer at each code address (see the module doc); bisects batched in C."""
+        """The answer at each code address (see the module doc); bisects batched in C,
+        everything that depends on the segment only (names, callers, staleness) memoised
+        per segment."""
         blk = self.block
         n = len(codes)
-        bis = list(map(bisect_right, repeat(self.layout.starts, n), codes))
         segs = list(map(bisect_right, repeat(blk.seg_start, n), codes))
         rows = list(map(bisect_right, repeat(blk.row_addr, n), codes))
-        seg_node, seg_why, ends = self._seg_node, self._seg_why, self._ends
+        memo = self._segs
         row_file, row_line, row_col = self._row_file, self._row_line, self._row_col
         strings = blk.strings
-        parent = blk.node_parent
-        names, tails, stale = self._names, self._tails, self._stale
-        widx = self._widx
         out: list = []
-        for code, bi, seg, row in zip(codes, bis, segs, rows):
-            node = seg_node[seg]
-            if code >= ends[bi] or node < 0:
-                out.append(None)
+        append = out.append
+        for code, seg, row in zip(codes, segs, rows):
+            s = memo[seg]
+            if s is None:
+                s = memo[seg] = self._segment(seg, code)
+            if s.__class__ is not tuple:
+                append(s)
                 continue
-            why = seg_why[seg]
-            if why != -1:
-                ghost = self._ghosts_reason(-2 - why, node, row)
-                if ghost is not None:
-                    out.append(ghost)
+            nm, idx, tail, ghosts, node = s
+            if ghosts >= 0:
+                why = self._ghosts_reason(ghosts, node, row)
+                if why is not None:
+                    append(why)
                     continue
-            key = (node, bi)
-            bad = stale.get(key, "")
-            if bad == "":
-                bad = stale[key] = self._stale_reason(node, bi)
-            if bad is not None:
-                out.append(bad)
-                continue
-            idx = widx[bi]
-            nm = names.get((node, idx))
-            if nm is None:
-                nm = self._names_of(node, idx)
             f = row_file[row]
             if f == -1:
                 first = (nm[0], FUNCTION_ONLY, nm[1], None, None, None, nm[2], NO_ROW)
@@ -125,14 +115,33 @@ class ChainLookup:
                          row_col[row], nm[2], None) if line else \
                     (nm[0], FUNCTION_ONLY, nm[1], strings[f] if f >= 0 else None, None, None,
                      nm[2], LINE_0)
-            if parent[node] < 0:
-                out.append(([first], idx, None))
-            else:
-                tail = tails.get((node, idx))
-                if tail is None:
-                    tail = self._callers(node, idx)
-                out.append(([first, *tail], idx, tail))
+            append(([first], idx, None) if tail is None else ([first, *tail], idx, tail))
         return out
+
+    def _segment(self, seg: int, code: int):
+        """What segment ``seg`` (shifted position) answers for every address in it: None
+        (no scope or outside every body), a reason (unsure or stale DWARF), or
+        ``(names, wasm index, callers, ghost group or -1, node)``."""
+        node = self._seg_node[seg]
+        if node < 0:
+            return None
+        bi = bisect_right(self.layout.starts, code)
+        if code >= self._ends[bi]:
+            return None
+        why = self._seg_why[seg]
+        bad = self._stale_reason(node, bi)
+        if bad is not None:
+            return bad
+        idx = self._widx[bi]
+        nm = self._names.get((node, idx))
+        if nm is None:
+            nm = self._names_of(node, idx)
+        tail = None
+        if self.block.node_parent[node] >= 0:
+            tail = self._tails.get((node, idx))
+            if tail is None:
+                tail = self._callers(node, idx)
+        return (nm, idx, tail, -2 - why if why <= -2 else -1, node)
 
     def slots(self) -> tuple[list[int], list]:
         """``(bounds, slots)`` for bulk jobs: every address between two consecutive bounds

@@ -383,6 +383,35 @@ class Resolver:
         the same object for all addresses of the group) and the others have
         ``shared[groups[i]] is None`` (resolve them one by one). Lets a caller render each
         distinct answer once."""
+        got = self.bulk_entries(module, addresses, space)
+        if got is None:
+            return list(range(len(addresses))), [None] * len(addresses)
+        keys, answers = got
+        label = self._view(module).label
+        shared: list = [None] * len(answers)
+        callers: dict[int, list[Frame]] = {}          # id(memoised tail) -> its Frames
+        for k in set(keys):
+            ent = answers[k]
+            if ent:
+                specs, idx, tail = ent
+                first = Frame(*specs[0], idx, label)
+                if tail is None:
+                    shared[k] = [first]
+                    continue
+                frames = callers.get(id(tail))
+                if frames is None:
+                    frames = callers[id(tail)] = [Frame(*t, idx, label) for t in tail]
+                shared[k] = [first, *frames]
+        return keys, shared
+
+    def bulk_entries(self, module: Module, addresses: Sequence[int],
+                     space: AddressSpace = AddressSpace.FILE) -> tuple[list[int], list] | None:
+        """The fastest bulk form, for renderers: ``(keys, answers)`` where ``answers[keys[i]]``
+        is address i's chain as a :class:`~wasmprof.addr2line.chains.ChainLookup` entry
+        ``(specs, wasm index, tail)`` (Frame field tuples, the same objects for every address
+        with the same answer), or falsy when address i needs :meth:`resolve` (offset 0,
+        outside every body, stale or unsure DWARF, no DWARF there). None when nothing can be
+        answered in bulk (no DWARF, a non-Wasm space). Same answers as :meth:`resolve`."""
         space = AddressSpace(space)
         with paused_gc(len(addresses) > 256):
             view = self._view(module)
@@ -396,33 +425,19 @@ class Resolver:
             chains = view.chains() if view.complete() and \
                 (space is _CODE or space is _INTERP or space in _FILE_LIKE) else None
             if chains is None:
-                return list(range(len(addresses))), [None] * len(addresses)
+                return None
             shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
             bounds, slots = chains.slots()
             codes = addresses if not shift else [a + shift for a in addresses]
             # the hot part runs in C: one bisect per address, then one list lookup
-            ks = list(map(bisect_right, repeat(bounds, len(codes)), codes))
-            firsts = dict(zip(ks, codes))
+            keys = list(map(bisect_right, repeat(bounds, len(codes)), codes))
+            firsts = dict(zip(keys, codes))
             chains.fill(slots, list(firsts), firsts)
-            shared: list = [None] * (len(slots) + 1)       # last: offset 0 (never shared)
-            label = view.label
-            callers: dict[int, list[Frame]] = {}      # id(memoised tail) -> its Frames
-            for k in firsts:
-                ent = slots[k]
-                if ent:
-                    specs, idx, tail = ent
-                    first = Frame(*specs[0], idx, label)
-                    if tail is None:
-                        shared[k] = [first]
-                        continue
-                    frames = callers.get(id(tail))
-                    if frames is None:
-                        frames = callers[id(tail)] = [Frame(*t, idx, label) for t in tail]
-                    shared[k] = [first, *frames]
-            if 0 in addresses:
+            if 0 in addresses:          # offset 0 means "unknown": never a shared answer
                 zero = len(slots)
-                ks = [zero if not a else k for a, k in zip(addresses, ks)]
-            return ks, shared
+                keys = [zero if not a else k for a, k in zip(addresses, keys)]
+                return keys, [*slots, None]
+            return keys, slots
 
     def resolve(self, module: Module, raw: RawFrame, *, input_index: int | None = None
                 ) -> list[Frame]:
