@@ -4,7 +4,8 @@ A Wasm source map is a Source Map v3 JSON whose mappings sit on one generated li
 generated column is the **file offset** of an instruction in the ``.wasm``. Lookups take
 the greatest mapping at or below an offset (npm ``source-map``'s ``GREATEST_LOWER_BOUND``),
 so an instruction between two mappings belongs to the earlier one; a one-field segment
-(offset only) marks code with no source.
+(offset only) marks code with no source. Segments at the same offset are ordered as npm's
+``source-map`` orders them (mapped ones first), so the last one there answers.
 
 :meth:`SourceMap.parse` validates the whole document at the door and raises
 :class:`SourceMapError` (file, character offset into ``mappings``, expected, found) for
@@ -151,7 +152,7 @@ class SourceMap:
             if gen < 0:
                 raise SourceMapError("negative generated offset", source=self.where,
                                      offset=start, found=str(gen))
-            if gen < last:
+            if gen <= last:
                 ordered = False
             last = gen
             if n == 1:
@@ -183,7 +184,10 @@ class SourceMap:
             col_a.append(col)
             name_a.append(nm)
         if not ordered:
-            order = sorted(range(len(offsets)), key=offsets.__getitem__)
+            # npm source-map's order: by offset, mapped segments before an unmapped one at
+            # the same offset (a lookup takes the last one there)
+            order = sorted(range(len(offsets)), key=lambda i: (
+                offsets[i], src_a[i] < 0, src_a[i], line_a[i], col_a[i], name_a[i]))
             for a in ("offsets", "src", "line", "col", "name"):
                 old = getattr(self, a)
                 setattr(self, a, array(old.typecode, (old[i] for i in order)))
