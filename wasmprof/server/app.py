@@ -171,6 +171,8 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(build_router(svc, require))
+    from wasmprof.server import routes_sourcemaps
+    app.include_router(routes_sourcemaps.build_router(svc, require))
 
     alerts_routes = _optional_module("wasmprof.server.routes_alerts")
     if alerts_routes is not None:
