@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    import logging
-
     from wasmprof.errors import WasmprofError
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose or "logging" in sys.modules:      # else Python's own last-resort
+        import logging                                # handler prints warnings
+        logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except WasmprofError as e:

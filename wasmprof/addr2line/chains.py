@@ -76,6 +76,7 @@ class ChainLookup:
         self._names: dict[tuple[int, int], tuple] = {}
         self._tails: dict[tuple[int, int], list[tuple]] = {}
         self._segs: list = [None] * (len(block.seg_start) + 1)
+        self._rows: list = [None] * (len(block.row_addr) + 1)
         self._roots: dict[int, int] = {}
         self._table: tuple[list[int], list] | None = None
 
@@ -84,19 +85,15 @@ class ChainLookup:
         """The answer at each code address (see the module doc); bisects batched in C,
         everything that depends on the segment only (names, callers, staleness) memoised
         per segment."""
-        blk = self.block
-        n = len(codes)
-        segs = list(map(bisect_right, repeat(blk.seg_start, n), codes))
-        rows = list(map(bisect_right, repeat(blk.row_addr, n), codes))
+        segs, rows = self.positions(codes)
         memo = self._segs
-        row_file, row_line, row_col = self._row_file, self._row_line, self._row_col
-        strings = blk.strings
         out: list = []
         append = out.append
-        for code, seg, row in zip(codes, segs, rows):
+        rowinfo = self._rows
+        for seg, row in zip(segs, rows):
             s = memo[seg]
             if s is None:
-                s = memo[seg] = self._segment(seg, code)
+                s = self.segment(seg)
             if s.__class__ is not tuple:
                 append(s)
                 continue
@@ -106,25 +103,58 @@ class ChainLookup:
                 if why is not None:
                     append(why)
                     continue
-            f = row_file[row]
-            if f == -1:
-                first = (nm[0], FUNCTION_ONLY, nm[1], None, None, None, nm[2], NO_ROW)
-            else:
-                line = row_line[row]
-                first = (nm[0], EXACT, nm[1], strings[f] if f >= 0 else None, line,
-                         row_col[row], nm[2], None) if line else \
-                    (nm[0], FUNCTION_ONLY, nm[1], strings[f] if f >= 0 else None, None, None,
-                     nm[2], LINE_0)
+            r = rowinfo[row]
+            if r is None:
+                r = self.row(row)
+            first = (nm[0], r[3], nm[1], r[0], r[1], r[2], nm[2], r[4])
             append(([first], idx, None) if tail is None else ([first, *tail], idx, tail))
         return out
 
-    def _segment(self, seg: int, code: int):
-        """What segment ``seg`` (shifted position) answers for every address in it: None
-        (no scope or outside every body), a reason (unsure or stale DWARF), or
-        ``(names, wasm index, callers, ghost group or -1, node)``."""
+    def positions(self, codes: Sequence[int]) -> tuple[list[int], list[int]]:
+        """(segment, row) positions of code addresses, as :meth:`segment` and :meth:`row`
+        take them (bisects in C)."""
+        n = len(codes)
+        blk = self.block
+        return (list(map(bisect_right, repeat(blk.seg_start, n), codes)),
+                list(map(bisect_right, repeat(blk.row_addr, n), codes)))
+
+    def row(self, row: int) -> tuple:
+        """``(file, line, column, status, reason)`` of the innermost frame from line row
+        ``row`` (a :meth:`positions` row): exact with a line, function-only for "no row"
+        and for DWARF's line 0. Memoised."""
+        got = self._rows[row]
+        if got is None:
+            f = self._row_file[row]
+            if f == -1:
+                got = (None, None, None, FUNCTION_ONLY, NO_ROW)
+            else:
+                file = self.block.strings[f] if f >= 0 else None
+                line = self._row_line[row]
+                got = (file, line, self._row_col[row], EXACT, None) if line else \
+                    (file, None, None, FUNCTION_ONLY, LINE_0)
+            self._rows[row] = got
+        return got
+
+    def segment(self, seg: int):
+        """What segment ``seg`` (a :meth:`positions` segment) answers for every address in
+        it, memoised: None (no scope, outside every body), a reason (stale DWARF), or
+        ``(names, wasm index, callers, ghost group or -1, node)`` where names is
+        ``(display name, raw name, inlined)`` of the innermost scope and callers the
+        memoised Frame field tuples of its enclosing scopes (None for a chain of one); with
+        a ghost group, :meth:`ghosts_reason` must be asked per row."""
+        got = self._segs[seg]
+        if got is None:
+            got = self._segs[seg] = self._segment(seg)
+        return got
+
+    def ghosts_reason(self, at: int, node: int, row: int) -> str | None:
+        return self._ghosts_reason(at, node, row)
+
+    def _segment(self, seg: int):
         node = self._seg_node[seg]
         if node < 0:
             return None
+        code = self.block.seg_start[seg - 1]
         bi = bisect_right(self.layout.starts, code)
         if code >= self._ends[bi]:
             return None
@@ -149,8 +179,8 @@ class ChainLookup:
         ``slots[bisect_right(bounds, address)]`` (None = not computed yet)."""
         if self._table is None:
             blk = self.block
-            bounds = sorted([*blk.seg_start, *blk.row_addr, *self.layout.starts,
-                             *self.layout.ends])
+            bounds = sorted({*blk.seg_start, *blk.row_addr, *self.layout.starts,
+                             *self.layout.ends})
             self._table = (bounds, [None] * (len(bounds) + 1))
         return self._table
 

@@ -23,13 +23,14 @@ rebuilds it. Files are written atomically (temp file + rename).
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import zlib
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
 from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,
@@ -147,7 +148,7 @@ class IndexBlock:
                   "strings": len(self.strings), "blob": len(blob), "units": sorted(self.units),
                   "notes": self.notes,
                   "arrays": [[name, code, len(getattr(self, name))] for name, code in _ARRAYS]}
-        hb = json.dumps(header, separators=(",", ":")).encode()
+        hb = orjson.dumps(header)
         parts = [MAGIC, len(hb).to_bytes(4, "little"), hb, blob]
         parts += [getattr(self, name).tobytes() for name, _ in _ARRAYS]
         body = b"".join(parts)
@@ -164,7 +165,7 @@ class IndexBlock:
             if zlib.crc32(body) != crc:
                 return None
             hl = int.from_bytes(body[8:12], "little")
-            header = json.loads(body[12:12 + hl])
+            header = orjson.loads(body[12:12 + hl])
             if header.get("format") != FORMAT_VERSION or header.get("identity") != identity \
                     or header.get("dwarf") != dwarf_hash:
                 return None
@@ -189,7 +190,7 @@ class IndexBlock:
             if pos != len(body):
                 return None
             return block
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
             return None
 
 

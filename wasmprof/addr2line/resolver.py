@@ -412,23 +412,12 @@ class Resolver:
         with the same answer), or falsy when address i needs :meth:`resolve` (offset 0,
         outside every body, stale or unsure DWARF, no DWARF there). None when nothing can be
         answered in bulk (no DWARF, a non-Wasm space). Same answers as :meth:`resolve`."""
-        space = AddressSpace(space)
         with paused_gc(len(addresses) > 256):
-            view = self._view(module)
-            if view.debug is not None and view.cps is not None and not view.debug.complete \
-                    and maps_to_wasm(space):
-                cps = view.cps
-                if len(addresses) > FULL_BUILD_THRESHOLD:
-                    view.ensure(None)
-                else:
-                    view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
-            chains = view.chains() if view.complete() and \
-                (space is _CODE or space is _INTERP or space in _FILE_LIKE) else None
-            if chains is None:
+            got = self.bulk_chains(module, addresses, space)
+            if got is None:
                 return None
-            shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
+            chains, codes = got
             bounds, slots = chains.slots()
-            codes = addresses if not shift else [a + shift for a in addresses]
             # the hot part runs in C: one bisect per address, then one list lookup
             keys = list(map(bisect_right, repeat(bounds, len(codes)), codes))
             firsts = dict(zip(keys, codes))
@@ -438,6 +427,29 @@ class Resolver:
                 keys = [zero if not a else k for a, k in zip(addresses, keys)]
                 return keys, [*slots, None]
             return keys, slots
+
+    def bulk_chains(self, module: Module, addresses: Sequence[int],
+                    space: AddressSpace = AddressSpace.FILE
+                    ) -> tuple[ChainLookup, Sequence[int]] | None:
+        """For bulk renderers: the module's complete :class:`ChainLookup` (decoding all DWARF
+        when many addresses are asked) and the code addresses of ``addresses``; None when
+        the space or the module has no DWARF lookup. Addresses 0 and those whose answer is
+        not an entry must still go through :meth:`resolve`."""
+        space = AddressSpace(space)
+        view = self._view(module)
+        if view.debug is not None and view.cps is not None and not view.debug.complete \
+                and maps_to_wasm(space):
+            cps = view.cps
+            if len(addresses) > FULL_BUILD_THRESHOLD:
+                view.ensure(None)
+            else:
+                view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
+        chains = view.chains() if view.complete() and \
+            (space is _CODE or space is _INTERP or space in _FILE_LIKE) else None
+        if chains is None:
+            return None
+        shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
+        return chains, (addresses if not shift else [a + shift for a in addresses])
 
     def resolve(self, module: Module, raw: RawFrame, *, input_index: int | None = None
                 ) -> list[Frame]:

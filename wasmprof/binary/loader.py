@@ -28,13 +28,20 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from wasmprof.binary.aot import AotFile, is_aot, parse_aot
-from wasmprof.binary.cwasm import CwasmFile, is_cwasm_elf, parse_cwasm
-from wasmprof.binary.elf import ElfObject, is_elf, open_elf, parse_elf_object
+from typing import TYPE_CHECKING
+
 from wasmprof.binary.reader import ByteReader
 from wasmprof.binary.wasm import WASM_MAGIC, WasmBinary, parse_wasm
 from wasmprof.errors import BinaryFormatError, UsageError
 from wasmprof.model import FunctionInfo, Module, ModuleKind
+
+if TYPE_CHECKING:       # the AOT / ELF / cwasm readers load only for such files
+    from wasmprof.binary.aot import AotFile
+    from wasmprof.binary.cwasm import CwasmFile
+    from wasmprof.binary.elf import ElfObject
+
+AOT_MAGIC = b"\0aot"
+ELF_MAGIC = b"\x7fELF"
 
 DEFAULT_MAX_SIZE = 1 << 30
 ENV_MAX_SIZE = "WASMPROF_MAX_MODULE_BYTES"
@@ -89,9 +96,12 @@ def load_module(path: str | os.PathLike, data: bytes | None = None, *, name: str
     head = data[:4]
     if head == WASM_MAGIC:
         mod = _from_wasm(data, source, sha)
-    elif is_aot(data):
+    elif head == AOT_MAGIC:
+        from wasmprof.binary.aot import parse_aot
         mod = _from_aot(parse_aot(data, source), source, sha)
-    elif is_elf(data):
+    elif head == ELF_MAGIC:
+        from wasmprof.binary.cwasm import is_cwasm_elf, parse_cwasm
+        from wasmprof.binary.elf import open_elf, parse_elf_object
         elf = open_elf(data, source)
         try:
             cw = is_cwasm_elf(elf)
@@ -211,7 +221,7 @@ def _wasm_shape(wb: WasmBinary) -> str:
                          [(e.name, e.index) for e in wb.exports if e.kind == "func"])
 
 
-def _aot_shape(aot: AotFile) -> str:
+def _aot_shape(aot: "AotFile") -> str:
     return compute_shape(aot.import_func_count, aot.type_indices, aot.function_exports())
 
 
@@ -245,6 +255,7 @@ def _from_wasm(data: bytes, source: str, sha: str) -> Module:
     blob = wb.wamr_aot_blob()
     if blob is not None:
         sec_name, off, length = blob
+        from wasmprof.binary.aot import parse_aot
         aot = parse_aot(memoryview(data)[off:off + length], source, base=off)
         mod.kind = ModuleKind.AOT_WASM
         mod.aot = aot
@@ -260,7 +271,7 @@ def _from_wasm(data: bytes, source: str, sha: str) -> Module:
     return mod
 
 
-def _apply_aot(mod: Module, aot: AotFile) -> None:
+def _apply_aot(mod: Module, aot: "AotFile") -> None:
     """Native-code facts and AOT names onto ``mod.functions`` (same index space)."""
     mod.arch = aot.target.arch
     mod.aot_version = aot.version
@@ -281,7 +292,7 @@ def _apply_aot(mod: Module, aot: AotFile) -> None:
             mod.functions[idx].name = nm
 
 
-def _raw_build_id(aot: AotFile) -> str | None:
+def _raw_build_id(aot: "AotFile") -> str | None:
     raw = aot.raw_sections.get("build_id")
     if raw is None:
         return None
@@ -292,7 +303,7 @@ def _raw_build_id(aot: AotFile) -> str | None:
         return None
 
 
-def _from_aot(aot: AotFile, source: str, sha: str) -> Module:
+def _from_aot(aot: "AotFile", source: str, sha: str) -> Module:
     funcs = [FunctionInfo(wasm_index=i, imported=True)
              for i in range(aot.import_func_count)]
     funcs += [FunctionInfo(wasm_index=aot.import_func_count + i) for i in range(aot.func_count)]
@@ -311,7 +322,7 @@ def _from_aot(aot: AotFile, source: str, sha: str) -> Module:
     return mod
 
 
-def _from_elf(obj: ElfObject, source: str, sha: str) -> Module:
+def _from_elf(obj: "ElfObject", source: str, sha: str) -> Module:
     n = len(obj.funcs)
     funcs = []
     for i in range(n):
@@ -329,7 +340,7 @@ def _from_elf(obj: ElfObject, source: str, sha: str) -> Module:
     return mod
 
 
-def _from_cwasm(cw: CwasmFile, source: str, sha: str) -> Module:
+def _from_cwasm(cw: "CwasmFile", source: str, sha: str) -> Module:
     mine = [f for f in cw.functions if f.module_index == 0]
     imports = min((f.wasm_index for f in mine), default=0)
     top = max((f.wasm_index for f in mine), default=-1)
@@ -354,8 +365,10 @@ def _code_sha(mod: Module) -> str | None:
     """sha256 of the native code bytes (an .aot and its --format=object twin share it)."""
     if mod.aot is not None:
         return mod.aot.code_sha256
-    if isinstance(mod.elf, ElfObject):
-        return mod.elf.text_sha256
+    if mod.elf is not None:
+        from wasmprof.binary.elf import ElfObject
+        if isinstance(mod.elf, ElfObject):
+            return mod.elf.text_sha256
     return None
 
 
@@ -412,7 +425,7 @@ def find_companion(module: Module, candidates: Iterable[Module]) -> Module | Non
             best = max(same_count, key=rank)
             _reindex(module, best.import_function_count)
             module.notes.append(f"matched to {best.path} by function count only")
-    elif module.kind == ModuleKind.CWASM and isinstance(module.elf, CwasmFile):
+    elif module.kind == ModuleKind.CWASM and _is_cwasm(module.elf):
         fits = [c for c in wasm_like if _cwasm_fits(module, c)]
         best = max(fits, key=rank) if fits else None
     if best is None:
@@ -422,11 +435,18 @@ def find_companion(module: Module, candidates: Iterable[Module]) -> Module | Non
     return best
 
 
+def _is_cwasm(obj) -> bool:
+    if obj is None:
+        return False
+    from wasmprof.binary.cwasm import CwasmFile
+    return isinstance(obj, CwasmFile)
+
+
 def _cwasm_fits(module: Module, cand: Module) -> bool:
     """A .cwasm was compiled from ``cand`` when the import counts agree and every native->Wasm
     address-map value of each function lies inside that function's body in ``cand`` (names
     must agree when the map is absent)."""
-    cw: CwasmFile = module.elf
+    cw: "CwasmFile" = module.elf
     if cand.wasm is None or cand.import_function_count != module.import_function_count:
         return False
     bodies = {b.wasm_index: b for b in cand.wasm.bodies}

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from itertools import chain, repeat
+import operator
+from functools import lru_cache
+from itertools import chain, compress, repeat
 from operator import itemgetter
 
 from wasmprof.addr2line.spaces import SPACE_HELP
@@ -110,6 +112,7 @@ def parse_address(token: str, space: AddressSpace) -> RawFrame:
     return RawFrame(index=0, space=space, offset=value)
 
 
+@lru_cache(maxsize=65536)
 def _clean(text: str | None) -> str:
     """Names come from modules and logs: never let control characters reach a terminal."""
     if text is None:
@@ -128,6 +131,7 @@ def _fields(f) -> tuple:
     return (*f, None, None)
 
 
+@lru_cache(maxsize=65536)
 def _text_frame(fields: tuple) -> str:
     fn, status, _, file, line, col, inlined, reason, decl_file, decl_line = fields
     where = _clean(file) if file else "??"
@@ -236,6 +240,14 @@ def _answer(args, space: AddressSpace, module, tokens: list[str]) -> int:
     resolver = Resolver()
     style = "json" if args.json else args.output_style
     raws, values, bad = _parse_all(tokens, space, args.frame_function)
+    if values is not None and style == "wasmprof":
+        text = fast_text(resolver, module, values, space)
+        if text is not None:
+            write = sys.stdout.buffer.write
+            for part in text:
+                write(part.encode("utf-8", "replace"))
+            sys.stdout.flush()
+            return 0
     answers: list = []
     keys: list[int] = []
     if values is not None and style != "json":
@@ -334,6 +346,82 @@ class _Renderer:
                 "" if self.style == "LLVM" else ","
             got = self._tail[key] = sep.join(parts)
         return got
+
+
+def fast_text(resolver, module, values: list[int], space: AddressSpace) -> list[str] | None:
+    """The default text output for bare addresses (in chunks), built from the
+    resolver's lookup in pieces: the segment part (function, inline mark, callers) and the
+    row part (file:line:column, status) of each distinct segment and row are rendered
+    once (:meth:`ChainLookup.segment`, :meth:`ChainLookup.row` are the same rules
+    :meth:`ChainLookup.lookup` composes). Addresses off the bulk path (offset 0, no DWARF
+    scope, stale or unsure DWARF) are resolved one by one. None: no bulk lookup."""
+    got = resolver.bulk_chains(module, values, space)
+    if got is None:
+        return None
+    chains, codes = got
+    segs, rows = chains.positions(codes)
+    exact = "exact"
+    seg_parts: dict[int, tuple | None] = {}
+    tail_text: dict[int, list[str]] = {}       # id(shared callers list) -> their lines
+    for sg in set(segs):
+        info = chains.segment(sg)
+        if info.__class__ is not tuple or info[3] >= 0:    # reason, nothing, or ghosts
+            seg_parts[sg] = None
+            continue
+        nm, _, tail, _, _ = info
+        lines = None
+        if tail:
+            lines = tail_text.get(id(tail))
+            if lines is None:
+                lines = tail_text[id(tail)] = [_text_frame((*t, None, None)) for t in tail]
+        seg_parts[sg] = (f"{_clean(nm[0])} at ", " (inlined)" if nm[2] else "", lines)
+    row_parts: dict[int, tuple[str, str]] = {}
+    for rw in set(rows):
+        file, line, col, status, reason = chains.row(rw)
+        where = _clean(file) if file else "??"
+        if line:
+            where += f":{line}:{col}" if col else f":{line}"
+        row_parts[rw] = (where, "" if status == exact else f" [{status}: {_clean(reason)}]")
+    # per address: head, ": fn at ", where, " (inlined)", status, callers + "\n"; the
+    # pieces are looked up per segment / row and joined in C
+    heads = list(map(hex, values))
+    widths = set(map(len, heads))
+    seg_head = {sg: (f": {p[0]}" if p else "") for sg, p in seg_parts.items()}
+    seg_inl = {sg: (p[1] if p else "") for sg, p in seg_parts.items()}
+    tails: dict[int, dict[int, str]] = {}
+    for w in widths:
+        pad = "\n" + " " * (w + 2)
+        tails[w] = {sg: ((pad + pad.join(p[2]) if p[2] is not None else "") + "\n" if p else "")
+                    for sg, p in seg_parts.items()}
+    where = {rw: p[0] for rw, p in row_parts.items()}
+    status = {rw: p[1] for rw, p in row_parts.items()}
+    col_head = list(map(seg_head.__getitem__, segs))
+    col_where = list(map(where.__getitem__, rows))
+    col_inl = list(map(seg_inl.__getitem__, segs))
+    col_status = list(map(status.__getitem__, rows))
+    if len(widths) == 1:
+        col_tail = list(map(tails[widths.pop()].__getitem__, segs))
+    else:
+        col_tail = [tails[len(h)][sg] for h, sg in zip(heads, segs)]
+    generic = {sg for sg, p in seg_parts.items() if p is None}
+    n = len(values)
+    for i in [*compress(range(n), map(generic.__contains__, segs)),
+              *compress(range(n), map(operator.not_, values))]:
+        frames = resolver.resolve(module, RawFrame(index=i, space=space, offset=values[i]),
+                                  input_index=i)
+        col_head[i], col_inl[i], col_status[i], col_tail[i] = "", "", "", ""
+        col_where[i] = _render_text(frames, len(heads[i]))[1]
+    return ["".join(chain.from_iterable(zip(heads[lo:lo + 65536], col_head[lo:lo + 65536],
+                                            col_where[lo:lo + 65536], col_inl[lo:lo + 65536],
+                                            col_status[lo:lo + 65536],
+                                            col_tail[lo:lo + 65536])))
+            for lo in range(0, len(heads), 65536)]
+
+
+def _render_text(frames: list, width: int) -> tuple[str, str]:
+    lines = [_text_frame(_fields(f)) for f in frames] or ["?? [unknown]"]
+    pad = "\n" + " " * (width + 2)
+    return "", f": {pad.join(lines)}\n"
 
 
 def _write_rendered(write, heads, keys, answers, raws, render: _Renderer) -> None:
