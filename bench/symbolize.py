@@ -10,8 +10,8 @@ Modules (built reproducibly, cached in ``bench/out/``):
   ~3.5 MB;
 - ``emscripten``: the same source through ``emcc -O2 -g -sSTANDALONE_WASM`` (binaryen
   rewrites the DWARF after linking), ~3.1 MB;
-- ``rust``: a small router program with Debian's ``rustc --target wasm32-wasi -O -g``
-  (the DWARF of Rust's std), ~6 MB.
+- ``rust``: the Rust router program the tests build (``tests/toolchain_sources.py``) with
+  Debian's ``rustc --target wasm32-wasi -O -g`` (the DWARF of Rust's std), ~6 MB.
 
 Per module, on N random code addresses (seeded, uniform over function bodies), every
 program a fresh process with its output sent to /dev/null, side by side in one run:
@@ -44,30 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
 ZSTD_VERSION = "0.25.0"
-
-RUST_SRC = r'''
-use std::collections::HashMap;
-#[inline(always)]
-fn weight(s: &str) -> u32 { s.bytes().map(|b| b as u32).sum() }
-#[inline(never)]
-fn route(table: &HashMap<String, u32>, host: &str) -> u32 {
-    let w = weight(host);
-    match table.get(host) {
-        Some(v) => v + w,
-        None => { if w > 5000 { panic!("host too heavy: {}", host) } w }
-    }
-}
-fn main() {
-    let mut t = HashMap::new();
-    for i in 0..64 { t.insert(format!("svc-{}.mesh.local", i), i * 3); }
-    let args: Vec<String> = std::env::args().collect();
-    let host = if args.len() > 1 { args[1].clone() } else { "x".repeat(40) };
-    let mut parts: Vec<&str> = host.split('.').collect();
-    parts.sort();
-    println!("{} {:?}", route(&t, &host), parts);
-}
-'''
-
+sys.path.insert(0, str(ROOT / "tests"))
+from toolchain_sources import RUST_SRC  # noqa: E402  (the Rust program the tests build)
 
 def clean_env(**extra) -> dict:
     """Child environment: binaryen off PATH (for the zig build), the machine's
@@ -108,36 +86,36 @@ def build_zstd() -> Path:
     return wasm
 
 
-def build_emscripten() -> Path:
+def _built(name: str, what: str, cmd_for) -> Path:
+    """``bench/out/NAME``, built once by ``cmd_for(tmp_path)`` (a command list)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    wasm = OUT / "zstd.em.O2.wasm"
-    if wasm.exists():
-        return wasm
-    src_dir = zstd_source()
-    print("building zstd.c with emcc -O2 -g -sSTANDALONE_WASM (binaryen rewrites DWARF; "
-          "minutes) ...", file=sys.stderr)
-    tmp = OUT / f".zstd.em.{os.getpid()}.wasm"
-    subprocess.run(["emcc", "-O2", "-g", "-w", "-sSTANDALONE_WASM", "--no-entry",
-                    "-Wl,--export-dynamic", f"-ffile-prefix-map={src_dir}=/zstd",
-                    str(src_dir / "zstd/zstd.c"), "-o", str(tmp)], check=True)
-    os.replace(tmp, wasm)
+    wasm = OUT / name
+    if not wasm.exists():
+        print(f"building {what} ...", file=sys.stderr)
+        tmp = OUT / f".{name}.{os.getpid()}.tmp.wasm"
+        subprocess.run(cmd_for(tmp), check=True)
+        os.replace(tmp, wasm)
     return wasm
+
+
+def build_emscripten() -> Path:
+    def cmd(tmp: Path) -> list[str]:
+        src_dir = zstd_source()
+        return ["emcc", "-O2", "-g", "-w", "-sSTANDALONE_WASM", "--no-entry",
+                "-Wl,--export-dynamic", f"-ffile-prefix-map={src_dir}=/zstd",
+                str(src_dir / "zstd/zstd.c"), "-o", str(tmp)]
+    return _built("zstd.em.O2.wasm", "zstd.c with emcc -O2 -g -sSTANDALONE_WASM (binaryen "
+                  "rewrites its DWARF; minutes)", cmd)
 
 
 def build_rust() -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
-    wasm = OUT / "router.rs.O2.wasm"
-    if wasm.exists():
-        return wasm
-    src = OUT / "router.rs"
-    src.write_text(RUST_SRC)
-    print("building router.rs with /usr/bin/rustc --target wasm32-wasi -O -g ...",
-          file=sys.stderr)
-    tmp = OUT / f".router.{os.getpid()}.wasm"
-    subprocess.run(["/usr/bin/rustc", "--target", "wasm32-wasi", "-C", "opt-level=2", "-g",
-                    str(src), "-o", str(tmp)], check=True)
-    os.replace(tmp, wasm)
-    return wasm
+    def cmd(tmp: Path) -> list[str]:
+        src = OUT / "router.rs"
+        src.write_text(RUST_SRC)
+        return ["/usr/bin/rustc", "--target", "wasm32-wasi", "-C", "opt-level=2", "-g",
+                str(src), "-o", str(tmp)]
+    return _built("router.rs.O2.wasm", "a Rust router with /usr/bin/rustc --target "
+                  "wasm32-wasi -O -g", cmd)
 
 
 BUILDERS = {"zstd": build_zstd, "emscripten": build_emscripten, "rust": build_rust}

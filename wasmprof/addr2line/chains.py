@@ -162,6 +162,8 @@ class ChainLookup:
         bad = self._stale_reason(node, bi)
         if bad is not None:
             return bad
+        if why >= 0:                         # unsure everywhere in the segment
+            return self.block.strings[why]
         idx = self._widx[bi]
         nm = self._names.get((node, idx))
         if nm is None:
@@ -230,8 +232,9 @@ class ChainLookup:
 
     def _ghost_reason(self, ghost: int, node: int, row: int) -> str | None:
         """Whether the line row (shifted position) at an address whose innermost live scope
-        is ``node`` may belong to the inlined scope ``ghost``, which lost its start address
-        (binaryen wrote ``[0, hi)``): the row's source line is then in the ghost's function
+        is ``node`` may belong to the inlined scope ``ghost``, whose extent is lost there
+        (binaryen wrote ``[0, hi)``, or an end marker the index cut short): the row's source
+        line is then in the ghost's function
         (its file, and its declaration is the closest one above the line), and the chain is
         unsure: a reason. None when the row shows the code is not the ghost's."""
         blk = self.block
@@ -247,9 +250,10 @@ class ChainLookup:
             return None
         n = blk.node_name[ghost]
         where = f" ({blk.strings[gf]}:{gl})" if gf >= 0 else ""
-        return (f"an inlined scope of {blk.strings[n] if n >= 0 else '?'}{where} lost its "
-                "start address in the DWARF (range [0, ...), written by binaryen) and the "
-                "source line here may be its: the inline chain at this address is unsure")
+        return (f"an inlined scope of {blk.strings[n] if n >= 0 else '?'}{where} has no "
+                "reliable extent in the DWARF (binaryen wrote a range starting at 0 or "
+                "ending past its function) and the source line here may be its: the inline "
+                "chain at this address is unsure")
 
     def entry_ok(self, node: int, body_pos: int) -> bool:
         """The subprogram ``node`` is exactly the body at ``body_pos`` (unshifted)."""

@@ -14,13 +14,16 @@ parts of a subprogram's or inlined subroutine's ranges are kept:
   108's ``DW_AT_high_pc 0x100000000`` end markers: the true end was lost). The index
   then also ends such an inlined range where the next range of another scope of the same
   function starts (:func:`cap_end_markers`): that is where llvm-symbolizer and wasm-tools
-  stop reporting it too, and at a trap that ends the function it keeps the chain;
+  stop reporting it too, and at a trap that ends the function it keeps the chain; the
+  part cut off is treated like a ghost range (the scope may still run there);
 - an inlined subroutine's ranges are clipped to the live ranges of the subprogram it
   belongs to (an inline instance cannot run outside the function it was inlined into);
   everything nested in a dead subprogram is dead. An intermediate inlined scope whose own
   ranges died still encloses its live children (binaryen sometimes leaves a parent's
   range at ``[0, 1)`` while its children keep real ranges; llvm-symbolizer and
-  wasm-tools then still report the whole chain).
+  wasm-tools then still report the whole chain). Where an inlined scope's range runs past
+  its caller's (binaryen moved code; callers that lost ranges themselves do not count),
+  the index marks the chain there unsure.
 
 :func:`live_ranges` applies them and returns why a range died, so the index can report
 counts (``IndexBlock.notes``).
@@ -128,13 +131,16 @@ def sequence_live(start: int, layout: CodeLayout | None) -> bool:
 
 
 def cap_end_markers(parent: Sequence[int], root: Sequence[int],
-                    live: list[list[Range]], marked: list[tuple[int, int]]) -> None:
+                    live: list[list[Range]], marked: list[tuple[int, int]]
+                    ) -> list[tuple[int, int, int]]:
     """End each clipped end-marker range ``live[node][k]`` (``marked``: (node, k) pairs) of an
     inlined scope at the first later start of a range of another scope of the same
     subprogram that is not nested in it (in place). ``parent``/``root``: each node's
-    enclosing node (-1 for none) and subprogram."""
+    enclosing node (-1 for none) and subprogram. Returns the cut-off parts ``(lo, hi,
+    node)``: the scope may still run there (its true end is unknown)."""
+    cut: list[tuple[int, int, int]] = []
     if not marked:
-        return
+        return cut
     starts: dict[int, list[tuple[int, int]]] = {}       # subprogram -> [(lo, node)]
     for node, rs in enumerate(live):
         if rs:
@@ -159,6 +165,9 @@ def cap_end_markers(parent: Sequence[int], root: Sequence[int],
             if other_lo >= hi:
                 break
             if not nested(other, node):
-                hi = other_lo
+                if other_lo > lo:
+                    cut.append((other_lo, hi, node))
+                    hi = other_lo
                 break
         live[node][k] = (lo, hi)
+    return cut

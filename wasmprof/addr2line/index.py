@@ -220,6 +220,7 @@ def build_block(reader: DwarfReader, units: list[Unit],
         block.node_lo
     n_dfile, n_dline, n_hi = block.node_dfile, block.node_dline, block.node_hi
     ghosts: list[tuple[int, int, int]] = []   # (lo, hi, node) of ghost ranges, clipped
+    overhangs: list[tuple[int, int, int, int]] = []   # (lo, hi, child, parent)
     sequences = []
     dead: dict[str, int] = {}
     dropped_scopes = dropped_seqs = damaged = 0
@@ -271,7 +272,18 @@ def build_block(reader: DwarfReader, units: list[Unit],
             n_hi.append(max(hi for _, hi in live) if live and kind == 0 else 0)
             if not live and raw:
                 dropped_scopes += 1
-        cap_end_markers(scopes.parent, root, lives, marked)
+        for lo, hi, node in cap_end_markers(scopes.parent, root, lives, marked):
+            ghosts.append((lo, hi, base + node))       # the scope may still run there
+        # inlined scopes that overhang their caller (binaryen moved code): where a child's
+        # range leaves its parent's, the chain through it is not trustworthy; a parent that
+        # lost ranges itself (ghost [0, x), or none left) does not count (its true ranges
+        # are unknown and llvm-symbolizer / wasm-tools report its children's chains)
+        for i, parent in enumerate(scopes.parent):
+            if parent < 0 or not lives[i] or scopes.kind[parent] != 1 or not lives[parent] \
+                    or any(lo == 0 for lo, _ in scopes.ranges[parent]):
+                continue
+            for lo, hi in _outside(lives[i], lives[parent]):
+                overhangs.append((lo, hi, base + i, base + parent))
         for i, live in enumerate(lives):
             if live:
                 size = sum(hi - lo for lo, hi in live)
@@ -305,12 +317,16 @@ def build_block(reader: DwarfReader, units: list[Unit],
     # (-2 - start of their group in ghost_nodes, a -1-terminated list) for the lookup.
     ranges.sort()
     ghosts.sort()
+    overhangs.sort()
     bounds = sorted({r[0] for r in ranges} | {r[1] for r in ranges}
-                    | {g[0] for g in ghosts} | {g[1] for g in ghosts})
+                    | {g[0] for g in ghosts} | {g[1] for g in ghosts}
+                    | {o[0] for o in overhangs} | {o[1] for o in overhangs})
     heap: list[tuple[int, int, int, int]] = []
-    i = g = 0
-    nr, ng = len(ranges), len(ghosts)
+    i = g = o = 0
+    nr, ng, no = len(ranges), len(ghosts), len(overhangs)
     active: list[tuple[int, int, int]] = []
+    hanging: list[tuple[int, int, int, int]] = []
+    overhang_why: dict[tuple[int, int], int] = {}
     seg_start, seg_node, seg_why = block.seg_start, block.seg_node, block.seg_why
     last = last_why = None
     unsure: dict[int, int] = {}              # ghost nodes seen in some segment
@@ -325,6 +341,23 @@ def build_block(reader: DwarfReader, units: list[Unit],
             heapq.heappop(heap)
         node = heap[0][2] if heap else NO_NODE
         why = -1
+        if no:
+            while o < no and overhangs[o][0] <= x:
+                hanging.append(overhangs[o])
+                o += 1
+            hanging = [h for h in hanging if h[1] > x]
+            for _, _, child, par in hanging:
+                if node >= 0 and _encloses(n_parent, node, child):
+                    key = (child, par)
+                    why = overhang_why.get(key, -1)
+                    if why < 0:
+                        cn = strings[n_name[child]] if n_name[child] >= 0 else "?"
+                        pn = strings[n_name[par]] if n_name[par] >= 0 else "?"
+                        why = overhang_why[key] = intern(
+                            f"in the DWARF the inlined {cn} runs past the code of {pn} it is "
+                            "inlined into (binaryen moved code): the inline chain here is "
+                            "unsure")
+                    break
         if ng:
             while g < ng and ghosts[g][0] <= x:
                 active.append(ghosts[g])
@@ -332,7 +365,7 @@ def build_block(reader: DwarfReader, units: list[Unit],
             active = [a for a in active if a[1] > x]
             hits = tuple(sorted({gnode for _, _, gnode in active
                                  if node >= 0 and _encloses(n_parent, n_parent[gnode], node)}))
-            if hits:
+            if hits and why == -1:
                 at = groups.get(hits)
                 if at is None:
                     at = groups[hits] = len(ghost_nodes)
@@ -346,6 +379,9 @@ def build_block(reader: DwarfReader, units: list[Unit],
             seg_why.append(why)
             last = node
             last_why = why
+    if overhang_why:
+        block.notes.append(f"{len(overhang_why)} inlined scopes overhang their caller: "
+                           "their addresses there are resolved as unsure")
     if unsure:
         block.notes.append(f"{len(unsure)} inlined scopes with ghost ranges [0, ...) inside "
                            "live functions: where their source lines show, the chain is unsure")
@@ -369,6 +405,27 @@ def build_block(reader: DwarfReader, units: list[Unit],
     if overlaps:
         block.notes.append(f"{overlaps} overlapping line sequences ignored")
     return block
+
+
+def _outside(ranges: list[tuple[int, int]], cover: list[tuple[int, int]]
+             ) -> list[tuple[int, int]]:
+    """The parts of ``ranges`` not covered by ``cover``."""
+    out = []
+    for lo, hi in ranges:
+        pieces = [(lo, hi)]
+        for clo, chi in cover:
+            nxt = []
+            for a, b in pieces:
+                if chi <= a or b <= clo:
+                    nxt.append((a, b))
+                    continue
+                if a < clo:
+                    nxt.append((a, clo))
+                if chi < b:
+                    nxt.append((chi, b))
+            pieces = nxt
+        out.extend(pieces)
+    return out
 
 
 def _encloses(parent, inner: int, outer: int) -> bool:
