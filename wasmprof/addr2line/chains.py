@@ -223,8 +223,10 @@ class ChainLookup:
     def _ghosts_reason(self, at: int, node: int, row: int) -> str | None:
         """:meth:`_ghost_reason` for each ghost of the group at ``at`` in ghost_nodes."""
         gn = self.block.ghost_nodes
-        while 0 <= at < len(gn) and gn[at] >= 0:
-            why = self._ghost_reason(gn[at], node, row)
+        while 0 <= at < len(gn) and gn[at] != -1:
+            g = gn[at]
+            why = self._ghost_reason(-2 - g, node, -1) if g < -1 else \
+                self._ghost_reason(g, node, row)
             if why is not None:
                 return why
             at += 1
@@ -238,7 +240,7 @@ class ChainLookup:
         (its file, and its declaration is the closest one above the line), and the chain is
         unsure: a reason. None when the row shows the code is not the ghost's."""
         blk = self.block
-        f = self._row_file[row]
+        f = self._row_file[row] if row >= 0 else -1     # row -1: unsure whatever the line
         gf, gl = blk.node_dfile[ghost], blk.node_dline[ghost]
         unsure = f < 0 or gf < 0
         if not unsure and f == gf:

@@ -219,7 +219,7 @@ def build_block(reader: DwarfReader, units: list[Unit],
     n_cfile, n_cline, n_ccol, n_lo = block.node_cfile, block.node_cline, block.node_ccol, \
         block.node_lo
     n_dfile, n_dline, n_hi = block.node_dfile, block.node_dline, block.node_hi
-    ghosts: list[tuple[int, int, int]] = []   # (lo, hi, node) of ghost ranges, clipped
+    ghosts: list[tuple[int, int, int, bool]] = []   # (lo, hi, node, end-marker tail?)
     overhangs: list[tuple[int, int, int, int]] = []   # (lo, hi, child, parent)
     sequences = []
     dead: dict[str, int] = {}
@@ -249,7 +249,7 @@ def build_block(reader: DwarfReader, units: list[Unit],
                 live = live_ranges(raw, layout, root_live[r], dead, clipped)
                 for glo, ghi in raw:
                     if glo == 0 and ghi > 0:     # a ghost range inside a live function
-                        ghosts.extend((max(plo, 1), min(ghi, phi), base + i)
+                        ghosts.extend((max(plo, 1), min(ghi, phi), base + i, False)
                                       for plo, phi in root_live[r] if plo < ghi)
             else:                            # inside a dead subprogram
                 live = []
@@ -273,7 +273,7 @@ def build_block(reader: DwarfReader, units: list[Unit],
             if not live and raw:
                 dropped_scopes += 1
         for lo, hi, node in cap_end_markers(scopes.parent, root, lives, marked):
-            ghosts.append((lo, hi, base + node))       # the scope may still run there
+            ghosts.append((lo, hi, base + node, True))  # the scope may still run there
         # inlined scopes that overhang their caller (binaryen moved code): where a child's
         # range leaves its parent's, the chain through it is not trustworthy; a parent that
         # lost ranges itself (ghost [0, x), or none left) does not count (its true ranges
@@ -324,7 +324,7 @@ def build_block(reader: DwarfReader, units: list[Unit],
     heap: list[tuple[int, int, int, int]] = []
     i = g = o = 0
     nr, ng, no = len(ranges), len(ghosts), len(overhangs)
-    active: list[tuple[int, int, int]] = []
+    active: list[tuple[int, int, int, bool]] = []
     hanging: list[tuple[int, int, int, int]] = []
     overhang_why: dict[tuple[int, int], int] = {}
     seg_start, seg_node, seg_why = block.seg_start, block.seg_node, block.seg_why
@@ -363,7 +363,8 @@ def build_block(reader: DwarfReader, units: list[Unit],
                 active.append(ghosts[g])
                 g += 1
             active = [a for a in active if a[1] > x]
-            hits = tuple(sorted({gnode for _, _, gnode in active
+            # a cut-off end-marker tail is unsure whatever the line: stored as -2 - node
+            hits = tuple(sorted({-2 - gnode if tail else gnode for _, _, gnode, tail in active
                                  if node >= 0 and _encloses(n_parent, n_parent[gnode], node)}))
             if hits and why == -1:
                 at = groups.get(hits)
