@@ -206,3 +206,22 @@ def test_printed_names_win_and_dwarf_names_stay_visible(toolchain_modules):
                                            offset=(b.start + b.end) // 2, printed_name=printed))
         assert chain[-1].function == printed
     assert checked >= 1
+
+
+@pytest.mark.parametrize("name", ["emscripten-O2", "binaryen-108", "binaryen-132"])
+def test_addr2line_bulk_text_equals_single_resolves(toolchain_modules, name):
+    """Where DWARF is stale or unsure the CLI's bulk text still prints what resolving each
+    address alone prints (those answers are memoised per segment and row)."""
+    from test_cli_startup import _cli_text
+    from wasmprof.commands import addr2line as a2l
+    path = toolchain_modules[name]
+    module = load_module(path)
+    addrs = instruction_offsets(path)
+    bulk = _cli_text(path, addrs, AddressSpace.FILE)
+    r = Resolver()
+    want = []
+    for a in addrs:
+        pre, post = a2l._render_text(r.resolve(module, RawFrame(index=0, space=AddressSpace.FILE,
+                                                                offset=a)), len(hex(a)))
+        want.append(pre + hex(a) + post)
+    assert bulk == "".join(want)

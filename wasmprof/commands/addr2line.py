@@ -363,10 +363,13 @@ def fast_text(resolver, module, values: list[int], space: AddressSpace) -> list[
     exact = "exact"
     seg_parts: dict[int, tuple | None] = {}
     tail_text: dict[int, list[str]] = {}       # id(shared callers list) -> their lines
+    one_body: set[int] = set()       # generic segments inside one body: same answer per row
     for sg in set(segs):
         info = chains.segment(sg)
         if info.__class__ is not tuple or info[3] >= 0:    # reason, nothing, or ghosts
             seg_parts[sg] = None
+            if info is not None:
+                one_body.add(sg)
             continue
         nm, _, tail, _, _ = info
         lines = None
@@ -405,12 +408,21 @@ def fast_text(resolver, module, values: list[int], space: AddressSpace) -> list[
         col_tail = [tails[len(h)][sg] for h, sg in zip(heads, segs)]
     generic = {sg for sg, p in seg_parts.items() if p is None}
     n = len(values)
-    for i in [*compress(range(n), map(generic.__contains__, segs)),
-              *compress(range(n), map(operator.not_, values))]:
-        frames = resolver.resolve(module, RawFrame(index=i, space=space, offset=values[i]),
-                                  input_index=i)
+    # answers off the bulk path: resolve() one by one, except that a stale or unsure
+    # segment (inside one function body) answers the same for every address of a row
+    memo: dict[tuple[int, int, int], str] = {}
+    zeros = set(compress(range(n), map(operator.not_, values)))
+    for i in [*compress(range(n), map(generic.__contains__, segs)), *sorted(zeros)]:
+        key = (segs[i], rows[i], len(heads[i]))
+        txt = memo.get(key) if segs[i] in one_body and i not in zeros else None
+        if txt is None:
+            frames = resolver.resolve(module, RawFrame(index=i, space=space,
+                                                       offset=values[i]), input_index=i)
+            txt = _render_text(frames, len(heads[i]))[1]
+            if segs[i] in one_body and i not in zeros:
+                memo[key] = txt
         col_head[i], col_inl[i], col_status[i], col_tail[i] = "", "", "", ""
-        col_where[i] = _render_text(frames, len(heads[i]))[1]
+        col_where[i] = txt
     return ["".join(chain.from_iterable(zip(heads[lo:lo + 65536], col_head[lo:lo + 65536],
                                             col_where[lo:lo + 65536], col_inl[lo:lo + 65536],
                                             col_status[lo:lo + 65536],
