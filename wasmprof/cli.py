@@ -21,12 +21,14 @@ DESCRIPTION = ("Symbolize WebAssembly plugin crashes and profiles from Envoy/Ist
                "gateways (WAMR interpreter and AOT, V8, Wasmtime).")
 EPILOG = "Run 'wasmprof COMMAND --help' for a command's options and examples."
 
-# command -> the help line its module registers (kept in step by the start-up test)
+# command -> the help line its module registers (kept in step by the start-up test; an
+# entry whose module is not installed is never shown)
 SUMMARIES = {
     "addr2line": "resolve addresses to function, file:line:column and inline chains",
     "demo": "start the service with bundled sample data (try this first)",
     "diff": "compare two profiles: per-function table and differential flame graph",
     "flamegraph": "symbolized flame graph from perf/agent/folded/WAMR profiles",
+    "health": "read Envoy Wasm stats and WAMR memory dumps (per-plugin memory and VM health)",
     "inspect": "show what a Wasm/AOT/object/cwasm file is and its function table",
     "serve": "run the HTTP service (API, dashboard, metrics)",
     "symbolize": "find Wasm crashes in gateway logs and symbolize their backtraces",

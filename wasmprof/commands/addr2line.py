@@ -18,6 +18,7 @@ import argparse
 import re
 import sys
 import operator
+from bisect import bisect_right
 from functools import lru_cache
 from itertools import chain, compress, repeat
 from operator import itemgetter
@@ -408,19 +409,32 @@ def fast_text(resolver, module, values: list[int], space: AddressSpace) -> list[
         col_tail = [tails[len(h)][sg] for h, sg in zip(heads, segs)]
     generic = {sg for sg, p in seg_parts.items() if p is None}
     n = len(values)
-    # answers off the bulk path: resolve() one by one, except that a stale or unsure
-    # segment (inside one function body) answers the same for every address of a row
-    memo: dict[tuple[int, int, int], str] = {}
+    # answers off the bulk path. Inside one body (stale or unsure segments) the lookup
+    # gives either a chain (a ghost that does not own this row) or a reason: the answer is
+    # then that function, function-only, for that reason: resolve() once per (body, reason,
+    # head width). Elsewhere (offset 0,
+    # outside every body, no DWARF scope) resolve() each address.
     zeros = set(compress(range(n), map(operator.not_, values)))
-    for i in [*compress(range(n), map(generic.__contains__, segs)), *sorted(zeros)]:
-        key = (segs[i], rows[i], len(heads[i]))
-        txt = memo.get(key) if segs[i] in one_body and i not in zeros else None
-        if txt is None:
-            frames = resolver.resolve(module, RawFrame(index=i, space=space,
-                                                       offset=values[i]), input_index=i)
-            txt = _render_text(frames, len(heads[i]))[1]
-            if segs[i] in one_body and i not in zeros:
-                memo[key] = txt
+    todo = [i for i in compress(range(n), map(generic.__contains__, segs)) if i not in zeros]
+    inside = [i for i in todo if segs[i] in one_body]
+    answers = dict(zip(inside, chains.lookup([codes[i] for i in inside])))
+    body_of = dict(zip(inside, map(bisect_right, repeat(chains.layout.starts, len(inside)),
+                                   [codes[i] for i in inside])))
+    memo: dict[tuple, str] = {}
+    for i in [*todo, *sorted(zeros)]:
+        w = len(heads[i])
+        ent = answers.get(i)
+        if ent.__class__ is tuple:
+            txt = _render_text(ent[0], w)[1]
+        else:
+            key = (body_of[i], ent, w) if ent is not None else None
+            txt = memo.get(key) if key is not None else None
+            if txt is None:
+                frames = resolver.resolve(module, RawFrame(index=i, space=space,
+                                                           offset=values[i]), input_index=i)
+                txt = _render_text(frames, w)[1]
+                if key is not None:
+                    memo[key] = txt
         col_head[i], col_inl[i], col_status[i], col_tail[i] = "", "", "", ""
         col_where[i] = txt
     return ["".join(chain.from_iterable(zip(heads[lo:lo + 65536], col_head[lo:lo + 65536],
