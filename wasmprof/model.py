@@ -139,6 +139,9 @@ class Frame:
     raw_offset: int | None = None
     printed_name: str | None = None
     native: bool = False
+    dwarf_function: str | None = None  # DWARF's name when the printed name won and differs
+    decl_file: str | None = None      # function-only frames: DW_AT_decl_file / decl_line
+    decl_line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +151,8 @@ class Frame:
             "wasm_index": self.wasm_index, "module": self.module, "address": self.address,
             "input_index": self.input_index, "raw_offset": self.raw_offset,
             "printed_name": self.printed_name, "native": self.native,
+            "dwarf_function": self.dwarf_function, "decl_file": self.decl_file,
+            "decl_line": self.decl_line,
         }
 
 
@@ -355,3 +360,5 @@ class HealthSample:
     ts: float | None = None
     name: str | None = None
     note: str | None = None
+    source_map: Any = None            # a parsed wasmprof.addr2line.sourcemap.SourceMap of
+                                      # this file (sourceMappingURL, --source-map, upload)

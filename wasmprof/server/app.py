@@ -214,6 +214,8 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
     app.include_router(build_router(svc, require))
     from wasmprof.server.routes_profiles import build_router as build_profile_router
     app.include_router(build_profile_router(svc, require))
+    from wasmprof.server import routes_sourcemaps
+    app.include_router(routes_sourcemaps.build_router(svc, require))
 
     alerts_routes = _optional_module("wasmprof.server.routes_alerts")
     if alerts_routes is not None:

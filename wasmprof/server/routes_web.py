@@ -126,7 +126,8 @@ def find_source(tx: Tx, file: str, plugin: str | None) -> dict[str, Any] | None:
 
 class EmbeddedSources:
     """Source text embedded in modules' DWARF 5 line tables (``DW_LNCT_LLVM_source``, written
-    by ``clang -gembed-source``), per module, cached by module sha256 (LRU)."""
+    by ``clang -gembed-source``) or in their source maps' ``sourcesContent`` (AssemblyScript
+    ``.ts``), per module, cached by module sha256 (LRU)."""
 
     def __init__(self, registry: Any, cache_size: int = 16) -> None:
         self.registry = registry
@@ -147,6 +148,11 @@ class EmbeddedSources:
                 (module.companion.wasm if module.companion is not None else None)
             if wasm is not None and wasm.has_dwarf:
                 out = embedded_sources(wasm.dwarf_sections)
+            for m in (module, module.companion):      # source maps' sourcesContent (.ts)
+                sm = getattr(m, "source_map", None) if m is not None else None
+                if sm is not None:
+                    out.update((src, text.encode()) for src, text in zip(sm.sources, sm.contents)
+                               if text is not None and src not in out)
         except (WasmprofError, FileNotFoundError, ValueError, KeyError) as e:
             log.info("no embedded sources in module %s: %s", row.get("id"), e)
         with self._lock:

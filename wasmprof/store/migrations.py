@@ -117,6 +117,7 @@ EXTENSION_MODULES: dict[str, list[str]] = {
     "sources": ["wasmprof.sources.schema"],
     "health": ["wasmprof.health.schema"],
     "profiles": ["wasmprof.server.profile_schema"],
+    "sourcemaps": ["wasmprof.server.sourcemap_schema"],
 }
 
 _ADVISORY_LOCK = 0x5741534D  # "WASM"

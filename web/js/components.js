@@ -79,6 +79,13 @@ export function backtrace(frames, { onSource } = {}) {
       if (f.printed_name && f.function && f.printed_name !== f.function && !f.inlined) {
         li.appendChild(h("div", { class: "reason" }, "printed as ", h("code", {}, f.printed_name)));
       }
+      if (f.dwarf_function && f.dwarf_function !== f.function) {
+        li.appendChild(h("div", { class: "reason" }, "DWARF names it ", h("code", {}, f.dwarf_function)));
+      }
+      if (f.decl_file && !f.line) {
+        li.appendChild(h("div", { class: "reason" }, "declared at ",
+          h("span", { class: "file" }, `${f.decl_file}:${f.decl_line || "?"}`)));
+      }
       if (onSource && f.file && f.line) {
         const src = onSource(f);
         if (src) li.appendChild(src);

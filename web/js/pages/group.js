@@ -168,7 +168,7 @@ async function eventView(ev, group) {
     ev.partial ? h("p", { class: "warn" }, "Partial: the log block was cut short or damaged. ", (ev.notes || []).join("; ")) : null,
     !ev.partial && ev.notes && ev.notes.length ? h("p", { class: "muted" }, ev.notes.join("; ")) : null,
     h("p", { class: "legend muted small" }, "Innermost first. Status: ",
-      h("span", { class: "pill frame-exact" }, "exact"), " file and line from DWARF · ",
+      h("span", { class: "pill frame-exact" }, "exact"), " file and line from DWARF or the source map · ",
       h("span", { class: "pill frame-function-only" }, "function-only"), " no line · ",
       h("span", { class: "pill frame-index-only" }, "index-only"), " no name · ",
       h("span", { class: "pill frame-unknown" }, "unknown"), ". Inlined frames are indented under their caller."),
