@@ -300,6 +300,8 @@ class Module:
     aot: Any = None
     elf: Any = None
     companion: "Module | None" = None  # the .wasm with DWARF/names this module resolves against
+    source_map: Any = None            # a parsed wasmprof.addr2line.sourcemap.SourceMap of
+                                      # this file (sourceMappingURL, --source-map, upload)
 
 
 class HealthMetric(StrEnum):
@@ -360,5 +362,3 @@ class HealthSample:
     ts: float | None = None
     name: str | None = None
     note: str | None = None
-    source_map: Any = None            # a parsed wasmprof.addr2line.sourcemap.SourceMap of
-                                      # this file (sourceMappingURL, --source-map, upload)
