@@ -1,0 +1,309 @@
+"""One streaming pass: parse, symbolize and aggregate samples in bounded memory.
+
+:class:`ProfileAggregator` takes perf script records (:class:`wasmprof.ingest.perf_script.
+PerfScriptReader`) or whole :class:`~wasmprof.model.Profile` objects and keeps only one entry
+per distinct (event, thread, labels, symbolized stack), with summed weight and period; the
+result is one :class:`~wasmprof.profiles.SymbolizedProfile` per event whose samples are those
+aggregates (``timestamp=None``), which every writer in :mod:`wasmprof.flamegraph` accepts.
+
+Memory: the per-frame caches are bounded (dropped and rebuilt past ``cache_limit``), the
+aggregate grows with the number of distinct symbolized stacks, not with the input; the
+optional :class:`~wasmprof.profiles.Timeline` (speedscope's time order) costs 12 bytes per run
+of identical consecutive samples and is dropped, with a note, past ``timeline_limit`` runs.
+
+Weights (``weight``): ``"samples"`` counts samples (a parsed Profile's ``count``);
+``"period"`` sums perf's sample period where printed and counts 1 where not (what
+``stackcollapse-perf.pl`` does). The profile's ``unit`` says which (``samples``, or for period
+weighting ``nanoseconds`` for cpu-clock/task-clock, else the event name).
+
+Frames are shared: the symbolizer's ``shared`` mode resolves AOT/JIT perf frames and host
+frames once per function (they carry no line, so the offset does not matter) and identical
+resolutions are one object, so the aggregate keys are small tuples of ints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmprof.model import Frame, Profile, RawFrame, Sample
+from wasmprof.profiles import SymbolizedProfile, Symbolizer, Timeline, status_counts
+
+WEIGHTS = ("samples", "period")
+_TIME_EVENTS = ("cpu-clock", "task-clock")
+
+
+def period_unit(event: str) -> str:
+    """The unit of perf's period for ``event``: ns for the software clocks, else events."""
+    base = event.split(":", 1)[0]
+    return "nanoseconds" if base in _TIME_EVENTS else (base or "period")
+
+
+@dataclass(slots=True)
+class EventSummary:
+    name: str
+    samples: int = 0
+    period: int = 0
+    with_period: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.name, "samples": self.samples, "period": self.period,
+                "samples_with_period": self.with_period}
+
+
+@dataclass(slots=True)
+class _EventAgg:
+    summary: EventSummary
+    index: dict[tuple, list] = field(default_factory=dict)   # (gid, ids) -> [w, period, n_p, i]
+    keys: list[tuple] = field(default_factory=list)
+    order: Any = None
+    weights: Any = None
+    last_run: dict[int, int] = field(default_factory=dict)   # gid -> position in order
+    start: float = float("inf")
+    end: float = float("-inf")
+    notes: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    unit: str | None = None
+
+
+def _content(f: Frame) -> tuple:
+    return (f.function, f.raw_function, f.file, f.line, f.column, f.inlined, f.status,
+            f.reason, f.wasm_index, f.module, f.native, f.kernel, f.printed_name)
+
+
+class ProfileAggregator:
+    """See the module doc. Feed with :meth:`add_records` / :meth:`add_profile`, then call
+    :meth:`results` once."""
+
+    def __init__(self, symbolizer: Symbolizer, *, weight: str = "samples",
+                 timeline: bool = False, timeline_limit: int = 2_000_000,
+                 cache_limit: int = 300_000) -> None:
+        if weight not in WEIGHTS:
+            raise ValueError(f"weight must be one of {WEIGHTS}, not {weight!r}")
+        self.symbolizer = symbolizer
+        self.weight = weight
+        self.timeline = timeline
+        self.timeline_limit = timeline_limit
+        self.cache_limit = cache_limit
+        self.events: dict[str, _EventAgg] = {}
+        self._runs = 0
+        self._timeline_dropped = False
+        self._groups: dict[tuple, int] = {}
+        self._group_list: list[tuple[str | None, dict[str, str]]] = []
+        self._labels: dict[tuple, dict[str, str]] = {}
+        self._raw_sym: dict[int, int] = {}
+        self._raw_keep: list[RawFrame] = []
+        self._canon: dict[tuple, int] = {}
+        self._sym: list[tuple[Frame, ...]] = []
+
+    # -- frames ---------------------------------------------------------------------------
+    def _sym_id(self, raw: RawFrame) -> int:
+        frames = self.symbolizer.frames_for(raw, shared=True)
+        key = tuple(map(_content, frames))
+        sid = self._canon.get(key)
+        if sid is None:
+            sid = self._canon[key] = len(self._sym)
+            self._sym.append(tuple(
+                f if f.address is None and f.input_index is None and f.raw_offset is None
+                else dataclasses.replace(f, address=None, input_index=None, raw_offset=None)
+                for f in frames))
+        if len(self._raw_sym) >= self.cache_limit:
+            self._raw_sym.clear()
+            self._raw_keep.clear()
+            if len(self.symbolizer._frames) >= self.cache_limit:
+                self.symbolizer._frames.clear()
+        self._raw_sym[id(raw)] = sid
+        self._raw_keep.append(raw)       # keeps id(raw) unique while it is a cache key
+        return sid
+
+    def _event(self, name: str, source: str) -> _EventAgg:
+        ev = self.events.get(name)
+        if ev is None:
+            ev = self.events[name] = _EventAgg(EventSummary(name))
+            if self.timeline:
+                ev.order, ev.weights = array("I"), array("q")
+        if source not in ev.sources:
+            ev.sources.append(source)
+        return ev
+
+    def _group(self, thread: str | None, labels: dict[str, str]) -> int:
+        key = (thread, tuple(sorted(labels.items())) if labels else ())
+        gid = self._groups.get(key)
+        if gid is None:
+            gid = self._groups[key] = len(self._group_list)
+            self._group_list.append((thread, dict(labels)))
+        return gid
+
+    # -- input ----------------------------------------------------------------------------
+    def add_records(self, records: Iterable[tuple], *, source: str) -> int:
+        """Perf script records ``(event, period, timestamp, thread, labels, stack)``;
+        returns how many were read."""
+        raw_sym = self._raw_sym
+        get = raw_sym.get
+        sym_id = self._sym_id
+        by_period = self.weight == "period"
+        gids: dict[tuple[str, int], int] = {}
+        keep_labels: list[dict] = []
+        cur_name: str | None = None
+        ev: _EventAgg | None = None
+        index: dict = {}
+        summary = EventSummary("")
+        n = 0
+        start, end = float("inf"), float("-inf")
+        timeline = self.timeline
+        for event, period, t, thread, labels, stack in records:
+            n += 1
+            if event != cur_name:
+                if ev is not None:
+                    ev.start, ev.end = min(ev.start, start), max(ev.end, end)
+                ev = self._event(event, source)
+                index, summary, cur_name = ev.index, ev.summary, event
+                start, end = ev.start, ev.end
+            gk = (thread, id(labels))
+            gid = gids.get(gk)
+            if gid is None:
+                gid = gids[gk] = self._group(thread, labels)
+                keep_labels.append(labels)
+            ids = [get(id(r)) for r in stack]
+            if None in ids:
+                ids = [i if i is not None else sym_id(r) for i, r in zip(ids, stack)]
+            key = (gid, tuple(ids))
+            if by_period:
+                w = period if period is not None else 1
+            else:
+                w = 1
+            e = index.get(key)
+            if e is None:
+                e = index[key] = [w, period or 0, 1 if period is not None else 0, len(ev.keys)]
+                ev.keys.append(key)
+            else:
+                e[0] += w
+                if period is not None:
+                    e[1] += period
+                    e[2] += 1
+            summary.samples += 1
+            if period is not None:
+                summary.period += period
+                summary.with_period += 1
+            else:
+                summary.period += 1
+            if t is not None:
+                if t < start:
+                    start = t
+                if t > end:
+                    end = t
+            if timeline:
+                self._run(ev, gid, e[3], w)
+        if ev is not None:
+            ev.start, ev.end = min(ev.start, start), max(ev.end, end)
+        return n
+
+    def _run(self, ev: _EventAgg, gid: int, idx: int, w: int) -> None:
+        pos = ev.last_run.get(gid)
+        if pos is not None and ev.order[pos] == idx:
+            ev.weights[pos] += w
+            return
+        if self._runs >= self.timeline_limit:
+            if not self._timeline_dropped:
+                self._timeline_dropped = True
+                self.timeline = False
+                for e in self.events.values():
+                    e.order = e.weights = None
+            return
+        ev.last_run[gid] = len(ev.order)
+        ev.order.append(idx)
+        ev.weights.append(w)
+        self._runs += 1
+
+    def add_profile(self, profile: Profile, *, source: str | None = None) -> int:
+        """A parsed Profile (folded, agent JSON, WAMR profiler, or perf in memory): its
+        ``event`` label (or none) decides the event; ``count`` is the sample weight (period
+        weighting uses ``period`` where a sample has one)."""
+        name = profile.labels.get("event", "")
+        ev = self._event(name, source or profile.source or "?")
+        if profile.unit != "samples":
+            ev.unit = profile.unit
+        ev.notes.extend(n for n in profile.notes if n not in ev.notes)
+        by_period = self.weight == "period"
+        for s in profile.samples:
+            ids = tuple(self._raw_sym.get(id(r)) if id(r) in self._raw_sym else self._sym_id(r)
+                        for r in s.stack)
+            gid = self._group(s.thread, s.labels)
+            key = (gid, ids)
+            w = s.period if by_period and s.period is not None else s.count
+            e = ev.index.get(key)
+            if e is None:
+                e = ev.index[key] = [w, s.period or 0, 1 if s.period is not None else 0,
+                                     len(ev.keys)]
+                ev.keys.append(key)
+            else:
+                e[0] += w
+                if s.period is not None:
+                    e[1] += s.period
+                    e[2] += 1
+            ev.summary.samples += 1
+            ev.summary.period += s.period if s.period is not None else s.count
+            ev.summary.with_period += s.period is not None
+            if s.timestamp is not None:
+                ev.start, ev.end = min(ev.start, s.timestamp), max(ev.end, s.timestamp)
+            if self.timeline:
+                self._run(ev, gid, e[3], w)
+        if profile.start is not None:
+            ev.start = min(ev.start, profile.start)
+        if profile.end is not None:
+            ev.end = max(ev.end, profile.end)
+        return len(profile.samples)
+
+    def note(self, event: str | None, text: str) -> None:
+        """Add a note to one event's profile (None: to every event's)."""
+        for name, ev in self.events.items():
+            if (event is None or name == event) and text not in ev.notes:
+                ev.notes.append(text)
+
+    # -- output ---------------------------------------------------------------------------
+    def summaries(self) -> list[EventSummary]:
+        return [ev.summary for ev in self.events.values()]
+
+    def results(self) -> list[SymbolizedProfile]:
+        """One SymbolizedProfile per event, in order of first appearance (label ``event``
+        when the input named one)."""
+        out = []
+        sym = self._sym
+        stacks: dict[tuple, tuple[Frame, ...]] = {}
+        extra = self.symbolizer.modules.notes + self.symbolizer.mismatch_notes()
+        if self._timeline_dropped:
+            extra = extra + [f"time order dropped after {self.timeline_limit:,} runs of "
+                             "samples (bounded memory): samples are aggregated by stack"]
+        for name, ev in self.events.items():
+            samples = []
+            used: dict[int, tuple[Frame, ...]] = {}
+            for key in ev.keys:
+                gid, ids = key
+                w, period, n_period, _ = ev.index[key]
+                stack = stacks.get(ids)
+                if stack is None:
+                    chain: list[Frame] = []
+                    for i in ids:
+                        chain.extend(sym[i])
+                        used[i] = sym[i]
+                    stack = stacks[ids] = tuple(chain)
+                else:
+                    for i in ids:
+                        used[i] = sym[i]
+                thread, labels = self._group_list[gid]
+                samples.append(Sample(stack, w, None, thread, labels,
+                                      period if n_period else None))
+            unit = ev.unit or ("samples" if self.weight == "samples" else period_unit(name))
+            timeline = Timeline(ev.order, ev.weights) if ev.order is not None else None
+            out.append(SymbolizedProfile(
+                samples=samples, unit=unit, name=name or None,
+                labels={"event": name} if name else {}, source=", ".join(ev.sources),
+                start=ev.start if ev.start <= ev.end else None,
+                end=ev.end if ev.start <= ev.end else None,
+                notes=list(dict.fromkeys(ev.notes + extra)), distinct_frames=len(used),
+                status_counts=status_counts(used), timeline=timeline,
+                sample_count=ev.summary.samples, weight=self.weight))
+        return out
