@@ -29,10 +29,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasmprof.model import Frame, Profile, RawFrame, Sample
+from wasmprof.model import AddressSpace, Frame, Profile, RawFrame, Sample
 from wasmprof.profiles import SymbolizedProfile, Symbolizer, Timeline, status_counts
 
 WEIGHTS = ("samples", "period")
+_PERF = AddressSpace.PERF
 _TIME_EVENTS = ("cpu-clock", "task-clock")
 
 
@@ -57,8 +58,9 @@ class EventSummary:
 @dataclass(slots=True)
 class _EventAgg:
     summary: EventSummary
-    index: dict[tuple, list] = field(default_factory=dict)   # (gid, ids) -> [w, period, n_p, i]
-    keys: list[tuple] = field(default_factory=list)
+    # key -> [samples, summed period, samples with a period, position in ``keys``]
+    index: dict[tuple, list] = field(default_factory=dict)
+    keys: list[tuple] = field(default_factory=list)      # (gid, sym ids, keep-alive)
     order: Any = None
     weights: Any = None
     last_run: dict[int, int] = field(default_factory=dict)   # gid -> position in order
@@ -80,7 +82,7 @@ class ProfileAggregator:
 
     def __init__(self, symbolizer: Symbolizer, *, weight: str = "samples",
                  timeline: bool = False, timeline_limit: int = 2_000_000,
-                 cache_limit: int = 300_000) -> None:
+                 cache_limit: int = 60_000) -> None:
         if weight not in WEIGHTS:
             raise ValueError(f"weight must be one of {WEIGHTS}, not {weight!r}")
         self.symbolizer = symbolizer
@@ -96,11 +98,22 @@ class ProfileAggregator:
         self._labels: dict[tuple, dict[str, str]] = {}
         self._raw_sym: dict[int, int] = {}
         self._raw_keep: list[RawFrame] = []
+        self._chains: dict[int, tuple[tuple, tuple[int, ...]]] = {}
         self._canon: dict[tuple, int] = {}
+        self._by_content: dict[tuple, int] = {}
         self._sym: list[tuple[Frame, ...]] = []
 
     # -- frames ---------------------------------------------------------------------------
     def _sym_id(self, raw: RawFrame) -> int:
+        ck = None
+        if raw.native or raw.space is _PERF:
+            # Offset-free frames (most of a perf recording): one answer per function.
+            ck = (raw.space, raw.aot_index, raw.func_index, raw.printed_name, raw.module,
+                  raw.native, raw.kernel, raw.index > 0)
+            sid = self._by_content.get(ck)
+            if sid is not None:
+                self._remember(raw, sid)
+                return sid
         frames = self.symbolizer.frames_for(raw, shared=True)
         key = tuple(map(_content, frames))
         sid = self._canon.get(key)
@@ -110,6 +123,15 @@ class ProfileAggregator:
                 f if f.address is None and f.input_index is None and f.raw_offset is None
                 else dataclasses.replace(f, address=None, input_index=None, raw_offset=None)
                 for f in frames))
+        if ck is not None and (raw.native or self.symbolizer.offset_free(
+                raw, self.symbolizer.modules.for_frame(raw)[0])):
+            if len(self._by_content) >= self.cache_limit:
+                self._by_content.clear()
+            self._by_content[ck] = sid
+        self._remember(raw, sid)
+        return sid
+
+    def _remember(self, raw: RawFrame, sid: int) -> None:
         if len(self._raw_sym) >= self.cache_limit:
             self._raw_sym.clear()
             self._raw_keep.clear()
@@ -117,7 +139,6 @@ class ProfileAggregator:
                 self.symbolizer._frames.clear()
         self._raw_sym[id(raw)] = sid
         self._raw_keep.append(raw)       # keeps id(raw) unique while it is a cache key
-        return sid
 
     def _event(self, name: str, source: str) -> _EventAgg:
         ev = self.events.get(name)
@@ -139,10 +160,13 @@ class ProfileAggregator:
 
     # -- input ----------------------------------------------------------------------------
     def add_records(self, records: Iterable[tuple], *, source: str) -> int:
-        """Perf script records ``(event, period, timestamp, thread, labels, stack)``;
-        returns how many were read."""
-        raw_sym = self._raw_sym
-        get = raw_sym.get
+        """Perf script records ``(event, period, timestamp, thread, labels, stack, callers)``
+        (:class:`~wasmprof.ingest.perf_script.PerfScriptReader`); returns how many were
+        read. Interned caller chains (``callers``) are symbolized once per chain."""
+        get = self._raw_sym.get
+        chains = self._chains
+        chain_get = chains.get
+        chain_limit = max(self.cache_limit // 4, 16)
         sym_id = self._sym_id
         by_period = self.weight == "period"
         gids: dict[tuple[str, int], int] = {}
@@ -150,53 +174,72 @@ class ProfileAggregator:
         cur_name: str | None = None
         ev: _EventAgg | None = None
         index: dict = {}
-        summary = EventSummary("")
+        keys: list = []
         n = 0
         start, end = float("inf"), float("-inf")
         timeline = self.timeline
-        for event, period, t, thread, labels, stack in records:
+        canon: dict[tuple, tuple] = {}
+        canon_chain = canon.setdefault
+        last_thread: object = None
+        last_labels: object = None
+        gid = 0
+        for event, period, t, thread, labels, stack, callers in records:
             n += 1
             if event != cur_name:
                 if ev is not None:
                     ev.start, ev.end = min(ev.start, start), max(ev.end, end)
                 ev = self._event(event, source)
-                index, summary, cur_name = ev.index, ev.summary, event
+                index, keys, cur_name = ev.index, ev.keys, event
                 start, end = ev.start, ev.end
-            gk = (thread, id(labels))
-            gid = gids.get(gk)
-            if gid is None:
-                gid = gids[gk] = self._group(thread, labels)
-                keep_labels.append(labels)
-            ids = [get(id(r)) for r in stack]
-            if None in ids:
-                ids = [i if i is not None else sym_id(r) for i, r in zip(ids, stack)]
-            key = (gid, tuple(ids))
-            if by_period:
-                w = period if period is not None else 1
+            if thread is not last_thread or labels is not last_labels:
+                gk = (thread, id(labels))
+                gid = gids.get(gk)
+                if gid is None:
+                    gid = gids[gk] = self._group(thread, labels)
+                    keep_labels.append(labels)
+                last_thread, last_labels = thread, labels
+            if callers is not None:
+                hit = chain_get(id(callers))
+                if hit is None:
+                    cids = tuple([sym_id(r) if (i := get(id(r))) is None else i
+                                  for r in callers])
+                    cids = canon_chain(cids, cids)    # one object per distinct chain
+                    if len(chains) >= chain_limit:
+                        chains.clear()
+                        canon.clear()
+                    chains[id(callers)] = (callers, cids)   # keeps id(callers) unique
+                else:
+                    cids = hit[1]
+                lid = get(id(stack[0]))
+                if lid is None:
+                    lid = sym_id(stack[0])
+                # id(cids) is unique while the entry holds cids (in ``keys``); a chain
+                # re-interned after a cache flush may get a second entry for the same
+                # stack, which the writers sum like any two samples with one stack.
+                key = (gid, lid, id(cids))
+                e = index.get(key)
+                if e is None:
+                    e = index[key] = [0, 0, 0, len(keys)]
+                    keys.append((gid, (lid,) + cids, cids))
             else:
-                w = 1
-            e = index.get(key)
-            if e is None:
-                e = index[key] = [w, period or 0, 1 if period is not None else 0, len(ev.keys)]
-                ev.keys.append(key)
-            else:
-                e[0] += w
-                if period is not None:
-                    e[1] += period
-                    e[2] += 1
-            summary.samples += 1
+                ids = tuple([sym_id(r) if (i := get(id(r))) is None else i for r in stack])
+                key = (gid, ids)
+                e = index.get(key)
+                if e is None:
+                    e = index[key] = [0, 0, 0, len(keys)]
+                    keys.append((gid, ids, None))
+            e[0] += 1
             if period is not None:
-                summary.period += period
-                summary.with_period += 1
-            else:
-                summary.period += 1
+                e[1] += period
+                e[2] += 1
             if t is not None:
                 if t < start:
                     start = t
                 if t > end:
                     end = t
             if timeline:
-                self._run(ev, gid, e[3], w)
+                self._run(ev, gid, e[3], (period if period is not None else 1) if by_period
+                          else 1)
         if ev is not None:
             ev.start, ev.end = min(ev.start, start), max(ev.end, end)
         return n
@@ -228,25 +271,20 @@ class ProfileAggregator:
             ev.unit = profile.unit
         ev.notes.extend(n for n in profile.notes if n not in ev.notes)
         by_period = self.weight == "period"
+        get = self._raw_sym.get
         for s in profile.samples:
-            ids = tuple(self._raw_sym.get(id(r)) if id(r) in self._raw_sym else self._sym_id(r)
-                        for r in s.stack)
+            ids = tuple([self._sym_id(r) if (i := get(id(r))) is None else i for r in s.stack])
             gid = self._group(s.thread, s.labels)
             key = (gid, ids)
-            w = s.period if by_period and s.period is not None else s.count
             e = ev.index.get(key)
             if e is None:
-                e = ev.index[key] = [w, s.period or 0, 1 if s.period is not None else 0,
-                                     len(ev.keys)]
-                ev.keys.append(key)
-            else:
-                e[0] += w
-                if s.period is not None:
-                    e[1] += s.period
-                    e[2] += 1
-            ev.summary.samples += 1
-            ev.summary.period += s.period if s.period is not None else s.count
-            ev.summary.with_period += s.period is not None
+                e = ev.index[key] = [0, 0, 0, len(ev.keys)]
+                ev.keys.append((gid, ids, None))
+            e[0] += s.count
+            if s.period is not None:
+                e[1] += s.period
+                e[2] += s.count
+            w = s.period if by_period and s.period is not None else s.count
             if s.timestamp is not None:
                 ev.start, ev.end = min(ev.start, s.timestamp), max(ev.end, s.timestamp)
             if self.timeline:
@@ -265,7 +303,15 @@ class ProfileAggregator:
 
     # -- output ---------------------------------------------------------------------------
     def summaries(self) -> list[EventSummary]:
-        return [ev.summary for ev in self.events.values()]
+        """Per event: samples read, summed period (1 for samples without one)."""
+        out = []
+        for ev in self.events.values():
+            sm = ev.summary
+            sm.samples = sum(e[0] for e in ev.index.values())
+            sm.with_period = sum(e[2] for e in ev.index.values())
+            sm.period = sum(e[1] for e in ev.index.values()) + sm.samples - sm.with_period
+            out.append(sm)
+        return out
 
     def results(self) -> list[SymbolizedProfile]:
         """One SymbolizedProfile per event, in order of first appearance (label ``event``
@@ -277,12 +323,14 @@ class ProfileAggregator:
         if self._timeline_dropped:
             extra = extra + [f"time order dropped after {self.timeline_limit:,} runs of "
                              "samples (bounded memory): samples are aggregated by stack"]
+        self.summaries()
+        by_period = self.weight == "period"
         for name, ev in self.events.items():
             samples = []
             used: dict[int, tuple[Frame, ...]] = {}
-            for key in ev.keys:
-                gid, ids = key
-                w, period, n_period, _ = ev.index[key]
+            entries = sorted(ev.index.values(), key=lambda e: e[3])
+            for (gid, ids, _), (count, period, n_period, _) in zip(ev.keys, entries):
+                w = period + count - n_period if by_period else count
                 stack = stacks.get(ids)
                 if stack is None:
                     chain: list[Frame] = []

@@ -72,11 +72,18 @@ def aot_offsets(module: Module) -> list[int] | None:
     return None
 
 
-def aot_sizes(module: Module) -> list[int | None] | None:
-    for m in (module, module.companion):
-        if m is not None and m.kind in (ModuleKind.AOT, ModuleKind.ELF_OBJECT):
-            return [f.size for f in m.functions if not f.imported]
-    return None
+def aot_extents(module: Module) -> list[int | None] | None:
+    """Per AOT function, the distance to the next function's start (what a perf map's size
+    is: the function plus alignment padding); None for the last one, whose perf-map range
+    runs to the end of the loaded code (PLT included)."""
+    offs = aot_offsets(module)
+    if offs is None:
+        return None
+    order = sorted(range(len(offs)), key=offs.__getitem__)
+    out: list[int | None] = [None] * len(offs)
+    for a, b in zip(order, order[1:]):
+        out[a] = offs[b] - offs[a]
+    return out
 
 
 def function_names(module: Module, index: int) -> set[str]:
@@ -155,10 +162,12 @@ def check_frame(raw: RawFrame, module: Module) -> Mismatch | None:
             return Mismatch(f"the recording has aot_func#{raw.aot_index}, "
                             f"{display(module)} has {have} AOT functions "
                             f"(aot_func#0..{have - 1})", display(module))
-        sizes = aot_sizes(module)
+        sizes = aot_extents(module)
         if sizes is not None and raw.offset is not None:
             size = sizes[raw.aot_index]
-            if size is not None and raw.offset >= size:
+            # a caller's offset is a return address: it may equal the size
+            probe = raw.offset - 1 if raw.index > 0 and raw.offset else raw.offset
+            if size is not None and probe >= size:
                 return Mismatch(f"the recording has aot_func#{raw.aot_index}+0x{raw.offset:x}, "
                                 f"past the end of that function in {display(module)} "
                                 f"(0x{size:x} bytes)", display(module))

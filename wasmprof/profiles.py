@@ -307,24 +307,28 @@ class Symbolizer:
         return [f"{reason} ({n} distinct frame(s) left unnamed)"
                 for reason, n in self.mismatches.items()]
 
+    def offset_free(self, raw: RawFrame, module: Module | None) -> bool:
+        """True when ``raw``'s answer cannot depend on its offset: host frames, and AOT/JIT
+        perf frames (no line map; a .cwasm's address map is the exception)."""
+        return raw.native or (raw.space is AddressSpace.PERF and (
+            module is None or module.kind is not ModuleKind.CWASM))
+
     def frames_for(self, raw: RawFrame, *, shared: bool = False) -> tuple[Frame, ...]:
         """The Frames (inline chain) of one raw frame. ``shared``: frames whose answer does
-        not depend on the offset (AOT/JIT perf frames have no line map) are resolved once per
-        function and carry no per-input ``raw_offset`` (the streaming path uses this)."""
+        not depend on the offset (:meth:`offset_free`) are resolved once per function and
+        carry no per-input ``raw_offset`` (the streaming path uses this)."""
         caller = raw.index > 0 and _is_caller_space(raw.space) and not raw.native
         probe = raw.offset - 1 if caller and raw.offset else raw.offset
         module, why = (None, None) if raw.native else self.modules.for_frame(raw)
-        if shared and (raw.native or (raw.space is AddressSpace.PERF and (
-                module is None or module.kind is not ModuleKind.CWASM))):
-            probe = None
-        key = (id(module), raw.space, raw.aot_index, raw.func_index, probe, raw.native,
-               raw.printed_name if raw.aot_index is None or module is None else None,
+        free = shared and self.offset_free(raw, module)
+        key = (id(module), raw.space, raw.aot_index, raw.func_index, None if free else probe,
+               raw.native, raw.printed_name if raw.aot_index is None or module is None else None,
                raw.module if raw.native or module is None else None, raw.kernel,
                why if module is None else None)
         hit = self._frames.get(key)
         if hit is None:
-            hit = self._resolve(raw, module, why, probe)
-            if shared:
+            hit = self._resolve(raw, module, why, raw.offset if free else probe)
+            if free:
                 hit = tuple(dataclasses.replace(f, raw_offset=None, input_index=None)
                             if f.raw_offset is not None or f.input_index is not None else f
                             for f in hit)

@@ -34,11 +34,15 @@ are shared between stacks):
   ``space=native, native=False``, no name (maybe JIT/AOT code; status ``unknown`` later).
 
 **Records.** :meth:`PerfScriptReader.records` yields one tuple per sample,
-``(event, period, timestamp, thread, labels, stack)``: ``event`` the event name ("" when perf
-printed none), ``period`` an int or None, ``thread`` ``"comm/tid"``, ``labels`` a shared dict
-(``{"pid": "27409"}`` when perf printed ``pid/tid``; treat it as read-only), ``stack`` a tuple
-of RawFrames leaf first. Parsing is streamed in bounded chunks; frame lines are interned (a
-bounded cache: identical lines parse once), so memory does not grow with the input.
+``(event, period, timestamp, thread, labels, stack, callers)``: ``event`` the event name (""
+when perf printed none), ``period`` an int or None, ``thread`` ``"comm/tid"``, ``labels`` a
+shared dict (``{"pid": "27409"}`` when perf printed ``pid/tid``; treat it as read-only),
+``stack`` a tuple of RawFrames leaf first, ``callers`` the interned tuple ``stack[1:]`` when
+the call chain was seen before (or None). Parsing is streamed in bounded chunks; headers are
+split at the time field into a per-thread prefix and a per-event suffix (both cached), frame
+lines and whole caller chains are interned (bounded caches: identical text parses once;
+chain interning switches itself off while callers keep varying), so memory does not grow
+with the input.
 Damaged blocks (no header) are skipped and counted; a block longer than :data:`MAX_BLOCK`
 raises (not perf script output).
 """
@@ -65,14 +69,15 @@ _HEADER_UNTIMED = re.compile(
     rb"(?:[ \t]+\[(?P<cpu>\d+)\])?(?P<time>(?!))?(?:[ \t]+(?P<period>\d+))?[ \t]+(?P<event>\S+):"
     rb"(?:[ \t]+(?P<rest>.*?))?[ \t]*$")
 _HEX = re.compile(r"^(?:0x)?[0-9a-fA-F]+$")
-_CHUNK = 8 << 20
+_CHUNK = 1 << 20        # read size: small enough that chunk copies stay a few MB
 MAX_BLOCK = 64 << 20     # one sample's text; more means this is not perf script output
-CACHE_LIMIT = 200_000    # interned frame lines before the cache is dropped (bounded memory)
+CACHE_LIMIT = 50_000     # interned frame lines before the caches are dropped (bounded memory)
+CHAIN_BYTES = 8 << 20    # interned caller-chain text (all contexts) before it is dropped
 _KERNEL_HALF = 0xFFFF800000000000
 _NOT_KERNEL = ("[unknown]", "[vdso]", "[vsyscall]", "[vectors]", "[heap]", "[stack]",
                "[anon]", "[uprobes]", "[jit]")
 
-PerfRecord = tuple  # (event, period, timestamp, thread, labels, stack): see the module doc
+PerfRecord = tuple  # (event, period, timestamp, thread, labels, stack, callers): module doc
 
 
 @dataclass(slots=True)
@@ -152,6 +157,9 @@ def split_frame_line(text: str) -> tuple[int, str, str | None] | None:
     rest = rest.strip()
     dso = None
     if rest.endswith(")"):
+        k = rest.rfind(" (")
+        if k >= 0 and "(" not in rest[k + 2:] and ")" not in rest[k + 2:-1]:
+            return ip, rest[:k].rstrip(), rest[k + 2:-1]       # the usual case
         depth = 0
         for k in range(len(rest) - 1, -1, -1):
             c = rest[k]
@@ -180,17 +188,71 @@ def is_kernel_dso(dso: str | None, ip: int | None = None) -> bool:
 
 
 class _FrameParser:
-    """One frame line → RawFrame (see the module doc)."""
+    """One frame line → RawFrame (see the module doc).
+
+    :meth:`parse` first tries a *template*: lines that differ only in their ip and
+    ``+0x`` offset from a line parsed before (same symbol, same DSO) build their RawFrame from
+    what that parse decided, without regular expressions or lookups (a perf-map frame only
+    while the new ip stays inside the same map entry). Tested against :meth:`parse_slow`."""
 
     def __init__(self, maps: _MapSet, stats: PerfScriptStats) -> None:
         self.maps = maps
         self.stats = stats
+        self._map_dso: dict[str | None, bool] = {None: False}
+        self._kernel_dso: dict[str | None, bool] = {}
 
-    def parse(self, line: bytes, caller: bool, pid: int | None) -> RawFrame | None:
+    def parse(self, line: bytes, caller: bool, pid: int | None,
+              templates: dict[bytes, tuple] | None = None) -> RawFrame | None:
+        t = line.strip()
+        sp = t.find(b" ")
+        key = None
+        if templates is not None and sp > 0 and t[-1:] == b")":
+            plus = t.rfind(b"+0x")
+            par = t.rfind(b" (")
+            if sp < plus < par:
+                key = t[sp:plus] + t[par:]
+                tp = templates.get(key)
+                if tp is not None:
+                    try:
+                        ip = int(t[:sp], 16)
+                        off = int(t[plus + 3:par], 16)
+                    except ValueError:
+                        tp = None
+                    if tp is not None:
+                        f = self._apply(tp, ip, off, caller, t)
+                        if f is not None:
+                            return f
+        f, tp = self.parse_slow(line, caller, pid)
+        if key is not None and tp is not None:
+            templates[key] = tp  # type: ignore[index]
+        return f
+
+    @staticmethod
+    def _apply(tp: tuple, ip: int, off: int, caller: bool, t: bytes) -> RawFrame | None:
+        kind = tp[0]
+        position = 1 if caller else 0
+        if kind == 0:                                   # host frame: name and DSO as printed
+            return RawFrame(position, AddressSpace.NATIVE, ip, tp[1], None, None, tp[2], True,
+                            False, t.decode("utf-8", "replace"), tp[3])
+        if kind == 1:                                   # perf-map entry [start, end)
+            start, end = tp[1], tp[2]
+            probe = ip - 1 if caller else ip
+            if not start <= probe < end:
+                return None
+            return RawFrame(position, tp[3], ip - start, tp[4], tp[5], tp[6], tp[7], tp[8],
+                            False, t.decode("utf-8", "replace"))
+        if kind == 2:                                   # Wasm symbol, no map: printed offset
+            return RawFrame(position, AddressSpace.PERF, off, tp[1], tp[2], tp[3], tp[4], False,
+                            False, t.decode("utf-8", "replace"))
+        return None
+
+    def parse_slow(self, line: bytes, caller: bool, pid: int | None
+                   ) -> tuple[RawFrame | None, tuple | None]:
+        """(frame, template for lines that differ only in ip/offset, or None)."""
         text = line.decode("utf-8", "replace").strip()
         parts = split_frame_line(text)
         if parts is None:
-            return None
+            return None, None
         ip, symoff, dso = parts
         position = 1 if caller else 0
         sym, plus, off_text = symoff.rpartition("+0x")
@@ -201,7 +263,9 @@ class _FrameParser:
         w = classify_symbol(sym) if sym else None
         # Only frames perf could not name, named from a perf map, or named as Wasm code are
         # looked up: a host DSO's ip is a file offset that may fall inside a map by chance.
-        map_dso = dso is not None and pid_of_map_path(dso) is not None
+        map_dso = self._map_dso.get(dso)
+        if map_dso is None:
+            map_dso = self._map_dso[dso] = pid_of_map_path(dso) is not None  # type: ignore[arg-type]
         if w is not None or not sym or map_dso:
             pmap = self.maps.for_frame(dso, pid, ip) if (map_dso or dso in (None, "[unknown]")
                                                          or w is not None) else None
@@ -216,30 +280,43 @@ class _FrameParser:
                         if w is not None and w.aot_index is not None and \
                                 w.aot_index != entry.aot_index:
                             self.stats.caller_reattributed += 1
-                        return RawFrame(
+                        name = ew.name if ew.runtime != "wamr" else sym or entry.symbol
+                        f = RawFrame(
                             index=position, space=AddressSpace.PERF, offset=ip - entry.start,
-                            printed_name=(ew.name if ew.runtime != "wamr" else sym or entry.symbol),
-                            aot_index=entry.aot_index, func_index=ew.func_index,
-                            module=entry.module, raw=text)
-                    return RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip,
-                                    printed_name=sym or entry.symbol, module=dso or pmap.source,
-                                    native=True, raw=text)
+                            printed_name=name, aot_index=entry.aot_index,
+                            func_index=ew.func_index, module=entry.module, raw=text)
+                        same = w is None or w.aot_index is None or \
+                            w.aot_index == entry.aot_index
+                        return f, ((1, entry.start, entry.end, AddressSpace.PERF, name,
+                                    ew.func_index, entry.aot_index, entry.module, False)
+                                   if same else None)
+                    name = sym or entry.symbol
+                    module = dso or pmap.source
+                    return (RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip,
+                                     printed_name=name, module=module, native=True, raw=text),
+                            None)
         off = int(off_text, 16) if off_text else None
         if w is not None:
-            return RawFrame(index=position, space=AddressSpace.PERF, offset=off,
-                            printed_name=sym if w.runtime == "wamr" else w.name,
-                            aot_index=w.aot_index, func_index=w.func_index, module=w.module,
-                            raw=text)
-        kernel = is_kernel_dso(dso, ip)
+            name = sym if w.runtime == "wamr" else w.name
+            return (RawFrame(index=position, space=AddressSpace.PERF, offset=off,
+                             printed_name=name, aot_index=w.aot_index,
+                             func_index=w.func_index, module=w.module, raw=text),
+                    (2, name, w.func_index, w.aot_index, w.module) if off is not None else None)
+        kernel = self._kernel_dso.get(dso) if dso is not None else None
+        if kernel is None:
+            kernel = is_kernel_dso(dso, ip)
+            if dso is not None:
+                self._kernel_dso[dso] = kernel
         if sym:
-            return RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip,
-                            printed_name=sym, module=dso, native=True, raw=text, kernel=kernel)
+            return (RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip,
+                             printed_name=sym, module=dso, native=True, raw=text, kernel=kernel),
+                    (0, sym, dso, kernel) if dso is not None and not map_dso else None)
         if dso not in (None, "[unknown]") or kernel:
             # An unnamed address inside a known DSO (or a perf map we were not given): a host
             # frame that keeps its DSO.
             return RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip,
-                            module=dso or "[kernel]", native=True, raw=text, kernel=kernel)
-        return RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip, raw=text)
+                            module=dso or "[kernel]", native=True, raw=text, kernel=kernel), None
+        return RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip, raw=text), None
 
 
 def iter_blocks(stream: BinaryIO, progress: Callable[[int], None] | None = None,
@@ -289,9 +366,37 @@ def _header(line: bytes):
     return h
 
 
+# Fast header path: the time field splits a header into a per-thread prefix and a
+# per-event suffix that both repeat (cached); the full expressions above decide the rest.
+_TIME_FIELD = re.compile(rb" (\d+\.\d+):(?=[ \t]|$)")   # a literal first: fast search
+_PREFIX = re.compile(
+    rb"^[ \t]*(?:(?P<comm>\S.*?)[ \t]+)??(?:(?:(?P<pid>-?\d+)/)?(?P<tid>-?\d+)[ \t]*)?"
+    rb"(?:\[(?P<cpu>\d+)\][ \t]*)?$")
+_SUFFIX = re.compile(
+    rb"^(?:[ \t]+(?P<period>\d+))?(?:[ \t]+(?P<event>\S+):)?(?:[ \t]+(?P<rest>.*?))?[ \t]*$")
+_HEAD_CACHE = 4096
+
+
+class _Caches:
+    """Interned frames of one map context (one pid when several maps are given): leaf
+    lines, caller lines, and whole caller chains (the bytes after the leaf line)."""
+
+    __slots__ = ("leaf", "caller", "chains", "templates")
+
+    def __init__(self) -> None:
+        self.leaf: dict[bytes, RawFrame | None] = {}
+        self.caller: dict[bytes, RawFrame | None] = {}
+        self.chains: dict[bytes, tuple[RawFrame, ...]] = {}
+        self.templates: dict[bytes, tuple] = {}
+
+
 class PerfScriptReader:
     """Streaming ``perf script`` reader (see the module doc). One instance per input;
-    ``stats`` is complete once :meth:`records` is exhausted."""
+    ``stats`` is complete once :meth:`records` is exhausted.
+
+    Records are ``(event, period, timestamp, thread, labels, stack, callers)``: ``callers``
+    is the tuple of caller frames (``stack[1:]``) when it is an interned call chain shared
+    with other samples (consumers may cache by its identity), else None."""
 
     def __init__(self, *, perf_maps: Iterable[PerfMap] = (), source: str = "<perf script>",
                  progress: Callable[[int], None] | None = None,
@@ -301,115 +406,258 @@ class PerfScriptReader:
         self.progress = progress
         self.stats = PerfScriptStats()
         self.cache_limit = cache_limit
+        self.chain_bytes = CHAIN_BYTES
         self.start: float | None = None
         self.end: float | None = None
         self._frames = _FrameParser(self.maps, self.stats)
+        self._threads: dict[bytes, tuple[str, dict[str, str], int | None] | None] = {}
+        self._suffixes: dict[bytes, tuple[int | None, str, bytes | None] | None] = {}
+        self._events: dict[str, EventStats] = self.stats.events
+        self._caches: dict[int | None, _Caches] = {}
+        self._cached = 0
 
-    def records(self, stream: BinaryIO) -> Iterator[PerfRecord]:
+    # -- headers --------------------------------------------------------------------------
+    def _thread(self, comm: bytes | None, pid_t: bytes | None, tid_t: bytes | None
+                ) -> tuple[str, dict[str, str], int | None]:
+        name = comm.decode("utf-8", "replace").strip() if comm else ""
+        tid = int(tid_t) if tid_t is not None else None
+        labels = {"pid": str(int(pid_t))} if pid_t is not None else {}
+        pid = int(pid_t) if pid_t is not None else tid
+        thread = f"{name}/{tid}" if tid is not None else (name or "?")
+        return thread, labels, pid
+
+    def _event(self, event_t: bytes | None, header: bytes) -> str:
+        name = (event_t or b"").decode("utf-8", "replace")
+        if name not in self._events:
+            self._events[name] = EventStats(first_header=header[:200].decode("utf-8", "replace"))
+        return name
+
+    def _prefix(self, prefix: bytes):
+        m = _PREFIX.match(prefix)
+        out = None if m is None else self._thread(m["comm"], m["pid"], m["tid"])
+        if len(self._threads) > _HEAD_CACHE:
+            self._threads.clear()
+        self._threads[prefix] = out
+        return out
+
+    def _suffix(self, suffix: bytes, header: bytes):
+        m = _SUFFIX.match(suffix)
+        out = None
+        if m is not None:
+            period = int(m["period"]) if m["period"] is not None else None
+            out = (period, self._event(m["event"], header), m["rest"] or None)
+        if len(self._suffixes) > _HEAD_CACHE:
+            self._suffixes.clear()
+        self._suffixes[suffix] = out
+        return out
+
+    def _slow_header(self, line: bytes):
+        """(thread, labels, pid, time, period, event, rest) from the full expressions."""
+        h = _header(line)
+        if h is None:
+            return None
+        comm, pid_t, tid_t, time_t, period_t, event_t, rest = h.group(
+            "comm", "pid", "tid", "time", "period", "event", "rest")
+        thread, labels, pid = self._thread(comm, pid_t, tid_t)
+        return (thread, labels, pid, float(time_t) if time_t is not None else None,
+                int(period_t) if period_t is not None else None, self._event(event_t, line),
+                rest or None)
+
+    # -- frames ---------------------------------------------------------------------------
+    def _frames_of(self, lines: list[bytes], c: _Caches, pid: int | None,
+                   first: bool = True) -> list[RawFrame]:
+        """Frames of ``lines`` (``first``: the first frame found is the leaf)."""
         stats = self.stats
-        parse_frame = self._frames.parse
-        by_pid = len(self.maps.maps) > 1          # the map chosen for a frame depends on pid
-        caches: dict[tuple[int | None, bool], dict[bytes, RawFrame | None]] = {}
-        cached = 0
-        threads: dict[bytes, tuple[str, dict[str, str], int | None]] = {}
-        events: dict[bytes, tuple[str, EventStats]] = {}
-        header = _header
+        parse = self._frames.parse
+        out: list[RawFrame] = []
+        for line in lines:
+            cache = c.leaf if first else c.caller
+            f = cache.get(line, False)
+            if f is False:
+                if not line.strip():
+                    continue
+                f = cache[line] = parse(line, not first, pid, c.templates)
+                self._cached += 1
+                stats.distinct_lines += 1
+            if f is None:
+                stats.skipped_lines += 1
+                continue
+            out.append(f)
+            first = False
+        return out
+
+    def _chain(self, rest: bytes, c: _Caches, pid: int | None) -> tuple[RawFrame, ...]:
+        """The caller frames of the bytes after the leaf line (interned)."""
+        return tuple(self._frames_of(rest.split(b"\n"), c, pid, first=False))
+
+    def _maybe_flush(self) -> None:
+        if self._cached > self.cache_limit:
+            # Bounded memory: frames already yielded stay valid (consumers keep what they
+            # need); new lines parse again.
+            for c in self._caches.values():
+                c.leaf.clear()
+                c.caller.clear()
+                c.chains.clear()
+                c.templates.clear()
+            self._cached = 0
+
+    def _slow_block(self, block: bytes) -> list[tuple]:
+        """Records of a block the fast path does not take: comments, headers without a
+        time, one-line samples (no call chains), damage."""
+        stats = self.stats
+        out: list[tuple] = []
+        pending = [block]
+        while pending:
+            lines = pending.pop().split(b"\n")
+            i, n = 0, len(lines)
+            while i < n and (not lines[i].strip() or lines[i].lstrip()[:1] == b"#"):
+                i += 1                       # blank and comment lines (--header)
+            if i == n:
+                continue
+            header = lines[i]
+            hv = self._slow_header(header)
+            if hv is None:
+                stats.skipped_blocks += 1
+                if stats.first_bad is None:
+                    stats.first_bad = header[:120].decode("utf-8", "replace")
+                continue
+            thread, labels, pid, t, period, event, rest = hv
+            if t is None:
+                stats.untimed += 1
+            else:
+                self._times(t)
+            c = self._cache(pid)
+            body = lines[i + 1:]
+            if rest is not None and (fp := split_frame_line(rest.decode("utf-8", "replace"))) \
+                    is not None and (fp[1] or fp[2]):
+                # No call chains: the frame is on the header, each line its own sample.
+                if any(x.strip() for x in body):
+                    pending.append(b"\n".join(body))
+                body = [rest]
+            out.append((event, period, t, thread, labels, tuple(self._frames_of(body, c, pid)),
+                        None))
+        return out
+
+    def _times(self, t: float) -> None:
+        if self.start is None or t < self.start:
+            self.start = t
+        if self.end is None or t > self.end:
+            self.end = t
+
+    def _cache(self, pid: int | None) -> _Caches:
+        ck = pid if len(self.maps.maps) > 1 else None   # the map for a frame depends on pid
+        c = self._caches.get(ck)
+        if c is None:
+            c = self._caches[ck] = _Caches()
+        return c
+
+    def records(self, stream: BinaryIO) -> Iterator[tuple]:
+        """One record per sample (see the class doc). The hot loop: a header is split at
+        its time field into cached prefix/suffix parts; the leaf line and the caller chain
+        are looked up in the interning caches; anything unusual goes to
+        :meth:`_slow_block`."""
+        stats = self.stats
+        by_pid = len(self.maps.maps) > 1
+        caches = self._caches
+        threads, suffixes = self._threads, self._suffixes
+        threads_get, suffixes_get = threads.get, suffixes.get
+        time_search = _TIME_FIELD.search
         start, end = float("inf"), float("-inf")
+        chain_hits = chain_misses = 0
+        use_chains = True
+        chain_budget = self.chain_bytes
+        counts: dict[str, int] = {}
+        n = 0
+        c = None
+        last_ck: object = object()
         for blocks in iter_blocks(stream, self.progress, source=self.source):
-            pending: list[list[bytes]] = []
             for block in blocks:
-                lines = block.split(b"\n")
-                pending.append(lines)
-                while pending:
-                    lines = pending.pop()
-                    i, n = 0, len(lines)
-                    while i < n and (not lines[i].strip() or lines[i].lstrip()[:1] == b"#"):
-                        i += 1                       # blank and comment lines (--header)
-                    if i == n:
-                        continue
-                    h = header(lines[i])
-                    if h is None:
-                        stats.skipped_blocks += 1
-                        if stats.first_bad is None:
-                            stats.first_bad = lines[i][:120].decode("utf-8", "replace")
-                        continue
-                    comm, pid_t, tid_t, _cpu, time_t, period_t, event_t, rest = h.group(
-                        "comm", "pid", "tid", "cpu", "time", "period", "event", "rest")
-                    body = lines[i + 1:]
-                    if rest:
-                        parts = split_frame_line(rest.decode("utf-8", "replace"))
-                        if parts is not None and (parts[1] or parts[2]):
-                            # No call chains: the frame is on the header, each line a sample.
-                            if body:
-                                pending.append(body)
-                            body = [rest]
-                    key = h.string[:h.start("cpu") if _cpu is not None else
-                                   (h.start("time") if time_t is not None else h.end("tid"))]
-                    th = threads.get(key)
-                    if th is None:
-                        name = comm.decode("utf-8", "replace").strip() if comm else ""
-                        tid = int(tid_t) if tid_t is not None else None
-                        labels = {"pid": str(int(pid_t))} if pid_t is not None else {}
-                        pid = int(pid_t) if pid_t is not None else tid
-                        thread = f"{name}/{tid}" if tid is not None else (name or "?")
-                        th = threads[key] = (thread, labels, pid)
-                    thread, labels, pid = th
-                    ev = events.get(event_t or b"")
-                    if ev is None:
-                        ev = events[event_t or b""] = (
-                            (event_t or b"").decode("utf-8", "replace"), EventStats(
-                                first_header=lines[i][:200].decode("utf-8", "replace")))
-                        stats.events[ev[0]] = ev[1]
-                    period = int(period_t) if period_t is not None else None
-                    es = ev[1]
-                    es.samples += 1
-                    if period is not None:
-                        es.period += period
-                        es.with_period += 1
+                parts = block.split(b"\n", 2)
+                header = parts[0]
+                m = time_search(header)
+                if m is None or header[:1] == b"#":
+                    for rec in self._slow_block(block):
+                        counts[rec[0]] = counts.get(rec[0], 0) + 1
+                        n += 1
+                        yield rec
+                    continue
+                prefix = header[:m.start()]
+                th = threads_get(prefix, False)
+                if th is False:
+                    th = self._prefix(prefix)
+                suffix = header[m.end():]
+                sf = suffixes_get(suffix, False)
+                if sf is False:
+                    sf = self._suffix(suffix, header)
+                if th is None or sf is None or sf[2] is not None:
+                    for rec in self._slow_block(block):
+                        counts[rec[0]] = counts.get(rec[0], 0) + 1
+                        n += 1
+                        yield rec
+                    continue
+                thread, labels, pid = th
+                period, event, _ = sf
+                t = float(m[1])
+                if t > end:
+                    end = t
+                if t < start:
+                    start = t
+                ck = pid if by_pid else None
+                if ck != last_ck:
+                    c = caches.get(ck)
+                    if c is None:
+                        c = caches[ck] = _Caches()
+                    last_ck = ck
+                callers = None
+                if len(parts) == 3 and use_chains:
+                    leaf = c.leaf.get(parts[1])
+                    if leaf is None:
+                        frames = self._frames_of([parts[1]], c, pid)
+                        leaf = frames[0] if frames else None
+                    callers = c.chains.get(parts[2])
+                    if callers is None:
+                        chain_misses += 1
+                        callers = self._chain(parts[2], c, pid)
+                        chain_budget -= len(parts[2]) + 200
+                        if chain_budget < 0:
+                            for cc in caches.values():
+                                cc.chains.clear()
+                            chain_budget = self.chain_bytes
+                        c.chains[parts[2]] = callers
+                        if chain_misses + chain_hits >= 8192:
+                            # Recordings whose callers vary too: interning chains only costs.
+                            use_chains = chain_hits >= chain_misses
+                            if not use_chains:
+                                for cc in caches.values():
+                                    cc.chains.clear()
+                            chain_hits = chain_misses = 0
                     else:
-                        es.period += 1
-                    if time_t is not None:
-                        t = float(time_t)
-                        if t > end:
-                            end = t
-                        if t < start:
-                            start = t
+                        chain_hits += 1
+                    if leaf is None:            # the first line was not a frame
+                        stack, callers = callers, None
                     else:
-                        t = None
-                        stats.untimed += 1
-                    ck = pid if by_pid else None
-                    leaf_cache = caches.get((ck, False))
-                    if leaf_cache is None:
-                        leaf_cache = caches[(ck, False)] = {}
-                        caller_cache = caches[(ck, True)] = {}
-                    else:
-                        caller_cache = caches[(ck, True)]
-                    stack: list[RawFrame | None] = []
-                    first = True
-                    for line in body:
-                        cache = caller_cache if not first else leaf_cache
-                        f = cache.get(line, False)
-                        if f is False:
-                            if not line.strip():
-                                continue
-                            f = cache[line] = parse_frame(line, not first, pid)
-                            cached += 1
-                            stats.distinct_lines += 1
-                        if f is None:
-                            stats.skipped_lines += 1
-                            continue
-                        stack.append(f)
-                        first = False
-                    stats.samples += 1
-                    yield ev[0], period, t, thread, labels, tuple(stack)
-                    if cached > self.cache_limit:
-                        # Bounded memory: frames already yielded stay valid (callers keep
-                        # what they need); new lines parse again.
-                        for c in caches.values():
-                            c.clear()
-                        cached = 0
+                        stack = (leaf,) + callers
+                else:
+                    stack = tuple(self._frames_of(parts[1:] if len(parts) < 3 else
+                                                  [parts[1]] + parts[2].split(b"\n"), c, pid))
+                    if not use_chains:
+                        chain_misses += 1
+                        if chain_misses >= 1 << 16:   # try interning again now and then
+                            use_chains, chain_misses = True, 0
+                if event in counts:
+                    counts[event] += 1
+                else:
+                    counts[event] = 1
+                n += 1
+                yield event, period, t, thread, labels, stack, callers
+                if self._cached > self.cache_limit:
+                    self._maybe_flush()
         if start <= end:
-            self.start, self.end = start, end
+            self._times(start)
+            self._times(end)
+        stats.samples = n
+        for name, k in counts.items():
+            self._events[name].samples += k
         stats.finish()
         if not stats.samples:
             raise LogFormatError("no perf script sample found", source=self.source,
@@ -428,7 +676,7 @@ def parse_perf_script_events(stream: BinaryIO, *, perf_maps: Iterable[PerfMap] =
     Raises LogFormatError when no sample header is found at all."""
     reader = PerfScriptReader(perf_maps=perf_maps, source=source, progress=progress)
     by_event: dict[str, list[Sample]] = {}
-    for event, period, t, thread, labels, stack in reader.records(stream):
+    for event, period, t, thread, labels, stack, _ in reader.records(stream):
         samples = by_event.get(event)
         if samples is None:
             samples = by_event[event] = []
