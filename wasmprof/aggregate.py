@@ -201,8 +201,10 @@ class ProfileAggregator:
             if callers is not None:
                 hit = chain_get(id(callers))
                 if hit is None:
-                    cids = tuple([sym_id(r) if (i := get(id(r))) is None else i
-                                  for r in callers])
+                    cids = list(map(get, map(id, callers)))
+                    if None in cids:
+                        cids = [sym_id(r) if i is None else i for i, r in zip(cids, callers)]
+                    cids = tuple(cids)
                     cids = canon_chain(cids, cids)    # one object per distinct chain
                     if len(chains) >= chain_limit:
                         chains.clear()
@@ -222,7 +224,10 @@ class ProfileAggregator:
                     e = index[key] = [0, 0, 0, len(keys)]
                     keys.append((gid, (lid,) + cids, cids))
             else:
-                ids = tuple([sym_id(r) if (i := get(id(r))) is None else i for r in stack])
+                ids = list(map(get, map(id, stack)))
+                if None in ids:
+                    ids = [sym_id(r) if i is None else i for i, r in zip(ids, stack)]
+                ids = tuple(ids)
                 key = (gid, ids)
                 e = index.get(key)
                 if e is None:

@@ -375,6 +375,7 @@ _PREFIX = re.compile(
 _SUFFIX = re.compile(
     rb"^(?:[ \t]+(?P<period>\d+))?(?:[ \t]+(?P<event>\S+):)?(?:[ \t]+(?P<rest>.*?))?[ \t]*$")
 _HEAD_CACHE = 4096
+_NOT_FRAME = RawFrame(index=-1, space=AddressSpace.NATIVE)   # cached "this line is no frame"
 
 
 class _Caches:
@@ -466,28 +467,48 @@ class PerfScriptReader:
     # -- frames ---------------------------------------------------------------------------
     def _frames_of(self, lines: list[bytes], c: _Caches, pid: int | None,
                    first: bool = True) -> list[RawFrame]:
-        """Frames of ``lines`` (``first``: the first frame found is the leaf)."""
-        stats = self.stats
-        parse = self._frames.parse
+        """Frames of ``lines`` (``first``: the first frame found is the leaf); lines that are
+        not frames are skipped and counted."""
         out: list[RawFrame] = []
-        for line in lines:
-            cache = c.leaf if first else c.caller
-            f = cache.get(line, False)
-            if f is False:
-                if not line.strip():
-                    continue
-                f = cache[line] = parse(line, not first, pid, c.templates)
-                self._cached += 1
-                stats.distinct_lines += 1
+        it = iter(lines)
+        if first:
+            for line in it:
+                f = self._line(line, c.leaf, False, c, pid)
+                if f is not None:
+                    out.append(f)
+                    break
+        get = c.caller.get
+        append = out.append
+        for line in it:
+            f = get(line)
             if f is None:
-                stats.skipped_lines += 1
-                continue
-            out.append(f)
-            first = False
+                f = self._line(line, c.caller, True, c, pid)
+                if f is not None:
+                    append(f)
+            elif f is not _NOT_FRAME:
+                append(f)
+            else:
+                self.stats.skipped_lines += 1
         return out
 
+    def _line(self, line: bytes, cache: dict, caller: bool, c: _Caches, pid: int | None
+              ) -> RawFrame | None:
+        """One line through ``cache`` (parsed on a miss); None when it is no frame."""
+        f = cache.get(line)
+        if f is None:
+            if not line.strip():
+                return None
+            f = self._frames.parse(line, caller, pid, c.templates)
+            cache[line] = _NOT_FRAME if f is None else f
+            self._cached += 1
+            self.stats.distinct_lines += 1
+        if f is None or f is _NOT_FRAME:
+            self.stats.skipped_lines += 1
+            return None
+        return f
+
     def _chain(self, rest: bytes, c: _Caches, pid: int | None) -> tuple[RawFrame, ...]:
-        """The caller frames of the bytes after the leaf line (interned)."""
+        """The caller frames of the bytes after the leaf line (every line is a caller)."""
         return tuple(self._frames_of(rest.split(b"\n"), c, pid, first=False))
 
     def _maybe_flush(self) -> None:
@@ -611,7 +632,7 @@ class PerfScriptReader:
                 callers = None
                 if len(parts) == 3 and use_chains:
                     leaf = c.leaf.get(parts[1])
-                    if leaf is None:
+                    if leaf is None or leaf is _NOT_FRAME:
                         frames = self._frames_of([parts[1]], c, pid)
                         leaf = frames[0] if frames else None
                     callers = c.chains.get(parts[2])
@@ -633,17 +654,19 @@ class PerfScriptReader:
                             chain_hits = chain_misses = 0
                     else:
                         chain_hits += 1
-                    if leaf is None:            # the first line was not a frame
-                        stack, callers = callers, None
+                    if leaf is None:            # the first line was not a frame: damage
+                        stack = tuple(self._frames_of([parts[1]] + parts[2].split(b"\n"),
+                                                      c, pid))
+                        callers = None
                     else:
                         stack = (leaf,) + callers
+                elif len(parts) == 3:
+                    stack = tuple(self._frames_of([parts[1]] + parts[2].split(b"\n"), c, pid))
+                    chain_misses += 1
+                    if chain_misses >= 1 << 16:   # try interning again now and then
+                        use_chains, chain_misses = True, 0
                 else:
-                    stack = tuple(self._frames_of(parts[1:] if len(parts) < 3 else
-                                                  [parts[1]] + parts[2].split(b"\n"), c, pid))
-                    if not use_chains:
-                        chain_misses += 1
-                        if chain_misses >= 1 << 16:   # try interning again now and then
-                            use_chains, chain_misses = True, 0
+                    stack = tuple(self._frames_of(parts[1:], c, pid))
                 if event in counts:
                     counts[event] += 1
                 else:
