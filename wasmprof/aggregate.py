@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wasmprof.model import AddressSpace, Frame, Profile, RawFrame, Sample
+from wasmprof.module_match import ModuleMismatchError
 from wasmprof.profiles import SymbolizedProfile, Symbolizer, Timeline, status_counts
 
 WEIGHTS = ("samples", "period")
@@ -162,7 +163,15 @@ class ProfileAggregator:
     def add_records(self, records: Iterable[tuple], *, source: str) -> int:
         """Perf script records ``(event, period, timestamp, thread, labels, stack, callers)``
         (:class:`~wasmprof.ingest.perf_script.PerfScriptReader`); returns how many were
-        read. Interned caller chains (``callers``) are symbolized once per chain."""
+        read. Interned caller chains (``callers``) are symbolized once per chain. A
+        :class:`~wasmprof.module_match.ModuleMismatchError` names ``source``."""
+        try:
+            return self._add_records(records, source)
+        except ModuleMismatchError as e:
+            e.source = e.source or source
+            raise
+
+    def _add_records(self, records: Iterable[tuple], source: str) -> int:
         get = self._raw_sym.get
         chains = self._chains
         chain_get = chains.get
@@ -270,6 +279,13 @@ class ProfileAggregator:
         """A parsed Profile (folded, agent JSON, WAMR profiler, or perf in memory): its
         ``event`` label (or none) decides the event; ``count`` is the sample weight (period
         weighting uses ``period`` where a sample has one)."""
+        try:
+            return self._add_profile(profile, source)
+        except ModuleMismatchError as e:
+            e.source = e.source or source or profile.source
+            raise
+
+    def _add_profile(self, profile: Profile, source: str | None) -> int:
         name = profile.labels.get("event", "")
         ev = self._event(name, source or profile.source or "?")
         if profile.unit != "samples":

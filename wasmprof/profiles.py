@@ -302,10 +302,19 @@ class Symbolizer:
         self.resolver = resolver
         self._frames: dict[tuple, tuple[Frame, ...]] = {}
         self.mismatches: dict[str, int] = {}     # reason -> distinct frames left unnamed
+        self.unverified: dict[str, int] = {}     # kind -> distinct frames checked weakly
 
     def mismatch_notes(self) -> list[str]:
-        return [f"{reason} ({n} distinct frame(s) left unnamed)"
-                for reason, n in self.mismatches.items()]
+        out = [f"{reason} ({n} distinct frame(s) left unnamed)"
+               for reason, n in self.mismatches.items()]
+        if self.unverified.get("aot"):
+            out.append("AOT frames named without a perf map (perf printed aot_func#N): checked "
+                       "against the module's function count only; give the map for the full "
+                       "check")
+        if self.unverified.get("jit"):
+            out.append("V8/Wasmtime frames that carry only a function index (no name in the "
+                       "recording): checked against the module's function count only")
+        return out
 
     def offset_free(self, raw: RawFrame, module: Module | None) -> bool:
         """True when ``raw``'s answer cannot depend on its offset: host frames, and AOT/JIT
@@ -352,10 +361,17 @@ class Symbolizer:
                           reason="bare address: no symbol and no perf map or module covers it",
                           raw_offset=raw.offset, module=raw.module),)
         if module is not None and raw.space is AddressSpace.PERF:
+            if raw.aot_index is not None and raw.module is None:
+                self.unverified["aot"] = self.unverified.get("aot", 0) + 1
+            elif raw.aot_index is None and raw.func_index is not None and not raw.printed_name:
+                self.unverified["jit"] = self.unverified.get("jit", 0) + 1
             mm = check_frame(raw, module)
             if mm is not None:
                 if self.on_mismatch == "raise":
-                    raise mm.error(source=raw.raw or None)
+                    err = mm.error()
+                    if raw.raw:
+                        err.found = f"frame {raw.raw!r}"
+                    raise err
                 self.mismatches[mm.reason] = self.mismatches.get(mm.reason, 0) + 1
                 module, why = None, mm.reason + ": frames left unnamed"
         if module is None or self.resolver is None:
@@ -533,9 +549,9 @@ _open_input = open_profile_input
 
 
 def discover_perf_maps(path: str) -> list[str]:
-    """Perf maps next to a perf script (``*perf-PID.map`` for a PID its first MB mentions in
-    a frame's DSO or a sample header) and ``/tmp/perf-PID.map`` for those PIDs when they exist
-    on this machine."""
+    """Perf maps next to a perf script (``*perf-PID.map[.gz]`` for a PID its first MB mentions
+    in a frame's DSO or a sample header), else ``/tmp/perf-PID.map`` for that PID when it
+    exists on this machine."""
     import glob
     import os
     import re
@@ -546,12 +562,15 @@ def discover_perf_maps(path: str) -> list[str]:
 
     pids = {int(p) for p in re.findall(rb"perf-(\d+)\.map", head)} | header_pids(head)
     found = []
+    d = os.path.dirname(os.path.abspath(path))
     for pid in sorted(pids):
-        d = os.path.dirname(os.path.abspath(path))
-        found.extend(sorted(glob.glob(os.path.join(glob.escape(d), f"*perf-{pid}.map"))))
+        here = []
+        for pattern in (f"*perf-{pid}.map", f"*perf-{pid}.map.gz"):
+            here.extend(sorted(glob.glob(os.path.join(glob.escape(d), pattern))))
         tmp = f"/tmp/perf-{pid}.map"
-        if not any(os.path.basename(x) == f"perf-{pid}.map" for x in found) and os.path.exists(tmp):
-            found.append(tmp)
+        if not here and os.path.exists(tmp):
+            here.append(tmp)
+        found.extend(here)
     return found
 
 

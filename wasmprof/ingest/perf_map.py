@@ -41,7 +41,7 @@ V8_SYMBOL = re.compile(r"^(?:JS|Function|LazyCompile|Wasm):[*~^]?(?P<name>.+)-(?
 V8_OLD_SYMBOL = re.compile(r"^(?:JS|Function|LazyCompile|Wasm):[*~^]?wasm-function\[(?P<n>\d+)\]$")
 _V8_UNNAMED = re.compile(r"^wasm-function\[\d+\]$")
 _V8_GLUE = ("wasm-to-js", "js-to-wasm", "wasm-to-capi", "c-wasm-entry")
-_PID_IN_NAME = re.compile(r"perf-(\d+)\.map$")
+_PID_IN_NAME = re.compile(r"perf-(\d+)\.map(?:\.gz)?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -204,11 +204,18 @@ def parse_perf_map(text: str, source: str = "<perf map>") -> PerfMap:
 
 
 def read_perf_map(path: str | Path) -> PerfMap:
+    """A perf map file (gzip-compressed accepted). LogFormatError names the file."""
+    import gzip
+    import zlib
     p = Path(path)
     try:
         data = p.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
     except OSError as e:
         raise LogFormatError(f"cannot read perf map: {e.strerror}", source=str(p)) from e
+    except (EOFError, zlib.error) as e:
+        raise LogFormatError(f"damaged gzip data: {e}", source=str(p)) from e
     return parse_perf_map(data.decode("utf-8", "replace"), source=str(p))
 
 
