@@ -70,7 +70,8 @@ _HEADER_UNTIMED = re.compile(
     rb"(?:[ \t]+(?P<rest>.*?))?[ \t]*$")
 _HEX = re.compile(r"^(?:0x)?[0-9a-fA-F]+$")
 _CHUNK = 1 << 20        # read size: small enough that chunk copies stay a few MB
-MAX_BLOCK = 64 << 20     # one sample's text; more means this is not perf script output
+MAX_BLOCK = 64 << 20     # one line's text; more means this is not perf script output
+_LONG_BLOCK = 4 << 20    # text without a blank line that is split at line ends
 CACHE_LIMIT = 50_000     # interned frame lines before the caches are dropped (bounded memory)
 CHAIN_BYTES = 8 << 20    # interned caller-chain text (all contexts) before it is dropped
 _KERNEL_HALF = 0xFFFF800000000000
@@ -266,6 +267,7 @@ class _FrameParser:
         map_dso = self._map_dso.get(dso)
         if map_dso is None:
             map_dso = self._map_dso[dso] = pid_of_map_path(dso) is not None  # type: ignore[arg-type]
+        pmap = None
         if w is not None or not sym or map_dso:
             pmap = self.maps.for_frame(dso, pid, ip) if (map_dso or dso in (None, "[unknown]")
                                                          or w is not None) else None
@@ -301,7 +303,9 @@ class _FrameParser:
             return (RawFrame(index=position, space=AddressSpace.PERF, offset=off,
                              printed_name=name, aot_index=w.aot_index,
                              func_index=w.func_index, module=w.module, raw=text),
-                    (2, name, w.func_index, w.aot_index, w.module) if off is not None else None)
+                    # a template only when no map could re-attribute other ips of the symbol
+                    (2, name, w.func_index, w.aot_index, w.module)
+                    if off is not None and pmap is None else None)
         kernel = self._kernel_dso.get(dso) if dso is not None else None
         if kernel is None:
             kernel = is_kernel_dso(dso, ip)
@@ -310,7 +314,8 @@ class _FrameParser:
         if sym:
             return (RawFrame(index=position, space=AddressSpace.NATIVE, offset=ip,
                              printed_name=sym, module=dso, native=True, raw=text, kernel=kernel),
-                    (0, sym, dso, kernel) if dso is not None and not map_dso else None)
+                    (0, sym, dso, kernel) if dso is not None and not map_dso and pmap is None
+                    else None)
         if dso not in (None, "[unknown]") or kernel:
             # An unnamed address inside a known DSO (or a perf map we were not given): a host
             # frame that keeps its DSO.
@@ -342,6 +347,12 @@ def iter_blocks(stream: BinaryIO, progress: Callable[[int], None] | None = None,
         else:
             extra = b""
         k = data.rfind(b"\n\n")
+        if k < 0 and len(data) > _LONG_BLOCK and (j := data.rfind(b"\n")) > 0:
+            # No blank line for a long stretch: one-line samples (perf script -G); complete
+            # lines are a block of their own (a real call chain is far shorter than this).
+            tail = data[j + 1:] + extra
+            yield [data[:j]]
+            continue
         if k < 0:
             tail = data + extra
             if len(tail) > MAX_BLOCK:
@@ -524,37 +535,35 @@ class PerfScriptReader:
 
     def _slow_block(self, block: bytes) -> list[tuple]:
         """Records of a block the fast path does not take: comments, headers without a
-        time, one-line samples (no call chains), damage."""
+        time, one-line samples (no call chains: every line is a header carrying its frame,
+        perf script -G or -F without callchains), damage."""
         stats = self.stats
         out: list[tuple] = []
-        pending = [block]
-        while pending:
-            lines = pending.pop().split(b"\n")
-            i, n = 0, len(lines)
+        lines = block.split(b"\n")
+        i, n = 0, len(lines)
+        while i < n:
             while i < n and (not lines[i].strip() or lines[i].lstrip()[:1] == b"#"):
                 i += 1                       # blank and comment lines (--header)
             if i == n:
-                continue
+                break
             header = lines[i]
             hv = self._slow_header(header)
             if hv is None:
                 stats.skipped_blocks += 1
                 if stats.first_bad is None:
                     stats.first_bad = header[:120].decode("utf-8", "replace")
-                continue
+                break
             thread, labels, pid, t, period, event, rest = hv
             if t is None:
                 stats.untimed += 1
             else:
                 self._times(t)
             c = self._cache(pid)
-            body = lines[i + 1:]
             if rest is not None and (fp := split_frame_line(rest.decode("utf-8", "replace"))) \
                     is not None and (fp[1] or fp[2]):
-                # No call chains: the frame is on the header, each line its own sample.
-                if any(x.strip() for x in body):
-                    pending.append(b"\n".join(body))
-                body = [rest]
+                body, i = [rest], i + 1      # the frame is on the header; next line: a sample
+            else:
+                body, i = lines[i + 1:], n
             out.append((event, period, t, thread, labels, tuple(self._frames_of(body, c, pid)),
                         None))
         return out
