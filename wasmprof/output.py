@@ -124,12 +124,12 @@ def open_output(path: str, *, allowed_suffixes: dict[str, str] | None) -> Binary
     if path == "-":
         return sys.stdout.buffer
     p = Path(path)
+    if p.is_dir():
+        raise UsageError("output is a directory", source=path, expected="a file name")
     if allowed_suffixes is not None and p.suffix.lower() not in allowed_suffixes:
         choices = ", ".join(f"{k} ({v})" for k, v in allowed_suffixes.items())
         raise UsageError("unknown output file suffix", source=path,
                          expected=f"one of {choices}", found=repr(p.suffix or "no suffix"))
-    if p.is_dir():
-        raise UsageError("output is a directory", source=path, expected="a file name")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError("output directory does not exist", source=path,
