@@ -175,26 +175,51 @@ def _records_text(n: int) -> bytes:
 
 
 @pytest.mark.parametrize("limit", [6, 60, 50_000])
-def test_streaming_aggregate_equals_the_plain_path(limit):
-    """Bounded caches (here flushed every few lines) never change the answer."""
-    pmap = parse_perf_map("1000  40  aot_func#0\n1040  40  aot_func#1\n1080  40  aot_func#2\n",
-                          "/tmp/perf-7.map")
+@pytest.mark.parametrize("path", ["records", "columns"])
+@pytest.mark.parametrize("pids", [1, 2])
+def test_streaming_aggregate_equals_the_plain_path(limit, path, pids, monkeypatch):
+    """Bounded caches (here flushed every few lines), the per-sample and the columnar path,
+    one or several perf maps: never a different answer than the plain parse."""
+    import wasmprof.ingest.perf_script as ps
+    monkeypatch.setattr(ps, "_CHUNK", 1 << 13)          # many chunks
+    text = "1000  40  aot_func#0\n1040  40  aot_func#1\n1080  40  aot_func#2\n"
+    maps = [parse_perf_map(text, f"/tmp/perf-{7 + k}.map") for k in range(pids)]
     data = _records_text(500)
-    (p,), _ = parse_perf_script_events(io.BytesIO(data), perf_maps=[pmap])
+    if pids == 2:   # the second half of the samples from process 8, its own map
+        half = data.index(b"iwasm 7 [000] 250.")
+        data = data[:half] + data[half:].replace(b"iwasm 7 ", b"iwasm 8 ").replace(
+            b"perf-7.map", b"perf-8.map")
+    (p,), _ = parse_perf_script_events(io.BytesIO(data), perf_maps=maps)
     plain = Symbolizer([]).symbolize(p)
     for weight in ("samples", "period"):
-        reader = PerfScriptReader(perf_maps=[pmap], cache_limit=limit)
+        reader = PerfScriptReader(perf_maps=maps, cache_limit=limit)
         reader.chain_bytes = limit * 40
-        agg = ProfileAggregator(Symbolizer([]), weight=weight, cache_limit=limit, timeline=True)
-        agg.add_records(reader.records(io.BytesIO(data)), source="x")
+        agg = ProfileAggregator(Symbolizer([]), weight=weight, cache_limit=limit,
+                                timeline=path == "records")
+        if path == "records":
+            agg.add_records(reader.records(io.BytesIO(data)), source="x")
+        else:
+            kinds = []
+            batches = reader.batches
+
+            def spy(stream):
+                for kind, batch in batches(stream):
+                    kinds.append(kind)
+                    yield kind, batch
+            reader.batches = spy
+            agg.add_reader(reader, io.BytesIO(data), source="x")
+            assert "cols" in kinds
         (a,) = agg.results()
         if weight == "samples":
             assert folded_lines(a) == folded_lines(plain)
+            assert folded_lines(a, group_by="thread") == folded_lines(plain, group_by="thread")
             assert a.sample_count == 500 and a.total == 500
         else:
             assert a.total == sum(s.period for s in p.samples) and a.unit == "nanoseconds"
-        assert a.timeline is not None and sum(a.timeline.weights) == a.total
+        if path == "records":
+            assert a.timeline is not None and sum(a.timeline.weights) == a.total
         assert (a.start, a.end) == (p.start, p.end)
+        assert reader.stats.samples == 500
 
 
 def _perf_record(tmp_path: Path) -> Path | None:

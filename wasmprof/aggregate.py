@@ -25,15 +25,20 @@ from __future__ import annotations
 
 import dataclasses
 from array import array
+from collections import Counter
 from collections.abc import Iterable
+from itertools import repeat
+from operator import is_, itemgetter
 from dataclasses import dataclass, field
 from typing import Any
 
+from wasmprof.addr2line.bulk import paused_gc
 from wasmprof.model import AddressSpace, Frame, Profile, RawFrame, Sample
 from wasmprof.module_match import ModuleMismatchError
 from wasmprof.profiles import SymbolizedProfile, Symbolizer, Timeline, status_counts
 
 WEIGHTS = ("samples", "period")
+_SECOND = itemgetter(1)
 _PERF = AddressSpace.PERF
 _TIME_EVENTS = ("cpu-clock", "task-clock")
 
@@ -100,6 +105,8 @@ class ProfileAggregator:
         self._raw_sym: dict[int, int] = {}
         self._raw_keep: list[RawFrame] = []
         self._chains: dict[int, tuple[tuple, tuple[int, ...]]] = {}
+        self._canon_chains: dict[tuple, tuple] = {}
+        self._heads_info: dict[int, tuple[_EventAgg, int, int | None]] = {}
         self._canon: dict[tuple, int] = {}
         self._by_content: dict[tuple, int] = {}
         self._sym: list[tuple[Frame, ...]] = []
@@ -166,16 +173,15 @@ class ProfileAggregator:
         read. Interned caller chains (``callers``) are symbolized once per chain. A
         :class:`~wasmprof.module_match.ModuleMismatchError` names ``source``."""
         try:
-            return self._add_records(records, source)
+            with paused_gc():
+                return self._add_records(records, source)
         except ModuleMismatchError as e:
             e.source = e.source or source
             raise
 
     def _add_records(self, records: Iterable[tuple], source: str) -> int:
         get = self._raw_sym.get
-        chains = self._chains
-        chain_get = chains.get
-        chain_limit = max(self.cache_limit // 4, 16)
+        chain_get = self._chains.get
         sym_id = self._sym_id
         by_period = self.weight == "period"
         gids: dict[tuple[str, int], int] = {}
@@ -187,8 +193,6 @@ class ProfileAggregator:
         n = 0
         start, end = float("inf"), float("-inf")
         timeline = self.timeline
-        canon: dict[tuple, tuple] = {}
-        canon_chain = canon.setdefault
         last_thread: object = None
         last_labels: object = None
         gid = 0
@@ -210,17 +214,8 @@ class ProfileAggregator:
             if callers is not None:
                 hit = chain_get(id(callers))
                 if hit is None:
-                    cids = list(map(get, map(id, callers)))
-                    if None in cids:
-                        cids = [sym_id(r) if i is None else i for i, r in zip(cids, callers)]
-                    cids = tuple(cids)
-                    cids = canon_chain(cids, cids)    # one object per distinct chain
-                    if len(chains) >= chain_limit:
-                        chains.clear()
-                        canon.clear()
-                    chains[id(callers)] = (callers, cids)   # keeps id(callers) unique
-                else:
-                    cids = hit[1]
+                    hit = self._chain_ids(callers)     # one cids object per distinct chain
+                cids = hit[1]
                 lid = get(id(stack[0]))
                 if lid is None:
                     lid = sym_id(stack[0])
@@ -258,6 +253,91 @@ class ProfileAggregator:
             ev.start, ev.end = min(ev.start, start), max(ev.end, end)
         return n
 
+    def add_reader(self, reader: Any, stream: Any, *, source: str) -> int:
+        """All samples of a :class:`~wasmprof.ingest.perf_script.PerfScriptReader` over
+        ``stream``: column batches (counted in bulk) when no timeline is kept, records
+        otherwise. Returns how many samples were read."""
+        try:
+            with paused_gc():        # millions of small objects, no cycles: no GC passes
+                if self.timeline:
+                    return self._add_records(reader.records(stream), source)
+                self._heads_info = {}            # header ids are per reader
+                n = 0
+                for kind, batch in reader.batches(stream):
+                    if kind == "rows":
+                        n += self._add_records(batch, source)
+                    else:
+                        n += self._add_columns(batch, reader.heads, source)
+                return n
+        except ModuleMismatchError as e:
+            e.source = e.source or source
+            raise
+
+    def _add_columns(self, cols: Any, heads: list, source: str) -> int:
+        """One :class:`~wasmprof.ingest.perf_script.Columns` batch: symbol ids by C-level
+        lookups, then one update per distinct (header, leaf, chain)."""
+        get = self._raw_sym.get
+        lids = list(map(get, map(id, cols.leaves)))
+        if None in lids:
+            lids = [self._sym_id(r) if i is None else i for i, r in zip(lids, cols.leaves)]
+        chains = self._chains
+        if cols.interned:
+            hits = list(map(chains.get, map(id, cols.callers)))
+            if True in map(is_, hits, repeat(None)):
+                for i, h in enumerate(hits):
+                    if h is None:
+                        callers = cols.callers[i]
+                        h = chains.get(id(callers))
+                        if h is None:
+                            h = self._chain_ids(callers)
+                        hits[i] = h
+        else:
+            hits = [self._chain_ids(c, remember=False) for c in cols.callers]
+        cid_objs = list(map(_SECOND, hits))
+        cid_of = dict(zip(map(id, cid_objs), cid_objs))
+        head_info = self._heads_info
+        for hid in set(cols.heads) - set(head_info):
+            hd = heads[hid]
+            ev = self._event(hd.event, source)
+            head_info[hid] = (ev, self._group(hd.thread, hd.labels), hd.period)
+        ev = head_info[cols.heads[0]][0]            # one event per column batch
+        ev.start, ev.end = min(ev.start, cols.start), max(ev.end, cols.end)
+        for (hid, lid, ck), k in Counter(zip(cols.heads, lids, map(id, cid_objs))).items():
+            ev, gid, period = head_info[hid]
+            key = (gid, lid, ck)
+            e = ev.index.get(key)
+            if e is None:
+                cids = cid_of[ck]
+                e = ev.index[key] = [0, 0, 0, len(ev.keys)]
+                ev.keys.append((gid, (lid,) + cids, cids))
+            e[0] += k
+            if period is not None:
+                e[1] += period * k
+                e[2] += k
+        return len(lids)
+
+    def _chain_ids(self, callers: tuple, remember: bool = True
+                   ) -> tuple[tuple, tuple[int, ...]]:
+        """(callers, their symbol ids); ``remember``: cached for ``callers``' identity (an
+        interned chain). The ids tuple is one object per distinct content."""
+        get = self._raw_sym.get
+        cids = list(map(get, map(id, callers)))
+        if None in cids:
+            cids = [self._sym_id(r) if i is None else i for i, r in zip(cids, callers)]
+        cids = tuple(cids)
+        canon = self._canon_chains
+        cids = canon.setdefault(cids, cids)
+        if not remember:
+            if len(canon) >= self.cache_limit:
+                canon.clear()
+            return callers, cids
+        chains = self._chains
+        if len(chains) >= max(self.cache_limit // 4, 16):
+            chains.clear()
+            canon.clear()
+        hit = chains[id(callers)] = (callers, cids)       # keeps id(callers) unique
+        return hit
+
     def _run(self, ev: _EventAgg, gid: int, idx: int, w: int) -> None:
         pos = ev.last_run.get(gid)
         if pos is not None and ev.order[pos] == idx:
@@ -280,7 +360,8 @@ class ProfileAggregator:
         ``event`` label (or none) decides the event; ``count`` is the sample weight (period
         weighting uses ``period`` where a sample has one)."""
         try:
-            return self._add_profile(profile, source)
+            with paused_gc():
+                return self._add_profile(profile, source)
         except ModuleMismatchError as e:
             e.source = e.source or source or profile.source
             raise

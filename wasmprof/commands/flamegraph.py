@@ -198,7 +198,7 @@ def load_aggregated(paths: list[str], args: argparse.Namespace, *, timeline: boo
                 if fmt == "perf-script":
                     reader = PerfScriptReader(perf_maps=maps, source=path,
                                               progress=progress.update)
-                    agg.add_records(reader.records(f), source=path)
+                    agg.add_reader(reader, f, source=path)
                     notes.extend(n for n in reader.stats.notes if not n.startswith("events in"))
                 else:
                     for prof in parse_profile_stream(f, source=path, perf_maps=maps, fmt=fmt,

@@ -52,7 +52,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from itertools import repeat
+from operator import is_, itemgetter
+from typing import Any, BinaryIO, NamedTuple
 
 from wasmprof.errors import LogFormatError
 from wasmprof.ingest.perf_map import PerfMap, classify_symbol, pid_of_map_path
@@ -389,6 +391,37 @@ _HEAD_CACHE = 4096
 _NOT_FRAME = RawFrame(index=-1, space=AddressSpace.NATIVE)   # cached "this line is no frame"
 
 
+_SPLIT3 = bytes.split
+_NL = repeat(b"\n")
+_TWO = repeat(2)
+_ONE = repeat(1)
+_FIRST = itemgetter(slice(0, 1))
+_TIME_SPLIT = _TIME_FIELD.split
+
+
+class Head(NamedTuple):
+    """One distinct sample header of the columns path (time aside)."""
+
+    event: str
+    period: int | None
+    thread: str
+    labels: dict[str, str]
+    pid: int | None
+
+
+@dataclass(slots=True)
+class Columns:
+    """One chunk of samples, column-wise: sample ``i`` has header ``reader.heads[heads[i]]``,
+    leaf frame ``leaves[i]`` and the interned caller tuple ``callers[i]`` (its stack is
+    ``(leaves[i],) + callers[i]``)."""
+
+    heads: list[int]
+    leaves: list[RawFrame]
+    callers: list[tuple[RawFrame, ...]]
+    start: float                      # earliest and latest sample time of the chunk
+    end: float
+    interned: bool = True             # callers[i] are shared interned tuples
+
 class _Caches:
     """Interned frames of one map context (one pid when several maps are given): leaf
     lines, caller lines, and whole caller chains (the bytes after the leaf line)."""
@@ -427,6 +460,14 @@ class PerfScriptReader:
         self._events: dict[str, EventStats] = self.stats.events
         self._caches: dict[int | None, _Caches] = {}
         self._cached = 0
+        self._chain_state = (0, 0, True)          # chain hits, misses, interning on
+        self._chain_budget = self.chain_bytes
+        self.heads: list[Head] = []               # header table of the columns path
+        self._head_ids: dict[tuple[bytes, bytes], int] = {}
+        self._col_leaves: dict[Any, RawFrame] = {}
+        self._col_chains: dict[Any, tuple[RawFrame, ...]] = {}
+        self._col_intern = True                   # intern caller chains (columns path)
+        self._col_hits = self._col_misses = 0
 
     # -- headers --------------------------------------------------------------------------
     def _thread(self, comm: bytes | None, pid_t: bytes | None, tid_t: bytes | None
@@ -531,6 +572,8 @@ class PerfScriptReader:
                 c.caller.clear()
                 c.chains.clear()
                 c.templates.clear()
+            self._col_leaves.clear()
+            self._col_chains.clear()
             self._cached = 0
 
     def _slow_block(self, block: bytes) -> list[tuple]:
@@ -582,114 +625,26 @@ class PerfScriptReader:
         return c
 
     def records(self, stream: BinaryIO) -> Iterator[tuple]:
-        """One record per sample (see the class doc). The hot loop: a header is split at
-        its time field into cached prefix/suffix parts; the leaf line and the caller chain
-        are looked up in the interning caches; anything unusual goes to
-        :meth:`_slow_block`."""
-        stats = self.stats
-        by_pid = len(self.maps.maps) > 1
-        caches = self._caches
-        threads, suffixes = self._threads, self._suffixes
-        threads_get, suffixes_get = threads.get, suffixes.get
-        time_search = _TIME_FIELD.search
-        start, end = float("inf"), float("-inf")
-        chain_hits = chain_misses = 0
-        use_chains = True
-        chain_budget = self.chain_bytes
-        counts: dict[str, int] = {}
-        n = 0
-        c = None
-        last_ck: object = object()
+        """One record per sample (see the class doc)."""
         for blocks in iter_blocks(stream, self.progress, source=self.source):
-            for block in blocks:
-                parts = block.split(b"\n", 2)
-                header = parts[0]
-                m = time_search(header)
-                if m is None or header[:1] == b"#":
-                    for rec in self._slow_block(block):
-                        counts[rec[0]] = counts.get(rec[0], 0) + 1
-                        n += 1
-                        yield rec
-                    continue
-                prefix = header[:m.start()]
-                th = threads_get(prefix, False)
-                if th is False:
-                    th = self._prefix(prefix)
-                suffix = header[m.end():]
-                sf = suffixes_get(suffix, False)
-                if sf is False:
-                    sf = self._suffix(suffix, header)
-                if th is None or sf is None or sf[2] is not None:
-                    for rec in self._slow_block(block):
-                        counts[rec[0]] = counts.get(rec[0], 0) + 1
-                        n += 1
-                        yield rec
-                    continue
-                thread, labels, pid = th
-                period, event, _ = sf
-                t = float(m[1])
-                if t > end:
-                    end = t
-                if t < start:
-                    start = t
-                ck = pid if by_pid else None
-                if ck != last_ck:
-                    c = caches.get(ck)
-                    if c is None:
-                        c = caches[ck] = _Caches()
-                    last_ck = ck
-                callers = None
-                if len(parts) == 3 and use_chains:
-                    leaf = c.leaf.get(parts[1])
-                    if leaf is None or leaf is _NOT_FRAME:
-                        frames = self._frames_of([parts[1]], c, pid)
-                        leaf = frames[0] if frames else None
-                    callers = c.chains.get(parts[2])
-                    if callers is None:
-                        chain_misses += 1
-                        callers = self._chain(parts[2], c, pid)
-                        chain_budget -= len(parts[2]) + 200
-                        if chain_budget < 0:
-                            for cc in caches.values():
-                                cc.chains.clear()
-                            chain_budget = self.chain_bytes
-                        c.chains[parts[2]] = callers
-                        if chain_misses + chain_hits >= 8192:
-                            # Recordings whose callers vary too: interning chains only costs.
-                            use_chains = chain_hits >= chain_misses
-                            if not use_chains:
-                                for cc in caches.values():
-                                    cc.chains.clear()
-                            chain_hits = chain_misses = 0
-                    else:
-                        chain_hits += 1
-                    if leaf is None:            # the first line was not a frame: damage
-                        stack = tuple(self._frames_of([parts[1]] + parts[2].split(b"\n"),
-                                                      c, pid))
-                        callers = None
-                    else:
-                        stack = (leaf,) + callers
-                elif len(parts) == 3:
-                    stack = tuple(self._frames_of([parts[1]] + parts[2].split(b"\n"), c, pid))
-                    chain_misses += 1
-                    if chain_misses >= 1 << 16:   # try interning again now and then
-                        use_chains, chain_misses = True, 0
-                else:
-                    stack = tuple(self._frames_of(parts[1:], c, pid))
-                if event in counts:
-                    counts[event] += 1
-                else:
-                    counts[event] = 1
-                n += 1
-                yield event, period, t, thread, labels, stack, callers
-                if self._cached > self.cache_limit:
-                    self._maybe_flush()
-        if start <= end:
-            self._times(start)
-            self._times(end)
-        stats.samples = n
-        for name, k in counts.items():
-            self._events[name].samples += k
+            yield from self._rows(blocks)
+        self._finish()
+
+    def batches(self, stream: BinaryIO) -> Iterator[tuple[str, Any]]:
+        """The same samples per chunk of input, for bulk consumers: ``("cols", Columns)``
+        when every sample of the chunk has the usual shape (time field, one event, a call
+        chain, few distinct header suffixes), else ``("rows", [record, ...])``. Columns hold
+        one entry per sample, in order, without building per-sample tuples in Python."""
+        for blocks in iter_blocks(stream, self.progress, source=self.source):
+            cols = self._columns(blocks)
+            if cols is None:
+                yield "rows", list(self._rows(blocks))
+            else:
+                yield "cols", cols
+        self._finish()
+
+    def _finish(self) -> None:
+        stats = self.stats
         stats.finish()
         if not stats.samples:
             raise LogFormatError("no perf script sample found", source=self.source,
@@ -697,6 +652,232 @@ class PerfScriptReader:
                                           "frames",
                                  found=repr(stats.first_bad) if stats.first_bad else
                                  "no sample header")
+
+    def _count(self, event: str, n: int) -> None:
+        self._events[event].samples += n
+        self.stats.samples += n
+
+    def _rows(self, blocks: list[bytes]) -> Iterator[tuple]:
+        """Records of one chunk's blocks. The hot loop: a header is split at its time field
+        into cached prefix/suffix parts; the leaf line and the caller chain are looked up in
+        the interning caches; anything unusual goes to :meth:`_slow_block`."""
+        by_pid = len(self.maps.maps) > 1
+        caches = self._caches
+        threads, suffixes = self._threads, self._suffixes
+        threads_get, suffixes_get = threads.get, suffixes.get
+        time_search = _TIME_FIELD.search
+        start, end = float("inf"), float("-inf")
+        chain_hits, chain_misses, use_chains = self._chain_state
+        counts: dict[str, int] = {}
+        c = None
+        last_ck: object = object()
+        for block in blocks:
+            parts = block.split(b"\n", 2)
+            header = parts[0]
+            m = time_search(header)
+            if m is None or header[:1] == b"#":
+                for rec in self._slow_block(block):
+                    counts[rec[0]] = counts.get(rec[0], 0) + 1
+                    yield rec
+                continue
+            prefix = header[:m.start()]
+            th = threads_get(prefix, False)
+            if th is False:
+                th = self._prefix(prefix)
+            suffix = header[m.end():]
+            sf = suffixes_get(suffix, False)
+            if sf is False:
+                sf = self._suffix(suffix, header)
+            if th is None or sf is None or sf[2] is not None:
+                for rec in self._slow_block(block):
+                    counts[rec[0]] = counts.get(rec[0], 0) + 1
+                    yield rec
+                continue
+            thread, labels, pid = th
+            period, event, _ = sf
+            t = float(m[1])
+            if t > end:
+                end = t
+            if t < start:
+                start = t
+            ck = pid if by_pid else None
+            if ck != last_ck:
+                c = caches.get(ck)
+                if c is None:
+                    c = caches[ck] = _Caches()
+                last_ck = ck
+            callers = None
+            if len(parts) == 3 and use_chains:
+                leaf = c.leaf.get(parts[1])
+                if leaf is None or leaf is _NOT_FRAME:
+                    frames = self._frames_of([parts[1]], c, pid)
+                    leaf = frames[0] if frames else None
+                callers = c.chains.get(parts[2])
+                if callers is None:
+                    chain_misses += 1
+                    callers = self._intern_chain(parts[2], c, pid)
+                    if chain_misses + chain_hits >= 8192:
+                        # Recordings whose callers vary too: interning chains only costs.
+                        use_chains = chain_hits >= chain_misses
+                        if not use_chains:
+                            for cc in caches.values():
+                                cc.chains.clear()
+                        chain_hits = chain_misses = 0
+                else:
+                    chain_hits += 1
+                if leaf is None:            # the first line was not a frame: damage
+                    stack = tuple(self._frames_of([parts[1]] + parts[2].split(b"\n"), c, pid))
+                    callers = None
+                else:
+                    stack = (leaf,) + callers
+            elif len(parts) == 3:
+                stack = tuple(self._frames_of([parts[1]] + parts[2].split(b"\n"), c, pid))
+                chain_misses += 1
+                if chain_misses >= 1 << 16:   # try interning again now and then
+                    use_chains, chain_misses = True, 0
+            else:
+                stack = tuple(self._frames_of(parts[1:], c, pid))
+            if event in counts:
+                counts[event] += 1
+            else:
+                counts[event] = 1
+            yield event, period, t, thread, labels, stack, callers
+            if self._cached > self.cache_limit:
+                self._maybe_flush()
+        self._chain_state = (chain_hits, chain_misses, use_chains)
+        if start <= end:
+            self._times(start)
+            self._times(end)
+        for name, k in counts.items():
+            self._count(name, k)
+
+    def _intern_chain(self, rest: bytes, c: _Caches, pid: int | None) -> tuple[RawFrame, ...]:
+        callers = self._chain(rest, c, pid)
+        self._chain_budget -= len(rest) + 200
+        if self._chain_budget < 0:
+            for cc in self._caches.values():
+                cc.chains.clear()
+            self._col_chains.clear()
+            self._chain_budget = self.chain_bytes
+        c.chains[rest] = callers
+        return callers
+
+    # -- columns --------------------------------------------------------------------------
+    def _head(self, prefix: bytes, suffix: bytes, header: bytes) -> int | None:
+        """Index into :attr:`heads` of a (prefix, suffix) pair; None when it is not a plain
+        header (no thread, a payload after the event)."""
+        th = self._threads.get(prefix, False)
+        if th is False:
+            th = self._prefix(prefix)
+        sf = self._suffixes.get(suffix, False)
+        if sf is False:
+            sf = self._suffix(suffix, header)
+        if th is None or sf is None or sf[2] is not None:
+            return None
+        thread, labels, pid = th
+        period, event, _ = sf
+        hid = len(self.heads)
+        self.heads.append(Head(event, period, thread, labels, pid))
+        if len(self._head_ids) > _HEAD_CACHE:
+            self._head_ids.clear()
+        self._head_ids[(prefix, suffix)] = hid
+        return hid
+
+    def _columns(self, blocks: list[bytes]) -> Columns | None:
+        """The chunk as columns, or None when it needs the per-block path (see
+        :meth:`batches`). Every step is a C-level pass over the chunk; Python runs only on
+        cache misses."""
+        if not blocks or not blocks[0] or blocks[0][:1] in (b"#", b"\n"):
+            return None
+        parts = list(map(_SPLIT3, blocks, _NL, _TWO))
+        lens = set(map(len, parts))
+        if lens != {3}:
+            if not lens <= {2, 3}:
+                return None
+            parts = [p if len(p) == 3 else [p[0], p[1], b""] for p in parts]
+        heads, leaves, chains = zip(*parts)
+        if b"#" in set(map(_FIRST, heads)):
+            return None
+        hs = list(map(_TIME_SPLIT, heads, _ONE))
+        if set(map(len, hs)) != {3}:
+            return None
+        prefixes, times, suffixes = zip(*hs)
+        if len(set(suffixes)) > 64:
+            return None               # per-sample periods (cycles in frequency mode)
+        hids = list(map(self._head_ids.get, zip(prefixes, suffixes)))
+        if True in map(is_, hids, repeat(None)):
+            for i, h in enumerate(hids):
+                if h is None:
+                    h = self._head_ids.get((prefixes[i], suffixes[i]))
+                    if h is None:
+                        h = self._head(prefixes[i], suffixes[i], heads[i])
+                        if h is None:
+                            return None
+                    hids[i] = h
+        table = self.heads
+        events = {table[h].event for h in set(hids)}
+        if len(events) != 1:
+            return None
+        ts = list(map(float, times))
+        by_pid = len(self.maps.maps) > 1
+        if by_pid:
+            ctxs = [table[h].pid for h in hids]
+            lkeys: Any = list(zip(ctxs, leaves))
+            ckeys: Any = list(zip(ctxs, chains))
+        else:
+            ctxs = None
+            lkeys, ckeys = leaves, chains
+        lget, cget = self._col_leaves.get, self._col_chains.get
+        frames = list(map(lget, lkeys))
+        if True in map(is_, frames, repeat(None)):
+            for i, f in enumerate(frames):
+                if f is None:
+                    pid = table[hids[i]].pid
+                    c = self._cache(pid)
+                    f = self._line(leaves[i], c.leaf, False, c, pid)
+                    if f is None:
+                        return None               # the leaf line is no frame: damage
+                    self._col_leaves[lkeys[i]] = f
+                    frames[i] = f
+        callers = list(map(cget, ckeys))
+        interned = self._col_intern
+        if True in map(is_, callers, repeat(None)):
+            misses = sum(map(is_, callers, repeat(None)))
+            for i, cl in enumerate(callers):
+                if cl is None:
+                    cl = cget(ckeys[i]) if interned else None
+                    if cl is None:
+                        pid = table[hids[i]].pid
+                        c = self._cache(pid)
+                        if interned:
+                            cl = c.chains.get(chains[i])
+                            if cl is None:
+                                cl = self._intern_chain(chains[i], c, pid)
+                            self._col_chains[ckeys[i]] = cl
+                        else:
+                            cl = self._chain(chains[i], c, pid)
+                    callers[i] = cl
+            # Callers that keep varying (chains rarely repeat): stop interning them (it
+            # only costs memory); try again now and then.
+            self._col_hits += len(callers) - misses
+            self._col_misses += misses
+        elif interned:
+            self._col_hits += len(callers)
+        if self._col_hits + self._col_misses >= 16384:
+            self._col_intern = not interned if not interned else \
+                self._col_hits >= self._col_misses
+            if not self._col_intern:
+                self._col_chains.clear()
+            self._col_hits = self._col_misses = 0
+        if len(self._col_leaves) > self.cache_limit:
+            self._col_leaves.clear()
+        t0, t1 = min(ts), max(ts)
+        self._times(t0)
+        self._times(t1)
+        self._count(events.pop(), len(hids))
+        if self._cached > self.cache_limit:
+            self._maybe_flush()
+        return Columns(hids, frames, callers, t0, t1, interned)
 
 
 def parse_perf_script_events(stream: BinaryIO, *, perf_maps: Iterable[PerfMap] = (),
