@@ -14,6 +14,7 @@ import pytest
 
 from wasmprof.aggregate import ProfileAggregator
 from wasmprof.flamegraph.folded import folded_lines
+from wasmprof.flamegraph.speedscope import speedscope_document
 from wasmprof.ingest.perf_map import parse_perf_map
 from wasmprof.ingest.perf_script import (PerfScriptReader, _FrameParser, _MapSet,
                                          PerfScriptStats, is_kernel_dso,
@@ -174,6 +175,23 @@ def _records_text(n: int) -> bytes:
     return "".join(out).encode()
 
 
+def speedscope_runs(profile) -> list:
+    """Per speedscope profile: (stack names, weight) runs, consecutive equal stacks merged."""
+    doc = speedscope_document(profile)
+    frames = doc["shared"]["frames"]
+    out = []
+    for pr in doc["profiles"]:
+        runs: list = []
+        for stack, w in zip(pr["samples"], pr["weights"]):
+            names = [frames[i]["name"] for i in stack]
+            if runs and runs[-1][0] == names:
+                runs[-1][1] += w
+            else:
+                runs.append([names, w])
+        out.append((pr["name"], runs))
+    return out
+
+
 @pytest.mark.parametrize("limit", [6, 60, 50_000])
 @pytest.mark.parametrize("path", ["records", "columns"])
 @pytest.mark.parametrize("pids", [1, 2])
@@ -195,7 +213,7 @@ def test_streaming_aggregate_equals_the_plain_path(limit, path, pids, monkeypatc
         reader = PerfScriptReader(perf_maps=maps, cache_limit=limit)
         reader.chain_bytes = limit * 40
         agg = ProfileAggregator(Symbolizer([]), weight=weight, cache_limit=limit,
-                                timeline=path == "records")
+                                timeline=True)
         if path == "records":
             agg.add_records(reader.records(io.BytesIO(data)), source="x")
         else:
@@ -214,10 +232,11 @@ def test_streaming_aggregate_equals_the_plain_path(limit, path, pids, monkeypatc
             assert folded_lines(a) == folded_lines(plain)
             assert folded_lines(a, group_by="thread") == folded_lines(plain, group_by="thread")
             assert a.sample_count == 500 and a.total == 500
+            # the time order kept by the stream is the recording's
+            assert speedscope_runs(a) == speedscope_runs(plain)
         else:
             assert a.total == sum(s.period for s in p.samples) and a.unit == "nanoseconds"
-        if path == "records":
-            assert a.timeline is not None and sum(a.timeline.weights) == a.total
+        assert a.timeline is not None and sum(a.timeline.weights) == a.total
         assert (a.start, a.end) == (p.start, p.end)
         assert reader.stats.samples == 500
 

@@ -27,7 +27,7 @@ import dataclasses
 from array import array
 from collections import Counter
 from collections.abc import Iterable
-from itertools import repeat
+from itertools import groupby, repeat
 from operator import is_, itemgetter
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,8 @@ from wasmprof.profiles import SymbolizedProfile, Symbolizer, Timeline, status_co
 
 WEIGHTS = ("samples", "period")
 _SECOND = itemgetter(1)
+_FIRST_ITEM = itemgetter(0)
+_FOURTH = itemgetter(3)
 _PERF = AddressSpace.PERF
 _TIME_EVENTS = ("cpu-clock", "task-clock")
 
@@ -259,8 +261,6 @@ class ProfileAggregator:
         otherwise. Returns how many samples were read."""
         try:
             with paused_gc():        # millions of small objects, no cycles: no GC passes
-                if self.timeline:
-                    return self._add_records(reader.records(stream), source)
                 self._heads_info = {}            # header ids are per reader
                 n = 0
                 for kind, batch in reader.batches(stream):
@@ -302,7 +302,10 @@ class ProfileAggregator:
             head_info[hid] = (ev, self._group(hd.thread, hd.labels), hd.period)
         ev = head_info[cols.heads[0]][0]            # one event per column batch
         ev.start, ev.end = min(ev.start, cols.start), max(ev.end, cols.end)
-        for (hid, lid, ck), k in Counter(zip(cols.heads, lids, map(id, cid_objs))).items():
+        counted = Counter(zip(cols.heads, lids, map(id, cid_objs)))
+        entries: dict[tuple, list] = {}
+        for hk, k in counted.items():
+            hid, lid, ck = hk
             ev, gid, period = head_info[hid]
             key = (gid, lid, ck)
             e = ev.index.get(key)
@@ -314,7 +317,35 @@ class ProfileAggregator:
             if period is not None:
                 e[1] += period * k
                 e[2] += k
+            entries[hk] = e
+        if self.timeline:
+            self._runs_of(ev, cols, lids, cid_objs, entries, head_info)
         return len(lids)
+
+    def _runs_of(self, ev: _EventAgg, cols: Any, lids: list, cid_objs: list,
+                 entries: dict, head_info: dict) -> None:
+        """The batch's samples in time order as runs of one entry (see :meth:`_run`)."""
+        by_period = self.weight == "period"
+        idxs = map(_FOURTH, map(entries.__getitem__, zip(cols.heads, lids, map(id, cid_objs))))
+        keys = ev.keys
+        for idx, group in groupby(zip(idxs, cols.heads), key=_FIRST_ITEM):
+            if not self.timeline:
+                return
+            if by_period:
+                w = 0
+                for _, hid in group:
+                    period = head_info[hid][2]
+                    w += period if period is not None else 1
+            else:
+                w = sum(1 for _ in group)
+            self._run(ev, keys[idx][0], idx, w)
+
+    def _drop_timeline(self) -> None:
+        if not self._timeline_dropped:
+            self._timeline_dropped = True
+            self.timeline = False
+            for e in self.events.values():
+                e.order = e.weights = None
 
     def _chain_ids(self, callers: tuple, remember: bool = True
                    ) -> tuple[tuple, tuple[int, ...]]:
@@ -344,11 +375,7 @@ class ProfileAggregator:
             ev.weights[pos] += w
             return
         if self._runs >= self.timeline_limit:
-            if not self._timeline_dropped:
-                self._timeline_dropped = True
-                self.timeline = False
-                for e in self.events.values():
-                    e.order = e.weights = None
+            self._drop_timeline()
             return
         ev.last_run[gid] = len(ev.order)
         ev.order.append(idx)

@@ -763,9 +763,28 @@ class PerfScriptReader:
         return callers
 
     # -- columns --------------------------------------------------------------------------
-    def _head(self, prefix: bytes, suffix: bytes, header: bytes) -> int | None:
+    def _untimed_head(self, header: bytes) -> int | None:
+        """Index into :attr:`heads` of a header without a time field (cached whole)."""
+        hv = self._slow_header(header)
+        if hv is None or hv[3] is not None:
+            return None
+        thread, labels, pid, _, period, event, rest = hv
+        if rest is not None:
+            return None
+        return self._new_head(header, Head(event, period, thread, labels, pid))
+
+    def _new_head(self, key: Any, head: Head) -> int:
+        hid = len(self.heads)
+        self.heads.append(head)
+        if len(self._head_ids) > _HEAD_CACHE:
+            self._head_ids.clear()
+        self._head_ids[key] = hid
+        return hid
+
+    def _head(self, key: tuple[bytes, bytes], header: bytes) -> int | None:
         """Index into :attr:`heads` of a (prefix, suffix) pair; None when it is not a plain
         header (no thread, a payload after the event)."""
+        prefix, suffix = key
         th = self._threads.get(prefix, False)
         if th is False:
             th = self._prefix(prefix)
@@ -776,12 +795,7 @@ class PerfScriptReader:
             return None
         thread, labels, pid = th
         period, event, _ = sf
-        hid = len(self.heads)
-        self.heads.append(Head(event, period, thread, labels, pid))
-        if len(self._head_ids) > _HEAD_CACHE:
-            self._head_ids.clear()
-        self._head_ids[(prefix, suffix)] = hid
-        return hid
+        return self._new_head(key, Head(event, period, thread, labels, pid))
 
     def _columns(self, blocks: list[bytes]) -> Columns | None:
         """The chunk as columns, or None when it needs the per-block path (see
@@ -799,18 +813,27 @@ class PerfScriptReader:
         if b"#" in set(map(_FIRST, heads)):
             return None
         hs = list(map(_TIME_SPLIT, heads, _ONE))
-        if set(map(len, hs)) != {3}:
+        hlens = set(map(len, hs))
+        if hlens == {3}:
+            prefixes, times, suffixes = zip(*hs)
+            if len(set(suffixes)) > 64:
+                return None           # per-sample periods (cycles in frequency mode)
+            hkeys: Any = list(zip(prefixes, suffixes))
+        elif hlens == {1}:            # no time field: headers repeat whole
+            if len(set(heads)) > 256:
+                return None
+            times = None
+            hkeys = heads
+        else:
             return None
-        prefixes, times, suffixes = zip(*hs)
-        if len(set(suffixes)) > 64:
-            return None               # per-sample periods (cycles in frequency mode)
-        hids = list(map(self._head_ids.get, zip(prefixes, suffixes)))
+        hids = list(map(self._head_ids.get, hkeys))
         if True in map(is_, hids, repeat(None)):
             for i, h in enumerate(hids):
                 if h is None:
-                    h = self._head_ids.get((prefixes[i], suffixes[i]))
+                    h = self._head_ids.get(hkeys[i])
                     if h is None:
-                        h = self._head(prefixes[i], suffixes[i], heads[i])
+                        h = self._head(hkeys[i], heads[i]) if times is not None else \
+                            self._untimed_head(heads[i])
                         if h is None:
                             return None
                     hids[i] = h
@@ -818,7 +841,6 @@ class PerfScriptReader:
         events = {table[h].event for h in set(hids)}
         if len(events) != 1:
             return None
-        ts = list(map(float, times))
         by_pid = len(self.maps.maps) > 1
         if by_pid:
             ctxs = [table[h].pid for h in hids]
@@ -871,9 +893,14 @@ class PerfScriptReader:
             self._col_hits = self._col_misses = 0
         if len(self._col_leaves) > self.cache_limit:
             self._col_leaves.clear()
-        t0, t1 = min(ts), max(ts)
-        self._times(t0)
-        self._times(t1)
+        if times is not None:
+            ts = list(map(float, times))
+            t0, t1 = min(ts), max(ts)
+            self._times(t0)
+            self._times(t1)
+        else:
+            t0, t1 = float("inf"), float("-inf")
+            self.stats.untimed += len(hids)
         self._count(events.pop(), len(hids))
         if self._cached > self.cache_limit:
             self._maybe_flush()
