@@ -797,6 +797,64 @@ class PerfScriptReader:
         period, event, _ = sf
         return self._new_head(key, Head(event, period, thread, labels, pid))
 
+    def _fill_chains(self, miss: list[int], callers: list, chains: tuple, ckeys: Any,
+                     pids: list, interned: bool) -> None:
+        """``callers[i]`` for the samples ``miss`` whose caller chain was not interned: the
+        distinct chains of the chunk, per map context, are split into lines in one pass and
+        looked up in bulk; only new lines are parsed."""
+        by_ctx: dict[Any, list[int]] = {}
+        ctx_pid: dict[Any, int | None] = {}
+        by_pid = len(self.maps.maps) > 1
+        for i, pid in zip(miss, pids):
+            ck = pid if by_pid else None
+            by_ctx.setdefault(ck, []).append(i)
+            ctx_pid[ck] = pid
+        for ck, group in by_ctx.items():
+            pid = ctx_pid[ck]
+            c = self._cache(pid)
+            done: dict[bytes, tuple[RawFrame, ...]] = {}
+            todo = []
+            for rest in dict.fromkeys(chains[i] for i in group):
+                hit = c.chains.get(rest) if interned else None
+                if hit is not None:
+                    done[rest] = hit
+                elif not rest:
+                    done[rest] = ()
+                else:
+                    todo.append(rest)
+            if todo:
+                counts = list(map(bytes.count, todo, repeat(b"\n")))
+                lines = b"\n".join(todo).split(b"\n")
+                cache = c.caller
+                fr = list(map(cache.get, lines))
+                if True in map(is_, fr, repeat(None)):
+                    for j, f in enumerate(fr):
+                        if f is None:
+                            f = self._line(lines[j], cache, True, c, pid)
+                            fr[j] = _NOT_FRAME if f is None else f
+                elif True in map(is_, fr, repeat(_NOT_FRAME)):
+                    self.stats.skipped_lines += sum(map(is_, fr, repeat(_NOT_FRAME)))
+                odd = True in map(is_, fr, repeat(_NOT_FRAME))
+                pos = 0
+                for rest, k in zip(todo, counts):
+                    part = fr[pos:pos + k + 1]
+                    pos += k + 1
+                    chain = tuple(f for f in part if f is not _NOT_FRAME) if odd else tuple(part)
+                    done[rest] = chain
+                    if interned:
+                        self._chain_budget -= len(rest) + 200
+                        c.chains[rest] = chain
+                if interned and self._chain_budget < 0:
+                    for cc in self._caches.values():
+                        cc.chains.clear()
+                    self._col_chains.clear()
+                    self._chain_budget = self.chain_bytes
+            for i in group:
+                cl = done[chains[i]]
+                callers[i] = cl
+                if interned:
+                    self._col_chains[ckeys[i]] = cl
+
     def _columns(self, blocks: list[bytes]) -> Columns | None:
         """The chunk as columns, or None when it needs the per-block path (see
         :meth:`batches`). Every step is a C-level pass over the chunk; Python runs only on
@@ -861,33 +919,20 @@ class PerfScriptReader:
                         return None               # the leaf line is no frame: damage
                     self._col_leaves[lkeys[i]] = f
                     frames[i] = f
-        callers = list(map(cget, ckeys))
         interned = self._col_intern
+        callers = list(map(cget, ckeys)) if interned else [None] * len(ckeys)
         if True in map(is_, callers, repeat(None)):
-            misses = sum(map(is_, callers, repeat(None)))
-            for i, cl in enumerate(callers):
-                if cl is None:
-                    cl = cget(ckeys[i]) if interned else None
-                    if cl is None:
-                        pid = table[hids[i]].pid
-                        c = self._cache(pid)
-                        if interned:
-                            cl = c.chains.get(chains[i])
-                            if cl is None:
-                                cl = self._intern_chain(chains[i], c, pid)
-                            self._col_chains[ckeys[i]] = cl
-                        else:
-                            cl = self._chain(chains[i], c, pid)
-                    callers[i] = cl
+            miss = [i for i, cl in enumerate(callers) if cl is None]
+            self._fill_chains(miss, callers, chains, ckeys,
+                              [table[hids[i]].pid for i in miss], interned)
             # Callers that keep varying (chains rarely repeat): stop interning them (it
             # only costs memory); try again now and then.
-            self._col_hits += len(callers) - misses
-            self._col_misses += misses
-        elif interned:
+            self._col_hits += len(callers) - len(miss)
+            self._col_misses += len(miss)
+        else:
             self._col_hits += len(callers)
         if self._col_hits + self._col_misses >= 16384:
-            self._col_intern = not interned if not interned else \
-                self._col_hits >= self._col_misses
+            self._col_intern = True if not interned else self._col_hits >= self._col_misses
             if not self._col_intern:
                 self._col_chains.clear()
             self._col_hits = self._col_misses = 0
