@@ -190,3 +190,23 @@ def test_server_keeps_unmatched_frames_unnamed_with_a_note(data_dir, tmp_path_fa
     assert not funcs & crash_names, funcs & crash_names
     assert any(f.startswith("aot_func#") for f in funcs)
     assert any("58 AOT functions" in n and "crash_oob.O2.wasm has 65" in n for n in got["notes"])
+
+
+def test_offsets_past_a_function_are_refused_in_the_stream(data_dir, tmp_path):
+    """No perf map, the .aot given: ``aot_func#N+off`` with off beyond function N's code is
+    evidence of another build, also when other offsets of N came first."""
+    lines = [f"iwasm 7  1.{i:06d}: 1 cpu-clock:\n\t{0x1000 + i:x} aot_func#3+0x{i:x} (/tmp/perf-7.map)\n\n"
+             for i in range(4)]
+    lines.append("iwasm 7  2.000000: 1 cpu-clock:\n\t9999 aot_func#3+0x9999 (/tmp/perf-7.map)\n\n")
+    script = tmp_path / "x.perf"
+    script.write_text("".join(lines))
+    aot = str(data_dir / "aot/fib.O2.perf.aot")
+    r = cli("flamegraph", str(script), "--no-auto-maps", "--module", aot, "--format", "folded",
+            "-o", str(tmp_path / "x.folded"))
+    assert r.returncode == 2 and "aot_func#3+0x9999, past the end" in r.stderr, r.stderr
+    r = cli("flamegraph", str(script), "--no-auto-maps", "--module", aot, "--on-mismatch",
+            "note", "--format", "folded", "-o", str(tmp_path / "x.folded"))
+    assert r.returncode == 0
+    folded = (tmp_path / "x.folded").read_text().splitlines()
+    assert sorted(line.rsplit(" ", 1)[1] for line in folded) == ["1", "4"]
+    assert any(line.startswith("aot_func#3 ") for line in folded)

@@ -27,9 +27,9 @@ import dataclasses
 from array import array
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from itertools import groupby, repeat
 from operator import is_, itemgetter
-from dataclasses import dataclass, field
 from typing import Any
 
 from wasmprof.addr2line.bulk import paused_gc
@@ -116,8 +116,9 @@ class ProfileAggregator:
     # -- frames ---------------------------------------------------------------------------
     def _sym_id(self, raw: RawFrame) -> int:
         ck = None
-        if raw.native or raw.space is _PERF:
-            # Offset-free frames (most of a perf recording): one answer per function.
+        if raw.native or (raw.space is _PERF and (raw.aot_index is None or raw.module)):
+            # Offset-free frames (most of a perf recording): one answer per function. (AOT
+            # frames without a perf map are checked per offset against the function table.)
             ck = (raw.space, raw.aot_index, raw.func_index, raw.printed_name, raw.module,
                   raw.native, raw.kernel, raw.index > 0)
             sid = self._by_content.get(ck)

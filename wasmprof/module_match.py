@@ -72,17 +72,26 @@ def aot_offsets(module: Module) -> list[int] | None:
     return None
 
 
+_EXTENTS: dict[int, tuple[Module, list[int | None] | None]] = {}
+
+
 def aot_extents(module: Module) -> list[int | None] | None:
     """Per AOT function, the distance to the next function's start (what a perf map's size
     is: the function plus alignment padding); None for the last one, whose perf-map range
-    runs to the end of the loaded code (PLT included)."""
+    runs to the end of the loaded code (PLT included). Cached per module."""
+    hit = _EXTENTS.get(id(module))
+    if hit is not None and hit[0] is module:
+        return hit[1]
     offs = aot_offsets(module)
-    if offs is None:
-        return None
-    order = sorted(range(len(offs)), key=offs.__getitem__)
-    out: list[int | None] = [None] * len(offs)
-    for a, b in zip(order, order[1:]):
-        out[a] = offs[b] - offs[a]
+    out: list[int | None] | None = None
+    if offs is not None:
+        order = sorted(range(len(offs)), key=offs.__getitem__)
+        out = [None] * len(offs)
+        for a, b in zip(order, order[1:]):
+            out[a] = offs[b] - offs[a]
+    if len(_EXTENTS) > 64:
+        _EXTENTS.clear()
+    _EXTENTS[id(module)] = (module, out)
     return out
 
 

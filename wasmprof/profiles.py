@@ -330,6 +330,9 @@ class Symbolizer:
         probe = raw.offset - 1 if caller and raw.offset else raw.offset
         module, why = (None, None) if raw.native else self.modules.for_frame(raw)
         free = shared and self.offset_free(raw, module)
+        if free and raw.aot_index is not None and module is not None and raw.offset:
+            # the one offset-dependent check: aot_func#N+off must lie inside function N
+            free = check_frame(raw, module) is None
         key = (id(module), raw.space, raw.aot_index, raw.func_index, None if free else probe,
                raw.native, raw.printed_name if raw.aot_index is None or module is None else None,
                raw.module if raw.native or module is None else None, raw.kernel,
