@@ -194,7 +194,8 @@ class ProfileService:
         out = []
         for r in rows:
             labels = orjson.loads(r["labels"]) if r["labels"] else {}
-            if any(labels.get(k) != v for k, v in sel.labels.items()):
+            # ``event`` picks one event inside a multi-event input (see ``symbolized``)
+            if any(labels.get(k) != v for k, v in sel.labels.items() if k != "event"):
                 continue
             r["labels"] = labels
             out.append(r)
@@ -244,9 +245,10 @@ class ProfileService:
                 if m.companion is not None and m.companion not in mods:
                     mods.append(m.companion)
             for r in key_rows:
-                for profile in self._parse(r["format"], bytes(r["data"]),
-                                           bytes(r["aux"]) if r["aux"] is not None else None,
-                                           f"profile input {r['id']}", mods):
+                parsed = self._parse(r["format"], bytes(r["data"]),
+                                     bytes(r["aux"]) if r["aux"] is not None else None,
+                                     f"profile input {r['id']}", mods)
+                for profile in _one_event(parsed, sel.labels.get("event"), r["id"]):
                     profile.plugin = r["plugin"] or profile.plugin
                     profile.labels = {**profile.labels, **r["labels"]}
                     with self.resolve_lock:
@@ -297,6 +299,20 @@ class ProfileService:
         return orjson.dumps({"before": before.describe(), "after": after.describe(), "mode": mode,
                              "before_total": b.total, "after_total": a.total,
                              "rows": [r.to_dict() for r in rows[:1000]]}), "application/json"
+
+
+def _one_event(profiles: list[Profile], wanted: str | None, input_id: int) -> list[Profile]:
+    """A perf script parses into one profile per event: never merge events; take the one
+    the selection's ``event`` label names, else the first, and say what was there."""
+    events = [p.labels.get("event") for p in profiles]
+    if len(profiles) < 2 or not any(events):
+        return profiles
+    chosen = [p for p in profiles if p.labels.get("event") == wanted] if wanted else profiles[:1]
+    listing = ", ".join(f"{e} ({len(p.samples)} samples)" for e, p in zip(events, profiles))
+    for p in chosen:
+        p.notes.append(f"profile input {input_id} holds events {listing}; showing "
+                       f"{p.labels.get('event')} (select another with labels=event:NAME)")
+    return chosen
 
 
 @dataclass(slots=True)
