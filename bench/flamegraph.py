@@ -100,26 +100,36 @@ def load_recordings(scenario: str) -> list[Recording]:
     return out
 
 
-def host_ranges(recs: list[Recording]) -> dict[bytes, int]:
-    """Largest offset seen per host symbol (its known extent)."""
-    out: dict[bytes, int] = {}
+def host_ranges(recs: list[Recording]) -> tuple[dict[bytes, int], dict[bytes, tuple[int, int]]]:
+    """Per host symbol: the largest ``+0x`` offset seen (its known extent), and for frames
+    printed without offsets (``-F ip,sym``, FlameGraph's Java recordings) the lowest and
+    highest ip seen for (symbol, DSO)."""
+    offs: dict[bytes, int] = {}
+    ips: dict[bytes, tuple[int, int]] = {}
     for r in recs:
         for b in r.blocks:
             for line in b[1:]:
                 m = _FRAME.match(line)
                 if m and b"perf-" not in m[6]:
                     off = int(m[5], 16)
-                    if off > out.get(m[4], -1):
-                        out[m[4]] = off
-    return out
+                    if off > offs.get(m[4], -1):
+                        offs[m[4]] = off
+                    continue
+                m2 = _BARE.match(line)
+                if m2 and m2[4] != b"[unknown]":
+                    ip = int(m2[2], 16)
+                    lo, hi = ips.get(m2[4] + m2[5], (ip, ip))
+                    ips[m2[4] + m2[5]] = (min(lo, ip), max(hi, ip))
+    return offs, ips
 
 
 class Redraw:
     """Redraws frame addresses inside their function ranges."""
 
-    def __init__(self, rec: Recording, host: dict[bytes, int], rng: random.Random) -> None:
+    def __init__(self, rec: Recording, host: tuple[dict, dict], rng: random.Random) -> None:
         import bisect
-        self.rec, self.host, self.rng = rec, host, rng
+        self.rec, self.rng = rec, rng
+        self.host, self.host_ips = host
         self.starts = [a for a, _ in rec.ranges]
         self.bisect = bisect.bisect_right
 
@@ -132,7 +142,13 @@ class Redraw:
             ip = int(m2[2], 16)
             k = self.bisect(self.starts, ip) - 1
             if k < 0 or ip >= self.rec.ranges[k][1]:
-                return line
+                span = self.host_ips.get(m2[4] + m2[5])
+                if span is None:
+                    return line
+                lo, hi = span                    # no offset printed: redraw the ip itself
+                new = lo + self.rng.randrange(max(hi - lo, 15) + 1)
+                text = b"%x" % new
+                return b"%s%s%s%s%s" % (m2[1], text.rjust(len(m2[2])), m2[3], m2[4], m2[5])
             a, e = self.rec.ranges[k]
             new = a + self.rng.randrange(e - a)
             return b"%s%s%s%s%s" % (m2[1], b"%x" % new, m2[3], m2[4], m2[5])
@@ -169,6 +185,8 @@ def generate(out: Path, scenario: str, size_mb: float, seed: int = 1) -> dict:
                 rd = redraw[r.name]
                 shift = rep * (r.span + 1.0)
                 for b in r.blocks:
+                    if rep and b[0][:1] == b"#":       # perf's --header comments: once
+                        b = [x for x in b if x[:1] != b"#"]
                     header = b[0]
                     if rep:
                         header = _TIME.sub(lambda m: m[1] + b"%.6f:" % (float(m[2]) + shift),

@@ -171,7 +171,8 @@ def _records_text(n: int) -> bytes:
                    " (/tmp/perf-7.map)\n"
                    + (f"\t{0x1041 + rng.randrange(3):x} aot_func#1+0x1 (/tmp/perf-7.map)\n"
                       if i % 5 else "")
-                   + "\t2fb0f invoke_native+0x1cf (/usr/local/bin/iwasm)\n\n")
+                   + "\t2fb0f invoke_native+0x1cf (/usr/local/bin/iwasm)\n\n"
+                   + ("\n" if i % 7 == 3 else ""))          # stray blank lines
     return "".join(out).encode()
 
 

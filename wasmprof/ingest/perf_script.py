@@ -859,7 +859,11 @@ class PerfScriptReader:
         """The chunk as columns, or None when it needs the per-block path (see
         :meth:`batches`). Every step is a C-level pass over the chunk; Python runs only on
         cache misses."""
-        if not blocks or not blocks[0] or blocks[0][:1] in (b"#", b"\n"):
+        if not blocks or blocks[0][:1] == b"#":
+            return None
+        # blank lines between samples ("\n\n\n"): empty blocks or a leading newline
+        blocks = list(filter(None, map(bytes.lstrip, blocks, _NL)))
+        if not blocks:
             return None
         parts = list(map(_SPLIT3, blocks, _NL, _TWO))
         lens = set(map(len, parts))
