@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -134,29 +133,20 @@ def test_a_jit_frame_picks_the_module_whose_function_fits(data_dir):
 
 # --- live ---------------------------------------------------------------------------------
 
-WASMTIME_RUN = textwrap.dedent("""
-    import sys, time, wasmtime
-    cfg = wasmtime.Config(); cfg.profiler = "perfmap"
-    eng = wasmtime.Engine(cfg); store = wasmtime.Store(eng)
-    mod = wasmtime.Module.from_file(eng, sys.argv[1])
-    linker = wasmtime.Linker(eng)
-    ft = wasmtime.FuncType([wasmtime.ValType.i32()], [wasmtime.ValType.i32()])
-    linker.define_func("env", "a", ft, lambda x: x)
-    linker.define_func("env", "b", ft, lambda x: x & 1)
-    run = linker.instantiate(store, mod).exports(store)["run"]
-    t = time.time(); s = 0
-    while time.time() - t < float(sys.argv[2]): s ^= run(store, 20)
-    print(s)
-""")
-
-
-def _run_wasmtime(tmp_path: Path, module: Path, seconds: float, perf: list[str] | None = None):
+def _run_wasmtime(module: Path, seconds: float, perf: list[str] | None = None):
     pytest.importorskip("wasmtime")
-    runner = tmp_path / "run_wasmtime.py"
-    runner.write_text(WASMTIME_RUN)
-    cmd = [sys.executable, str(runner), str(module), str(seconds)]
-    p = subprocess.Popen((perf or []) + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return p
+    cmd = [sys.executable, str(JIT / "run_wasmtime.py"), str(module), str(seconds)]
+    return subprocess.Popen((perf or []) + cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def take_perf_map(pid: int):
+    """The map a runtime wrote to /tmp for ``pid``, read and removed."""
+    mp = Path(f"/tmp/perf-{pid}.map")
+    try:
+        return read_perf_map(mp)
+    finally:
+        mp.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("module", ["jit_hot", "jit_hot.strip"])
@@ -165,13 +155,9 @@ def test_live_wasmtime_perf_map(tmp_path, module):
     (by name, or by index when stripped), and frames perf would print for them resolve to
     the right Wasm functions."""
     wasm = JIT / f"{module}.wasm"
-    p = _run_wasmtime(tmp_path, wasm, 0.05)
+    p = _run_wasmtime(wasm, 0.05)
     p.wait(timeout=60)
-    mp = Path(f"/tmp/perf-{p.pid}.map")
-    try:
-        pmap = read_perf_map(mp)
-    finally:
-        mp.unlink(missing_ok=True)
+    pmap = take_perf_map(p.pid)
     assert pmap.runtime == "wasmtime"
     funcs = [e for e in pmap.entries if e.wasm is not None]
     assert len(funcs) == 3
@@ -195,11 +181,7 @@ def test_live_node_perf_map(tmp_path):
     p = subprocess.Popen([node, "--perf-basic-prof", str(JIT / "run_v8.js"),
                           str(JIT / "jit_hot.wasm")], stdout=subprocess.DEVNULL)
     p.wait(timeout=120)
-    mp = Path(f"/tmp/perf-{p.pid}.map")
-    try:
-        pmap = read_perf_map(mp)
-    finally:
-        mp.unlink(missing_ok=True)
+    pmap = take_perf_map(p.pid)
     wasm = {e.wasm.func_index: e.wasm.name for e in pmap.entries if e.wasm is not None}
     assert pmap.runtime == "v8" and wasm == NAMES
 
@@ -218,16 +200,11 @@ def test_live_perf_record_of_wasmtime(tmp_path):
     if why:
         pytest.skip(why)
     data = tmp_path / "wt.data"
-    p = _run_wasmtime(tmp_path, JIT / "jit_hot.wasm", 1.0,
+    p = _run_wasmtime(JIT / "jit_hot.wasm", 1.0,
                       ["perf", "record", "-F", "499", "-g", "-o", str(data), "--"])
     p.wait(timeout=120)
     script = subprocess.run(["perf", "script", "-i", str(data)], capture_output=True).stdout
-    pid = int(script.split(b"\n", 1)[0].split()[1])
-    mp = Path(f"/tmp/perf-{pid}.map")
-    try:
-        pmap = read_perf_map(mp)
-    finally:
-        mp.unlink(missing_ok=True)
+    pmap = take_perf_map(int(script.split(b"\n", 1)[0].split()[1]))
     sym = Symbolizer([load_module(JIT / "jit_hot.wasm")], on_mismatch="raise")
     agg = ProfileAggregator(sym)
     agg.add_records(PerfScriptReader(perf_maps=[pmap]).records(io.BytesIO(script)), source="rec")
