@@ -23,7 +23,7 @@ from wasmprof.binary.loader import load_module
 from wasmprof.cli import main
 from wasmprof.ingest.perf_map import WasmSymbol, classify_symbol, parse_perf_map, read_perf_map
 from wasmprof.ingest.perf_script import PerfScriptReader
-from wasmprof.model import AddressSpace, FrameStatus
+from wasmprof.model import FrameStatus
 from wasmprof.module_match import ModuleMismatchError
 from wasmprof.profiles import Symbolizer, discover_perf_maps, self_by_function
 
