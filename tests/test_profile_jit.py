@@ -178,8 +178,9 @@ def test_live_node_perf_map(tmp_path):
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
+    # node also writes an isolate-*-v8.log into its working directory
     p = subprocess.Popen([node, "--perf-basic-prof", str(JIT / "run_v8.js"),
-                          str(JIT / "jit_hot.wasm")], stdout=subprocess.DEVNULL)
+                          str(JIT / "jit_hot.wasm")], stdout=subprocess.DEVNULL, cwd=tmp_path)
     p.wait(timeout=120)
     pmap = take_perf_map(p.pid)
     wasm = {e.wasm.func_index: e.wasm.name for e in pmap.entries if e.wasm is not None}
