@@ -49,3 +49,9 @@ def shared_fixtures() -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures_or_none() -> Path | None:
+    """``../shared/fixtures`` when present (extra inputs for sweeps), else None."""
+    return SHARED if (SHARED / "MANIFEST.md").exists() else None

@@ -77,8 +77,10 @@ def test_unknown_body_is_a_400_naming_the_input(srv):
                    content=b"\x00\x01 this is no profile")
         assert r.status_code == 400
         assert "unrecognized profile format" in r.text and "junk.bin" in r.text
+        r = c.post("/api/v1/profiles", params={"format": "bogus"}, content=b"x")
+        assert r.status_code == 400 and "wamr-profiler" in r.text and "pprof" in r.text
         r = c.post("/api/v1/profiles", params={"format": "pprof"}, content=b"x")
-        assert r.status_code == 400 and "wamr-profiler" in r.text
+        assert r.status_code == 400 and "not a pprof profile.proto" in r.text
 
 
 def test_perf_map_shared_by_two_plugins(srv, data_dir, tmp_path):
@@ -116,8 +118,8 @@ def test_perf_map_shared_by_two_plugins(srv, data_dir, tmp_path):
 
 
 def test_events_are_not_merged(srv):
-    """A recording of two events: the first is shown, the notes list both, and the
-    ``event`` label selects the other."""
+    """A recording of two events: never summed; the one with the most samples is shown, the
+    notes list both, and the ``event`` label selects the other."""
     peers = Path(__file__).parent / "data" / "peers" / "flamegraph"
     data = gzip.decompress((peers / "perf-cycles-instructions-01.txt.gz").read_bytes())
     with srv.client() as c:
@@ -125,7 +127,8 @@ def test_events_are_not_merged(srv):
         assert r.status_code == 200, r.text
     got = _functions(srv, "two-events")
     assert got["total"] == 333
-    assert any("instructions (333 samples), cycles (111 samples)" in n for n in got["notes"])
+    assert any("cycles (111 samples), instructions (333 samples); showing instructions" in n
+               for n in got["notes"]), got["notes"]
     with srv.client() as c:
         r = c.get("/api/v1/profiles", params={"plugin": "two-events", "format": "json",
                                               "labels": "event:cycles"})

@@ -114,6 +114,8 @@ CORE: list[Migration] = [
 EXTENSION_MODULES: dict[str, list[str]] = {
     "alerts": ["wasmprof.alerts.migrations", "wasmprof.alerts.schema"],
     "web": ["wasmprof.server.web_schema"],
+    "health": ["wasmprof.health.schema"],
+    "profiles": ["wasmprof.server.profile_schema"],
 }
 
 _ADVISORY_LOCK = 0x5741534D  # "WASM"

@@ -20,7 +20,7 @@ export function frameStatusPill(status) {
 }
 
 export function groupStatusPill(status) {
-  const kind = { new: "new", ongoing: "ongoing", regressed: "regressed", resolved: "resolved" }[status] || "neutral";
+  const kind = { new: "new", ongoing: "ongoing", regressed: "regressed", resolved: "resolved", ignored: "ignored" }[status] || "neutral";
   return h("span", { class: `pill status-${kind}` }, status || "unknown");
 }
 

@@ -6,13 +6,15 @@ import { getJson, listOf } from "../api.js";
 import { normModule, normGroup } from "../model.js";
 import { healthBadges, emptyState, groupStatusPill } from "../components.js";
 import { fmtAgo, fmtCount, shortId } from "../fmt.js";
+import { healthOverview } from "./health.js";
 
 export async function render() {
-  const [modData, groupData, profData, hintData] = await Promise.all([
+  const [modData, groupData, profData, hintData, healthCard] = await Promise.all([
     getJson("/modules"),
     getJson("/crash-groups"),
     getJson("/profiles"),
     getJson("/web/hints"),
+    healthOverview(),          // plugins ranked by memory growth / crash rate, scrape failures
   ]);
   // hints that need crash data (e.g. AOT built without call-stack frames) join the registry's
   const extraHints = (hintData && hintData.modules) || {};
@@ -71,6 +73,7 @@ export async function render() {
     h("p", { class: "lead" }, "Crashes and CPU profiles of your WebAssembly plugins, symbolized to functions, files and lines. ",
       "Start with the crash groups that are new or regressed, then check modules marked ✗ below: they are why a frame has no line."),
     cards,
+    healthCard,
     sections.length ? sections : emptyState("Nothing uploaded yet",
       h("p", {}, "Upload a module with ", h("code", {}, "curl -F file=@plugin.wasm -F plugin=NAME -F version=1.0 http://HOST/api/v1/modules"),
         " and post a gateway log to ", h("code", {}, "/api/v1/logs?plugin=NAME"), "; or start the server with ",
