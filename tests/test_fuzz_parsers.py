@@ -184,10 +184,10 @@ AGENT = [json.dumps(b).encode() for b in (
 
 
 def _agent_json(data: bytes) -> None:
-    from wasmprof.ingest.agent_json import parse_agent_json
-    from wasmprof.server.profile_service import check_agent_batch
+    # what the profile store runs at ingest: the columnar fast path, else the full parser
+    from wasmprof.ingest.agent_json import parse_agent_columns, parse_agent_json
     try:
-        check_agent_batch(data, "fuzz batch")
+        parse_agent_columns(data, "fuzz batch")
     finally:
         parse_agent_json(data, "fuzz batch")
 
