@@ -279,3 +279,12 @@ def test_live_perf_script_field_orders(tmp_path, fields):
         assert [s.period for s in p.samples] == [s.period for s in p0.samples]
     assert all(f.space in (AddressSpace.NATIVE, AddressSpace.PERF)
                for s in p.samples for f in s.stack)
+
+
+@pytest.mark.parametrize("frame", ["aot_func#3+0xzz", "aot_func#12345678901+0x10"])
+def test_malformed_aot_frames_are_refused(frame):
+    from wasmprof.errors import LogFormatError
+    text = f"iwasm 7  1.5: 1 cpu-clock:\n\t41399708 {frame} (/tmp/perf-7.map)\n\n".encode()
+    with pytest.raises(LogFormatError) as e:
+        parse_perf_script_events(io.BytesIO(text))
+    assert frame in str(e.value)

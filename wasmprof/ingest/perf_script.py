@@ -57,7 +57,7 @@ from operator import is_, itemgetter
 from typing import Any, BinaryIO, NamedTuple
 
 from wasmprof.errors import LogFormatError
-from wasmprof.ingest.perf_map import PerfMap, classify_symbol, pid_of_map_path
+from wasmprof.ingest.perf_map import AOT_SYMBOL, PerfMap, classify_symbol, pid_of_map_path
 from wasmprof.model import AddressSpace, Profile, RawFrame, Sample
 
 # comm [pid/]tid [cpu] time: [period] [event:] [rest]
@@ -260,10 +260,16 @@ class _FrameParser:
         position = 1 if caller else 0
         sym, plus, off_text = symoff.rpartition("+0x")
         if not plus or not _HEX.match(off_text):
+            if plus and AOT_SYMBOL.match(sym):
+                raise LogFormatError("bad WAMR AOT frame in perf script", source="perf script",
+                                     expected="aot_func#N+0xHEX", found=text[:80])
             sym, off_text = symoff, ""
         if sym == "[unknown]":
             sym = ""
         w = classify_symbol(sym) if sym else None
+        if w is not None and w.runtime == "wamr" and w.aot_index >= 10 ** 9:
+            raise LogFormatError("bad WAMR AOT frame in perf script", source="perf script",
+                                 expected="aot_func#N+0xHEX with N below 10^9", found=text[:80])
         # Only frames perf could not name, named from a perf map, or named as Wasm code are
         # looked up: a host DSO's ip is a file offset that may fall inside a map by chance.
         map_dso = self._map_dso.get(dso)
