@@ -184,8 +184,12 @@ AGENT = [json.dumps(b).encode() for b in (
 
 
 def _agent_json(data: bytes) -> None:
-    from wasmprof.ingest.agent_json import parse_agent_json
-    parse_agent_json(data, "fuzz batch")      # the door: full validation at ingest
+    # what the profile store runs at ingest: the columnar fast path, else the full parser
+    from wasmprof.ingest.agent_json import parse_agent_columns, parse_agent_json
+    try:
+        parse_agent_columns(data, "fuzz batch")
+    finally:
+        parse_agent_json(data, "fuzz batch")
 
 
 @FUZZ

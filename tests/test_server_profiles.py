@@ -115,3 +115,22 @@ def test_perf_map_shared_by_two_plugins(srv, data_dir, tmp_path):
     have = Counter({f["function"]: f["self"] for f in got["functions"]
                     if not f["native"] and f["self"]})
     assert {k: have[k] for k in want} == dict(want)
+
+
+def test_events_are_not_merged(srv):
+    """A recording of two events: never summed; the one with the most samples is shown, the
+    notes list both, and the ``event`` label selects the other."""
+    peers = Path(__file__).parent / "data" / "peers" / "flamegraph"
+    data = gzip.decompress((peers / "perf-cycles-instructions-01.txt.gz").read_bytes())
+    with srv.client() as c:
+        r = c.post("/api/v1/profiles", params={"plugin": "two-events"}, content=data)
+        assert r.status_code == 200, r.text
+    got = _functions(srv, "two-events")
+    assert got["total"] == 333
+    assert any("cycles (111 samples), instructions (333 samples); showing instructions" in n
+               for n in got["notes"]), got["notes"]
+    with srv.client() as c:
+        r = c.get("/api/v1/profiles", params={"plugin": "two-events", "format": "json",
+                                              "labels": "event:cycles"})
+    assert r.status_code == 200, r.text
+    assert r.json()["total"] == 111

@@ -117,6 +117,7 @@ class RawFrame:
     native: bool = False
     truncated: bool = False           # the runtime cut the line (WAMR: 255 bytes + "...")
     raw: str | None = None            # the input line, verbatim
+    kernel: bool = False              # a kernel frame (perf: [kernel.kallsyms], vmlinux, ...)
 
 
 @dataclass(slots=True)
@@ -142,6 +143,7 @@ class Frame:
     dwarf_function: str | None = None  # DWARF's name when the printed name won and differs
     decl_file: str | None = None      # function-only frames: DW_AT_decl_file / decl_line
     decl_line: int | None = None
+    kernel: bool = False              # a host frame in the kernel (always with native=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,7 +154,7 @@ class Frame:
             "input_index": self.input_index, "raw_offset": self.raw_offset,
             "printed_name": self.printed_name, "native": self.native,
             "dwarf_function": self.dwarf_function, "decl_file": self.decl_file,
-            "decl_line": self.decl_line,
+            "decl_line": self.decl_line, "kernel": self.kernel,
         }
 
 
@@ -237,13 +239,21 @@ StackFrame = TypeVar("StackFrame", RawFrame, Frame)
 class Sample(Generic[StackFrame]):
     """One sampled stack, leaf first, with a weight. Parsers produce ``Sample[RawFrame]``;
     symbolization produces ``Sample[Frame]`` whose stack has inline chains expanded
-    (innermost first, ``inlined=True`` on all but the last frame of each chain)."""
+    (innermost first, ``inlined=True`` on all but the last frame of each chain).
+
+    ``count`` is the weight every output sums: the number of samples (1 per parsed sample;
+    the sum when identical samples were aggregated), or, when a profile is weighted by period
+    (``wasmprof flamegraph --weight period``, the profile's ``unit`` then names it), the summed
+    period. ``period`` is what the recorder printed for the sample (perf's sample period: ns
+    for cpu-clock, events for cycles/page-faults; summed when aggregated), None when it
+    printed none. ``timestamp`` is None for aggregated samples."""
 
     stack: tuple[StackFrame, ...]
     count: int = 1
     timestamp: float | None = None
     thread: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    period: int | None = None
 
 
 @dataclass(slots=True)

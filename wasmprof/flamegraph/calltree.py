@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from wasmprof.model import Frame, FrameStatus
-from wasmprof.profiles import SymbolizedProfile, SymbolizedSample, frame_label
+from wasmprof.profiles import SymbolizedProfile, SymbolizedSample, frame_label, sample_group
 
 _STATUS_RANK = {FrameStatus.EXACT: 0, FrameStatus.FUNCTION_ONLY: 1,
                 FrameStatus.INDEX_ONLY: 2, FrameStatus.UNKNOWN: 3}
@@ -25,6 +25,7 @@ _STATUS_RANK = {FrameStatus.EXACT: 0, FrameStatus.FUNCTION_ONLY: 1,
 class Node:
     name: str
     native: bool = False
+    kernel: bool = False
     inlined: bool = False
     module: str | None = None
     file: str | None = None
@@ -51,9 +52,9 @@ class Node:
 
     @property
     def kind(self) -> str:
-        """Color class: native (host), inlined, wasm or unresolved."""
+        """Color class: kernel, native (host), inlined, wasm or unresolved."""
         if self.native:
-            return "native"
+            return "kernel" if self.kernel else "native"
         if self.status in (FrameStatus.UNKNOWN, FrameStatus.INDEX_ONLY):
             return "unresolved"
         return "inlined" if self.inlined else "wasm"
@@ -119,7 +120,8 @@ def build_call_tree(samples: Iterable[SymbolizedSample], *, name: str = "all",
             child = node.children.get(key)
             if child is None:
                 child = node.children[key] = Node(
-                    name=lbl, native=frame.native, inlined=frame.inlined, module=frame.module,
+                    name=lbl, native=frame.native, kernel=frame.kernel, inlined=frame.inlined,
+                    module=frame.module,
                     file=frame.file, status=frame.status, reason=frame.reason,
                     wasm_index=frame.wasm_index)
             elif child.file is None and frame.file:
@@ -132,20 +134,13 @@ def build_call_tree(samples: Iterable[SymbolizedSample], *, name: str = "all",
     return CallTree(root=root, unit=unit, name=name)
 
 
-def _thread_of(s: SymbolizedSample) -> str | None:
-    return s.thread or "[no thread]"
-
-
 def tree_from_profile(profile: SymbolizedProfile, *, group_by: str | None = None) -> CallTree:
-    """``group_by``: None, ``"thread"`` or a sample label name (e.g. ``"plugin"``)."""
+    """``group_by``: None, ``"thread"``, ``"process"`` or a sample label name (e.g.
+    ``"plugin"``): see :func:`wasmprof.profiles.sample_group`."""
     group: Callable[[SymbolizedSample], str | None] | None = None
-    if group_by == "thread":
-        group = _thread_of
-    elif group_by:
-        key = group_by
-
-        def group(s: SymbolizedSample) -> str | None:  # noqa: F811
-            return s.labels.get(key) or f"[no {key}]"
+    if group_by:
+        def group(s: SymbolizedSample) -> str | None:
+            return sample_group(s, group_by)
     tree = build_call_tree(profile.samples, name=profile.name or "all", unit=profile.unit,
                            group=group)
     tree.start, tree.end = profile.start, profile.end
@@ -198,7 +193,8 @@ def _merge_into(parent: Node, node: Node) -> None:
         dst = dst_parent.children.get(key)
         if dst is None:
             dst = dst_parent.children[key] = Node(
-                name=src.name, native=src.native, inlined=src.inlined, module=src.module,
+                name=src.name, native=src.native, kernel=src.kernel, inlined=src.inlined,
+                module=src.module,
                 file=src.file, status=src.status, reason=src.reason, wasm_index=src.wasm_index)
         dst.total += src.total
         dst.self_weight += src.self_weight

@@ -4,20 +4,24 @@
   prefix); ``file``/``line``/``col`` are set where known. Granularity ``line`` (default) keys
   frames by (name, file, line, col) so the hot lines and inline call sites show; granularity
   ``function`` keys them by (name, file) and omits line/col.
-- One *sampled* profile per thread (or per value of a sample label, e.g. ``plugin``), stacks
-  root first, time order kept; consecutive identical stacks are merged into one weight.
-- Units: ``samples`` → ``none``; time units pass through.
+- One *sampled* profile per thread (or per process, or per value of a sample label, e.g.
+  ``plugin``), stacks root first, time order kept (an aggregated profile's
+  :class:`~wasmprof.profiles.Timeline` when it has one, else the order of its samples);
+  consecutive identical stacks are merged into one weight.
+- Units: ``samples`` → ``none``; time units pass through (period weighting of cpu-clock is
+  ``nanoseconds``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import orjson
 
 from wasmprof import __version__
-from wasmprof.model import Frame
-from wasmprof.profiles import SymbolizedProfile, frame_label
+from wasmprof.model import Frame, Sample
+from wasmprof.profiles import SymbolizedProfile, frame_label, sample_group
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 _UNITS = {"bytes", "microseconds", "milliseconds", "nanoseconds", "none", "seconds"}
@@ -49,22 +53,24 @@ def speedscope_document(profile: SymbolizedProfile, *, granularity: str = "line"
 
     stack_ids: dict[int, list[int]] = {}
     groups: dict[str, tuple[list[list[int]], list[int]]] = {}
-    for s in profile.samples:
+    for s, w in weighted_samples(profile):
         ids = stack_ids.get(id(s.stack))
         if ids is None:
             ids = stack_ids[id(s.stack)] = [frame_id(f) for f in reversed(s.stack)]
         if group_by == "thread":
             g = s.thread or profile.name or "all"
+        elif group_by == "process":
+            g = sample_group(s, group_by) or "all"
         elif group_by:
             g = s.labels.get(group_by) or profile.plugin or f"[no {group_by}]"
         else:
             g = profile.name or "all"
         stacks, weights = groups.setdefault(g, ([], []))
         if stacks and stacks[-1] is ids:
-            weights[-1] += s.count
+            weights[-1] += w
         else:
             stacks.append(ids)
-            weights.append(s.count)
+            weights.append(w)
     unit = profile.unit if profile.unit in _UNITS else "none"
     profiles = []
     for g in sorted(groups):
@@ -74,6 +80,19 @@ def speedscope_document(profile: SymbolizedProfile, *, granularity: str = "line"
     return {"$schema": SCHEMA_URL, "shared": {"frames": frames}, "profiles": profiles,
             "name": name or profile.name or profile.source or "wasmprof profile",
             "activeProfileIndex": 0, "exporter": f"wasmprof {__version__}"}
+
+
+def weighted_samples(profile: SymbolizedProfile) -> Iterator[tuple[Sample, int]]:
+    """(sample, weight) in time order: the profile's timeline runs when it has one, else its
+    samples with their counts."""
+    tl = profile.timeline
+    if tl is None:
+        for s in profile.samples:
+            yield s, s.count
+        return
+    samples = profile.samples
+    for i, w in zip(tl.order, tl.weights):
+        yield samples[i], w
 
 
 def write_speedscope(doc: dict[str, Any], out: BinaryIO) -> int:

@@ -70,6 +70,8 @@ def _hash01(name: str) -> tuple[float, float, float]:
 def palette(node: Node) -> str:
     a, b, c = _hash01(node.name)
     kind = node.kind
+    if kind == "kernel":
+        return f"rgb({int(170 + 40 * a)},{int(145 + 35 * b)},{int(215 + 35 * c)})"
     if kind == "native":
         return f"rgb({int(80 + 60 * a)},{int(150 + 50 * b)},{int(190 + 50 * c)})"
     if kind == "inlined":
@@ -81,7 +83,8 @@ def palette(node: Node) -> str:
 
 
 LEGEND = [("rgb(235,125,20)", "Wasm function"), ("rgb(145,218,85)", "inlined"),
-          ("rgb(110,175,215)", "host (native)"), ("rgb(195,195,195)", "unresolved"),
+          ("rgb(110,175,215)", "host (native)"), ("rgb(190,162,232)", "kernel"),
+          ("rgb(195,195,195)", "unresolved"),
           ("rgb(235,235,235)", "merged narrow frames")]
 
 _MERGED = "rgb(235,235,235)"
@@ -165,7 +168,7 @@ def _tooltip(node: Node, total: int, unit: str, extra: str | None) -> str:
         parts.append(" · ".join(where))
     parts.append(f"{node.total:,} {unit} ({_pct(node.total, total)}), "
                  f"self {node.self_weight:,} ({_pct(node.self_weight, total)})")
-    status = f"{node.status}" + (" · inlined" if node.inlined else "") + (" · host" if node.native else "")
+    status = f"{node.status}" + (" · inlined" if node.inlined else "") + (" · kernel" if node.kernel else " · host" if node.native else "")
     if node.reason:
         status += f" · {node.reason}"
     parts.append(status)

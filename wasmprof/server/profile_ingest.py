@@ -266,7 +266,9 @@ def aggregate(profiles: Sequence[Profile], scope: ScopeResolver, *, plugin: str 
                         c = raw_ids[id(r)] = out.use(scope.chain(r))
                     parts += c
                 fids = stack_fids[id(st)] = tuple(parts)
-            skey = (profile.unit, s.thread, tuple(sorted(s.labels.items())) if s.labels else ())
+            # the profile's labels too: a perf script parses into one profile per event
+            skey = (profile.unit, s.thread, tuple(sorted(s.labels.items())) if s.labels else (),
+                    tuple(sorted(profile.labels.items())))
             si = series_index.get(skey)
             if si is None:
                 si = series_index[skey] = len(out.series)

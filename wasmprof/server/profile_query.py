@@ -168,6 +168,7 @@ class Sums:
     last: float | None = None
     rows: int = 0
     pairs: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -213,6 +214,37 @@ def matching_series(tx: Tx, sel: Selection) -> dict[int, Series]:
     return out
 
 
+def one_event(tx: Tx, series: dict[int, Series], sel: Selection
+              ) -> tuple[dict[int, Series], list[str]]:
+    """Series of several perf events (a recording of ``-e cycles,instructions``) are never
+    summed: without an ``event`` label in the selection, the event with the most samples in
+    the range is kept (the store does not know which came first in the file), and a note
+    says which events there were."""
+    if "event" in sel.labels:
+        return series, []
+    by_event: dict[str, list[int]] = {}
+    for sid, ser in series.items():
+        ev = ser.labels.get("event")
+        if ev is not None:
+            by_event.setdefault(ev, []).append(sid)
+    if len(by_event) < 2:
+        return series, []
+    rng, rparams = _range_sql(sel)
+    totals: dict[str, int] = {}
+    for ev, sids in by_event.items():
+        n = 0
+        for part in chunks(sorted(sids), 400):
+            row = tx.one(f"SELECT SUM(samples) AS n FROM profile_counts WHERE series_id IN "
+                         f"({marks(len(part))}){rng}", [*part, *rparams])
+            n += int(row["n"] or 0) if row else 0
+        totals[ev] = n
+    keep = max(sorted(totals), key=totals.__getitem__)
+    kept = {sid: ser for sid, ser in series.items() if ser.labels.get("event", keep) == keep}
+    listing = ", ".join(f"{ev} ({n:,} samples)" for ev, n in sorted(totals.items()))
+    return kept, [f"events in the selection: {listing}; showing {keep} (select another with "
+                  f"labels=event:NAME)"]
+
+
 def _range_sql(sel: Selection) -> tuple[str, list[Any]]:
     where, params = [], []
     if sel.start is not None:
@@ -231,8 +263,8 @@ class ProfileQuery:
 
     def sums(self, tx: Tx, sel: Selection, budget: QueryBudget,
              group_by: str | None = "series") -> Sums:
-        series = matching_series(tx, sel)
-        out = Sums(series=series, groups={}, members={})
+        series, event_notes = one_event(tx, matching_series(tx, sel), sel)
+        out = Sums(series=series, groups={}, members={}, notes=event_notes)
         if not series:
             return out
         rng, rparams = _range_sql(sel)
@@ -342,7 +374,7 @@ class ProfileQuery:
         for f in frames.values():
             if not f.inlined:
                 status[str(f.status)] = status.get(str(f.status), 0) + 1
-        notes = self.notes(tx, sums.used)
+        notes = self.notes(tx, sums.used) + sums.notes
         unit = sorted(units)[0] if units else "samples"
         if len(units) > 1:
             notes.append(f"merged profiles with different units: {sorted(units)}")
@@ -360,7 +392,7 @@ class ProfileQuery:
         series, or a label name). A downsampled row wider than ``step`` is spread evenly over
         the steps it covers."""
         with self.db.read() as tx:
-            series = matching_series(tx, sel)
+            series, _ = one_event(tx, matching_series(tx, sel), sel)
             where_range, rparams = _range_sql(sel)
             lo = sel.start
             hi = sel.end
