@@ -30,6 +30,7 @@ SUMMARIES = {
     "flamegraph": "symbolized flame graph from perf/agent/folded/WAMR profiles",
     "health": "read Envoy Wasm stats and WAMR memory dumps (per-plugin memory and VM health)",
     "inspect": "show what a Wasm/AOT/object/cwasm file is and its function table",
+    "module": "pull plugin modules from OCI registries; plugin sources",
     "serve": "run the HTTP service (API, dashboard, metrics)",
     "symbolize": "find Wasm crashes in gateway logs and symbolize their backtraces",
     "token": "create, list and revoke API tokens",
