@@ -19,25 +19,39 @@ WAVM in-VM backtraces or Wasmtime ``wasm backtrace:`` blocks as continuation lin
 WAMR ``#NN: 0xOOOO - NAME`` dumps (stdout, unprefixed or prefixed, interleaved with other
 threads) paired with the nearest ``Function: … failed: Exception: …`` record or
 ``Exception: …`` line before or after them; Envoy native ``Caught <signal>`` blocks.
-``wasm log PLUGIN ROOT VM:`` lines name the plugin last active on their thread.
+``wasm log PLUGIN ROOT VM:`` lines name the plugin last active on their thread; the last of
+them become the crash's breadcrumbs, and a language runtime's panic written through them
+(:mod:`wasmprof.ingest.plugin_output`, :mod:`wasmprof.ingest.panics`: Go's one record per
+token, TinyGo, Rust, C++) is attached to the crash that follows on the same thread within
+:data:`PANIC_WINDOW` bytes, or comes out as a crash of its own, partial. node / Chrome /
+Deno ``err.stack`` traces (:mod:`wasmprof.ingest.v8_errstack`) are a dialect of their own.
+
+Envelopes (:mod:`wasmprof.ingest.envelopes`) are detected per stream from its first bytes
+and peeled before any of this; a plain log keeps the fast path unchanged. Threads are keyed
+by (origin, thread): pods in one ``kubectl --prefix`` stream reuse thread ids.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from wasmprof.ingest import envoy_native, v8_backtrace, wamr_dump, wasmtime_trace, wavm_backtrace
+from wasmprof.ingest import (envelopes, envoy_native, v8_backtrace, v8_errstack, wamr_dump,
+                             wasmtime_trace, wavm_backtrace)
+from wasmprof.ingest.envelopes import Item, Peeler
 from wasmprof.ingest.logline import LineFormat, LogLine, decode, parse_line, split_thread_suffix
+from wasmprof.ingest.plugin_output import OpenPanic, PluginOutputs, parse_record
 from wasmprof.ingest.traps import classify
 from wasmprof.model import AddressSpace, Crash, RawFrame, Runtime, TrapKind
 from wasmprof.output import Progress
 
 TRIGGERS: tuple[bytes, ...] = (b": 0x", b"#00 ", b"Function: ", b"Exception: ", b"Caught ",
-                               b"wasm log", b" backtrace:")
+                               b"wasm log", b" backtrace:", b"anic", b"Error", b"wasm://wasm/",
+                               b"fatal error: ", b"terminat", b"Assertion failed")
 """A line without any of these can neither start nor end a crash when no block is open."""
 
 CHUNK_SIZE = 1 << 20
@@ -50,9 +64,15 @@ MAX_FRAMES = 100_000          # frames per crash (deep recursion prints 8192); m
 MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are open
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
+PANIC_WINDOW = 64 << 10       # bytes after a panic's last record within which its trap comes
+
 # "#3: …" (WAMR >= 2.0 dumps, Envoy native frames), "#00 name" (old WAMR top frame); the
 # native stderr form "#3 sym [0x…]" only matters after a "Caught" line (slow path then).
-_WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 ")
+# Panic openers (panics.opens), err.stack lines and the error line before them.
+_WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 |panic|"
+                    rb"wasm://wasm/|Error|fatal error: |terminat|Assertion failed|Exception\b")
+# V8 in-VM frames fused on one line (copied out of a terminal UI)
+_FUSED = re.compile(r"(?<=\S)\s+(?=\d{1,4}: {1,8}0x[0-9a-fA-F]{1,16} - )")
 PLUGIN_LINES = 2048           # recent `wasm log` lines kept for plugin attribution
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
@@ -96,22 +116,30 @@ class _Unit:
 
 class CrashScanner:
     """The line-level state machine behind :func:`scan_log` (exposed for tests and servers
-    that receive text line by line). Feed lines with :meth:`feed_line`, fetch finished
-    crashes and pass-through lines with :meth:`drain`, end with :meth:`finish`."""
+    that receive text line by line). Feed lines with :meth:`feed_line` (or already peeled
+    :meth:`feed_items`), fetch finished crashes and pass-through lines with :meth:`drain`,
+    end with :meth:`finish`. ``peeler``: the stream's envelope (None: plain)."""
 
-    def __init__(self, source: str, *, keep_lines: bool = True) -> None:
+    def __init__(self, source: str, *, keep_lines: bool = True,
+                 peeler: Peeler | None = None) -> None:
         self.source = source
         self.keep_lines = keep_lines
+        self.peeler = peeler
+        self.quiet_peeler = envelopes.fresh(peeler) if peeler is not None else None
+        self.origin: str | None = None            # the stream the current state belongs to
         self.record: _Unit | None = None          # Function: … failed: with continuations
         self.dump: _Unit | None = None            # WAMR #NN dump being read
-        self.natives: dict[str | None, _Unit] = {}
+        self.parked: dict[str | None, tuple[_Unit | None, _Unit | None]] = {}
+        self.natives: dict[tuple[str | None, str | None], _Unit] = {}
         self.pending_msgs: list[_Unit] = []       # WAMR failure records awaiting a dump
         self.pending_dumps: list[_Unit] = []      # WAMR dumps awaiting their message
         self.ready: list[_Unit] = []
         self.held: list[tuple[int, bytes]] = []   # pass-through while crashes are open
         self.held_bytes = 0
-        self.plugins: dict[str, tuple[str | None, str | None, str | None, str, int]] = {}
+        self.outputs = PluginOutputs()
+        self.cont: OpenPanic | None = None        # a record whose continuation lines may follow
         self.plugin_lines: deque[tuple[bytes, int]] = deque(maxlen=PLUGIN_LINES)
+        self.prev: tuple[int, str] | None = None  # (line, text) of the last line read
         self.recent_wamr: list[tuple[str | None, int]] = []
         self.last_signature: tuple | None = None
         self.last_signature_line = 0
@@ -120,7 +148,9 @@ class CrashScanner:
     @property
     def idle(self) -> bool:
         """No block is open: lines without a trigger can be skipped."""
-        return self.record is None and self.dump is None and not self.natives
+        return (self.record is None and self.dump is None and not self.natives
+                and not self.outputs.open and not self.parked
+                and (self.peeler is None or not self.peeler.pending))
 
     @property
     def busy(self) -> bool:
@@ -140,6 +170,16 @@ class CrashScanner:
             if unit.last_offset + NATIVE_WINDOW < offset:
                 del self.natives[key]
                 self._emit(unit)
+        if self.outputs.open:
+            for out in self.outputs.expired(offset, PANIC_WINDOW):
+                self._emit_panic(out, f"nothing within {PANIC_WINDOW >> 10} KiB of log after it")
+        if self.parked:
+            for origin, (record, dump) in list(self.parked.items()):
+                last = max(u.last_offset for u in (record, dump) if u is not None)
+                if last + NATIVE_WINDOW < offset:
+                    self._switch(origin)
+                    self._close_open()
+                    self._switch(None)
 
     # -- pass-through ----------------------------------------------------------------
     def passthrough(self, lineno: int, data: bytes) -> None:
@@ -154,16 +194,48 @@ class CrashScanner:
         text = decode(raw)
         if "\x00" in text:
             text = text.replace("\x00", "\\x00")
-        ll = parse_line(text)
-        taken = self._line(ll, text, lineno, offset)
-        for extra in ll.extra_lines:          # JSON-escaped newlines: continuation lines
-            if not self._line(LogLine(LineFormat.PLAIN, extra, thread=ll.thread), extra,
-                              lineno, offset):
-                break
+        if self.peeler is None:
+            taken = self._logical(text, None, None, lineno, offset)
+        else:
+            taken = False
+            for t, origin, stream in self.peeler.peel(text):
+                taken |= self._logical(t, origin, stream, lineno, offset)
         if not taken:
             self.passthrough(lineno, raw)
         if self.held_bytes > MAX_HELD:
             self._relieve()
+
+    def feed_items(self, items: list[Item], lineno: int, offset: int) -> None:
+        """Read logical lines an envelope reader already peeled (JSON records)."""
+        for t, origin, stream in items:
+            if not self._logical(t, origin, stream, lineno, offset):
+                self.passthrough(lineno, (t + "\n").encode())
+            offset += len(t) + 1
+        if self.held_bytes > MAX_HELD:
+            self._relieve()
+
+    def _logical(self, text: str, origin: str | None, stream: str | None, lineno: int,
+                 offset: int) -> bool:
+        ll = parse_line(text)
+        if origin is not None or stream is not None:
+            ll.origin, ll.stream = origin, stream
+        if ll.origin is not self.origin and ll.origin != self.origin:
+            self._switch(ll.origin)
+        taken = self._line(ll, text, lineno, offset)
+        for extra in ll.extra_lines:          # JSON-escaped newlines: continuation lines
+            if not self._line(LogLine(LineFormat.PLAIN, extra, thread=ll.thread,
+                                      origin=ll.origin), extra, lineno, offset):
+                break
+        self.prev = (lineno, ll.message)
+        return taken
+
+    def _switch(self, origin: str | None) -> None:
+        """Park the open record/dump of the current stream, resume ``origin``'s."""
+        if self.record is not None or self.dump is not None:
+            self.parked[self.origin] = (self.record, self.dump)
+        self.record, self.dump = self.parked.pop(origin, (None, None))
+        self.origin = origin
+        self.cont = None
 
     def _line(self, ll: LogLine, text: str, lineno: int, offset: int) -> bool:
         """Handle one line; True when it became part of a crash."""
@@ -172,7 +244,7 @@ class CrashScanner:
             if ll.has_prefix:                 # a new record: the message has ended
                 self._close_record()
             else:
-                body, suffix_thread = split_thread_suffix(msg)
+                body, suffix_thread = split_thread_suffix(msg, relaxed=True)
                 if self._continue_record(body, lineno, text, offset):
                     if suffix_thread is not None:
                         self.record.crash.thread = self.record.crash.thread or suffix_thread
@@ -185,6 +257,14 @@ class CrashScanner:
                 return taken
         if self.natives and self._continue_native(ll, msg, lineno, text, offset):
             return True
+        if self.cont is not None:
+            if not ll.has_prefix and not msg.startswith("#") and msg.strip():
+                body, suffix_thread = split_thread_suffix(msg)
+                self.cont.extend_last(body, lineno, text, offset)
+                if suffix_thread is not None:
+                    self.cont = None
+                return True
+            self.cont = None
         return self._start(ll, msg, lineno, text, offset)
 
     # -- heads -----------------------------------------------------------------------
@@ -213,14 +293,14 @@ class CrashScanner:
             unit.crash.trap_kind = TrapKind.NATIVE_CRASH
             unit.crash.space = AddressSpace.NATIVE
             unit.add(lineno, text, offset)
-            old = self.natives.pop(ll.thread, None)
+            key = (ll.origin, ll.thread)
+            old = self.natives.pop(key, None)
             if old is not None:
                 self._emit(old)
-            self.natives[ll.thread] = unit
+            self.natives[key] = unit
             return True
         if "wasm log" in msg:
-            self._note_plugin(ll, msg, lineno)
-            return False
+            return self._plugin_record(ll, msg, lineno, text, offset)
         if v8_backtrace.is_header(msg) or wasmtime_trace.is_header(msg):
             # The head line was lost (cut log): keep the orphan backtrace.
             unit = self._new_unit(ll, Runtime.UNKNOWN, lineno)
@@ -235,12 +315,22 @@ class CrashScanner:
             unit.add(lineno, text, offset)
             self.record = unit
             return True
+        if v8_errstack.MARK in msg:
+            frame = v8_errstack.parse_frame(msg, 0)
+            if frame is not None:
+                return self._start_errstack(ll, frame, lineno, text, offset)
+        if not ll.has_prefix and self._plain_output(ll, msg, lineno, text, offset):
+            return True
         return False
 
     def _new_unit(self, ll: LogLine, runtime: Runtime, lineno: int) -> _Unit:
         crash = Crash(runtime=runtime, thread=ll.thread, timestamp=ll.timestamp,
-                      source=self.source, first_line=lineno)
-        return _Unit(crash)
+                      source=self.source, first_line=lineno, origin=ll.origin)
+        unit = _Unit(crash)
+        out = self.outputs.take((ll.origin, ll.thread))
+        if out is not None:
+            self._attach_panic(unit, out)
+        return unit
 
     def _start_record(self, ll: LogLine, msg: str, lineno: int, text: str,
                       offset: int) -> bool:
@@ -287,6 +377,26 @@ class CrashScanner:
                 break
         return True
 
+    def _start_errstack(self, ll: LogLine, frame: RawFrame, lineno: int, text: str,
+                        offset: int) -> bool:
+        """The first Wasm ``at`` line of a node/Chrome/Deno ``err.stack``; its error line
+        is the line just before it."""
+        unit = self._new_unit(ll, Runtime.V8_JS, lineno)
+        crash = unit.crash
+        crash.space = AddressSpace.V8
+        prev = self.prev
+        message = v8_errstack.error_message(prev[1]) if prev and prev[0] >= lineno - 1 else None
+        if message is not None and prev is not None:
+            crash.message = message
+            unit.add(prev[0], prev[1], offset)
+        else:
+            unit.flag("err.stack frames without the error line before them")
+        crash.trap_kind = classify(crash.message)
+        unit.add_frame(frame, lineno, text, offset)
+        unit.state = "js-frames"
+        self.record = unit
+        return True
+
     # -- continuation lines of a record ------------------------------------------------
     def _continue_record(self, body: str, lineno: int, text: str, offset: int) -> bool:
         unit = self.record
@@ -303,6 +413,9 @@ class CrashScanner:
                 return True
             return False
         if state == "v8-frames":
+            if crash.runtime is not Runtime.WAVM and _FUSED.search(body) is not None:
+                parts = _FUSED.split(body)
+                return all([self._continue_record(p, lineno, p, offset) for p in parts])
             frame = (wavm_backtrace.parse_frame(body) if crash.runtime is Runtime.WAVM
                      else v8_backtrace.parse_frame(body, len(crash.raw_frames)))
             if frame is None and crash.runtime is not Runtime.WAVM:
@@ -319,6 +432,15 @@ class CrashScanner:
             return False
         if state in ("wt-frames", "wt-causes"):
             return self._continue_wasmtime(unit, body, lineno, text, offset)
+        if state == "js-frames":
+            frame = v8_errstack.parse_frame(body, len(crash.raw_frames))
+            if frame is not None:
+                unit.add_frame(frame, lineno, text, offset)
+                return True
+            if v8_errstack.is_js_frame(body):
+                unit.add(lineno, text, offset)
+                return True
+            return False
         return False
 
     def _continue_wasmtime(self, unit: _Unit, body: str, lineno: int, text: str,
@@ -456,7 +578,8 @@ class CrashScanner:
         d, m = dump.crash, msg_unit.crash
         if m.message is not None:
             d.message, d.trap_kind = m.message, m.trap_kind
-        for name in ("function", "thread", "timestamp", "plugin", "vm_id", "root_id"):
+        for name in ("function", "thread", "timestamp", "plugin", "vm_id", "root_id", "panic",
+                     "origin"):
             if getattr(d, name) is None:
                 setattr(d, name, getattr(m, name))
         d.notes.extend(n for n in m.notes if n not in d.notes)
@@ -466,14 +589,15 @@ class CrashScanner:
     # -- Envoy native crash ---------------------------------------------------------------
     def _continue_native(self, ll: LogLine, msg: str, lineno: int, text: str,
                          offset: int) -> bool:
-        unit = self.natives.get(ll.thread)
+        key = (ll.origin, ll.thread)
+        unit = self.natives.get(key)
         if unit is None and ll.format is LineFormat.PLAIN and len(self.natives) == 1:
-            unit = next(iter(self.natives.values()))     # stderr form: no prefix, no thread
+            key, unit = next(iter(self.natives.items()))  # stderr form: no prefix, no thread
         if unit is None:
             return False
         if unit.full:
             unit.flag(f"more than {MAX_FRAMES} lines: the rest was passed through")
-            del self.natives[unit.crash.thread]
+            del self.natives[key]
             self._emit(unit)
             return False
         frame = envoy_native.parse_frame(msg)
@@ -493,61 +617,101 @@ class CrashScanner:
                     f"Envoy text mapped at 0x{mapping[0]:x}-0x{mapping[1]:x} ({mapping[2]})")
             return True
         if ll.has_prefix and ll.thread == unit.crash.thread and ll.logger != "backtrace":
-            del self.natives[ll.thread]
+            del self.natives[key]
             self._emit(unit)
         return False
 
-    # -- plugin attribution ------------------------------------------------------------------
+    # -- the plugins' own output ------------------------------------------------------------
     def remember_plugin_line(self, raw: bytes, lineno: int) -> None:
         """A ``wasm log`` line seen on the fast path: parsed only if a crash needs it."""
         self.plugin_lines.append((raw, lineno))
 
-    def _parse_plugin_lines(self, thread: str) -> None:
-        """Read remembered ``wasm log`` lines, newest first, until one of ``thread``'s."""
-        newer: list[tuple[LogLine, str, int]] = []
-        while self.plugin_lines:
-            raw, lineno = self.plugin_lines.pop()
-            ll = parse_line(decode(raw))
-            newer.append((ll, ll.message, lineno))
-            if ll.thread == thread:
-                break
-        for ll, msg, lineno in reversed(newer):
-            if ll.thread is not None and (ll.thread not in self.plugins
-                                          or self.plugins[ll.thread][4] < lineno):
-                self._note_plugin(ll, msg, lineno)
+    def _read_plugin_lines(self) -> None:
+        """Read the remembered ``wasm log`` lines (in order) into the per-thread state."""
+        lines, peeler = self.plugin_lines, self.quiet_peeler
+        while lines:
+            raw, lineno = lines.popleft()
+            text = decode(raw)
+            items: list[Item] = peeler.peel(text) + peeler.flush() if peeler else [
+                (text, None, None)]
+            for t, origin, _ in items:
+                ll = parse_line(t)
+                rec = parse_record(ll.message, line=lineno, level=ll.level,
+                                   timestamp=ll.timestamp)
+                if rec is not None:
+                    self.outputs.note((origin, ll.thread), rec)
 
-    def _note_plugin(self, ll: LogLine, msg: str, lineno: int) -> None:
-        start = msg.find("wasm log")
-        colon = msg.find(":", start)
-        if colon < 0 or ll.thread is None:
-            return
-        ids = msg[start + 8:colon].split()
-        plugin = root = vm = None
-        if len(ids) >= 3:
-            plugin, root, vm = ids[0], ids[1], ids[2]
-        elif len(ids) == 2:
-            root, vm = ids
-        elif len(ids) == 1:
-            plugin = ids[0]
-        if len(self.plugins) >= MAX_THREADS and ll.thread not in self.plugins:
-            self.plugins.clear()
-        self.plugins[ll.thread] = (plugin, root, vm, msg[colon + 1:colon + 301].strip(), lineno)
+    def _plugin_record(self, ll: LogLine, msg: str, lineno: int, text: str,
+                       offset: int) -> bool:
+        """A ``wasm log`` record read on the slow path: breadcrumb, or part of a panic."""
+        rec = parse_record(msg, line=lineno, level=ll.level, timestamp=ll.timestamp)
+        if rec is None:
+            return False
+        if self.plugin_lines:
+            self._read_plugin_lines()
+        key = (ll.origin, ll.thread)
+        before = self.outputs.open.get(key)
+        out = self.outputs.record(key, rec, text, offset)
+        if before is not None and out is not before:
+            self._emit_panic(before, "another panic started on the same thread")
+        self.cont = out
+        return out is not None
+
+    def _plain_output(self, ll: LogLine, msg: str, lineno: int, text: str,
+                      offset: int) -> bool:
+        """A line of a runtime's own stderr (node, wasmtime, iwasm): a panic there too."""
+        if not self.outputs.open and not ("anic" in msg or "fatal" in msg or "erminat" in msg
+                                          or "Assertion" in msg):
+            return False
+        out = self.outputs.plain((ll.origin, None), msg, lineno, offset, ll.timestamp)
+        return out is not None
+
+    def _attach_panic(self, unit: _Unit, out: OpenPanic) -> None:
+        """The panic written just before this crash, on its thread, is the crash's."""
+        crash = unit.crash
+        crash.panic = out.panic()
+        unit.lines.extend(out.lines)
+        crash.plugin = crash.plugin or out.plugin
+        crash.root_id = crash.root_id or out.root_id
+        crash.vm_id = crash.vm_id or out.vm_id
+        crash.notes.append(f"{crash.panic.language} panic written by the plugin just before "
+                           f"(line {out.first_line}, {len(out.texts)} log record(s))")
+        if self.cont is out:
+            self.cont = None
+
+    def _emit_panic(self, out: OpenPanic, why: str) -> None:
+        """A panic no trap followed: a crash of its own, partial."""
+        unit = _Unit(Crash(runtime=Runtime.UNKNOWN, thread=out.key[1], origin=out.key[0],
+                           timestamp=out.timestamp, source=self.source,
+                           first_line=out.first_line, plugin=out.plugin, root_id=out.root_id,
+                           vm_id=out.vm_id, trap_kind=TrapKind.PANIC))
+        unit.lines.extend(out.lines)
+        unit.last_offset = out.last_offset
+        crash = unit.crash
+        crash.panic = out.panic()
+        crash.panic.partial = True
+        crash.message = crash.panic.message
+        unit.flag(f"{crash.panic.language} panic with no trap after it ({why}): the trap "
+                  "record may have been cut off")
+        if self.cont is out:
+            self.cont = None
+        self._emit(unit)
 
     def _attribute(self, crash: Crash) -> None:
-        if crash.thread is not None and self.plugin_lines:
-            self._parse_plugin_lines(crash.thread)
-        info = self.plugins.get(crash.thread) if crash.thread is not None else None
+        if self.plugin_lines:
+            self._read_plugin_lines()
+        key = (crash.origin, crash.thread)
+        crash.breadcrumbs = self.outputs.breadcrumbs(key, crash.first_line or 1 << 62)
+        info = self.outputs.who.get(key) if crash.thread is not None else None
         if info is None:
             return
-        plugin, root, vm, last_text, lineno = info
+        plugin, root, vm, lineno = info
         if crash.plugin is None and plugin is not None:
             crash.plugin = plugin
             crash.notes.append(f"plugin named by the last 'wasm log' line of thread "
                                f"{crash.thread} (line {lineno})")
         crash.root_id = crash.root_id or root
         crash.vm_id = crash.vm_id or vm
-        if "panicked at" in last_text or "panic:" in last_text:
-            crash.notes.append(f"last plugin log on this thread: {last_text}")
 
     # -- output ---------------------------------------------------------------------------
     def _emit(self, unit: _Unit) -> None:
@@ -578,7 +742,11 @@ class CrashScanner:
         units += self.natives.values()
         units += self.pending_msgs
         units += self.pending_dumps
-        return min((u.first_line for u in units), default=None)
+        for record, dump in self.parked.values():
+            units += [u for u in (record, dump) if u is not None]
+        lines = [u.first_line for u in units]
+        lines += [o.first_line for o in self.outputs.open.values()]
+        return min(lines, default=None)
 
     def drain(self) -> Iterator[bytes | Crash]:
         """Pass-through bytes and finished crashes that can be written now, in file order."""
@@ -606,15 +774,24 @@ class CrashScanner:
 
     def _relieve(self) -> None:
         """Too much held back: stop waiting for the oldest pairing so output can flow."""
-        if self.pending_msgs or self.pending_dumps:
+        if self.pending_msgs or self.pending_dumps or self.outputs.open:
             self.expire(1 << 62)
 
-    def finish(self) -> None:
-        """End of input: close everything that is open."""
+    def _close_open(self) -> None:
         if self.record is not None:
             self._close_record()
         if self.dump is not None:
             self._close_dump(ended=False)
+
+    def finish(self) -> None:
+        """End of input: close everything that is open."""
+        if self.peeler is not None:
+            for t, origin, stream in self.peeler.flush():
+                self._logical(t, origin, stream, self.prev[0] if self.prev else 1, 1 << 61)
+        self._close_open()
+        for origin in list(self.parked):
+            self._switch(origin)
+            self._close_open()
         for unit in self.natives.values():
             self._emit(unit)
         self.natives.clear()
@@ -623,11 +800,16 @@ class CrashScanner:
 
 _PANIC_FRAMES = ("runtime._panic", "runtime.gopanic", "runtime.nilPanic", "rust_panic",
                  "__rust_start_panic", "rust_begin_unwind", "core::panicking", "core9panicking",
-                 "std::panicking", "std9panicking")
+                 "std::panicking", "std9panicking", "runtime.runtimePanic", "runtime.fatalpanic")
 
 
 def _refine_panic(crash: Crash) -> None:
-    """``unreachable`` raised by a language runtime's panic path is a panic."""
+    """``unreachable`` raised by a language runtime's panic path is a panic; so is a trap the
+    plugin's own panic output explains."""
+    if crash.panic is not None and crash.trap_kind in (TrapKind.UNREACHABLE, TrapKind.UNKNOWN,
+                                                        TrapKind.HOST_ERROR):
+        crash.trap_kind = TrapKind.PANIC
+        return
     if crash.trap_kind is not TrapKind.UNREACHABLE or not crash.raw_frames:
         return
     for frame in crash.raw_frames[:8]:
@@ -679,12 +861,57 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
              progress: Progress | None = None, keep_lines: bool = True
              ) -> Iterator[bytes | Crash]:
     """Yield pass-through ``bytes`` (verbatim, whole lines) and :class:`Crash` objects in
-    file order. With ``keep_lines=False`` only crashes are yielded (as they complete)."""
+    file order. With ``keep_lines=False`` only crashes are yielded (as they complete).
+    The stream's envelope is detected from its first chunk; lines of a JSON-values input
+    are passed through as their peeled text."""
+    chunks = _chunks(stream)
+    first = next(chunks, b"")
+    layout = envelopes.detect(first)
+    pieces = itertools.chain((first,), chunks) if first else chunks
+    if layout.kind == "json":
+        found = _scan_json(pieces, source, progress=progress, keep_lines=keep_lines)
+    else:
+        sc = CrashScanner(source, keep_lines=keep_lines, peeler=layout.peeler)
+        found = _scan_lines(sc, pieces, progress=progress, keep_lines=keep_lines)
+    note = None if layout.kind == "plain" else f"log envelope: {layout.why}"
+    for item in found:
+        if note is not None and isinstance(item, Crash):
+            item.notes.append(note)
+        yield item
+    if progress is not None:
+        progress.close()
+
+
+def _scan_json(pieces: Iterable[bytes], source: str, *, progress: Progress | None,
+               keep_lines: bool) -> Iterator[bytes | Crash]:
     sc = CrashScanner(source, keep_lines=keep_lines)
+    seen = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal seen
+        for piece in pieces:
+            seen += len(piece)
+            if progress is not None:
+                progress.update(seen)
+            yield piece
+    offset = 0
+    for lineno, items in envelopes.iter_json_records(counted()):
+        if sc.pending_msgs or sc.pending_dumps or not sc.idle:
+            sc.expire(offset)
+        sc.feed_items(items, lineno, offset)
+        offset += sum(len(t) + 1 for t, _, _ in items)
+        if sc.ready or (sc.held and not sc.busy):
+            yield from sc.drain()
+    sc.finish()
+    yield from sc.drain()
+
+
+def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress | None,
+                keep_lines: bool) -> Iterator[bytes | Crash]:
     finders = TRIGGERS
     base = 0
     lineno = 1            # line number at position ln_pos of the current chunk
-    for chunk in _chunks(stream):
+    for chunk in pieces:
         n = len(chunk)
         nexts = [chunk.find(t) for t in finders]
         nexts = [p if p >= 0 else n for p in nexts]
@@ -723,7 +950,8 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
                     yield chunk[pt:pos]
             lineno += chunk.count(b"\n", ln_pos, pos)
             ln_pos = pos
-            if sc.pending_msgs or sc.pending_dumps or sc.natives or sc.dump:
+            if (sc.pending_msgs or sc.pending_dumps or sc.natives or sc.dump
+                    or sc.outputs.open or sc.parked):
                 sc.expire(base + pos)
             sc.feed_line(line, lineno, base + pos)
             pos = pt = end
@@ -746,8 +974,6 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
             yield from sc.drain()
     sc.finish()
     yield from sc.drain()
-    if progress is not None:
-        progress.close()
 
 
 def scan_crashes(stream: BinaryIO | Iterable[bytes], source: str, *,
