@@ -206,7 +206,8 @@ class Panic:
     or ``c`` (``Assertion failed: …``). ``locations`` are ``(file, line, column)`` as
     printed, the panic site first (Go: the innermost non-runtime frame). ``frames`` are the
     runtime's text frames (Go's traceback), status ``runtime-text``. ``lines`` is the
-    reassembled output text; ``records`` counts the log records it came from.
+    reassembled output text; ``records`` counts the log records it came from and
+    ``log_lines`` the log lines they took (the first ones of ``Crash.raw``).
     ``partial``: no trap followed within the window (the crash is this panic alone).
     """
 
@@ -218,6 +219,7 @@ class Panic:
     frames: list[Frame] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     records: int = 0
+    log_lines: int = 0
     first_line: int | None = None
     partial: bool = False
 
@@ -235,7 +237,8 @@ class Panic:
                 "locations": [{"file": f, "line": ln, "column": c} for f, ln, c in self.locations],
                 "recovered": self.recovered, "frames": [f.to_dict() for f in self.frames],
                 "lines": list(self.lines), "records": self.records,
-                "first_line": self.first_line, "partial": self.partial}
+                "log_lines": self.log_lines, "first_line": self.first_line,
+                "partial": self.partial}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Panic:
@@ -250,7 +253,8 @@ class Panic:
                               for x in d.get("locations") or []],
                    recovered=bool(d.get("recovered")), frames=frames,
                    lines=list(d.get("lines") or []), records=int(d.get("records") or 0),
-                   first_line=d.get("first_line"), partial=bool(d.get("partial")))
+                   log_lines=int(d.get("log_lines") or 0), first_line=d.get("first_line"),
+                   partial=bool(d.get("partial")))
 
 
 @dataclass(slots=True)

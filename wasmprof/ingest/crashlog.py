@@ -652,7 +652,7 @@ class CrashScanner:
         key = (ll.origin, ll.thread)
         before = self.outputs.open.get(key)
         out = self.outputs.record(key, rec, text, offset)
-        if before is not None and out is not before:
+        if before is not None and out is not None and out is not before:
             self._emit_panic(before, "another panic started on the same thread")
         self.cont = out
         return out is not None
@@ -728,6 +728,13 @@ class CrashScanner:
                 crash.notes.append("call-stack dump without a trap message nearby")
         if crash.runtime is Runtime.WAMR:
             self.recent_wamr = self.recent_wamr[-15:] + [(crash.message, unit.last_offset)]
+        if crash.panic is None and crash.thread is not None and self.outputs.open:
+            out = self.outputs.open.get((crash.origin, crash.thread))
+            if out is not None and out.first_line <= unit.first_line:
+                self._attach_panic(unit, self.outputs.take((crash.origin, crash.thread)))
+                unit.lines.sort(key=lambda x: x[0])
+                crash.raw = [t for _, t in unit.lines]
+                crash.first_line = unit.first_line
         self._attribute(crash)
         _refine_panic(crash)
         signature = (crash.message, tuple((f.offset, f.printed_name) for f in crash.raw_frames))

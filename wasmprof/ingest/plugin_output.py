@@ -178,6 +178,7 @@ class OpenPanic:
             p = Panic(kind=self.kind, language=panics.LANGUAGES.get(self.kind, self.kind),
                       message=(lines[0] if lines else "")[:500], lines=lines[:400])
         p.records = len(self.texts)
+        p.log_lines = len(self.lines)
         p.first_line = self.first_line
         return p
 
@@ -200,6 +201,8 @@ class PluginOutputs:
             self.crumbs.clear()
         if rec.plugin is not None or rec.root_id is not None:
             self.who[key] = (rec.plugin, rec.root_id, rec.vm_id, rec.line)
+        if not rec.text.strip():
+            return                        # a bare newline write: nothing to show
         q = self.crumbs.get(key)
         if q is None:
             q = self.crumbs[key] = deque(maxlen=BREADCRUMBS)
