@@ -146,7 +146,7 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
 
     @app.exception_handler(WasmprofError)
     async def _wasmprof_error(request: Request, exc: WasmprofError) -> Response:
-        return OrjsonResponse(exc.to_dict(), status_code=400)
+        return OrjsonResponse(exc.to_dict(), status_code=getattr(exc, "status_code", 400))
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_limit_for(config))
     app.add_middleware(AccessLogMiddleware, metrics=svc.metrics)

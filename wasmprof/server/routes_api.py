@@ -8,8 +8,6 @@ committed before the 2xx answer.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 
 from wasmprof.server.responses import (BINARY_BODY, ERROR_RESPONSES, JSON_BODY, TEXT_BODY,
-                                       OrjsonResponse, multipart_body, raw_body)
+                                       ErrorBody, OrjsonResponse, multipart_body, raw_body)
 from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import UsageError
@@ -140,40 +138,38 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
     # -- logs -------------------------------------------------------------------------
     @r.post("/logs", summary="Post a gateway log (raw body or multipart 'file'); crashes "
                              "are stored, symbolized and grouped",
-            description="Query: `plugin`, `version`, `source`, `labels=k:v,...` and any other "
-                        "parameter as a label. Streamed up to the server's cap. The answer "
-                        "lists the created events and their groups (`new`, `regressed`).",
+            description="Query: `plugin`, `version`, `source`, `labels=k:v,...`, `batch_id` and "
+                        "any other parameter as a label. Streamed up to the server's cap; "
+                        "`Content-Encoding: gzip` bodies are decompressed within the same cap. "
+                        "Any envelope is read: plain Envoy/Istio text, CRI, Docker json-file, "
+                        "Fluent Bit / Vector NDJSON or JSON arrays, Loki push documents, "
+                        "kubectl/stern prefixes. Idempotent: each crash event is stored once "
+                        "however often (or in however many overlapping windows) a log is "
+                        "posted; an `Idempotency-Key` header (or `batch_id`) seen before "
+                        "answers the first post's result with `duplicate: true` (409 while "
+                        "that post still runs). The answer lists the created events and their "
+                        "groups (`new`, `regressed`) and counts `new_events` and "
+                        "`duplicate_events`.",
+            responses={409: {"model": ErrorBody,
+                             "description": "A post with this Idempotency-Key is still running"}},
             openapi_extra=raw_body({**TEXT_BODY, **multipart_body("file")},
                                    "Envoy/Istio/WAMR/V8/Wasmtime log text"))
     async def post_log(request: Request, p: Principal = ingest):
+        from wasmprof.server.crash_service import read_log_body
         q = request.query_params
         plugin = _text_param(q.get("plugin"), "plugin")
         version = _text_param(q.get("version"), "version")
         source = _text_param(q.get("source"), "source")
+        key = _text_param(request.headers.get("idempotency-key"), "Idempotency-Key") or \
+            _text_param(q.get("batch_id"), "batch_id")
         labels = _labels(request)
-        spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
-        h = hashlib.sha256()
-        size = 0
+        spool, size, sha256, filename = await read_log_body(request,
+                                                           limit=svc.config.max_log_bytes)
         try:
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                f, _form = await _form_file(request)
-                if f is None:
-                    raise UsageError("multipart upload without a 'file' field", source="body")
-                source = source or f.filename
-                while chunk := await f.read(1 << 20):
-                    h.update(chunk)
-                    spool.write(chunk)
-                    size += len(chunk)
-            else:
-                async for chunk in request.stream():
-                    h.update(chunk)
-                    spool.write(chunk)
-                    size += len(chunk)
-            spool.seek(0)
             result = await run_in_threadpool(
-                svc.crashes.ingest_log, spool, source=source or "upload", size=size,
-                sha256=h.hexdigest(), plugin=plugin, version=version, labels=labels,
-                token_id=p.token_id)
+                svc.crashes.ingest_log, spool, source=source or filename or "upload", size=size,
+                sha256=sha256, plugin=plugin, version=version, labels=labels,
+                token_id=p.token_id, idempotency_key=key)
         finally:
             spool.close()
         svc.metrics.inc("ingest_requests", kind="log")

@@ -114,6 +114,7 @@ CORE: list[Migration] = [
 EXTENSION_MODULES: dict[str, list[str]] = {
     "alerts": ["wasmprof.alerts.migrations", "wasmprof.alerts.schema"],
     "web": ["wasmprof.server.web_schema"],
+    "logs": ["wasmprof.server.log_schema"],
 }
 
 _ADVISORY_LOCK = 0x5741534D  # "WASM"
