@@ -85,6 +85,7 @@ class AlertEvent:
     frames: list[AlertFrame] = field(default_factory=list)
     spike: SpikeInfo | None = None
     regressions: list[RegressionInfo] = field(default_factory=list)
+    panic: dict[str, Any] | None = None     # the plugin's panic: kind, language, message, location
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,6 +104,7 @@ class AlertEvent:
             frames=[AlertFrame(**f) for f in d.get("frames") or []],
             spike=SpikeInfo(**spike) if spike else None,
             regressions=[RegressionInfo(**r) for r in d.get("regressions") or []],
+            panic=d.get("panic"),
         )
 
 

@@ -665,7 +665,8 @@ class CrashService:
                     "id": r["id"], "group_id": gid, "plugin": r["plugin"],
                     "version": r["version"], "trap_kind": str(c.trap_kind), "message": c.message,
                     "occurred_at": occurred, "fingerprint": s.key.fingerprint,
-                    "frames": [f.to_dict() for f in c.frames[:20]]}))
+                    "frames": [f.to_dict() for f in c.frames[:20]],
+                    "panic": _panic_summary(c.panic)}))
             return out
         try:
             with self.db.savepoint(tx, "alerts_regroup_hook"):
