@@ -125,7 +125,6 @@ class CrashScanner:
         self.source = source
         self.keep_lines = keep_lines
         self.peeler = peeler
-        self.quiet_peeler = envelopes.fresh(peeler) if peeler is not None else None
         self.origin: str | None = None            # the stream the current state belongs to
         self.record: _Unit | None = None          # Function: … failed: with continuations
         self.dump: _Unit | None = None            # WAMR #NN dump being read
@@ -623,23 +622,21 @@ class CrashScanner:
 
     # -- the plugins' own output ------------------------------------------------------------
     def remember_plugin_line(self, raw: bytes, lineno: int) -> None:
-        """A ``wasm log`` line seen on the fast path: parsed only if a crash needs it."""
+        """A ``wasm log`` line seen on the fast path of a plain log (no envelope): parsed
+        only if a crash needs it."""
         self.plugin_lines.append((raw, lineno))
 
     def _read_plugin_lines(self) -> None:
         """Read the remembered ``wasm log`` lines (in order) into the per-thread state."""
-        lines, peeler = self.plugin_lines, self.quiet_peeler
+        lines = self.plugin_lines
         while lines:
             raw, lineno = lines.popleft()
-            text = decode(raw)
-            items: list[Item] = peeler.peel(text) + peeler.flush() if peeler else [
-                (text, None, None)]
-            for t, origin, _ in items:
-                ll = parse_line(t)
+            ll = parse_line(decode(raw))
+            if ll.thread is not None:
                 rec = parse_record(ll.message, line=lineno, level=ll.level,
                                    timestamp=ll.timestamp)
                 if rec is not None:
-                    self.outputs.note((origin, ll.thread), rec)
+                    self.outputs.note((None, ll.thread), rec)
 
     def _plugin_record(self, ll: LogLine, msg: str, lineno: int, text: str,
                        offset: int) -> bool:
@@ -916,6 +913,9 @@ def _scan_json(pieces: Iterable[bytes], source: str, *, progress: Progress | Non
 def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress | None,
                 keep_lines: bool) -> Iterator[bytes | Crash]:
     finders = TRIGGERS
+    lazy = sc.peeler is None
+    skip = sc.peeler is None or sc.peeler.skippable
+    partial = None if sc.peeler is None else sc.peeler.partial
     base = 0
     lineno = 1            # line number at position ln_pos of the current chunk
     for chunk in pieces:
@@ -925,7 +925,7 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
         pos = ln_pos = 0
         pt, pt_lineno = 0, lineno      # start of pass-through bytes not yet handed on
         while pos < n:
-            if sc.idle:
+            if sc.idle and skip:
                 hit = min(nexts)
                 while hit < pos:
                     k = nexts.index(hit)
@@ -937,16 +937,25 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
                 nl = chunk.rfind(b"\n", pos, hit)
                 if nl >= 0:
                     pos = nl + 1
+                while partial is not None and pos > pt:   # first parts of the hit's line
+                    start = max(pt, chunk.rfind(b"\n", pt, pos - 1) + 1)
+                    if not partial(chunk[start:pos]):
+                        break
+                    pos = start
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl + 1
             line = chunk[pos:end]
-            if sc.idle and not _worth_parsing(line):
-                if b"wasm log" in line:
+            if sc.idle and skip and not _worth_parsing(line) and not (
+                    partial is not None and partial(line)):
+                if b"wasm log" not in line:
+                    pos = end
+                    continue
+                if lazy:                   # parsed only if a crash on its thread comes
                     lineno += chunk.count(b"\n", ln_pos, pos)
                     ln_pos = pos
                     sc.remember_plugin_line(line, lineno)
-                pos = end
-                continue
+                    pos = end
+                    continue               # (an envelope may join it with the next lines)
             if pt < pos:
                 if sc.pending_msgs or sc.pending_dumps:
                     sc.expire(base + pos)

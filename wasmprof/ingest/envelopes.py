@@ -98,9 +98,17 @@ class Peeler:
     lives in the instance, one instance per input stream."""
 
     name = "identity"
+    skippable = True
+    """Lines without a trigger may be skipped unseen (False: a line may be the start of a
+    row that wrapped, so every line must be read)."""
 
     def peel(self, text: str) -> list[Item]:
         return [(text, None, None)]
+
+    def partial(self, line: bytes) -> bool:
+        """Cheap byte test: is this physical line the first part of a longer one (to be read
+        even without a trigger, since the rest may hold one)?"""
+        return False
 
     @property
     def pending(self) -> bool:
@@ -152,6 +160,9 @@ class CriPeeler(Peeler):
     def __init__(self) -> None:
         self.joiner = _Joiner()
 
+    def partial(self, line: bytes) -> bool:
+        return b" P " in line[:48]
+
     def peel(self, text: str) -> list[Item]:
         m = _CRI.match(text)
         if not m:
@@ -181,7 +192,7 @@ class PrefixPeeler(Peeler):
         self.literal = literal
         self.kinds = kinds
         self.ansi = ansi
-        self.origin = (literal.strip().strip("[]") or None) if literal else None
+        self.origin = _origin_word(literal.strip()) if literal else None
 
     def describe(self) -> str:
         what = (f"prefix {self.literal!r}" if self.literal is not None
@@ -206,9 +217,16 @@ class PrefixPeeler(Peeler):
             if not _token_is(tok, kind):
                 return [(text, None, None)]
             if kind != "ts":
-                origin.append(tok.strip("[]"))
+                origin.append(_origin_word(tok))
         rest = parts[k] if len(parts) > k else ""
         return [(rest, "/".join(origin) or None, None)]
+
+
+def _origin_word(tok: str) -> str | None:
+    """``[pod/NAME/CONTAINER]`` -> ``NAME/CONTAINER``; ``POD CONTAINER`` -> ``POD/CONTAINER``."""
+    tok = tok.strip("[]")
+    tok = tok[4:] if tok.startswith("pod/") else tok
+    return tok.replace(" ", "/")[:200] or None
 
 
 def _token_is(tok: str, kind: str) -> bool:
@@ -224,6 +242,7 @@ class TuiPeeler(Peeler):
     the pane up to its right border (``width``) wrapped, and is joined with the next."""
 
     name = "tui"
+    skippable = False
 
     def __init__(self, width: int | None) -> None:
         self.width = width
@@ -300,8 +319,8 @@ class EscapedPeeler(Peeler):
             if values is not None:
                 return [it for v in values if isinstance(v, str)
                         for it in ((t, None, None) for t in _split(v))]
-        if "\\" not in text:
-            return [(text, None, None)]
+        if "\\" not in text or (s.startswith("{") and _json_values_in_line(s) is not None):
+            return [(text, None, None)]           # a JSON line keeps its own escapes
         return [(t, None, None) for t in _split(unescape(text))]
 
 
@@ -314,6 +333,10 @@ class JsonLinesPeeler(Peeler):
 
     def __init__(self) -> None:
         self.records = RecordReader()
+
+    def partial(self, line: bytes) -> bool:
+        # Docker json-file parts end without "\n"; Fluent Bit's CRI parser tags them "P"
+        return (b'"log":"' in line and b'\\n"' not in line) or b'"logtag":"P"' in line
 
     def peel(self, text: str) -> list[Item]:
         s = text.strip()
@@ -341,6 +364,7 @@ class Chain(Peeler):
     def __init__(self, layers: list[Peeler]) -> None:
         self.layers = layers
         self.name = "+".join(p.name for p in layers)
+        self.skippable = all(p.skippable for p in layers)
 
     def describe(self) -> str:
         return " then ".join(p.describe() for p in self.layers)
@@ -350,6 +374,9 @@ class Chain(Peeler):
         for layer in self.layers:
             items = _through(layer, items)
         return items
+
+    def partial(self, line: bytes) -> bool:
+        return any(p.partial(line) for p in self.layers)
 
     @property
     def pending(self) -> bool:
@@ -614,18 +641,21 @@ class Layout:
     extra: dict = field(default_factory=dict)
 
 
-def recognised(text: str) -> bool:
-    """Gateway log text: a known line prefix at the start, or crash text of a known shape."""
+def recognised(text: str) -> int:
+    """How many lines of gateway log text ``text`` is: a known line prefix at the start
+    (Istio's JSON counts its message's recognisable lines too), or crash text of a known
+    shape (1); else 0."""
     from wasmprof.ingest.logline import parse_line
     if not text:
-        return False
-    if parse_line(text).has_prefix:
-        return True
-    return bool(_BARE.match(text))
+        return 0
+    ll = parse_line(text)
+    if ll.has_prefix:
+        return 1 + sum(1 for x in ll.extra_lines if _BARE.match(x))
+    return 1 if _BARE.match(text) else 0
 
 
 def _score(items: list[Item]) -> int:
-    return sum(1 for t, _, _ in items if recognised(t))
+    return sum(recognised(t) for t, _, _ in items)
 
 
 def _candidates(lines: list[str]) -> list[Peeler]:

@@ -42,7 +42,8 @@ _RUST_OLD = re.compile(r"(?:thread '([^']{0,200})' )?panicked at '(.*)', (\S{1,5
 _RUST_NEW = re.compile(r"(?:thread '([^']{0,200})' )?panicked at (\S{1,500}?):(\d{1,9}):(\d{1,9}):\s*\Z")
 _GO_HEADER = re.compile(r"goroutine (\d{1,12})(?: gp=\S+ m=\S+(?: mp=\S+)?)? \[([^\]]{1,200})\]:\s*\Z")
 _GO_FUNC = re.compile(r"(\S.{0,1000})\((.{0,2000}?)\)\s*\Z")
-_GO_FILE = re.compile(r"\t(.{1,1000}?):(\d{1,9})(?: \+0x([0-9a-fA-F]{1,16}))?(?: fp=\S+ sp=\S+ pc=\S+)?\s*\Z")
+# "\tFILE:LINE +0xOFF" (the tab may have become spaces, or gone, on its way)
+_GO_FILE = re.compile(r"\s*(\S.{0,1000}?):(\d{1,9})(?: \+0x([0-9a-fA-F]{1,16}))?(?: fp=\S+ sp=\S+ pc=\S+)?\s*\Z")
 _GO_CREATED = re.compile(r"created by (\S{1,1000})(?: in goroutine \d{1,12})?\s*\Z")
 _LIBCXXABI = re.compile(r"libc\+\+abi: (?:terminating(?: (?:due to|with) uncaught exception of type"
                         r" (.{1,500}?)(?:: (.*))?)?|(.*))\s*\Z", re.S)
@@ -67,7 +68,7 @@ def opens(text: str) -> tuple[str, bool] | None:
     if text.startswith("fatal error: "):
         return "go", text == "fatal error: "
     if text.startswith(("libc++abi: ", "terminate called ")):
-        return "cxx", False
+        return "cxx", text in ("libc++abi: ", "libc++abi:")  # abort_message: 3 writes
     if text.startswith("Assertion failed: "):
         return "c", False
     return None
@@ -140,8 +141,8 @@ def _go_frames(lines: list[str], goroutine: str) -> tuple[list[Frame], int]:
         if not line.strip():
             used -= 1
             break                                  # the next goroutine, or the end
-        if line.startswith("\t"):
-            m = _GO_FILE.match(line)
+        m = _GO_FILE.match(line) if pending is not None else None
+        if m is not None or line.startswith("\t"):
             if m and pending is not None:
                 func, args = pending
                 off = f" +0x{m.group(3)}" if m.group(3) else ""

@@ -87,6 +87,11 @@ def _go_line_end(prev: str, nxt: str) -> bool:
     return prev.endswith(("]:", ")", "(...)")) and not nxt.startswith((")", ",", " "))
 
 
+# Go print tokens that end in a space a terminal or shipper may have trimmed
+_GO_SPACED = {"panic:": "panic: ", "goroutine": "goroutine ", "fatal error:": "fatal error: ",
+              ",": ", ", "created by": "created by "}
+
+
 def reassemble(texts: list[str], *, tokens: bool, go: bool = False) -> list[str]:
     """Records' texts (one writer, in order) -> output lines (see the module docstring)."""
     if not tokens:
@@ -103,9 +108,11 @@ def reassemble(texts: list[str], *, tokens: bool, go: bool = False) -> list[str]
             buf = []
             prev = ""
             continue
-        if buf and go and _go_line_end(prev, t):
-            lines.append("".join(buf))
-            buf = []
+        if go:
+            t = _GO_SPACED.get(t, t)
+            if buf and _go_line_end(prev, t):
+                lines.append("".join(buf))
+                buf = []
         if "\n" in t:                     # a write with newlines inside
             head, *rest = t.split("\n")
             buf.append(head)
