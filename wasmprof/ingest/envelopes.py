@@ -766,12 +766,19 @@ def detect(head: bytes) -> Layout:
 
 
 def _first_value_spans_lines(text: str) -> bool:
+    """The text opens with one JSON value longer than its first line (pretty-printed records,
+    a Loki document); a sample cut inside that value counts."""
     line = text.split("\n", 1)[0].strip()
     try:
         orjson.loads(line.rstrip(","))
-        return False
+        return False                      # NDJSON: one value per line
     except orjson.JSONDecodeError:
+        pass
+    try:
+        _DECODER.raw_decode(text)
         return True
+    except json.JSONDecodeError as e:
+        return e.pos >= len(text) - 1 or e.msg.startswith("Unterminated")
 
 
 # -- writing envelopes (tests, samples, benchmarks) -------------------------------------------
