@@ -102,9 +102,11 @@ def build_cxx(source: str, flags: tuple[str, ...] = ("-O1", "-g")) -> Path:
         zig = [sys.executable, "-m", "ziglang", "c++", "--target=wasm32-wasi"]
         _run([*zig, *flags, "-fno-exceptions", f"-fdebug-prefix-map={d}=/src", "-c",
               "plugin.cpp", "-o", "plugin.o"], d, env)
-        tmp = d / f".plugin.{os.getpid()}.wasm"
-        _run([*zig, "-g", "-fno-exceptions", "plugin.o", "-o", str(tmp)], d, env)
-        _publish(tmp, out)
+        tmp = d / f"tmp{os.getpid()}"                 # zig names the module after the file
+        tmp.mkdir(exist_ok=True)
+        _run([*zig, "-g", "-fno-exceptions", "plugin.o", "-o", str(tmp / "plugin.wasm")], d, env)
+        _publish(tmp / "plugin.wasm", out)
+        tmp.rmdir()
     return out
 
 

@@ -38,11 +38,17 @@ DEFAULT_TOP_N = 5
 
 _SKIP_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("runtime/panic", re.compile(
-        r"^(runtime[./]|std::panicking|core::panicking|std::rt::|std::sys::|core::result::unwrap_failed"
+        r"^(runtime[./]|std::panicking|core::panicking|std::rt::|std::sys::|std::sys_common::"
+        r"|panic_abort::|panic_unwind::|core::panic::|core::result::unwrap_failed"
         r"|core::option::(expect|unwrap)_failed|rust_panic|rust_begin_unwind|__rust_start_panic"
         r"|__rust_end_short_backtrace|__rust_begin_short_backtrace|__rust_panic|_panic$|panic$"
         r"|abort$|__assert_fail|__wasi_|__wasilibc_|_Exit$|_exit$|exit$|raise$"
-        r"|__cxa_|std::terminate|__cxxabiv1)")),
+        r"|__cxa_|std::terminate|std::__terminate|__cxxabiv1|__abort_message|abort_message"
+        r"|demangling_terminate_handler|std::__1::__throw_|std::__throw_|__assert_func)")),
+    ("runtime/panic", re.compile(               # Rust std's panic path, as DWARF names it inlined
+        r"(?:^|::)(?:begin_panic_handler|begin_panic|panic_fmt|panic_bounds_check|panic_display"
+        r"|rust_panic_with_hook|rust_panic|__rust_end_short_backtrace|__rust_start_panic"
+        r"|abort_internal|unwrap_failed|expect_failed)(?:::|$)")),
     ("allocator", re.compile(
         r"^(malloc|free|calloc|realloc|aligned_alloc|posix_memalign|memalign|dlmalloc|dlfree"
         r"|dlrealloc|dlcalloc|internal_memalign|sbrk|__rust_alloc|__rust_dealloc|__rust_realloc"

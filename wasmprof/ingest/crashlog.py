@@ -69,7 +69,7 @@ PANIC_WINDOW = 64 << 10       # bytes after a panic's last record within which i
 # "#3: …" (WAMR >= 2.0 dumps, Envoy native frames), "#00 name" (old WAMR top frame); the
 # native stderr form "#3 sym [0x…]" only matters after a "Caught" line (slow path then).
 # Panic openers (panics.opens), err.stack lines and the error line before them.
-_WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 |panic|"
+_WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 |panic|thread '|libc\+\+abi|"
                     rb"wasm://wasm/|Error|fatal error: |terminat|Assertion failed|Exception\b")
 # V8 in-VM frames fused on one line (copied out of a terminal UI)
 _FUSED = re.compile(r"(?<=\S)\s+(?=\d{1,4}: {1,8}0x[0-9a-fA-F]{1,16} - )")
