@@ -32,18 +32,33 @@ export function run(n: i32): i32 { return onHeaders(n + 5); }
 
 
 @pytest.fixture(scope="session")
-def traces():
-    """(module path, err.stack, writes to stderr) for each language."""
-    out = {}
+def rust_trace():
     rust = build_rust(RUST_SOURCE)
     writes, stack = run_wasi(rust)
-    out["rust"] = (rust, stack, writes)
+    return rust, stack, writes
+
+
+@pytest.fixture(scope="session")
+def cxx_trace():
     cxx = build_cxx(CXX_SOURCE)
     writes, stack = run_wasi(cxx)
-    out["cxx"] = (cxx, stack, writes)
+    return cxx, stack, writes
+
+
+@pytest.fixture(scope="session")
+def as_trace():
     asm = build_as(AS_SOURCE)
-    out["as"] = (asm, run_js(asm, "run", 1), [])
-    return out
+    return asm, run_js(asm, "run", 1), []
+
+
+@pytest.fixture
+def traces(request):
+    """(module path, err.stack, writes to stderr) of the language a test asks for."""
+    class Lazy(dict):
+        def __missing__(self, lang):
+            self[lang] = request.getfixturevalue(f"{lang}_trace")
+            return self[lang]
+    return Lazy()
 
 
 def scan(text: str):
