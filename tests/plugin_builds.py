@@ -94,7 +94,7 @@ def build_cxx(source: str, flags: tuple[str, ...] = ("-O1", "-g")) -> Path:
     """C++ with libc++/libc++abi (std::terminate prints ``libc++abi: terminating``); compiled
     without linking wasm-opt in (binaryen off PATH), linked without -O."""
     from compile import _clean_path
-    d = _entry("cxx", source, *flags)
+    d = _entry("cxx", "module-name", source, *flags)
     out = d / "plugin.wasm"
     if not out.exists():
         (d / "plugin.cpp").write_text(source)
