@@ -65,6 +65,9 @@ MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are o
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
 PANIC_WINDOW = 64 << 10       # bytes after a panic's last record within which its trap comes
+OPEN_AT_END = "the input ended inside this crash's block (the next part of the log may hold the rest)"
+"""Note on crashes still open when the input ended: a later window of the same stream may
+hold a longer copy (idempotent ingest lets that copy replace this one)."""
 
 # "#3: …" (WAMR >= 2.0 dumps, Envoy native frames), "#00 name" (old WAMR top frame); the
 # native stderr form "#3 sym [0x…]" only matters after a "Caught" line (slow path then).
@@ -88,6 +91,7 @@ class _Unit:
     causes: list[str] = field(default_factory=list)
     last_offset: int = 0        # byte offset of the last line that belonged to it
     ended: bool = False         # dump: saw its closing empty line
+    suffix_due: bool = False    # an istio record whose last line (with thread=N) is to come
 
     @property
     def first_line(self) -> int:
@@ -142,6 +146,7 @@ class CrashScanner:
         self.recent_wamr: list[tuple[str | None, int]] = []
         self.last_signature: tuple | None = None
         self.last_signature_line = 0
+        self.at_end = False
 
     # -- state ---------------------------------------------------------------------
     @property
@@ -247,6 +252,7 @@ class CrashScanner:
                 if self._continue_record(body, lineno, text, offset):
                     if suffix_thread is not None:
                         self.record.crash.thread = self.record.crash.thread or suffix_thread
+                        self.record.suffix_due = False
                         self._close_record()
                     return True
                 self._close_record()
@@ -347,6 +353,7 @@ class CrashScanner:
         crash = unit.crash
         crash.function = function
         unit.add(lineno, text, offset)
+        unit.suffix_due = ll.format is LineFormat.ISTIO and ll.thread is None
         wamr_message = wamr_dump.exception_message(message)
         if wamr_message is not None:
             crash.message = wamr_message
@@ -487,6 +494,8 @@ class CrashScanner:
                 unit.flag("Wasmtime backtrace cut before its 'Caused by:' block")
         elif unit.state == "v8-frames" and not crash.raw_frames:
             unit.flag("in-VM backtrace header without frames")
+        if unit.suffix_due and len(unit.lines) > 1:
+            unit.flag("the record's last line (with istio's thread= field) is missing: cut off?")
         self._emit(unit)
 
     # -- WAMR dumps ----------------------------------------------------------------------
@@ -676,6 +685,30 @@ class CrashScanner:
         if self.cont is out:
             self.cont = None
 
+    def _late_panic(self, unit: _Unit) -> None:
+        """The panic of a crash whose thread came late (istio puts ``thread=`` on a record's
+        last line) or never (that line was cut off: then the one panic open in its stream,
+        if there is exactly one, and the thread is taken from it, saying so)."""
+        crash = unit.crash
+        if crash.thread is not None:
+            key = (crash.origin, crash.thread)
+            out = self.outputs.open.get(key)
+        else:
+            near = [o for o in self.outputs.open.values()
+                    if o.key[0] == crash.origin and o.key[1] is not None]
+            out = near[0] if len(near) == 1 else None
+        if out is None or out.first_line > unit.first_line:
+            return
+        self.outputs.take(out.key)
+        if crash.thread is None:
+            crash.thread = out.key[1]
+            crash.notes.append(f"thread {out.key[1]} taken from the panic written just before "
+                               "it (the record's own thread field is missing)")
+        self._attach_panic(unit, out)
+        unit.lines.sort(key=lambda x: x[0])
+        crash.raw = [t for _, t in unit.lines]
+        crash.first_line = unit.first_line
+
     def _emit_panic(self, out: OpenPanic, why: str) -> None:
         """A panic no trap followed: a crash of its own, partial."""
         unit = _Unit(Crash(runtime=Runtime.UNKNOWN, thread=out.key[1], origin=out.key[0],
@@ -725,15 +758,12 @@ class CrashScanner:
                 crash.notes.append("call-stack dump without a trap message nearby")
         if crash.runtime is Runtime.WAMR:
             self.recent_wamr = self.recent_wamr[-15:] + [(crash.message, unit.last_offset)]
-        if crash.panic is None and crash.thread is not None and self.outputs.open:
-            out = self.outputs.open.get((crash.origin, crash.thread))
-            if out is not None and out.first_line <= unit.first_line:
-                self._attach_panic(unit, self.outputs.take((crash.origin, crash.thread)))
-                unit.lines.sort(key=lambda x: x[0])
-                crash.raw = [t for _, t in unit.lines]
-                crash.first_line = unit.first_line
+        if crash.panic is None and self.outputs.open:
+            self._late_panic(unit)
         self._attribute(crash)
         _refine_panic(crash)
+        if self.at_end and OPEN_AT_END not in crash.notes:
+            crash.notes.append(OPEN_AT_END)
         signature = (crash.message, tuple((f.offset, f.printed_name) for f in crash.raw_frames))
         if signature == self.last_signature and crash.raw_frames:
             crash.notes.append(f"same message and frames as the crash at line "
@@ -788,7 +818,8 @@ class CrashScanner:
             self._close_dump(ended=False)
 
     def finish(self) -> None:
-        """End of input: close everything that is open."""
+        """End of input: close everything that is open (noted :data:`OPEN_AT_END`)."""
+        self.at_end = True
         if self.peeler is not None:
             for t, origin, stream in self.peeler.flush():
                 self._logical(t, origin, stream, self.prev[0] if self.prev else 1, 1 << 61)
@@ -867,7 +898,7 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
     """Yield pass-through ``bytes`` (verbatim, whole lines) and :class:`Crash` objects in
     file order. With ``keep_lines=False`` only crashes are yielded (as they complete).
     The stream's envelope is detected from its first chunk; lines of a JSON-values input
-    are passed through as their peeled text."""
+    are passed through as their peeled text, and numbered as the records' lines."""
     chunks = _chunks(stream)
     first = next(chunks, b"")
     layout = envelopes.detect(first)
@@ -899,11 +930,14 @@ def _scan_json(pieces: Iterable[bytes], source: str, *, progress: Progress | Non
                 progress.update(seen)
             yield piece
     offset = 0
-    for lineno, items in envelopes.iter_json_records(counted()):
-        if sc.pending_msgs or sc.pending_dumps or not sc.idle:
-            sc.expire(offset)
-        sc.feed_items(items, lineno, offset)
-        offset += sum(len(t) + 1 for t, _, _ in items)
+    lineno = 0            # JSON inputs: line numbers count the records' lines
+    for _, items in envelopes.iter_json_records(counted()):
+        for item in items:
+            lineno += 1
+            if sc.pending_msgs or sc.pending_dumps or not sc.idle:
+                sc.expire(offset)
+            sc.feed_items([item], lineno, offset)
+            offset += len(item[0]) + 1
         if sc.ready or (sc.held and not sc.busy):
             yield from sc.drain()
     sc.finish()

@@ -444,7 +444,9 @@ class CrashService:
 
     def _claim_events(self, tx: Tx, batch: list[Symbolized]) -> tuple[list[Symbolized], int, set[int]]:
         """The crashes of ``batch`` not stored before (their keys now claimed), how many were
-        duplicates, and the groups that lost a partial event a complete copy replaces."""
+        duplicates, and the groups that lost a cut event a longer copy replaces. A copy is
+        "cut" when partial or still open when its input ended (:data:`OPEN_AT_END`)."""
+        from wasmprof.ingest.crashlog import OPEN_AT_END
         fresh: list[Symbolized] = []
         dups = 0
         emptied: set[int] = set()
@@ -453,20 +455,21 @@ class CrashService:
             if s.event_key is None:
                 fresh.append(s)
                 continue
-            partial = int(bool(s.crash.partial))
-            if tx.one("INSERT INTO log_event_keys (event_key, head_key, partial, created_at) "
-                      "VALUES (?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
-                      (s.event_key, s.head_key, partial, t)) is None:
+            cut = int(s.crash.partial or OPEN_AT_END in s.crash.notes)
+            n = len(s.crash.raw)
+            if tx.one("INSERT INTO log_event_keys (event_key, head_key, partial, lines, "
+                      "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
+                      "RETURNING event_key", (s.event_key, s.head_key, cut, n, t)) is None:
                 dups += 1                             # the very same crash text
                 continue
-            same_head = tx.all("SELECT event_key, event_id, partial FROM log_event_keys WHERE "
-                               "head_key = ? AND event_key != ?", (s.head_key, s.event_key))
-            if partial and any(not r["partial"] for r in same_head):
+            same_head = tx.all("SELECT event_key, event_id, partial, lines FROM log_event_keys "
+                               "WHERE head_key = ? AND event_key != ?", (s.head_key, s.event_key))
+            if cut and any(r["lines"] >= n for r in same_head):
                 tx.execute("DELETE FROM log_event_keys WHERE event_key = ?", (s.event_key,))
                 dups += 1                             # a cut copy of a stored crash
                 continue
             for r in same_head:
-                if r["partial"] and not partial:      # the complete copy replaces a cut one
+                if r["partial"] and (not cut or r["lines"] < n):    # a longer copy of a cut one
                     if r["event_id"] is not None:
                         ev = tx.one("SELECT group_id FROM crash_events WHERE id = ?",
                                     (r["event_id"],))

@@ -163,7 +163,8 @@ function breadcrumbsView(crumbs) {
 }
 
 async function eventView(ev, group) {
-  const textFrames = ev.frames.filter((f) => f.status === "runtime-text");
+  const symbolized = ev.frames.filter((f) => f.status === "runtime-text");
+  const textFrames = symbolized.length ? symbolized : ((ev.panic && ev.panic.frames) || []);
   ev = { ...ev, frames: ev.frames.filter((f) => f.status !== "runtime-text") };
   const files = [...new Set(ev.frames.filter((f) => f.file && f.line).map((f) => f.file))];
   const available = files.length
