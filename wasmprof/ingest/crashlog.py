@@ -76,7 +76,7 @@ _WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00
                     rb"wasm://wasm/|Error|fatal error: |terminat|Assertion failed|Exception\b")
 # V8 in-VM frames fused on one line (copied out of a terminal UI)
 _FUSED = re.compile(r"(?<=\S)\s+(?=\d{1,4}: {1,8}0x[0-9a-fA-F]{1,16} - )")
-PLUGIN_LINES = 2048           # recent `wasm log` lines kept for plugin attribution
+PLUGIN_LINES = 12             # `wasm log` lines kept unparsed per thread (breadcrumbs + who)
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
 
@@ -141,7 +141,7 @@ class CrashScanner:
         self.held_bytes = 0
         self.outputs = PluginOutputs()
         self.cont: OpenPanic | None = None        # a record whose continuation lines may follow
-        self.plugin_lines: deque[tuple[bytes, int]] = deque(maxlen=PLUGIN_LINES)
+        self.plugin_lines: dict[str | None, deque[tuple[bytes, int]]] = {}
         self.prev: tuple[int, str] | None = None  # (line, text) of the last line read
         self.recent_wamr: list[tuple[str | None, int]] = []
         self.last_signature: tuple | None = None
@@ -631,13 +631,19 @@ class CrashScanner:
 
     # -- the plugins' own output ------------------------------------------------------------
     def remember_plugin_line(self, raw: bytes, lineno: int) -> None:
-        """A ``wasm log`` line seen on the fast path of a plain log (no envelope): parsed
-        only if a crash needs it."""
-        self.plugin_lines.append((raw, lineno))
+        """A ``wasm log`` line seen on the fast path of a plain log (no envelope): kept, per
+        thread and bounded, and parsed only if a crash on its thread needs it."""
+        thread = _thread_of(raw)
+        q = self.plugin_lines.get(thread)
+        if q is None:
+            if len(self.plugin_lines) >= MAX_THREADS:
+                self.plugin_lines.clear()
+            q = self.plugin_lines[thread] = deque(maxlen=PLUGIN_LINES)
+        q.append((raw, lineno))
 
-    def _read_plugin_lines(self) -> None:
-        """Read the remembered ``wasm log`` lines (in order) into the per-thread state."""
-        lines = self.plugin_lines
+    def _read_plugin_lines(self, thread: str | None) -> None:
+        """Read the remembered ``wasm log`` lines of ``thread`` (in order) into the state."""
+        lines = self.plugin_lines.pop(thread, None)
         while lines:
             raw, lineno = lines.popleft()
             ll = parse_line(decode(raw))
@@ -653,8 +659,8 @@ class CrashScanner:
         rec = parse_record(msg, line=lineno, level=ll.level, timestamp=ll.timestamp)
         if rec is None:
             return False
-        if self.plugin_lines:
-            self._read_plugin_lines()
+        if self.plugin_lines and ll.origin is None:
+            self._read_plugin_lines(ll.thread)
         key = (ll.origin, ll.thread)
         before = self.outputs.open.get(key)
         out = self.outputs.record(key, rec, text, offset)
@@ -728,8 +734,8 @@ class CrashScanner:
         self._emit(unit)
 
     def _attribute(self, crash: Crash) -> None:
-        if self.plugin_lines:
-            self._read_plugin_lines()
+        if self.plugin_lines and crash.origin is None:
+            self._read_plugin_lines(crash.thread)
         key = (crash.origin, crash.thread)
         crash.breadcrumbs = self.outputs.breadcrumbs(key, crash.first_line or 1 << 62)
         info = self.outputs.who.get(key) if crash.thread is not None else None
@@ -884,6 +890,28 @@ def _chunks(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
             parts, size = ([rest], len(rest)) if rest else ([], 0)
     if parts:
         yield b"".join(parts)
+
+
+def _thread_of(raw: bytes) -> str | None:
+    """The thread of a plain log line, read cheaply from its bytes (Envoy ``[time][T]``,
+    Istio ``\tthread=T`` at the end, Istio JSON ``"thread":T``); None when not found (the
+    line is then parsed with those of unknown thread)."""
+    if raw[:1] == b"[":
+        i = raw.find(b"][", 20, 80)
+        if i > 0:
+            j = raw.find(b"]", i + 2, i + 24)
+            if j > 0:
+                return raw[i + 2:j].decode("ascii", "replace")
+    i = raw.rfind(b"\tthread=")
+    if i > 0:
+        return raw[i + 8:].strip().decode("ascii", "replace")
+    i = raw.rfind(b'"thread":')
+    if i > 0:
+        end = i + 9
+        while end < len(raw) and raw[end:end + 1].isdigit():
+            end += 1
+        return raw[i + 9:end].decode("ascii") or None
+    return None
 
 
 def _worth_parsing(line: bytes) -> bool:

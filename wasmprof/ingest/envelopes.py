@@ -60,6 +60,11 @@ _BORDERS = "│┃║|"
 # where a gateway log line of a known format starts (used to find a prefix in front of it)
 _ANCHOR = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\[Envoy \(Epoch \d|"
                      + _TS + r"\t\w{1,10}\t|\{\"(?:level|time|msg|scope)\"")
+# a new log record starting (tabs may be expanded: a terminal's rendering)
+_RECORD_START = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:|\[Envoy \(Epoch \d|" + _TS + r"\s|\{\"")
+# a line of a crash block (a row starting so did not continue the one before)
+_BLOCK_LINE = re.compile(r" {0,12}(?:#\d{2,9}: 0x[0-9a-fA-F]|\d{1,4}: {1,12}0x[0-9a-fA-F]{1,16} - "
+                         r"|Proxy-Wasm plugin in-VM backtrace:|Caused by:|at \S.{0,300}wasm://wasm/)")
 # text that is recognisably gateway crash/log content without any prefix
 _BARE = re.compile(r"\s{0,12}(?:#\d{2,9}: 0x[0-9a-fA-F]|\d{1,4}: {1,12}0x[0-9a-fA-F]{1,16} - "
                    r"|Proxy-Wasm plugin in-VM backtrace:|at \S.{0,300}wasm://wasm/"
@@ -259,13 +264,16 @@ class TuiPeeler(Peeler):
         return self._out(inner.rstrip(" "), wrapped=wrapped)
 
     def _out(self, text: str, *, wrapped: bool) -> list[Item]:
+        out: list[Item] = []
+        if self.held and (_RECORD_START.match(text) or _BLOCK_LINE.match(text)):
+            out = self.flush()            # a row that filled the pane exactly, not wrapped
         if wrapped and sum(map(len, self.held)) < MAX_PENDING:
             self.held.append(text)
-            return []
+            return out
         if self.held:
             text = "".join(self.held) + text
             self.held = []
-        return [(_retab(text), None, None)]
+        return out + [(_retab(text), None, None)]
 
     @property
     def pending(self) -> bool:
@@ -275,7 +283,7 @@ class TuiPeeler(Peeler):
         if not self.held:
             return []
         text, self.held = "".join(self.held), []
-        return [(text, None, None)]
+        return [(_retab(text), None, None)]
 
 
 _ISTIO_EXPANDED = re.compile(r"(" + _TS + r") +(\w{1,10}) +(envoy [\w.\-]{1,100}"
@@ -696,6 +704,8 @@ def _prefix_candidate(lines: list[str]) -> PrefixPeeler | None:
     if len(prefixes) < max(1, len(lines) // 5):
         return None
     if len(set(prefixes)) == 1:
+        if prefixes[0].strip(" ") in tuple(_BORDERS):
+            return None                   # a pane's border: the TUI layer's, with its wraps
         return PrefixPeeler(literal=prefixes[0], ansi=ansi)
     if not all(p.endswith(" ") for p in prefixes):
         return None
@@ -807,8 +817,10 @@ def wrap(shape: str, lines: list[str], *, pod: str = "higress-gateway-7d9f8-abcd
     if shape == "tui":
         rows_of = [x.replace("\t", "    ") for x in lines]
         width = max(60, min(120, max((len(x) for x in rows_of), default=0) // 2))
-        while any(x[k - 1] == " " for x in rows_of for k in range(width, len(x), width)):
-            width += 1                   # a space at the edge would read as padding
+        while any(x[k - 1] == " " for x in rows_of for k in range(width, len(x), width)) or \
+                any(x and len(x) % width == 0 for x in rows_of):
+            width += 1                   # a space at the edge would read as padding, a line
+                                         # that fills its last row exactly as a wrapped one
         rows = []
         for x in rows_of:
             while len(x) > width:
