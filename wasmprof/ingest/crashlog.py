@@ -44,15 +44,24 @@ from wasmprof.ingest import (envelopes, envoy_native, v8_backtrace, v8_errstack,
                              wasmtime_trace, wavm_backtrace)
 from wasmprof.ingest.envelopes import Item, Peeler
 from wasmprof.ingest.logline import LineFormat, LogLine, decode, parse_line, split_thread_suffix
-from wasmprof.ingest.plugin_output import OpenPanic, PluginOutputs, parse_record
+from wasmprof.ingest.plugin_output import (BREADCRUMBS, OpenPanic, PluginOutputs, parse_record,
+                                            quick_record)
 from wasmprof.ingest.traps import classify
 from wasmprof.model import AddressSpace, Crash, RawFrame, Runtime, TrapKind
 from wasmprof.output import Progress
 
 TRIGGERS: tuple[bytes, ...] = (b": 0x", b"#00 ", b"Function: ", b"Exception: ", b"Caught ",
-                               b"wasm log", b" backtrace:", b"anic", b"Error", b"wasm://wasm/",
-                               b"fatal error: ", b"terminat", b"Assertion failed")
-"""A line without any of these can neither start nor end a crash when no block is open."""
+                               b"wasm log", b" backtrace:")
+"""In a gateway log (Envoy/Istio line prefixes), a line without any of these can neither
+start nor end a crash when no block is open. Each is one ``bytes.find`` pass over a chunk:
+the list is kept short (the fast path's cost is the number of passes)."""
+PLAIN_TRIGGERS: tuple[bytes, ...] = TRIGGERS + (b"anic", b"Error", b"wasm://wasm/",
+                                                b"fatal error: ", b"terminat", b"Assertion failed")
+"""Other text (a runtime's own stdout/stderr, node traces): panics and err.stack lines are
+plain lines there, so they are triggers too."""
+NATIVE_TRIGGERS: tuple[bytes, ...] = (b"[0x", b"Backtrace (use", b"Envoy version: ",
+                                      b"Address mapping: ")
+"""Lines of an Envoy native backtrace, looked for only while one is open."""
 
 CHUNK_SIZE = 1 << 20
 MAX_LINE = 4 << 20            # longer lines are cut into pieces (kept verbatim in output)
@@ -71,12 +80,27 @@ hold a longer copy (idempotent ingest lets that copy replace this one)."""
 
 # "#3: …" (WAMR >= 2.0 dumps, Envoy native frames), "#00 name" (old WAMR top frame); the
 # native stderr form "#3 sym [0x…]" only matters after a "Caught" line (slow path then).
-# Panic openers (panics.opens), err.stack lines and the error line before them.
-_WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 |panic|thread '|libc\+\+abi|"
-                    rb"wasm://wasm/|Error|fatal error: |terminat|Assertion failed|Exception\b")
+_WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 ")
+# the same in plain text, plus panic openers (panics.opens), err.stack lines and their error line
+_WORTH_PLAIN = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 |panic|"
+                          rb"thread '|libc\+\+abi|wasm://wasm/|Error|fatal error: |terminat|"
+                          rb"Assertion failed")
+# how the text of a `wasm log` record that may open a panic starts (panics.opens): such a
+# record is read, not remembered; the text follows "wasm log[ ids]:" and one space
+_OPENERS = (b"panic", b"thread '", b"libc++abi", b"fatal error", b"terminate called",
+            b"Assertion failed")
+_OPENERS = _OPENERS + tuple(b" " + o for o in _OPENERS)
+
+
+def _opens_panic(line: bytes) -> bool:
+    """Cheap byte test on a ``wasm log`` line: may its record open a panic?"""
+    i = line.find(b"wasm log")
+    colon = line.find(b":", i + 8) if i >= 0 else -1
+    return colon > 0 and line.startswith(_OPENERS, colon + 1)
 # V8 in-VM frames fused on one line (copied out of a terminal UI)
 _FUSED = re.compile(r"(?<=\S)\s+(?=\d{1,4}: {1,8}0x[0-9a-fA-F]{1,16} - )")
-PLUGIN_LINES = 12             # `wasm log` lines kept unparsed per thread (breadcrumbs + who)
+PLUGIN_LINES = 2048           # recent `wasm log` lines kept unparsed (breadcrumbs + who)
+INDEX_WINDOW = 256            # of them, the newest sorted by thread when a crash needs them
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
 
@@ -141,7 +165,10 @@ class CrashScanner:
         self.held_bytes = 0
         self.outputs = PluginOutputs()
         self.cont: OpenPanic | None = None        # a record whose continuation lines may follow
-        self.plugin_lines: dict[str | None, deque[tuple[bytes, int]]] = {}
+        self.plugin_lines: deque[tuple[bytes, int]] = deque(maxlen=PLUGIN_LINES)
+        self.plugin_count = 0                     # lines ever remembered
+        self.plugin_indexed = 0                   # of them, sorted into thread_lines
+        self.thread_lines: dict[str | None, deque[tuple[bytes, int]]] = {}
         self.prev: tuple[int, str] | None = None  # (line, text) of the last line read
         self.recent_wamr: list[tuple[str | None, int]] = []
         self.last_signature: tuple | None = None
@@ -154,6 +181,16 @@ class CrashScanner:
         """No block is open: lines without a trigger can be skipped."""
         return (self.record is None and self.dump is None and not self.natives
                 and not self.outputs.open and not self.parked
+                and (self.peeler is None or not self.peeler.pending))
+
+    @property
+    def skippable(self) -> bool:
+        """Lines without a trigger may be skipped unseen: nothing open reads every line (a
+        panic being collected needs only its thread's ``wasm log`` records, which the fast
+        path then feeds instead of remembering; an Envoy native backtrace only its lines,
+        found by :data:`NATIVE_TRIGGERS`)."""
+        return (self.record is None and self.dump is None and self.cont is None
+                and not self.parked and (not self.outputs.open or self.outputs.plain_open == 0)
                 and (self.peeler is None or not self.peeler.pending))
 
     @property
@@ -199,7 +236,13 @@ class CrashScanner:
         if "\x00" in text:
             text = text.replace("\x00", "\\x00")
         if self.peeler is None:
-            taken = self._logical(text, None, None, lineno, offset)
+            if self.origin is not None:
+                self._switch(None)
+            ll = parse_line(text)
+            taken = self._line(ll, text, lineno, offset)
+            if ll.extra_lines:
+                self._extra_lines(ll, lineno, offset)
+            self.prev = (lineno, ll.message)
         else:
             taken = False
             for t, origin, stream in self.peeler.peel(text):
@@ -226,12 +269,17 @@ class CrashScanner:
         if ll.origin is not self.origin and ll.origin != self.origin:
             self._switch(ll.origin)
         taken = self._line(ll, text, lineno, offset)
-        for extra in ll.extra_lines:          # JSON-escaped newlines: continuation lines
+        if ll.extra_lines:
+            self._extra_lines(ll, lineno, offset)
+        self.prev = (lineno, ll.message)
+        return taken
+
+    def _extra_lines(self, ll: LogLine, lineno: int, offset: int) -> None:
+        """Istio JSON: the message's further lines, read as continuation lines."""
+        for extra in ll.extra_lines:
             if not self._line(LogLine(LineFormat.PLAIN, extra, thread=ll.thread,
                                       origin=ll.origin), extra, lineno, offset):
                 break
-        self.prev = (lineno, ll.message)
-        return taken
 
     def _switch(self, origin: str | None) -> None:
         """Park the open record/dump of the current stream, resume ``origin``'s."""
@@ -419,7 +467,8 @@ class CrashScanner:
                 return True
             return False
         if state == "v8-frames":
-            if crash.runtime is not Runtime.WAVM and _FUSED.search(body) is not None:
+            if (crash.runtime is not Runtime.WAVM and body.count("0x") > 1
+                    and _FUSED.search(body) is not None):
                 parts = _FUSED.split(body)
                 return all([self._continue_record(p, lineno, p, offset) for p in parts])
             frame = (wavm_backtrace.parse_frame(body) if crash.runtime is Runtime.WAVM
@@ -631,27 +680,61 @@ class CrashScanner:
 
     # -- the plugins' own output ------------------------------------------------------------
     def remember_plugin_line(self, raw: bytes, lineno: int) -> None:
-        """A ``wasm log`` line seen on the fast path of a plain log (no envelope): kept, per
-        thread and bounded, and parsed only if a crash on its thread needs it."""
-        thread = _thread_of(raw)
-        q = self.plugin_lines.get(thread)
-        if q is None:
-            if len(self.plugin_lines) >= MAX_THREADS:
-                self.plugin_lines.clear()
-            q = self.plugin_lines[thread] = deque(maxlen=PLUGIN_LINES)
-        q.append((raw, lineno))
+        """A ``wasm log`` line seen on the fast path of a plain log (no envelope): kept
+        (bounded) and parsed only if a crash on its thread needs it."""
+        self.plugin_lines.append((raw, lineno))
+        self.plugin_count += 1
+
+    def _index_plugin_lines(self) -> None:
+        """Sort the remembered lines not sorted yet (at most the newest
+        :data:`INDEX_WINDOW`) by thread, read cheaply from their bytes."""
+        new = min(self.plugin_count - self.plugin_indexed, INDEX_WINDOW, len(self.plugin_lines))
+        self.plugin_indexed = self.plugin_count
+        if new <= 0:
+            return
+        lines = self.plugin_lines
+        by_thread = self.thread_lines
+        for k in range(len(lines) - new, len(lines)):
+            raw, lineno = lines[k]
+            t = _thread_of(raw)
+            q = by_thread.get(t)
+            if q is None:
+                if len(by_thread) >= MAX_THREADS:
+                    by_thread.clear()
+                q = by_thread[t] = deque(maxlen=BREADCRUMBS)
+            q.append((raw, lineno))
 
     def _read_plugin_lines(self, thread: str | None) -> None:
-        """Read the remembered ``wasm log`` lines of ``thread`` (in order) into the state."""
-        lines = self.plugin_lines.pop(thread, None)
-        while lines:
-            raw, lineno = lines.popleft()
+        """Parse ``thread``'s remembered ``wasm log`` lines (its newest
+        :data:`~wasmprof.ingest.plugin_output.BREADCRUMBS`), oldest first, into the state;
+        when none names the thread's plugin, the newest older one that does."""
+        if thread is None:
+            return
+        if self.plugin_count > self.plugin_indexed:
+            self._index_plugin_lines()
+        q = self.thread_lines.pop(thread, None)
+        for raw, lineno in q or ():
+            self._note_raw(raw, lineno, thread)
+        if (None, thread) not in self.outputs.who and self.plugin_lines:
+            marker = _thread_marker(thread, self.plugin_lines[-1][0])
+            for raw, lineno in reversed(self.plugin_lines):     # rare: an old line names it
+                if marker in raw and self._note_raw(raw, lineno, thread):
+                    break
+
+    def _note_raw(self, raw: bytes, lineno: int, thread: str) -> bool:
+        quick = quick_record(raw, lineno)
+        if quick is not None:
+            if quick[0] != thread:
+                return False
+            rec = quick[1]
+        else:
             ll = parse_line(decode(raw))
-            if ll.thread is not None:
-                rec = parse_record(ll.message, line=lineno, level=ll.level,
-                                   timestamp=ll.timestamp)
-                if rec is not None:
-                    self.outputs.note((None, ll.thread), rec)
+            rec = parse_record(ll.message, line=lineno, level=ll.level,
+                               timestamp=ll.timestamp) if ll.thread == thread else None
+            if rec is None:
+                return False
+        self.outputs.note((None, thread), rec)
+        return True
 
     def _plugin_record(self, ll: LogLine, msg: str, lineno: int, text: str,
                        offset: int) -> bool:
@@ -789,8 +872,14 @@ class CrashScanner:
         return min(lines, default=None)
 
     def drain(self) -> Iterator[bytes | Crash]:
-        """Pass-through bytes and finished crashes that can be written now, in file order."""
+        """Pass-through bytes and finished crashes that can be written now, in file order
+        (without pass-through: the crashes as they completed)."""
         if not self.ready and not self.held:
+            return
+        if not self.keep_lines:
+            ready, self.ready = self.ready, []
+            for unit in ready:
+                yield unit.crash
             return
         boundary = self._open_first_line()
         ready = sorted(self.ready, key=lambda u: u.first_line)
@@ -839,9 +928,10 @@ class CrashScanner:
         self.expire(1 << 62)
 
 
-_PANIC_FRAMES = ("runtime._panic", "runtime.gopanic", "runtime.nilPanic", "rust_panic",
-                 "__rust_start_panic", "rust_begin_unwind", "core::panicking", "core9panicking",
-                 "std::panicking", "std9panicking", "runtime.runtimePanic", "runtime.fatalpanic")
+_PANIC_FRAMES = re.compile(r"runtime\._panic|runtime\.gopanic|runtime\.nilPanic|rust_panic|"
+                           r"__rust_start_panic|rust_begin_unwind|core::panicking|core9panicking|"
+                           r"std::panicking|std9panicking|runtime\.runtimePanic|"
+                           r"runtime\.fatalpanic")
 
 
 def _refine_panic(crash: Crash) -> None:
@@ -855,7 +945,7 @@ def _refine_panic(crash: Crash) -> None:
         return
     for frame in crash.raw_frames[:8]:
         name = frame.printed_name or ""
-        if any(p in name for p in _PANIC_FRAMES):
+        if _PANIC_FRAMES.search(name) is not None:
             crash.trap_kind = TrapKind.PANIC
             crash.notes.append(f"'unreachable' reached from the panic path ({name})")
             return
@@ -894,14 +984,14 @@ def _chunks(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
 
 def _thread_of(raw: bytes) -> str | None:
     """The thread of a plain log line, read cheaply from its bytes (Envoy ``[time][T]``,
-    Istio ``\tthread=T`` at the end, Istio JSON ``"thread":T``); None when not found (the
-    line is then parsed with those of unknown thread)."""
+    Istio ``\tthread=T`` at the end, Istio JSON ``"thread":T``); None when not found."""
     if raw[:1] == b"[":
         i = raw.find(b"][", 20, 80)
         if i > 0:
             j = raw.find(b"]", i + 2, i + 24)
             if j > 0:
                 return raw[i + 2:j].decode("ascii", "replace")
+        return None
     i = raw.rfind(b"\tthread=")
     if i > 0:
         return raw[i + 8:].strip().decode("ascii", "replace")
@@ -914,10 +1004,22 @@ def _thread_of(raw: bytes) -> str | None:
     return None
 
 
+def _thread_marker(thread: str, sample: bytes) -> bytes:
+    """Bytes that a line of ``thread`` holds, in the format of ``sample``."""
+    t = thread.encode()
+    if sample[:1] == b"[":
+        return b"][" + t + b"]["
+    return b"\tthread=" + t if b"\tthread=" in sample else b'"thread":' + t
+
+
 def _worth_parsing(line: bytes) -> bool:
     """Cheap byte test: can this line start, continue or end a crash (when no block is
     open)? Lines that merely contain ``#`` or ``wasm log`` are not."""
     return _WORTH.search(line) is not None
+
+
+def _worth_parsing_plain(line: bytes) -> bool:
+    return _WORTH_PLAIN.search(line) is not None
 
 
 def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
@@ -935,7 +1037,8 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
         found = _scan_json(pieces, source, progress=progress, keep_lines=keep_lines)
     else:
         sc = CrashScanner(source, keep_lines=keep_lines, peeler=layout.peeler)
-        found = _scan_lines(sc, pieces, progress=progress, keep_lines=keep_lines)
+        found = _scan_lines(sc, pieces, progress=progress, keep_lines=keep_lines,
+                            gateway=layout.gateway)
     note = None if layout.kind == "plain" else f"log envelope: {layout.why}"
     for item in found:
         if note is not None and isinstance(item, Crash):
@@ -973,8 +1076,13 @@ def _scan_json(pieces: Iterable[bytes], source: str, *, progress: Progress | Non
 
 
 def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress | None,
-                keep_lines: bool) -> Iterator[bytes | Crash]:
-    finders = TRIGGERS
+                keep_lines: bool, gateway: bool = True) -> Iterator[bytes | Crash]:
+    """The fast path over physical lines: between lines that must be read, jump from one
+    trigger hit to the next (``bytes.find`` per trigger); ``gateway``: Envoy/Istio-prefixed
+    text (a plugin's output only in ``wasm log`` records), else plain text."""
+    finders = TRIGGERS if gateway else PLAIN_TRIGGERS
+    wasm_log = finders.index(b"wasm log")
+    worth = _worth_parsing if gateway else _worth_parsing_plain
     lazy = sc.peeler is None
     skip = sc.peeler is None or sc.peeler.skippable
     partial = None if sc.peeler is None else sc.peeler.partial
@@ -984,16 +1092,31 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
         n = len(chunk)
         nexts = [chunk.find(t) for t in finders]
         nexts = [p if p >= 0 else n for p in nexts]
+        natives: list[int] | None = None         # NATIVE_TRIGGERS' next hits, while needed
         pos = ln_pos = 0
         pt, pt_lineno = 0, lineno      # start of pass-through bytes not yet handed on
         while pos < n:
-            if sc.idle and skip:
+            skipping = skip and sc.skippable
+            plugin_hit = -1                      # where "wasm log" is, when it is the hit
+            if skipping:
                 hit = min(nexts)
                 while hit < pos:
                     k = nexts.index(hit)
                     p = chunk.find(finders[k], pos)
                     nexts[k] = p if p >= 0 else n
                     hit = min(nexts)
+                if hit < n and nexts[wasm_log] == hit:
+                    plugin_hit = hit
+                if sc.natives:
+                    if natives is None:
+                        natives = [-1] * len(NATIVE_TRIGGERS)
+                    for k, p in enumerate(natives):
+                        if p < pos:
+                            p = chunk.find(NATIVE_TRIGGERS[k], pos)
+                            natives[k] = p if p >= 0 else n
+                    hit = min(hit, min(natives))
+                elif natives is not None:
+                    natives = None
                 if hit >= n:
                     break
                 nl = chunk.rfind(b"\n", pos, hit)
@@ -1007,12 +1130,21 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl + 1
             line = chunk[pos:end]
-            if sc.idle and skip and not _worth_parsing(line) and not (
-                    partial is not None and partial(line)):
+            if plugin_hit >= 0 and lazy and not sc.outputs.open:
+                # a plugin's record, first on its line: remembered unless it opens a panic
+                colon = chunk.find(b":", plugin_hit + 8, end)
+                if colon < 0 or not chunk.startswith(_OPENERS, colon + 1):
+                    lineno += chunk.count(b"\n", ln_pos, pos)   # parsed only if a crash
+                    ln_pos = pos                                # on its thread comes
+                    sc.remember_plugin_line(line, lineno)
+                    pos = end
+                    continue
+            elif skipping and not worth(line) and not (partial is not None and partial(line)) \
+                    and not (natives is not None and _native_line(line)):
                 if b"wasm log" not in line:
                     pos = end
                     continue
-                if lazy:                   # parsed only if a crash on its thread comes
+                if lazy and not sc.outputs.open and not _opens_panic(line):
                     lineno += chunk.count(b"\n", ln_pos, pos)
                     ln_pos = pos
                     sc.remember_plugin_line(line, lineno)
@@ -1037,7 +1169,7 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             if sc.ready:
                 yield from sc.drain()
         if pt < n:
-            if sc.pending_msgs or sc.pending_dumps:
+            if sc.pending_msgs or sc.pending_dumps or sc.natives:
                 sc.expire(base + n)
             if sc.busy:
                 sc.passthrough(pt_lineno, chunk[pt:n])
@@ -1052,6 +1184,10 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             yield from sc.drain()
     sc.finish()
     yield from sc.drain()
+
+
+def _native_line(line: bytes) -> bool:
+    return any(t in line for t in NATIVE_TRIGGERS)
 
 
 def scan_crashes(stream: BinaryIO | Iterable[bytes], source: str, *,

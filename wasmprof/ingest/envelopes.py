@@ -37,7 +37,7 @@ import codecs
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -646,7 +646,9 @@ class Layout:
     why: str = "no envelope"
     recognised: int = 0
     sample: int = 0
-    extra: dict = field(default_factory=dict)
+    gateway: bool = True
+    """Most sample lines carry an Envoy/Istio line prefix: a plugin's output comes only in
+    ``wasm log`` records (else the text is a runtime's own output: panics are plain lines)."""
 
 
 def recognised(text: str) -> int:
@@ -770,9 +772,19 @@ def detect(head: bytes) -> Layout:
     score, layers = _best(lines, 3)
     base = _score([(x, None, None) for x in lines])
     if not layers or score <= base:
-        return Layout("plain", recognised=base, sample=len(lines))
+        return Layout("plain", recognised=base, sample=len(lines),
+                      gateway=_gateway([(x, None, None) for x in lines]))
     peeler = fresh(layers[0]) if len(layers) == 1 else Chain([fresh(p) for p in layers])
-    return Layout("lines", peeler, why=peeler.describe(), recognised=score, sample=len(lines))
+    probe = fresh(peeler)
+    items = _through(probe, [(x, None, None) for x in lines]) + probe.flush()
+    return Layout("lines", peeler, why=peeler.describe(), recognised=score, sample=len(lines),
+                  gateway=_gateway(items))
+
+
+def _gateway(items: list[Item]) -> bool:
+    from wasmprof.ingest.logline import parse_line
+    texts = [t for t, _, _ in items if t.strip()]
+    return sum(1 for t in texts if parse_line(t).has_prefix) * 2 >= len(texts) > 0
 
 
 def _first_value_spans_lines(text: str) -> bool:

@@ -19,6 +19,7 @@ Contract:
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -77,6 +78,34 @@ def parse_record(message: str, *, line: int, level: str | None = None,
     text = text[1:] if text.startswith(" ") else text       # exactly the one separator
     return Record(line=line, text=text[:MAX_TEXT], level=level, plugin=plugin, root_id=root,
                   vm_id=vm, timestamp=timestamp, raw=[message])
+
+
+# one match for the common shapes of a remembered line: Envoy's default format and Istio's TSV
+_ENVOY_RECORD = re.compile(
+    rb"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?)\]\[(\d{1,20})\]\[(\w{1,20})\]"
+    rb"\[[\w.\-]{1,100}\] ?(?:\[[^\]\s]{1,1000}:\d{1,9}\] ?)?wasm log((?: [^ :]{1,300}){0,3}):"
+    rb" ?(.*?)\r?\n?\Z", re.S)
+_ISTIO_RECORD = re.compile(
+    rb"(\d{4}-\d\d-\d\dT[\d:.]{8,20}(?:Z|[+-]\d\d:?\d\d))\t(\w{1,10})\tenvoy [^\t]{1,1100}\t"
+    rb"wasm log((?: [^ :]{1,300}){0,3}): ?(.*?)\tthread=(\d{1,20})\r?\n?\Z", re.S)
+
+
+def quick_record(raw: bytes, line: int) -> tuple[str, Record] | None:
+    """(thread, record) of a whole ``wasm log`` line in Envoy's or Istio's default format,
+    with one regex match (the lines a crash's breadcrumbs come from); None for any other
+    shape (the caller parses it in full)."""
+    m = _ENVOY_RECORD.match(raw)
+    if m is not None:
+        ts, thread, level, ids, text = m.groups()
+    else:
+        m = _ISTIO_RECORD.match(raw)
+        if m is None:
+            return None
+        ts, level, ids, text, thread = m.groups()
+    plugin, root, vm = split_ids(ids.decode("utf-8", "replace"))
+    return thread.decode(), Record(line=line, text=text.decode("utf-8", "replace")[:MAX_TEXT],
+                                   level=level.decode(), plugin=plugin, root_id=root, vm_id=vm,
+                                   timestamp=ts.decode())
 
 
 def _go_line_end(prev: str, nxt: str) -> bool:
@@ -198,6 +227,11 @@ class PluginOutputs:
         self.who: dict[Key, tuple[str | None, str | None, str | None, int]] = {}
         self.crumbs: dict[Key, deque[Breadcrumb]] = {}
         self.open: dict[Key, OpenPanic] = {}
+
+    @property
+    def plain_open(self) -> int:
+        """Open panics read from plain output lines (they need every line)."""
+        return sum(1 for o in self.open.values() if o.writer == (None, None))
 
     def note(self, key: Key, rec: Record) -> None:
         """Remember ``rec`` as the latest record of its thread (not a panic's)."""
