@@ -35,28 +35,34 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from wasmprof.ingest import (envelopes, envoy_native, v8_backtrace, v8_errstack, wamr_dump,
-                             wasmtime_trace, wavm_backtrace)
+from wasmprof.ingest import (envelopes, envoy_native, panics, v8_backtrace, v8_errstack,
+                             wamr_dump, wasmtime_trace, wavm_backtrace)
 from wasmprof.ingest.envelopes import Item, Peeler
 from wasmprof.ingest.logline import LineFormat, LogLine, decode, parse_line, split_thread_suffix
-from wasmprof.ingest.plugin_output import (BREADCRUMBS, OpenPanic, PluginOutputs, parse_record,
-                                            quick_record)
+from wasmprof.ingest.lookback import Lookback
+from wasmprof.ingest.plugin_output import (BREADCRUMBS, OpenPanic, PluginOutputs, Record,
+                                            parse_record, quick_record)
 from wasmprof.ingest.traps import classify
 from wasmprof.model import AddressSpace, Crash, RawFrame, Runtime, TrapKind
 from wasmprof.output import Progress
 
 TRIGGERS: tuple[bytes, ...] = (b": 0x", b"#00 ", b"Function: ", b"Exception: ", b"Caught ",
-                               b"wasm log", b" backtrace:")
-"""In a gateway log (Envoy/Istio line prefixes), a line without any of these can neither
-start nor end a crash when no block is open. Each is one ``bytes.find`` pass over a chunk:
-the list is kept short (the fast path's cost is the number of passes)."""
-PLAIN_TRIGGERS: tuple[bytes, ...] = TRIGGERS + (b"anic", b"Error", b"wasm://wasm/",
-                                                b"fatal error: ", b"terminat", b"Assertion failed")
+                               b" backtrace:", b"anic", b"libc++abi", b"terminate called",
+                               b"Assertion failed", b"fatal error: ")
+"""In a gateway log (Envoy/Istio line prefixes) read without an envelope, a line without
+any of these can neither start nor end a crash when no block is open (the last five: a
+plugin's record opening a panic, ``panic:`` / ``panicked at`` / ``libc++abi:`` …). Each is
+one ``bytes.find`` pass over a chunk: the list is short, and plugin lines are not among
+them — a crash finds its thread's plugin lines afterwards (:mod:`wasmprof.ingest.lookback`)."""
+PLUGIN_TRIGGER = b"wasm log"
+"""Looked for too while a panic is being collected (its records), and always when the lines
+come through an envelope (no lookback in peeled text)."""
+PLAIN_TRIGGERS: tuple[bytes, ...] = TRIGGERS + (PLUGIN_TRIGGER, b"Error", b"wasm://wasm/",
+                                                b"thread '")
 """Other text (a runtime's own stdout/stderr, node traces): panics and err.stack lines are
 plain lines there, so they are triggers too."""
 NATIVE_TRIGGERS: tuple[bytes, ...] = (b"[0x", b"Backtrace (use", b"Envoy version: ",
@@ -99,8 +105,6 @@ def _opens_panic(line: bytes) -> bool:
     return colon > 0 and line.startswith(_OPENERS, colon + 1)
 # V8 in-VM frames fused on one line (copied out of a terminal UI)
 _FUSED = re.compile(r"(?<=\S)\s+(?=\d{1,4}: {1,8}0x[0-9a-fA-F]{1,16} - )")
-PLUGIN_LINES = 2048           # recent `wasm log` lines kept unparsed (breadcrumbs + who)
-INDEX_WINDOW = 256            # of them, the newest sorted by thread when a crash needs them
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
 
@@ -116,12 +120,15 @@ class _Unit:
     last_offset: int = 0        # byte offset of the last line that belonged to it
     ended: bool = False         # dump: saw its closing empty line
     suffix_due: bool = False    # an istio record whose last line (with thread=N) is to come
+    first_offset: int = 1 << 62  # byte offset of its first line
 
     @property
     def first_line(self) -> int:
         return self.lines[0][0] if self.lines else 0
 
     def add(self, lineno: int, text: str, offset: int) -> None:
+        if offset < self.first_offset:
+            self.first_offset = offset
         if len(text) > MAX_KEPT_LINE:
             text = text[:MAX_KEPT_LINE] + f"… [{len(text) - MAX_KEPT_LINE} more characters]"
         self.lines.append((lineno, text))
@@ -165,15 +172,15 @@ class CrashScanner:
         self.held_bytes = 0
         self.outputs = PluginOutputs()
         self.cont: OpenPanic | None = None        # a record whose continuation lines may follow
-        self.plugin_lines: deque[tuple[bytes, int]] = deque(maxlen=PLUGIN_LINES)
-        self.plugin_count = 0                     # lines ever remembered
-        self.plugin_indexed = 0                   # of them, sorted into thread_lines
-        self.thread_lines: dict[str | None, deque[tuple[bytes, int]]] = {}
+        self.lookback: Lookback | None = None     # raw chunks (plain streams): plugin lines
+        self.panic_lines: dict[tuple[str | None, str | None], int] = {}  # last line of a
+        #                                                    thread's panic given to a crash
         self.prev: tuple[int, str] | None = None  # (line, text) of the last line read
         self.recent_wamr: list[tuple[str | None, int]] = []
         self.last_signature: tuple | None = None
         self.last_signature_line = 0
         self.at_end = False
+        self.deadline = -1          # expire() has nothing to do up to this offset
 
     # -- state ---------------------------------------------------------------------
     @property
@@ -199,7 +206,26 @@ class CrashScanner:
         return not self.idle or bool(self.pending_msgs) or bool(self.pending_dumps)
 
     def expire(self, offset: int) -> None:
-        """Give up pairing units whose window ended before byte ``offset``."""
+        """Give up pairing units whose window ended before byte ``offset``. Cheap until the
+        earliest window of what is open ends (:attr:`deadline`: a unit opened later ends
+        no earlier than ``NATIVE_WINDOW`` after the last full check)."""
+        if offset <= self.deadline:
+            return
+        self._expire(offset)
+        lasts = [offset + NATIVE_WINDOW]
+        if self.pending_msgs:
+            lasts.append(self.pending_msgs[0].last_offset + PAIR_WINDOW)
+        if self.pending_dumps:
+            lasts.append(self.pending_dumps[0].last_offset + PAIR_WINDOW)
+        if self.dump is not None:
+            lasts.append(self.dump.last_offset + NATIVE_WINDOW)
+        lasts += [u.last_offset + NATIVE_WINDOW for u in self.natives.values()]
+        lasts += [o.last_offset + PANIC_WINDOW for o in self.outputs.open.values()]
+        for record, dump in self.parked.values():
+            lasts += [u.last_offset + NATIVE_WINDOW for u in (record, dump) if u is not None]
+        self.deadline = min(lasts)
+
+    def _expire(self, offset: int) -> None:
         # a message waits as long as a dump is being read: that dump may be its own
         for lst in ((self.pending_dumps,) if self.dump is not None
                     else (self.pending_msgs, self.pending_dumps)):
@@ -322,6 +348,8 @@ class CrashScanner:
 
     # -- heads -----------------------------------------------------------------------
     def _start(self, ll: LogLine, msg: str, lineno: int, text: str, offset: int) -> bool:
+        if msg.startswith("wasm log") and ll.has_prefix:
+            return self._plugin_record(ll, msg, lineno, text, offset)   # a plugin's record
         if _FAILED in msg and _FAILED_MID in msg:
             return self._start_record(ll, msg, lineno, text, offset)
         if msg.startswith("#"):
@@ -679,62 +707,25 @@ class CrashScanner:
         return False
 
     # -- the plugins' own output ------------------------------------------------------------
-    def remember_plugin_line(self, raw: bytes, lineno: int) -> None:
-        """A ``wasm log`` line seen on the fast path of a plain log (no envelope): kept
-        (bounded) and parsed only if a crash on its thread needs it."""
-        self.plugin_lines.append((raw, lineno))
-        self.plugin_count += 1
-
-    def _index_plugin_lines(self) -> None:
-        """Sort the remembered lines not sorted yet (at most the newest
-        :data:`INDEX_WINDOW`) by thread, read cheaply from their bytes."""
-        new = min(self.plugin_count - self.plugin_indexed, INDEX_WINDOW, len(self.plugin_lines))
-        self.plugin_indexed = self.plugin_count
-        if new <= 0:
-            return
-        lines = self.plugin_lines
-        by_thread = self.thread_lines
-        for k in range(len(lines) - new, len(lines)):
-            raw, lineno = lines[k]
-            t = _thread_of(raw)
-            q = by_thread.get(t)
-            if q is None:
-                if len(by_thread) >= MAX_THREADS:
-                    by_thread.clear()
-                q = by_thread[t] = deque(maxlen=BREADCRUMBS)
-            q.append((raw, lineno))
-
-    def _read_plugin_lines(self, thread: str | None) -> None:
-        """Parse ``thread``'s remembered ``wasm log`` lines (its newest
-        :data:`~wasmprof.ingest.plugin_output.BREADCRUMBS`), oldest first, into the state;
-        when none names the thread's plugin, the newest older one that does."""
-        if thread is None:
-            return
-        if self.plugin_count > self.plugin_indexed:
-            self._index_plugin_lines()
-        q = self.thread_lines.pop(thread, None)
-        for raw, lineno in q or ():
-            self._note_raw(raw, lineno, thread)
-        if (None, thread) not in self.outputs.who and self.plugin_lines:
-            marker = _thread_marker(thread, self.plugin_lines[-1][0])
-            for raw, lineno in reversed(self.plugin_lines):     # rare: an old line names it
-                if marker in raw and self._note_raw(raw, lineno, thread):
-                    break
-
-    def _note_raw(self, raw: bytes, lineno: int, thread: str) -> bool:
-        quick = quick_record(raw, lineno)
-        if quick is not None:
-            if quick[0] != thread:
-                return False
-            rec = quick[1]
-        else:
+    def _looked_back(self, crash: Crash, unit: _Unit) -> list[tuple[Record, int]]:
+        """The crash's thread's plugin records just before it, newest first, with their byte
+        offsets (plain streams: found in the raw bytes, parsed only now)."""
+        assert self.lookback is not None and crash.thread is not None
+        out = []
+        for lineno, offset, raw in self.lookback.records(
+                crash.thread, unit.first_offset, unit.first_line or 1,
+                crash.raw[0].encode() if crash.raw else b"["):
+            quick = quick_record(raw, lineno)
+            if quick is not None:
+                if quick[0] == crash.thread:
+                    out.append((quick[1], offset))
+                continue
             ll = parse_line(decode(raw))
             rec = parse_record(ll.message, line=lineno, level=ll.level,
-                               timestamp=ll.timestamp) if ll.thread == thread else None
-            if rec is None:
-                return False
-        self.outputs.note((None, thread), rec)
-        return True
+                               timestamp=ll.timestamp) if ll.thread == crash.thread else None
+            if rec is not None:
+                out.append((rec, offset))
+        return out
 
     def _plugin_record(self, ll: LogLine, msg: str, lineno: int, text: str,
                        offset: int) -> bool:
@@ -742,10 +733,12 @@ class CrashScanner:
         rec = parse_record(msg, line=lineno, level=ll.level, timestamp=ll.timestamp)
         if rec is None:
             return False
-        if self.plugin_lines and ll.origin is None:
-            self._read_plugin_lines(ll.thread)
         key = (ll.origin, ll.thread)
         before = self.outputs.open.get(key)
+        if before is not None and before.writer == rec.writer and not before.full:
+            before.add(rec.text, lineno, text, offset)      # the panic being written
+            self.cont = before
+            return True
         out = self.outputs.record(key, rec, text, offset)
         if before is not None and out is not None and out is not before:
             self._emit_panic(before, "another panic started on the same thread")
@@ -766,13 +759,23 @@ class CrashScanner:
         crash = unit.crash
         crash.panic = out.panic()
         unit.lines.extend(out.lines)
+        if out.lines and out.first_offset < unit.first_offset:
+            unit.first_offset = out.first_offset
         crash.plugin = crash.plugin or out.plugin
         crash.root_id = crash.root_id or out.root_id
         crash.vm_id = crash.vm_id or out.vm_id
         crash.notes.append(f"{crash.panic.language} panic written by the plugin just before "
                            f"(line {out.first_line}, {len(out.texts)} log record(s))")
+        self._panic_done(out)
         if self.cont is out:
             self.cont = None
+
+    def _panic_done(self, out: OpenPanic) -> None:
+        """Its records belong to a crash now: never another's panic."""
+        if len(self.panic_lines) >= MAX_THREADS:
+            self.panic_lines.clear()
+        last = out.lines[-1][0] if out.lines else out.first_line
+        self.panic_lines[out.key] = max(self.panic_lines.get(out.key, 0), last)
 
     def _late_panic(self, unit: _Unit) -> None:
         """The panic of a crash whose thread came late (istio puts ``thread=`` on a record's
@@ -806,31 +809,76 @@ class CrashScanner:
                            vm_id=out.vm_id, trap_kind=TrapKind.PANIC))
         unit.lines.extend(out.lines)
         unit.last_offset = out.last_offset
+        unit.first_offset = out.first_offset
         crash = unit.crash
         crash.panic = out.panic()
         crash.panic.partial = True
         crash.message = crash.panic.message
+        self._panic_done(out)
         unit.flag(f"{crash.panic.language} panic with no trap after it ({why}): the trap "
                   "record may have been cut off")
         if self.cont is out:
             self.cont = None
         self._emit(unit)
 
-    def _attribute(self, crash: Crash) -> None:
-        if self.plugin_lines and crash.origin is None:
-            self._read_plugin_lines(crash.thread)
+    def _attribute(self, crash: Crash, unit: _Unit) -> None:
+        """Plugin, breadcrumbs and (when the plugin's output was not collected on the way)
+        the panic printed just before the crash, from its thread's plugin records."""
         key = (crash.origin, crash.thread)
-        crash.breadcrumbs = self.outputs.breadcrumbs(key, crash.first_line or 1 << 62)
-        info = self.outputs.who.get(key) if crash.thread is not None else None
-        if info is None:
+        if self.lookback is not None and crash.thread is not None and crash.origin is None:
+            found = self._looked_back(crash, unit)
+            if crash.panic is None:
+                self._panic_from(unit, found)
+            recs = [r for r, _ in found]
+            for rec in recs:
+                if crash.panic is not None and rec.line >= (crash.panic.first_line or 0):
+                    continue
+                if rec.text.strip() and len(crash.breadcrumbs) < BREADCRUMBS:
+                    crash.breadcrumbs.append(self.outputs.crumb(rec))
+            crash.breadcrumbs.reverse()
+            who = next(((r.plugin, r.root_id, r.vm_id, r.line) for r in recs
+                        if r.plugin is not None or r.root_id is not None), None)
+        else:
+            crash.breadcrumbs = self.outputs.breadcrumbs(key, crash.first_line or 1 << 62)
+            who = self.outputs.who.get(key) if crash.thread is not None else None
+        if who is None:
             return
-        plugin, root, vm, lineno = info
+        plugin, root, vm, lineno = who
         if crash.plugin is None and plugin is not None:
             crash.plugin = plugin
             crash.notes.append(f"plugin named by the last 'wasm log' line of thread "
                                f"{crash.thread} (line {lineno})")
         crash.root_id = crash.root_id or root
         crash.vm_id = crash.vm_id or vm
+
+    def _panic_from(self, unit: _Unit, found: list[tuple[Record, int]]) -> None:
+        """A panic in the records just before the crash (newest first) that the fast path
+        did not collect (a Rust panic's first pieces ``thread '`` …, a piece of a C++ one):
+        the records from its opener on, within :data:`PANIC_WINDOW` and after the last
+        panic this thread had."""
+        crash = unit.crash
+        done = self.panic_lines.get((crash.origin, crash.thread), 0)
+        recs = []
+        for rec, offset in found:
+            if offset + PANIC_WINDOW < unit.first_offset or rec.line <= done:
+                break
+            recs.append(rec)
+        start = None
+        for k, rec in enumerate(recs):
+            if panics.opens(rec.text) is not None:
+                start = k
+        if start is None:
+            return
+        chosen = list(reversed(recs[:start + 1]))
+        kind, tokens = panics.opens(chosen[0].text)  # type: ignore[misc]
+        out = OpenPanic(key=(crash.origin, crash.thread), kind=kind, tokens=tokens,
+                        writer=chosen[0].writer, first_line=chosen[0].line, last_offset=0,
+                        plugin=chosen[0].plugin, root_id=chosen[0].root_id,
+                        vm_id=chosen[0].vm_id, timestamp=chosen[0].timestamp)
+        for rec in chosen:
+            out.add(rec.text, rec.line, rec.raw[0] if rec.raw else rec.text, 0)
+        out.lines = []                       # its log lines are not in the crash's raw lines
+        self._attach_panic(unit, out)
 
     # -- output ---------------------------------------------------------------------------
     def _emit(self, unit: _Unit) -> None:
@@ -849,7 +897,7 @@ class CrashScanner:
             self.recent_wamr = self.recent_wamr[-15:] + [(crash.message, unit.last_offset)]
         if crash.panic is None and self.outputs.open:
             self._late_panic(unit)
-        self._attribute(crash)
+        self._attribute(crash, unit)
         _refine_panic(crash)
         if self.at_end and OPEN_AT_END not in crash.notes:
             crash.notes.append(OPEN_AT_END)
@@ -982,36 +1030,6 @@ def _chunks(stream: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
-def _thread_of(raw: bytes) -> str | None:
-    """The thread of a plain log line, read cheaply from its bytes (Envoy ``[time][T]``,
-    Istio ``\tthread=T`` at the end, Istio JSON ``"thread":T``); None when not found."""
-    if raw[:1] == b"[":
-        i = raw.find(b"][", 20, 80)
-        if i > 0:
-            j = raw.find(b"]", i + 2, i + 24)
-            if j > 0:
-                return raw[i + 2:j].decode("ascii", "replace")
-        return None
-    i = raw.rfind(b"\tthread=")
-    if i > 0:
-        return raw[i + 8:].strip().decode("ascii", "replace")
-    i = raw.rfind(b'"thread":')
-    if i > 0:
-        end = i + 9
-        while end < len(raw) and raw[end:end + 1].isdigit():
-            end += 1
-        return raw[i + 9:end].decode("ascii") or None
-    return None
-
-
-def _thread_marker(thread: str, sample: bytes) -> bytes:
-    """Bytes that a line of ``thread`` holds, in the format of ``sample``."""
-    t = thread.encode()
-    if sample[:1] == b"[":
-        return b"][" + t + b"]["
-    return b"\tthread=" + t if b"\tthread=" in sample else b'"thread":' + t
-
-
 def _worth_parsing(line: bytes) -> bool:
     """Cheap byte test: can this line start, continue or end a crash (when no block is
     open)? Lines that merely contain ``#`` or ``wasm log`` are not."""
@@ -1079,25 +1097,33 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
                 keep_lines: bool, gateway: bool = True) -> Iterator[bytes | Crash]:
     """The fast path over physical lines: between lines that must be read, jump from one
     trigger hit to the next (``bytes.find`` per trigger); ``gateway``: Envoy/Istio-prefixed
-    text (a plugin's output only in ``wasm log`` records), else plain text."""
-    finders = TRIGGERS if gateway else PLAIN_TRIGGERS
-    wasm_log = finders.index(b"wasm log")
+    text (a plugin's output only in ``wasm log`` records), else plain text. A gateway log
+    read without an envelope skips plugin lines: a crash looks its thread's up afterwards
+    (``sc.lookback``); while a panic is being collected they are looked for too."""
+    lazy = sc.peeler is None and gateway
+    if not gateway:
+        finders = PLAIN_TRIGGERS
+    else:
+        finders = TRIGGERS if lazy else TRIGGERS + (PLUGIN_TRIGGER,)
     worth = _worth_parsing if gateway else _worth_parsing_plain
-    lazy = sc.peeler is None
+    if lazy:
+        sc.lookback = Lookback()
     skip = sc.peeler is None or sc.peeler.skippable
     partial = None if sc.peeler is None else sc.peeler.partial
     base = 0
     lineno = 1            # line number at position ln_pos of the current chunk
     for chunk in pieces:
+        if sc.lookback is not None:
+            sc.lookback.push(chunk, base)
         n = len(chunk)
         nexts = [chunk.find(t) for t in finders]
         nexts = [p if p >= 0 else n for p in nexts]
         natives: list[int] | None = None         # NATIVE_TRIGGERS' next hits, while needed
+        plugins = -1                             # the next plugin line, while needed
         pos = ln_pos = 0
         pt, pt_lineno = 0, lineno      # start of pass-through bytes not yet handed on
         while pos < n:
             skipping = skip and sc.skippable
-            plugin_hit = -1                      # where "wasm log" is, when it is the hit
             if skipping:
                 hit = min(nexts)
                 while hit < pos:
@@ -1105,8 +1131,6 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
                     p = chunk.find(finders[k], pos)
                     nexts[k] = p if p >= 0 else n
                     hit = min(nexts)
-                if hit < n and nexts[wasm_log] == hit:
-                    plugin_hit = hit
                 if sc.natives:
                     if natives is None:
                         natives = [-1] * len(NATIVE_TRIGGERS)
@@ -1117,6 +1141,11 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
                     hit = min(hit, min(natives))
                 elif natives is not None:
                     natives = None
+                if lazy and sc.outputs.open:
+                    if plugins < pos:
+                        plugins = chunk.find(PLUGIN_TRIGGER, pos)
+                        plugins = n if plugins < 0 else plugins
+                    hit = min(hit, plugins)
                 if hit >= n:
                     break
                 nl = chunk.rfind(b"\n", pos, hit)
@@ -1130,32 +1159,18 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl + 1
             line = chunk[pos:end]
-            if plugin_hit >= 0 and lazy and not sc.outputs.open:
-                # a plugin's record, first on its line: remembered unless it opens a panic
-                colon = chunk.find(b":", plugin_hit + 8, end)
-                if colon < 0 or not chunk.startswith(_OPENERS, colon + 1):
-                    lineno += chunk.count(b"\n", ln_pos, pos)   # parsed only if a crash
-                    ln_pos = pos                                # on its thread comes
-                    sc.remember_plugin_line(line, lineno)
-                    pos = end
-                    continue
-            elif skipping and not worth(line) and not (partial is not None and partial(line)) \
+            if skipping and not worth(line) and not (partial is not None and partial(line)) \
                     and not (natives is not None and _native_line(line)):
-                if b"wasm log" not in line:
+                if PLUGIN_TRIGGER not in line or (lazy and not sc.outputs.open
+                                                  and not _opens_panic(line)):
                     pos = end
                     continue
-                if lazy and not sc.outputs.open and not _opens_panic(line):
-                    lineno += chunk.count(b"\n", ln_pos, pos)
-                    ln_pos = pos
-                    sc.remember_plugin_line(line, lineno)
-                    pos = end
-                    continue               # (an envelope may join it with the next lines)
-            if pt < pos:
+            if keep_lines and pt < pos:
                 if sc.pending_msgs or sc.pending_dumps:
                     sc.expire(base + pos)
                 if sc.busy:
                     sc.passthrough(pt_lineno, chunk[pt:pos])
-                elif keep_lines:
+                else:
                     yield from sc.drain()
                     yield chunk[pt:pos]
             lineno += chunk.count(b"\n", ln_pos, pos)

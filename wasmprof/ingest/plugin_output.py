@@ -184,12 +184,15 @@ class OpenPanic:
     vm_id: str | None = None
     timestamp: str | None = None
     size: int = 0
+    first_offset: int = 1 << 62
 
     @property
     def full(self) -> bool:
         return len(self.texts) >= MAX_PANIC_RECORDS or self.size >= MAX_PANIC_TEXT
 
     def add(self, text: str, lineno: int, raw: str, offset: int) -> None:
+        if offset < self.first_offset:
+            self.first_offset = offset
         self.texts.append(text)
         self.lines.append((lineno, raw))
         self.size += len(text) + 1
@@ -247,9 +250,13 @@ class PluginOutputs:
         q = self.crumbs.get(key)
         if q is None:
             q = self.crumbs[key] = deque(maxlen=BREADCRUMBS)
+        q.append(self.crumb(rec))
+
+    @staticmethod
+    def crumb(rec: Record) -> Breadcrumb:
         text = rec.text if len(rec.text) <= BREADCRUMB_TEXT else rec.text[:BREADCRUMB_TEXT] + "…"
-        q.append(Breadcrumb(line=rec.line, level=rec.level, text=text, plugin=rec.plugin,
-                            timestamp=rec.timestamp))
+        return Breadcrumb(line=rec.line, level=rec.level, text=text, plugin=rec.plugin,
+                          timestamp=rec.timestamp)
 
     def record(self, key: Key, rec: Record, raw: str, offset: int) -> OpenPanic | None:
         """A ``wasm log`` record on ``key``: the open panic it joined or opened, else None

@@ -1,0 +1,80 @@
+"""Looking back from a crash for its thread's ``wasm log`` records, in the raw bytes.
+
+Contract: :class:`Lookback` holds the last two chunks of a plain stream (no envelope) as the
+scanner read them. :meth:`Lookback.records` finds, newest first, the ``wasm log`` lines of
+one thread that end before a byte offset (with their line numbers), searching backwards
+with ``bytes.rfind`` for the thread's field — so the fast path never has to look at plugin
+lines at all: a gateway log's plugin lines cost nothing unless a crash needs them. Bounded
+by :data:`MAX_RECORDS` records and :data:`MAX_BYTES` bytes; never raises.
+"""
+
+from __future__ import annotations
+
+MAX_RECORDS = 8               # records looked at per crash (its breadcrumbs)
+MAX_BYTES = 1 << 20           # how far back from the crash
+
+
+def thread_marker(thread: str, sample: bytes) -> tuple[bytes, bool]:
+    """(bytes a line of ``thread`` holds in the format of ``sample``, whether they end the
+    line): Envoy ``][T][``, Istio ``\\tthread=T`` at the end, Istio JSON ``"thread":T``."""
+    t = thread.encode()
+    if sample[:1] == b"[":
+        return b"][" + t + b"][", False
+    if sample[:1] == b"{":
+        return b'"thread":' + t, False
+    return b"\tthread=" + t, True
+
+
+class Lookback:
+    """The current and the previous chunk of the stream, with their offsets and line numbers."""
+
+    def __init__(self) -> None:
+        self.prev = b""
+        self.prev_base = 0
+        self.cur = b""
+        self.cur_base = 0
+
+    def push(self, chunk: bytes, base: int) -> None:
+        """The scanner starts reading ``chunk`` at stream offset ``base``."""
+        self.prev, self.prev_base = self.cur, self.cur_base
+        self.cur, self.cur_base = chunk, base
+
+    def records(self, thread: str, before: int, before_line: int, sample: bytes,
+                limit: int = MAX_RECORDS) -> list[tuple[int, int, bytes]]:
+        """(line number, offset, line) of ``thread``'s ``wasm log`` lines that end before
+        offset ``before`` (a crash's first line, number ``before_line``), newest first."""
+        marker, at_end = thread_marker(thread, sample)
+        out: list[tuple[int, int, bytes]] = []
+        line_at = before_line          # the number of the line that starts at `mark`
+        budget = MAX_BYTES
+        for buf, base in ((self.cur, self.cur_base), (self.prev, self.prev_base)):
+            region = end = min(max(before - base, 0), len(buf))
+            if end <= 0 or budget <= 0:
+                continue
+            mark = end                 # newlines are counted from here back, as we go
+            floor = max(0, end - budget)
+            while len(out) < limit:
+                i = buf.rfind(marker, floor, end)
+                if i < 0:
+                    break
+                start = buf.rfind(b"\n", 0, i) + 1
+                end = start
+                stop = buf.find(b"\n", i)
+                stop = len(buf) if stop < 0 else stop + 1
+                if at_end:
+                    if buf[i + len(marker):stop].strip():
+                        continue                    # thread=24 is not thread=2…
+                    if buf.find(b"wasm log", start, i) < 0:
+                        continue
+                elif buf[i + len(marker):i + len(marker) + 1].isdigit() or \
+                        buf.find(b"wasm log", start, stop) < 0:
+                    continue                        # thread 24 is not thread 2
+                line = buf[start:stop]
+                line_at -= buf.count(b"\n", start, mark)
+                mark = start
+                out.append((line_at, base + start, line))
+            budget -= region - floor
+            if len(out) >= limit or budget <= 0:
+                break
+            line_at -= buf.count(b"\n", 0, mark)
+        return out
