@@ -80,6 +80,7 @@ MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are o
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
 PANIC_WINDOW = 64 << 10       # bytes after a panic's last record within which its trap comes
+LOOKBACK_BYTES = 1 << 20      # how far back a crash looks for a record naming its plugin
 OPEN_AT_END = "the input ended inside this crash's block (the next part of the log may hold the rest)"
 """Note on crashes still open when the input ended: a later window of the same stream may
 hold a longer copy (idempotent ingest lets that copy replace this one)."""
@@ -712,9 +713,14 @@ class CrashScanner:
         offsets (plain streams: found in the raw bytes, parsed only now)."""
         assert self.lookback is not None and crash.thread is not None
         out = []
-        for lineno, offset, raw in self.lookback.records(
-                crash.thread, unit.first_offset, unit.first_line or 1,
-                crash.raw[0].encode() if crash.raw else b"["):
+        sample = crash.raw[0].encode() if crash.raw else b"["
+        found = self.lookback.records(crash.thread, unit.first_offset, unit.first_line or 1,
+                                      sample)
+        if not found:              # no record lately: the last one names the plugin, if any
+            found = self.lookback.records(crash.thread, unit.first_offset,
+                                          unit.first_line or 1, sample, limit=1,
+                                          max_bytes=LOOKBACK_BYTES)
+        for lineno, offset, raw in found:
             quick = quick_record(raw, lineno)
             if quick is not None:
                 if quick[0] == crash.thread:

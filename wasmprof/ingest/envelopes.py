@@ -265,7 +265,8 @@ class TuiPeeler(Peeler):
 
     def _out(self, text: str, *, wrapped: bool) -> list[Item]:
         out: list[Item] = []
-        if self.held and (_RECORD_START.match(text) or _BLOCK_LINE.match(text)):
+        if self.held and (_RECORD_START.match(text) or _BLOCK_LINE.match(text)) and not (
+                self.held[0].startswith("{") and not self.held[-1].endswith("}")):  # JSON
             out = self.flush()            # a row that filled the pane exactly, not wrapped
         if wrapped and sum(map(len, self.held)) < MAX_PENDING:
             self.held.append(text)

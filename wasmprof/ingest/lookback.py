@@ -5,13 +5,13 @@ scanner read them. :meth:`Lookback.records` finds, newest first, the ``wasm log`
 one thread that end before a byte offset (with their line numbers), searching backwards
 with ``bytes.rfind`` for the thread's field — so the fast path never has to look at plugin
 lines at all: a gateway log's plugin lines cost nothing unless a crash needs them. Bounded
-by :data:`MAX_RECORDS` records and :data:`MAX_BYTES` bytes; never raises.
+by :data:`MAX_RECORDS` records and ``max_bytes`` bytes; never raises.
 """
 
 from __future__ import annotations
 
 MAX_RECORDS = 8               # records looked at per crash (its breadcrumbs)
-MAX_BYTES = 1 << 20           # how far back from the crash
+MAX_BYTES = 32 << 10          # how far back from the crash, by default
 
 
 def thread_marker(thread: str, sample: bytes) -> tuple[bytes, bool]:
@@ -40,13 +40,15 @@ class Lookback:
         self.cur, self.cur_base = chunk, base
 
     def records(self, thread: str, before: int, before_line: int, sample: bytes,
-                limit: int = MAX_RECORDS) -> list[tuple[int, int, bytes]]:
+                limit: int = MAX_RECORDS, max_bytes: int = MAX_BYTES
+                ) -> list[tuple[int, int, bytes]]:
         """(line number, offset, line) of ``thread``'s ``wasm log`` lines that end before
         offset ``before`` (a crash's first line, number ``before_line``), newest first."""
         marker, at_end = thread_marker(thread, sample)
+        envoy = sample[:1] == b"["                 # "][T][level][wasm] … wasm log …"
         out: list[tuple[int, int, bytes]] = []
         line_at = before_line          # the number of the line that starts at `mark`
-        budget = MAX_BYTES
+        budget = max_bytes
         for buf, base in ((self.cur, self.cur_base), (self.prev, self.prev_base)):
             region = end = min(max(before - base, 0), len(buf))
             if end <= 0 or budget <= 0:
@@ -59,16 +61,16 @@ class Lookback:
                     break
                 start = buf.rfind(b"\n", 0, i) + 1
                 end = start
+                if envoy and (buf.find(b"wasm log", i, i + 1200) < 0
+                              or buf[i + len(marker):i + len(marker) + 1].isdigit()):
+                    continue                        # not a plugin line; thread 24 is not 2
                 stop = buf.find(b"\n", i)
                 stop = len(buf) if stop < 0 else stop + 1
-                if at_end:
-                    if buf[i + len(marker):stop].strip():
-                        continue                    # thread=24 is not thread=2…
-                    if buf.find(b"wasm log", start, i) < 0:
-                        continue
-                elif buf[i + len(marker):i + len(marker) + 1].isdigit() or \
-                        buf.find(b"wasm log", start, stop) < 0:
-                    continue                        # thread 24 is not thread 2
+                if at_end and buf[i + len(marker):stop].strip():
+                    continue                        # thread=24 is not thread=2…
+                if not envoy and (buf.find(b"wasm log", start, i) < 0 or not at_end and
+                                  buf[i + len(marker):i + len(marker) + 1].isdigit()):
+                    continue
                 line = buf[start:stop]
                 line_at -= buf.count(b"\n", start, mark)
                 mark = start
