@@ -61,11 +61,14 @@ class Lookback:
                     break
                 start = buf.rfind(b"\n", 0, i) + 1
                 end = start
-                if envoy and (buf.find(b"wasm log", i, i + 1200) < 0
-                              or buf[i + len(marker):i + len(marker) + 1].isdigit()):
-                    continue                        # not a plugin line; thread 24 is not 2
+                if envoy:                           # "][T][level][wasm] … wasm log"
+                    k = buf.find(b"][", i + len(marker), i + len(marker) + 24)
+                    if k < 0 or not buf.startswith(b"][wasm]", k):
+                        continue
                 stop = buf.find(b"\n", i)
                 stop = len(buf) if stop < 0 else stop + 1
+                if envoy and buf.find(b"wasm log", k, stop) < 0:
+                    continue
                 if at_end and buf[i + len(marker):stop].strip():
                     continue                        # thread=24 is not thread=2…
                 if not envoy and (buf.find(b"wasm log", start, i) < 0 or not at_end and
