@@ -264,3 +264,19 @@ def test_printed_names_without_a_module_are_demangled():
     names = [(f.function, str(f.status), f.wasm_index) for f in c.frames]
     assert names[2] == ("plugin::connect", "function-only", None)
     assert names[3] == ("$f42", "index-only", 42)               # unknown(function index:42)
+
+
+def test_breadcrumbs_point_at_their_lines_across_chunks(monkeypatch):
+    """Breadcrumbs come from looking back in the raw chunks; their line numbers stay right
+    when the records are in the previous chunk."""
+    from wasmprof.ingest import crashlog
+    monkeypatch.setattr(crashlog, "CHUNK_SIZE", 1 << 14)
+    lines: list[str] = []
+    for i in range(60):
+        lines += bare_log(LineFormat.ENVOY if i % 2 else LineFormat.ISTIO)
+    got = crashes("\n".join(lines) + "\n")
+    assert len(got) == 240
+    crumbs = [b for c in got for b in c.breadcrumbs]
+    assert len(crumbs) > 200
+    assert all(b.text in lines[b.line - 1] and b.line < c.first_line
+               for c in got for b in c.breadcrumbs)

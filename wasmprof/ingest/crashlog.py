@@ -80,7 +80,7 @@ MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are o
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
 PANIC_WINDOW = 64 << 10       # bytes after a panic's last record within which its trap comes
-LOOKBACK_BYTES = 1 << 20      # how far back a crash looks for a record naming its plugin
+LOOKBACK_BYTES = 256 << 10    # how far back a crash looks for a record naming its plugin
 OPEN_AT_END = "the input ended inside this crash's block (the next part of the log may hold the rest)"
 """Note on crashes still open when the input ended: a later window of the same stream may
 hold a longer copy (idempotent ingest lets that copy replace this one)."""
@@ -1120,7 +1120,7 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
     lineno = 1            # line number at position ln_pos of the current chunk
     for chunk in pieces:
         if sc.lookback is not None:
-            sc.lookback.push(chunk, base)
+            sc.lookback.push(chunk, base, lineno)
         n = len(chunk)
         nexts = [chunk.find(t) for t in finders]
         nexts = [p if p >= 0 else n for p in nexts]

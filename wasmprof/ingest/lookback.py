@@ -11,7 +11,7 @@ by :data:`MAX_RECORDS` records and ``max_bytes`` bytes; never raises.
 from __future__ import annotations
 
 MAX_RECORDS = 8               # records looked at per crash (its breadcrumbs)
-MAX_BYTES = 32 << 10          # how far back from the crash, by default
+MAX_BYTES = 16 << 10          # how far back from the crash, by default
 
 
 def thread_marker(thread: str, sample: bytes) -> tuple[bytes, bool]:
@@ -33,11 +33,13 @@ class Lookback:
         self.prev_base = 0
         self.cur = b""
         self.cur_base = 0
+        self.cur_line = 1
 
-    def push(self, chunk: bytes, base: int) -> None:
-        """The scanner starts reading ``chunk`` at stream offset ``base``."""
+    def push(self, chunk: bytes, base: int, line: int) -> None:
+        """The scanner starts reading ``chunk`` (whose first line is number ``line``) at
+        stream offset ``base``."""
         self.prev, self.prev_base = self.cur, self.cur_base
-        self.cur, self.cur_base = chunk, base
+        self.cur, self.cur_base, self.cur_line = chunk, base, line
 
     def records(self, thread: str, before: int, before_line: int, sample: bytes,
                 limit: int = MAX_RECORDS, max_bytes: int = MAX_BYTES
@@ -50,6 +52,8 @@ class Lookback:
         line_at = before_line          # the number of the line that starts at `mark`
         budget = max_bytes
         for buf, base in ((self.cur, self.cur_base), (self.prev, self.prev_base)):
+            if base != self.cur_base and before >= self.cur_base:
+                line_at = self.cur_line    # the previous chunk ends where this one starts
             region = end = min(max(before - base, 0), len(buf))
             if end <= 0 or budget <= 0:
                 continue
@@ -81,5 +85,4 @@ class Lookback:
             budget -= region - floor
             if len(out) >= limit or budget <= 0:
                 break
-            line_at -= buf.count(b"\n", 0, mark)
         return out
