@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -61,44 +60,67 @@ GO_TOKENS = ["panic: ", "runtime error: index out of range [{n}] with length 3",
              "/src/plugin/main.go", ":", "77", " +", "0x1d", ""]
 
 
+RUST_FRAMES = ["__rust_start_panic", "rust_panic", "std::panicking::rust_panic_with_hook",
+               "std::panicking::begin_panic_handler::{{closure}}",
+               "std::sys_common::backtrace::__rust_end_short_backtrace", "rust_begin_unwind",
+               "core::panicking::panic_fmt", "core::result::unwrap_failed",
+               "plugin::dispatcher::on_headers", "plugin::auth::check_token",
+               "proxy_wasm::dispatcher::Dispatcher::on_http_request_headers",
+               "proxy_on_request_headers"]
+GO_FRAMES = ["runtime.fatalpanic", "runtime.gopanic", "runtime.goPanicIndex", "main.parseClaims",
+             "main.(*filter).OnHttpRequestHeaders", "github.com_higress_group_wasm_go_pkg_wrapper"
+             ".(*CommonHttpCtx).OnHttpRequestHeaders", "proxy_on_request_headers",
+             "wasm_export_run", "wasm_pc_f_loop"]
+WAMR_FRAMES = ["check_token", "token_digest", "digest_round", "headers_total_size",
+               "compute_header_bytes", "on_request_headers", "main", "__main_void",
+               "__original_main", "_start"]
+
+
 def crash_block(kind: int, fmt: LineFormat, ts: str, thread: str, other: str,
                 rng: random.Random) -> list[str]:
     """One crash as the log holds it (its lines, with another thread's line where a real
-    log interleaves one)."""
+    log interleaves one). Frame counts vary as real backtraces of each kind do: WAMR dumps
+    4-10 frames, V8 backtraces of Rust 8-12 and of Go 5-9, TinyGo 2-3, Wasmtime 2-6, Envoy
+    native 4-12."""
     off = lambda: rng.randrange(0x100, 0x40000)   # noqa: E731 - frames differ per crash
     rec = lambda msg, **kw: format_record(fmt, msg, timestamp=ts, **kw).split("\n")  # noqa: E731
     noise = rec("[C1] closing socket: 0", thread=other, level="debug", logger="connection")
+    v8 = lambda names: "Proxy-Wasm plugin in-VM backtrace:\n" + "\n".join(  # noqa: E731
+        f"{k:3d}:  0x{off():x} - {n}" for k, n in enumerate(names))
     if kind == 0:         # WAMR: Envoy record + stdout dump, another thread inside
-        dump = [f"#{i:02d}: 0x{off():04x} - {n}" for i, n in enumerate(
-            ("check_token", "main", "__main_void", "__original_main", "_start",
-             "_start.command_export"))]
+        names = WAMR_FRAMES[-rng.randrange(4, 11):]
+        dump = [f"#{i:02d}: 0x{off():04x} - {n}" for i, n in enumerate(names)]
         return (rec("Function: proxy_on_request_headers failed: Exception: unreachable",
                     thread=thread) + ["", *dump[:2]] + noise + dump[2:] + [""])
-    if kind in (1, 4, 5):  # V8, after a Rust (4) / TinyGo (5) panic record
+    if kind in (1, 4, 5):  # V8: Rust after its panic record (4), TinyGo (5), Go frames (1)
         pre = []
+        names = GO_FRAMES[:rng.randrange(5, 10)]
         if kind == 4:
             pre = rec(f"wasm log higress-system.rust-auth r v: panicked at 'bad token {off()}', "
                       "src/dispatcher.rs:424:14", thread=thread, level="critical",
                       location=WASM_LOG)
+            names = RUST_FRAMES[:rng.randrange(8, 13)]
         elif kind == 5:
             pre = rec("wasm log higress-system.tg r v: panic: runtime error: slice out of range",
                       thread=thread, level="info", location=WASM_LOG)
-        return pre + rec(
-            "Function: proxy_on_request_body failed: Uncaught RuntimeError: unreachable\n"
-            f"Proxy-Wasm plugin in-VM backtrace:\n  0:  0x{off():x} - runtime._panic\n"
-            f"  1:  0x{off():x} - main.anotherCalculation\n  2:  0x{off():x} - "
-            "proxy_on_request_body", thread=thread)
+            names = ["runtime._panic", "runtime.slicePanic", "proxy_on_request_body"][
+                :rng.randrange(2, 4)]
+        return pre + rec("Function: proxy_on_request_body failed: Uncaught RuntimeError: "
+                         "unreachable\n" + v8(names), thread=thread)
     if kind == 2:
+        frames = "\n".join(f"    {k}:    0x{off():x} - crash_oob.O2.wasm!{n}" for k, n in
+                           enumerate(WAMR_FRAMES[:rng.randrange(2, 7)]))
         return rec("Function: proxy_on_request_headers failed: error while executing at wasm "
-                   f"backtrace:\n    0:    0x{off():x} - crash_oob.O2.wasm!buf_load_u32\n"
-                   f"    1:    0x{off():x} - crash_oob.O2.wasm!headers_total_size\n\nCaused by:\n"
+                   f"backtrace:\n{frames}\n\nCaused by:\n"
                    "    0: memory fault at wasm address 0xfffffff0 in linear memory of size "
                    "0x20000\n    1: wasm trap: out of bounds memory access", thread=thread)
     if kind == 3:
         out: list[str] = []
-        for msg in ("Caught Segmentation fault, suspect faulting address 0x0",
-                    "Backtrace (use tools/stack_decode.py to get line numbers):",
-                    "#0: __restore_rt [0x7f3b2a05a520]", f"#1: [0x40fb{off():04x}]"):
+        msgs = ["Caught Segmentation fault, suspect faulting address 0x0",
+                "Backtrace (use tools/stack_decode.py to get line numbers):",
+                "#0: __restore_rt [0x7f3b2a05a520]"]
+        msgs += [f"#{k}: [0x40fb{off():04x}]" for k in range(1, rng.randrange(4, 13))]
+        for msg in msgs:
             out += rec(msg, thread=thread, level="critical", logger="backtrace",
                        location="./source/server/backtrace.h:121")
         return out
@@ -109,8 +131,7 @@ def crash_block(kind: int, fmt: LineFormat, ts: str, thread: str, other: str,
         if k % 7 == 3:
             out += noise
     return out + rec("Function: proxy_on_request_headers failed: Uncaught RuntimeError: "
-                     f"unreachable\nProxy-Wasm plugin in-VM backtrace:\n  0:  0x{off():x} - "
-                     f"runtime.gopanic\n  1:  0x{off():x} - main.handle", thread=thread)
+                     "unreachable\n" + v8(GO_FRAMES[:rng.randrange(5, 10)]), thread=thread)
 
 
 KINDS = 7

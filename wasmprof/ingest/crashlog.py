@@ -104,6 +104,11 @@ def _opens_panic(line: bytes) -> bool:
     i = line.find(b"wasm log")
     colon = line.find(b":", i + 8) if i >= 0 else -1
     return colon > 0 and line.startswith(_OPENERS, colon + 1)
+# runs of frame lines (CrashScanner.frame_run): exactly what v8_backtrace / wamr_dump read
+_V8_RUN = re.compile(rb" {0,8}(\d{1,9}): {1,8}0x([0-9a-fA-F]{1,16}) - ([^\t\r\n]*)\r?\n")
+_DUMP_RUN = re.compile(rb"#(\d{2,9}): 0x([0-9a-fA-F]{1,16}) - ([^\r\n]*)\r?\n")
+_UNKNOWN_FN = re.compile(r"unknown\(function index:(\d{1,9})\)\Z")
+_DOLLAR_F = re.compile(r"\$f(\d{1,9})\Z")
 # V8 in-VM frames fused on one line (copied out of a terminal UI)
 _FUSED = re.compile(r"(?<=\S)\s+(?=\d{1,4}: {1,8}0x[0-9a-fA-F]{1,16} - )")
 _FAILED = "Function: "
@@ -480,6 +485,64 @@ class CrashScanner:
         self.record = unit
         return True
 
+    # -- runs of frame lines, read in one go (plain streams) -----------------------------
+    def frame_run(self, chunk: bytes, pos: int, lineno: int, base: int) -> tuple[int, int]:
+        """Read the V8 in-VM frame lines (or WAMR dump frame lines) that follow line
+        ``lineno`` at ``pos`` of ``chunk`` with one regex match each instead of the
+        line-by-line path; stops at the first line that needs that path (a thread field, two
+        frames on one line, a gap in a dump's numbering, a long line). Returns (position
+        after them, how many)."""
+        first = lineno
+        unit = self.record
+        if unit is not None:
+            if unit.state != "v8-frames" or unit.crash.runtime is not Runtime.V8:
+                return pos, 0
+            frames = unit.crash.raw_frames
+            match = _V8_RUN.match
+            while len(unit.lines) < MAX_FRAMES:
+                m = match(chunk, pos)
+                if m is None:
+                    break
+                name = m.group(3)
+                if b"0x" in name or b"thread=" in name or len(name) > 200 or b"\0" in name:
+                    break
+                text = m.group(0).rstrip(b"\r\n").decode("utf-8", "replace")
+                lineno += 1
+                unit.add(lineno, text, base + pos)
+                name_s = name.decode("utf-8", "replace")
+                um = _UNKNOWN_FN.match(name_s)
+                frames.append(RawFrame(index=int(m.group(1)), space=AddressSpace.V8,
+                                       offset=int(m.group(2), 16),
+                                       printed_name=None if um else name_s,
+                                       func_index=int(um.group(1)) if um else None,
+                                       raw=unit.lines[-1][1]))
+                pos = m.end()
+            return pos, lineno - first
+        unit = self.dump
+        if unit is None:
+            return pos, 0
+        frames = unit.crash.raw_frames
+        match = _DUMP_RUN.match
+        while len(unit.lines) < MAX_FRAMES:
+            m = match(chunk, pos)
+            if m is None:
+                break
+            index = int(m.group(1))
+            if (frames and index != frames[-1].index + 1 or len(m.group(0)) >= 240
+                    or b"\0" in m.group(0)):
+                break
+            text = m.group(0).rstrip(b"\r\n").decode("utf-8", "replace")
+            name = m.group(3).decode("utf-8", "replace")
+            lineno += 1
+            unit.add(lineno, text, base + pos)
+            fm = _DOLLAR_F.match(name)
+            frames.append(RawFrame(index=index, space=wamr_dump.PROVISIONAL_SPACE,
+                                   offset=int(m.group(2), 16), printed_name=name,
+                                   func_index=int(fm.group(1)) if fm else None,
+                                   raw=unit.lines[-1][1]))
+            pos = m.end()
+        return pos, lineno - first
+
     # -- continuation lines of a record ------------------------------------------------
     def _continue_record(self, body: str, lineno: int, text: str, offset: int) -> bool:
         unit = self.record
@@ -716,7 +779,8 @@ class CrashScanner:
         sample = crash.raw[0].encode() if crash.raw else b"["
         found = self.lookback.records(crash.thread, unit.first_offset, unit.first_line or 1,
                                       sample)
-        if not found:              # no record lately: the last one names the plugin, if any
+        if not found and (crash.origin, crash.thread) not in self.outputs.who:
+            # no record lately, none seen before: the last one names the plugin, if any
             found = self.lookback.records(crash.thread, unit.first_offset,
                                           unit.first_line or 1, sample, limit=1,
                                           max_bytes=LOOKBACK_BYTES)
@@ -844,6 +908,12 @@ class CrashScanner:
             crash.breadcrumbs.reverse()
             who = next(((r.plugin, r.root_id, r.vm_id, r.line) for r in recs
                         if r.plugin is not None or r.root_id is not None), None)
+            if who is not None:
+                if len(self.outputs.who) >= MAX_THREADS:
+                    self.outputs.who.clear()
+                self.outputs.who[key] = who
+            else:                  # the last record of the thread seen before
+                who = self.outputs.who.get(key)
         else:
             crash.breadcrumbs = self.outputs.breadcrumbs(key, crash.first_line or 1 << 62)
             who = self.outputs.who.get(key) if crash.thread is not None else None
@@ -1116,6 +1186,7 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
         sc.lookback = Lookback()
     skip = sc.peeler is None or sc.peeler.skippable
     partial = None if sc.peeler is None else sc.peeler.partial
+    runs = sc.peeler is None                  # frame lines read in runs (no envelope)
     base = 0
     lineno = 1            # line number at position ln_pos of the current chunk
     for chunk in pieces:
@@ -1187,6 +1258,12 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             sc.feed_line(line, lineno, base + pos)
             pos = pt = end
             pt_lineno = lineno + (nl >= 0)
+            if runs and nl >= 0 and (sc.record is not None or sc.dump is not None):
+                after, count = sc.frame_run(chunk, pos, lineno, base)
+                if count:                    # lines lineno+1 … lineno+count were frames
+                    pos = pt = ln_pos = after
+                    lineno += 1 + count
+                    pt_lineno = lineno
             if sc.ready:
                 yield from sc.drain()
         if pt < n:
