@@ -543,6 +543,29 @@ class CrashScanner:
             pos = m.end()
         return pos, lineno - first
 
+    def record_run(self, chunk: bytes, pos: int, lineno: int, base: int) -> tuple[int, int]:
+        """Like :meth:`frame_run`, for the records of the panic being collected (Go's one
+        record per print token): consecutive whole ``wasm log`` lines of its thread and
+        writer in Envoy's or Istio's default format."""
+        out = self.cont
+        if out is None or not out.tokens:
+            return pos, 0
+        first = lineno
+        thread = out.key[1]
+        while not out.full:
+            nl = chunk.find(b"\n", pos)
+            if nl < 0:
+                break
+            raw = chunk[pos:nl + 1]
+            quick = quick_record(raw, lineno + 1) if b"\0" not in raw else None
+            if quick is None or quick[0] != thread or quick[1].writer != out.writer:
+                break
+            lineno += 1
+            out.add(quick[1].text, lineno, raw[:-1].decode("utf-8", "replace").rstrip("\r"),
+                    base + pos)
+            pos = nl + 1
+        return pos, lineno - first
+
     # -- continuation lines of a record ------------------------------------------------
     def _continue_record(self, body: str, lineno: int, text: str, offset: int) -> bool:
         unit = self.record
@@ -1258,8 +1281,10 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             sc.feed_line(line, lineno, base + pos)
             pos = pt = end
             pt_lineno = lineno + (nl >= 0)
-            if runs and nl >= 0 and (sc.record is not None or sc.dump is not None):
-                after, count = sc.frame_run(chunk, pos, lineno, base)
+            if runs and nl >= 0 and (sc.record is not None or sc.dump is not None
+                                     or sc.cont is not None):
+                after, count = (sc.record_run if sc.cont is not None
+                                else sc.frame_run)(chunk, pos, lineno, base)
                 if count:                    # lines lineno+1 … lineno+count were frames
                     pos = pt = ln_pos = after
                     lineno += 1 + count
