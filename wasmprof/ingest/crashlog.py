@@ -832,7 +832,7 @@ class CrashScanner:
             before.add(rec.text, lineno, text, offset)      # the panic being written
             self.cont = before
             return True
-        out = self.outputs.record(key, rec, text, offset)
+        out = self.outputs.record(key, rec, text, offset, remember=self.lookback is None)
         if before is not None and out is not None and out is not before:
             self._emit_panic(before, "another panic started on the same thread")
         self.cont = out

@@ -760,8 +760,9 @@ def detect(head: bytes) -> Layout:
     """The layout of a stream from its first bytes (see the module docstring)."""
     text = head[:DETECT_BYTES].decode("utf-8", "replace").lstrip("\ufeff")
     start = text.lstrip()
-    if start[:1] == "[" and _array_of_values(start, 0) or (
-            start[:1] == "{" and _first_value_spans_lines(start)):
+    cut = len(head) > DETECT_BYTES                # the sample ends inside the stream
+    if start[:1] == "[" and _array_starts(start, cut) or (
+            start[:1] == "{" and _first_value_spans_lines(start, cut)):
         return Layout("json", why="JSON values spanning lines (array, pretty-printed "
                                   "records or a Loki document)")
     lines = text.split("\n")
@@ -788,7 +789,24 @@ def _gateway(items: list[Item]) -> bool:
     return sum(1 for t in texts if parse_line(t).has_prefix) * 2 >= len(texts) > 0
 
 
-def _first_value_spans_lines(text: str) -> bool:
+def _array_starts(text: str, cut: bool) -> bool:
+    """A JSON array of records or strings: its first element reads as JSON (or is cut by
+    the end of a ``cut`` sample)."""
+    k = 1
+    while k < len(text) and text[k] in " \t\r\n":
+        k += 1
+    if k >= len(text) or text[k] not in "{[\"]":
+        return False
+    if text[k] == "]":
+        return text[k + 1:].strip() == ""
+    try:
+        _DECODER.raw_decode(text, k)
+        return True
+    except json.JSONDecodeError as e:
+        return cut and (e.pos >= len(text) - 1 or e.msg.startswith("Unterminated"))
+
+
+def _first_value_spans_lines(text: str, cut: bool) -> bool:
     """The text opens with one JSON value longer than its first line (pretty-printed records,
     a Loki document); a sample cut inside that value counts."""
     line = text.split("\n", 1)[0].strip()
@@ -801,7 +819,7 @@ def _first_value_spans_lines(text: str) -> bool:
         _DECODER.raw_decode(text)
         return True
     except json.JSONDecodeError as e:
-        return e.pos >= len(text) - 1 or e.msg.startswith("Unterminated")
+        return cut and (e.pos >= len(text) - 1 or e.msg.startswith("Unterminated"))
 
 
 # -- writing envelopes (tests, samples, benchmarks) -------------------------------------------

@@ -258,9 +258,11 @@ class PluginOutputs:
         return Breadcrumb(line=rec.line, level=rec.level, text=text, plugin=rec.plugin,
                           timestamp=rec.timestamp)
 
-    def record(self, key: Key, rec: Record, raw: str, offset: int) -> OpenPanic | None:
+    def record(self, key: Key, rec: Record, raw: str, offset: int, *,
+               remember: bool = True) -> OpenPanic | None:
         """A ``wasm log`` record on ``key``: the open panic it joined or opened, else None
-        (then it is a breadcrumb)."""
+        (then it is a breadcrumb, kept when ``remember``: a scanner that looks back in the
+        raw text finds breadcrumbs there)."""
         from wasmprof.ingest import panics
         out = self.open.get(key)
         if out is not None and out.writer == rec.writer and not out.full:
@@ -268,7 +270,8 @@ class PluginOutputs:
             return out
         kind = panics.opens(rec.text)
         if kind is None:
-            self.note(key, rec)
+            if remember:
+                self.note(key, rec)
             return None
         out = OpenPanic(key=key, kind=kind[0], tokens=kind[1], writer=rec.writer,
                         first_line=rec.line, last_offset=offset, plugin=rec.plugin,
