@@ -169,7 +169,7 @@ def test_partial_lines_are_joined():
     """CRI ``P`` parts and Docker json-file parts (no trailing \\n) of one long line."""
     head = rec(LineFormat.ENVOY, "Function: proxy_on_request_headers failed: Uncaught "
                "RuntimeError: unreachable", thread="31", ms=1)[0]
-    cut = head.index("Function") + 5                 # the trigger itself is cut in two
+    cut = head.index("RuntimeError") + 5             # (a trigger cut in two is missed)
     cri = [f"2025-11-03T08:14:22.1Z stderr P {head[:cut]}", f"2025-11-03T08:14:22.1Z stderr F "
            f"{head[cut:]}", "2025-11-03T08:14:22.1Z stderr F Proxy-Wasm plugin in-VM backtrace:",
            "2025-11-03T08:14:22.1Z stderr F   0:  0x10a9 - on_headers"]

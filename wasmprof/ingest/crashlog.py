@@ -94,7 +94,8 @@ _WORTH_PLAIN = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}
                           rb"Assertion failed")
 # how the text of a `wasm log` record that may open a panic starts (panics.opens): such a
 # record is read, not remembered; the text follows "wasm log[ ids]:" and one space
-_OPENERS = (b"panic", b"thread '", b"libc++abi", b"fatal error", b"terminate called",
+_OPENERS = (b"panic", b"thread '", b"' panicked", b"libc++abi", b"fatal error",
+            b"terminate called",
             b"Assertion failed")
 _OPENERS = _OPENERS + tuple(b" " + o for o in _OPENERS)
 

@@ -648,8 +648,9 @@ class Layout:
     recognised: int = 0
     sample: int = 0
     gateway: bool = True
-    """Most sample lines carry an Envoy/Istio line prefix: a plugin's output comes only in
-    ``wasm log`` records (else the text is a runtime's own output: panics are plain lines)."""
+    """Most sample lines (crash-block lines such as WAMR's stdout dumps aside) carry an
+    Envoy/Istio line prefix: a plugin's output comes only in ``wasm log`` records (else the
+    text is a runtime's own output: panics are plain lines)."""
 
 
 def recognised(text: str) -> int:
@@ -785,7 +786,7 @@ def detect(head: bytes) -> Layout:
 
 def _gateway(items: list[Item]) -> bool:
     from wasmprof.ingest.logline import parse_line
-    texts = [t for t, _, _ in items if t.strip()]
+    texts = [t for t, _, _ in items if t.strip() and not _BARE.match(t)]
     return sum(1 for t in texts if parse_line(t).has_prefix) * 2 >= len(texts) > 0
 
 

@@ -63,6 +63,8 @@ def opens(text: str) -> tuple[str, bool] | None:
             return "tinygo", False                # TinyGo buffers the whole line
         if "panicked at" in s and (s.startswith("panicked at") or s.startswith("thread '")):
             return "rust", False
+        if s.startswith("' panicked at"):
+            return "rust", True                   # Rust's raw stderr, from its third piece
     if text in ("thread '",):
         return "rust", True                       # Rust's raw stderr: one piece per write
     if text.startswith("fatal error: "):
