@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-MAX_RECORDS = 8               # records looked at per crash (its breadcrumbs)
+MAX_RECORDS = 6               # records looked at per crash (its breadcrumbs, one more for its
+                              # panic's first record)
 MAX_BYTES = 16 << 10          # how far back from the crash, by default
 
 

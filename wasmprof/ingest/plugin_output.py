@@ -159,7 +159,7 @@ def reassemble(texts: list[str], *, tokens: bool, go: bool = False) -> list[str]
 # -- per-thread state the crash scanner keeps --------------------------------------------------
 MAX_PANIC_RECORDS = 6000       # Go prints <= 100 frames of ~12 tokens each, plus the header
 MAX_PANIC_TEXT = 256 << 10
-BREADCRUMBS = 8                # records kept per thread for a crash's breadcrumbs
+BREADCRUMBS = 5                # records kept per thread for a crash's breadcrumbs
 BREADCRUMB_TEXT = 300
 MAX_KEYS = 4096                # threads remembered (then forgotten all at once)
 
