@@ -9,7 +9,9 @@ into a real ``wasmprof serve`` for a while, then check that nothing acknowledged
 
 Reports sustained samples/s, log MB/s, p50/p99 latency per request kind, and the final
 count check (acknowledged vs stored). Half the clients post sample batches
-(``--batch-samples`` samples each, distinct PCs over a realistic AOT text range), the other
+(``--batch-samples`` samples each along call paths of the fixture fib AOT module with every
+leaf PC drawn anew inside its real function, the module uploaded so batches are symbolized
+and aggregated into the profile store as in production), the other
 half post logs (``--log-kb`` of Envoy-format text with real WAMR crash dumps from the fixture
 corpus interleaved at ~0.1% of lines). Targets on 2 cores: >= 100k samples/s, >= 16 MB/s.
 """
@@ -33,6 +35,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+FIB_AOT = ROOT / "tests" / "data" / "aot" / "fib.O2.perf.aot"
+FIB_WASM = ROOT / "tests" / "data" / "wasm" / "fib.O2.wasm"
 DUMPS = [ROOT / "tests" / "data" / "dumps" / n for n in (
     "crash_oob.O2.load.classic.log", "crash_trap.O2.trap.classic.log",
     "crash_divzero.O2.div.classic.log")]
@@ -83,16 +87,28 @@ def fresh_occurrence(log: bytes, client: int, n: int) -> bytes:
     return log.replace(b"[2026-01-0", b"[%04d-%02d-0" % (3000 + k // 12, 1 + k % 12))
 
 
-def make_batch(samples: int, seed: int) -> bytes:
-    rng = random.Random(seed)
-    base = 0x41599000
-    stacks = [[base + rng.randrange(40000) for _ in range(rng.randrange(3, 12))] + [0x55d0000 + i]
-              for i in range(64)]
-    return json.dumps({
-        "modules": [{"id": "fib", "text_base": base, "text_size": 40960}],
-        "samples": [{"stack": stacks[rng.randrange(64)], "count": 1,
-                     "timestamp": 1000.0 + i / 1000, "thread": f"worker_{i % 4}"}
-                    for i in range(samples)]}, separators=(",", ":")).encode()
+def make_batches(samples: int, count: int = 32) -> list[bytes]:
+    """``count`` distinct agent batches of ``samples`` samples: stacks along call paths of the
+    fixture fib AOT module's real functions, every leaf PC drawn anew inside its function
+    (tests/profile_gen.py), timestamps of the last minutes."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from profile_gen import StackModel, aot_ranges
+    from wasmprof.binary.loader import load_module
+    model = StackModel(aot_ranges(load_module(str(FIB_AOT))), 1)
+    t0 = time.time() - 600
+    return [json.dumps(model.batch(samples, module_id="fib", text_base=0x7F00_0000_0000,
+                                   text_size=1 << 20, t0=t0 + k * samples / 200, threads=4),
+                       separators=(",", ":")).encode() for k in range(count)]
+
+
+def upload_modules(url: str, token: str | None) -> None:
+    """The plugin's .wasm and .aot, so batches are symbolized as in production."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
+        for path in (FIB_WASM, FIB_AOT):
+            r = c.post("/api/v1/modules", params={"plugin": "bench"},
+                       files={"file": (path.name, path.read_bytes())})
+            r.raise_for_status()
 
 
 class Server:
@@ -104,11 +120,15 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *, cwd: Path = ROOT, env: dict[str, str] | None = None,
+              extra: list[str] = ()) -> None:
+        """Start ``wasmprof serve`` (the one importable from ``cwd`` / ``env``'s PYTHONPATH)."""
         cmd = [sys.executable, "-m", "wasmprof", "serve", "--data", str(self.data), "--port",
-               str(self.port), "--quiet", "--rate-limit", "0"] + (["--db", self.db] if self.db else [])
+               str(self.port), "--quiet", "--rate-limit", "0", *extra] + (
+                   ["--db", self.db] if self.db else [])
         self.log = open(self.data / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env)
         end = time.monotonic() + 60
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -137,11 +157,11 @@ class Server:
 class Load:
     """Runs the clients; collects acknowledged ids, counts, bytes and latencies."""
 
-    def __init__(self, url: str, token: str | None, clients: int, batch: bytes, batch_samples: int,
-                 logs: list[tuple[bytes, int]], tag: str) -> None:
+    def __init__(self, url: str, token: str | None, clients: int, batches: list[bytes],
+                 batch_samples: int, logs: list[tuple[bytes, int]], tag: str) -> None:
         self.tag = tag                       # makes batch ids unique per run
         self.url, self.token, self.clients = url, token, clients
-        self.batch, self.batch_samples, self.logs = batch, batch_samples, logs
+        self.batches, self.batch_samples, self.logs = batches, batch_samples, logs
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.lat = {"samples": [], "logs": []}
@@ -163,7 +183,8 @@ class Load:
                 t0 = time.perf_counter()
                 try:
                     if kind == "samples":
-                        r = c.post("/api/v1/samples", content=self.batch,
+                        batch = self.batches[(n * self.clients + i) % len(self.batches)]
+                        r = c.post("/api/v1/samples", content=batch,
                                    params={"plugin": "bench", "batch_id": f"{self.tag}-{i}-{n}"},
                                    headers={"content-type": "application/json"})
                     else:
@@ -189,7 +210,7 @@ class Load:
                             raise RuntimeError("batch id reused: the benchmark would count old data")
                         self.acked_batches.append(d["id"])
                         self.samples += d["samples"]
-                        self.batch_bytes += len(self.batch)
+                        self.batch_bytes += len(batch)
                     else:
                         self.crashes += d["crashes"]
                         self.log_bytes += len(body)
@@ -259,10 +280,10 @@ def main() -> int:
     if args.clients < 2:
         ap.error("--clients must be >= 2 (half samples, half logs)")
 
-    batch = make_batch(args.batch_samples, 1)
+    batches = make_batches(args.batch_samples)
     logs = [make_log(args.log_kb * 1024, s) for s in range(4)]
-    print(f"workload: {args.clients} clients for {args.seconds:.0f} s; sample batch "
-          f"{args.batch_samples} samples = {len(batch) / 1e6:.2f} MB; log body "
+    print(f"workload: {args.clients} clients for {args.seconds:.0f} s; {len(batches)} distinct "
+          f"sample batches of {args.batch_samples} samples = {len(batches[0]) / 1e6:.2f} MB; log body "
           f"{len(logs[0][0]) / 1e6:.2f} MB with {sum(n for _, n in logs) / len(logs):.1f} crashes "
           f"on average (~0.1% of lines)", flush=True)
 
@@ -281,11 +302,12 @@ def main() -> int:
         server = Server(tmp, args.db, free_port())
         server.start()
         url = server.url
+        upload_modules(url, token)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"} if token else {}) as c:
             before = c.get("/api/v1/stats").json()
         run = f"{os.getpid()}-{time.time_ns()}"
-        load = Load(url, token, args.clients, batch, args.batch_samples, logs, f"{run}-main")
+        load = Load(url, token, args.clients, batches, args.batch_samples, logs, f"{run}-main")
         wall = load.run(args.seconds)
         check = verify(url, token, load.acked_batches, load.acked_events)
         after = check["stats"]
@@ -313,7 +335,7 @@ def main() -> int:
             ok = ok and load.samples == stored_samples and load.crashes == stored_events
         if args.durability and server is not None:
             print(f"\n== durability: kill -9 after {args.durability_seconds / 2:.0f} s of ingest, restart, verify")
-            d = Load(url, token, args.clients, batch, args.batch_samples, logs, f"{run}-kill")
+            d = Load(url, token, args.clients, batches, args.batch_samples, logs, f"{run}-kill")
             d.run(args.durability_seconds, on_half=server.kill9)
             server.start()
             chk = verify(url, token, d.acked_batches, d.acked_events)

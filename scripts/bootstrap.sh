@@ -56,6 +56,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$HASH" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[test]"
   echo "$HASH" > "$STAMP"
 fi
+# compiled bytecode for the package: these machines set PYTHONDONTWRITEBYTECODE=1, so an
+# editable install would otherwise compile every module at each CLI start (fast: only
+# changed files are rewritten)
+"$VENV/bin/python" -m compileall -q -j 0 wasmprof >/dev/null || true
 export PATH="$VENV/bin:$PATH"
 
 # npm tools the tests use (AssemblyScript compiler, binaryen 132's wasm-opt, Mozilla's

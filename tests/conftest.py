@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 
 from pg import db_url, pg_cluster, pg_url  # noqa: F401,E402  (PostgreSQL fixtures, tests/pg.py)
+from oci_registry import oci_env_fixture
+
+#: real OCI registries on loopback, one set per session (tests/oci_registry.py)
+oci = pytest.fixture(scope="session")(oci_env_fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -49,3 +53,9 @@ def shared_fixtures() -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures_or_none() -> Path | None:
+    """``../shared/fixtures`` when present (extra inputs for sweeps), else None."""
+    return SHARED if (SHARED / "MANIFEST.md").exists() else None

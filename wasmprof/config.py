@@ -22,6 +22,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wasmprof.errors import UsageError
 
@@ -134,7 +135,16 @@ class ServerConfig:
     rate_burst: int = 400
     background: bool = True            # run the indexing worker thread
     public_url: str | None = None      # used in links (webhooks, demo banner)
+    metrics_token: str | None = None   # /metrics needs it (or an admin token) when set
+    header_timeout: float = 10.0       # request line + headers must arrive within (s)
+    body_idle_timeout: float = 30.0    # longest pause between body chunks (s)
+    body_min_rate: float = 8192.0      # bytes/s a body must average after 10 s
+    request_budget: float = 120.0      # wall budget of heavy read routes (s)
+    deliver_webhooks: bool = True      # run this replica's webhook delivery worker
     log_json: bool = True
+    sources: Any = None                # wasmprof.sources.config.SourcesConfig (None: defaults)
+    scrape_envoy: tuple[str, ...] = ()  # Envoy admin /stats/prometheus URLs (wasmprof.health)
+    scrape_interval: float = 30.0      # seconds between scrapes of those
 
     @classmethod
     def from_env(cls, store: StoreConfig, **kw) -> "ServerConfig":

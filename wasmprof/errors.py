@@ -18,6 +18,8 @@ class WasmprofError(Exception):
     """
 
     exit_code = 2
+    #: HTTP status the service answers with (subclasses may say otherwise).
+    http_status = 400
 
     def __init__(self, message: str, *, source: str | None = None, offset: int | None = None,
                  expected: str | None = None, found: str | None = None) -> None:
@@ -54,3 +56,11 @@ class LogFormatError(WasmprofError):
 
 class UsageError(WasmprofError):
     """A bad combination of arguments or options."""
+
+
+class NotFoundError(UsageError):
+    """A well-formed reference to something that does not exist (a module id, a selection
+    that matches no data): HTTP 404, exit code 1 (nothing found)."""
+
+    http_status = 404
+    exit_code = 1

@@ -148,6 +148,9 @@ class Frame:
     raw_offset: int | None = None
     printed_name: str | None = None
     native: bool = False
+    dwarf_function: str | None = None  # DWARF's name when the printed name won and differs
+    decl_file: str | None = None      # function-only frames: DW_AT_decl_file / decl_line
+    decl_line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +160,8 @@ class Frame:
             "wasm_index": self.wasm_index, "module": self.module, "address": self.address,
             "input_index": self.input_index, "raw_offset": self.raw_offset,
             "printed_name": self.printed_name, "native": self.native,
+            "dwarf_function": self.dwarf_function, "decl_file": self.decl_file,
+            "decl_line": self.decl_line,
         }
 
 
@@ -400,3 +405,65 @@ class Module:
     aot: Any = None
     elf: Any = None
     companion: "Module | None" = None  # the .wasm with DWARF/names this module resolves against
+
+
+class HealthMetric(StrEnum):
+    """What a plugin/VM health sample measures (issue 17). Gauges hold a level, counters a
+    running total that resets when the process restarts (stored with the reset-aware
+    increase since the previous sample, see ``wasmprof.health``)."""
+
+    MEMORY_BYTES = "memory_bytes"           # Wasm linear memory of the plugin's VM(s)
+    VM_ACTIVE = "vm_active"                 # VMs alive now
+    VM_CREATED = "vm_created"               # VMs created (counter)
+    VM_CLONED = "vm_cloned"                 # VMs cloned per worker (counter, old Envoy)
+    CRASHES = "crashes"                     # VM crashes (counter, Higress crash_total)
+    CRASHED = "crashed"                     # 1 while the plugin's VM is crashed (Higress gauge)
+    RECOVERIES = "recoveries"               # recoveries after a crash (counter)
+    RECOVER_ERRORS = "recover_errors"       # failed recoveries (counter)
+    REBUILDS = "rebuilds"                   # VM rebuilds / reloads (counter)
+    REBUILDS_MEMORY = "rebuilds_memory"     # rebuilds because of memory (Higress, counter)
+    REBUILDS_EXPLICIT = "rebuilds_explicit"  # rebuilds asked for (Higress, counter)
+    RELOAD_FAILURES = "reload_failures"     # failed VM reloads (upstream, counter)
+    RELOAD_BACKOFFS = "reload_backoffs"     # reloads delayed by backoff (upstream, counter)
+    RECLAIMS = "reclaims"                   # memory reclaims (Higress reclaim_latency count)
+    RESTARTS = "restarts"                   # the scraped process restarted (counters reset)
+    UPTIME_SECONDS = "uptime_seconds"       # the scraped process' uptime (restart signal)
+    WAMR_TOTAL_BYTES = "wamr_total_bytes"   # WAMR: module + instance + exec env
+    WAMR_MODULE_BYTES = "wamr_module_bytes"
+    WAMR_INSTANCE_BYTES = "wamr_instance_bytes"
+    WAMR_APP_HEAP_USED_BYTES = "wamr_app_heap_used_bytes"
+    WAMR_STACK_USED_BYTES = "wamr_stack_used_bytes"
+
+    @property
+    def is_counter(self) -> bool:
+        return self in _HEALTH_COUNTERS
+
+
+_HEALTH_COUNTERS = frozenset({
+    HealthMetric.VM_CREATED, HealthMetric.VM_CLONED, HealthMetric.CRASHES,
+    HealthMetric.RECOVERIES, HealthMetric.RECOVER_ERRORS, HealthMetric.REBUILDS,
+    HealthMetric.REBUILDS_MEMORY, HealthMetric.REBUILDS_EXPLICIT, HealthMetric.RELOAD_FAILURES,
+    HealthMetric.RELOAD_BACKOFFS, HealthMetric.RECLAIMS, HealthMetric.RESTARTS})
+
+
+@dataclass(slots=True)
+class HealthSample:
+    """One value of one health series, as a parser read it (no storage ids).
+
+    ``plugin`` is the name the input gave ("" = the whole process or runtime, not one
+    plugin); ``runtime`` a short runtime name (``v8``, ``wamr``, ``wasmtime``, ``wavm``,
+    ``null``; "" when the input does not say); ``thread`` the worker ("" = all threads).
+    ``name`` is the input's own metric name or line (provenance); ``note`` says anything
+    guessed (an ambiguous plugin/thread split, a time taken from a neighbouring line).
+    """
+
+    metric: HealthMetric
+    value: float
+    plugin: str = ""
+    runtime: str = ""
+    thread: str = ""
+    ts: float | None = None
+    name: str | None = None
+    note: str | None = None
+    source_map: Any = None            # a parsed wasmprof.addr2line.sourcemap.SourceMap of
+                                      # this file (sourceMappingURL, --source-map, upload)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from wasmprof.addr2line.bulk import paused_gc
 from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, LineTable, Unit, UnitScopes
-from wasmprof.addr2line.index import (TOMBSTONE_MIN, IndexBlock, build_block, index_path,
-                                      load_index, save_index)
+from wasmprof.addr2line.hygiene import CodeLayout, sequence_live
+from wasmprof.addr2line.index import IndexBlock, build_block, index_path, load_index, save_index
 
 FULL_BUILD_THRESHOLD = 64     # more distinct addresses in one call: decode everything
 PARTIAL_ADDRESS_LIMIT = 160   # more distinct addresses asked in all: decode everything
@@ -47,6 +47,7 @@ def _merge_scopes(unit_index: int, parts: list[UnitScopes]) -> UnitScopes:
         out.ranges.extend(p.ranges)
         out.call.extend(p.call)
         out.origin.extend(p.origin)
+        out.decl.extend(p.decl)
         out.decls.update(p.decls)
     return out
 
@@ -62,8 +63,12 @@ def dwarf_hash(sections: DwarfSections) -> str:
 class ModuleDebug:
     """Lookups over the DWARF of one Wasm module (``wasm``: a ``WasmBinary`` with DWARF)."""
 
-    def __init__(self, wasm, identity: str, cache_root: Path | None) -> None:
+    def __init__(self, wasm, identity: str, cache_root: Path | None,
+                 layout: CodeLayout | None = None) -> None:
         self.sections = DwarfSections.from_wasm(wasm)
+        # function bodies for the range hygiene (the module's own, or those of the module
+        # a DWARF-only companion describes)
+        self.layout = layout if layout is not None else CodeLayout.of_wasm(wasm)
         self.identity = identity
         self.hash = dwarf_hash(self.sections)
         self.path = index_path(cache_root, identity, self.hash) if cache_root else None
@@ -163,8 +168,14 @@ class ModuleDebug:
         lines = self._pick_sequences(units, addrs)
         for u in units:
             sc, names, _ = decoded[u.index]
-            decoded[u.index] = (sc, names, lines.get(u.index))
-        return build_block(r, units, decoded)
+            lt = lines.get(u.index)
+            if lt is None:
+                # no sequence needed here, but call and declaration files still name
+                # entries of this unit's file table
+                ld = self._dirs[u.index][1]
+                lt = LineTable(ld.header.files, []) if ld is not None else None
+            decoded[u.index] = (sc, names, lt)
+        return build_block(r, units, decoded, self.layout)
 
     def _subtree(self, unit: Unit, off: int) -> tuple[UnitScopes, int]:
         got = self._subtrees.get(off)
@@ -188,7 +199,7 @@ class ModuleDebug:
             if not ld.exact:
                 return self._whole_lines(units)
             for k, (start, _, _) in enumerate(ld.sequences):
-                if 0 < start < TOMBSTONE_MIN:
+                if start is not None and sequence_live(start, self.layout):
                     cands.append((start, order, k, u))
         cands.sort(key=lambda c: (c[0], c[1]))
         starts = [c[0] for c in cands]
@@ -246,7 +257,7 @@ class ModuleDebug:
         for u in units:
             scopes = r.decode_unit(u)
             decoded[u.index] = (scopes, r.resolve_names(scopes), r.decode_line_program(u))
-        self.block = build_block(r, units, decoded)
+        self.block = build_block(r, units, decoded, self.layout)
         self.complete = True
         self._dirs.clear()
         self._subtrees.clear()

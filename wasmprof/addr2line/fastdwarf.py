@@ -40,6 +40,8 @@ AT_STMT_LIST = 0x10
 AT_LOW_PC = 0x11
 AT_HIGH_PC = 0x12
 AT_COMP_DIR = 0x1B
+AT_DECL_FILE = 0x3A
+AT_DECL_LINE = 0x3B
 AT_INLINE = 0x20
 AT_ABSTRACT_ORIGIN = 0x31
 AT_DECLARATION = 0x3C
@@ -58,7 +60,8 @@ AT_GNU_ADDR_BASE = 0x2133
 
 WANTED_ATTRS = frozenset({
     AT_NAME, AT_STMT_LIST, AT_LOW_PC, AT_HIGH_PC, AT_COMP_DIR, AT_ABSTRACT_ORIGIN,
-    AT_DECLARATION, AT_SPECIFICATION, AT_RANGES, AT_CALL_COLUMN, AT_CALL_FILE, AT_CALL_LINE,
+    AT_DECL_FILE, AT_DECL_LINE, AT_DECLARATION, AT_SPECIFICATION, AT_RANGES, AT_CALL_COLUMN,
+    AT_CALL_FILE, AT_CALL_LINE,
     AT_LINKAGE_NAME, AT_STR_OFFSETS_BASE, AT_ADDR_BASE, AT_RNGLISTS_BASE, AT_MIPS_LINKAGE_NAME,
     AT_GNU_RANGES_BASE, AT_GNU_ADDR_BASE})
 
@@ -567,7 +570,7 @@ class DwarfReader:
         n_ranges = scopes.ranges
         n_call = scopes.call
         n_origin = scopes.origin
-        decls = scopes.decls          # DIE offset -> (name, linkage, ref) for name lookups
+        decls = scopes.decls          # DIE offset -> (name, linkage, ref, decl file, line)
         stack: list[int] = []         # enclosing node id per open DIE with children
         cur = -1
         pos = start
@@ -671,8 +674,11 @@ class DwarfReader:
                 low = self._address(unit, *vals[AT_LOW_PC])
                 if AT_HIGH_PC in vals:
                     ranges = [(low, self._high_pc(unit, low, *vals[AT_HIGH_PC]))]
+            dfv = vals.get(AT_DECL_FILE)
+            dlv = vals.get(AT_DECL_LINE)
+            decl = (None if dfv is None else int(dfv[1]), 0 if dlv is None else int(dlv[1]))
             if tag == TAG_SUBPROGRAM:
-                decls[die_off] = (name, linkage, ref)
+                decls[die_off] = (name, linkage, ref, *decl)
             new_cur = cur
             if tag == TAG_INLINED_SUBROUTINE or (ranges and AT_DECLARATION not in vals):
                 new_cur = len(n_parent)
@@ -686,6 +692,7 @@ class DwarfReader:
                                0 if cl is None else int(cl[1]),
                                0 if cc is None else int(cc[1])))
                 n_origin.append((name, linkage, ref))
+                scopes.decl.append(decl)
             if ab.has_children:
                 stack.append(cur)
                 cur = new_cur
@@ -700,19 +707,21 @@ class DwarfReader:
             return int(val)
         return None
 
-    def die_names_at(self, offset: int) -> tuple[str | None, str | None, int | None]:
-        """``(name, linkage name, abstract_origin/specification ref)`` of the DIE at a
-        global .debug_info offset (used for references into units not decoded)."""
+    def die_names_at(self, offset: int) -> tuple:
+        """``(name, linkage name, abstract_origin/specification ref, decl_file, decl_line)``
+        of the DIE at a global .debug_info offset (used for references into units not
+        decoded)."""
         unit = self.unit_at(offset)
         if unit is None:
-            return None, None, None
+            return None, None, None, None, 0
         abbrevs = self.abbrevs_for(unit)
         data = self.info
         code, pos = _uleb(data, offset)
         ab = abbrevs.get(code)
         if ab is None:
-            return None, None, None
-        name = linkage = ref = None
+            return None, None, None, None, 0
+        name = linkage = ref = dfile = None
+        dline = 0
         for at, form, ic in ab.attrs:
             val, pos = self._read_form(unit, data, pos, form, ic)
             if at == AT_NAME:
@@ -721,7 +730,11 @@ class DwarfReader:
                 linkage = self._string(unit, form, val)
             elif at in (AT_ABSTRACT_ORIGIN, AT_SPECIFICATION):
                 ref = self._ref(unit, form, val)
-        return name, linkage, ref
+            elif at == AT_DECL_FILE:
+                dfile = int(val)
+            elif at == AT_DECL_LINE:
+                dline = int(val)
+        return name, linkage, ref, dfile, dline
 
     def unit_at(self, offset: int) -> Unit | None:
         lo, hi = 0, len(self.units)
@@ -735,22 +748,34 @@ class DwarfReader:
             return self.units[lo - 1]
         return None
 
-    def resolve_names(self, scopes: "UnitScopes") -> list[tuple[str | None, str | None]]:
-        """``(name, linkage name)`` per node, following abstract_origin/specification."""
+    def resolve_names(self, scopes: "UnitScopes") -> list[tuple]:
+        """``(name, linkage name, decl_file, decl_line)`` per node, following
+        abstract_origin/specification. ``decl_file`` indexes the node's own unit's line
+        table files, so a declaration reached through a reference into another unit gives
+        no file (and no line)."""
         decls = scopes.decls
+        unit = self.units[scopes.unit_index] if 0 <= scopes.unit_index < len(self.units) \
+            else None
+        lo_u, hi_u = (unit.offset, unit.end) if unit is not None else (0, 0)
         out = []
-        for name, linkage, ref in scopes.origin:
+        own = scopes.decl
+        for i, (name, linkage, ref) in enumerate(scopes.origin):
+            dfile, dline = own[i] if i < len(own) else (None, 0)
             hops = 0
-            while ref is not None and (name is None or linkage is None) and hops < 8:
+            while ref is not None and (name is None or linkage is None or dfile is None) \
+                    and hops < 8:
                 hops += 1
                 got = decls.get(ref)
                 if got is None:
                     got = guarded(".debug_info", ref, lambda r=ref: self.die_names_at(r))
                     decls[ref] = got
-                n2, l2, ref = got
+                n2, l2, target, f2, l2n = got
                 name = name or n2
                 linkage = linkage or l2
-            out.append((name, linkage))
+                if dfile is None and f2 is not None and lo_u <= ref < hi_u:
+                    dfile, dline = f2, l2n
+                ref = target
+            out.append((name, linkage, dfile, dline))
         return out
 
     # -- line programs -----------------------------------------------------------------
@@ -1026,7 +1051,8 @@ class UnitScopes:
 
     ``parent[i]``: enclosing node (-1 for subprograms); ``kind[i]``: 0 subprogram, 1 inlined;
     ``ranges[i]``: raw address ranges (tombstones kept); ``call[i]``: (call_file index or None,
-    call_line, call_column); ``origin[i]``: (name, linkage name, ref) before following refs.
+    call_line, call_column); ``origin[i]``: (name, linkage name, ref) before following refs;
+    ``decl[i]``: the DIE's own (decl_file index or None, decl_line).
     """
 
     unit_index: int
@@ -1035,7 +1061,8 @@ class UnitScopes:
     ranges: list[list[tuple[int, int]]] = field(default_factory=list)
     call: list[tuple[int | None, int, int]] = field(default_factory=list)
     origin: list[tuple[str | None, str | None, int | None]] = field(default_factory=list)
-    decls: dict[int, tuple[str | None, str | None, int | None]] = field(default_factory=dict)
+    decl: list[tuple[int | None, int]] = field(default_factory=list)
+    decls: dict[int, tuple] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

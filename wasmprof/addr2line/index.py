@@ -5,12 +5,14 @@ searches over flat arrays:
 
 - *segments*: sorted start addresses, each mapped to the innermost scope node covering it
   (the deepest inlined subroutine; between overlapping subprograms the smallest), or -1;
-- *nodes*: parent, display name, linkage name, call file/line/column, entry address;
+- *nodes*: parent, display name, linkage name, call file/line/column, entry address,
+  declaration file/line;
 - *line rows*: sorted addresses with file/line/column; a row with file -1 ends a sequence.
 
-Tombstones never win (formats.md §6.4): ranges and line sequences starting at
-``>= 0xFFFFFFFE`` are dropped, so are subprograms whose ``low_pc`` is 0 (binaryen ghosts),
-empty ranges, declarations, and inlined subroutines of a dropped subprogram.
+Dead and stale ranges never win: :mod:`wasmprof.addr2line.hygiene` decides what is alive
+(tombstones, ranges starting at 0, outside every function body or outside the parent
+scope are dropped, ranges past their body clipped), and so do declarations and everything
+nested in a dropped scope. What was dropped is counted in :attr:`IndexBlock.notes`.
 
 On disk (``$WASMPROF_CACHE_DIR/index/``): ``MAGIC``, a JSON header (format version, module
 identity, DWARF hash, array lengths), the arrays' raw bytes and a CRC32 of everything.
@@ -21,7 +23,6 @@ rebuilds it. Files are written atomically (temp file + rename).
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import zlib
 from array import array
@@ -29,11 +30,14 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
+import orjson
 
-FORMAT_VERSION = 1
+from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
+from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,
+                                        live_ranges, sequence_live)
+
+FORMAT_VERSION = 2
 MAGIC = b"WPRFIDX\0"
-TOMBSTONE_MIN = 0xFFFFFFFE
 NO_NODE = -1
 END_OF_SEQUENCE = -1
 
@@ -41,8 +45,9 @@ assert array("I").itemsize == 4 and array("i").itemsize == 4, "32-bit array item
 
 _ARRAYS = (("seg_start", "I"), ("seg_node", "i"), ("node_parent", "i"), ("node_name", "i"),
            ("node_raw", "i"), ("node_cfile", "i"), ("node_cline", "I"), ("node_ccol", "I"),
-           ("node_lo", "I"), ("row_addr", "I"), ("row_file", "i"), ("row_line", "I"),
-           ("row_col", "I"))
+           ("node_lo", "I"), ("node_hi", "I"), ("node_dfile", "i"), ("node_dline", "I"),
+           ("seg_why", "i"), ("ghost_nodes", "i"), ("row_addr", "I"),
+           ("row_file", "i"), ("row_line", "I"), ("row_col", "I"))
 
 
 @dataclass(slots=True)
@@ -59,6 +64,11 @@ class IndexBlock:
     node_cline: array = field(default_factory=lambda: array("I"))
     node_ccol: array = field(default_factory=lambda: array("I"))
     node_lo: array = field(default_factory=lambda: array("I"))
+    node_hi: array = field(default_factory=lambda: array("I"))      # subprograms: end
+    seg_why: array = field(default_factory=lambda: array("i"))      # <= -2: ghosts at
+    ghost_nodes: array = field(default_factory=lambda: array("i"))  # -2 - why, -1 ends
+    node_dfile: array = field(default_factory=lambda: array("i"))   # DW_AT_decl_file
+    node_dline: array = field(default_factory=lambda: array("I"))   # DW_AT_decl_line
     row_addr: array = field(default_factory=lambda: array("I"))
     row_file: array = field(default_factory=lambda: array("i"))
     row_line: array = field(default_factory=lambda: array("I"))
@@ -138,7 +148,7 @@ class IndexBlock:
                   "strings": len(self.strings), "blob": len(blob), "units": sorted(self.units),
                   "notes": self.notes,
                   "arrays": [[name, code, len(getattr(self, name))] for name, code in _ARRAYS]}
-        hb = json.dumps(header, separators=(",", ":")).encode()
+        hb = orjson.dumps(header)
         parts = [MAGIC, len(hb).to_bytes(4, "little"), hb, blob]
         parts += [getattr(self, name).tobytes() for name, _ in _ARRAYS]
         body = b"".join(parts)
@@ -155,7 +165,7 @@ class IndexBlock:
             if zlib.crc32(body) != crc:
                 return None
             hl = int.from_bytes(body[8:12], "little")
-            header = json.loads(body[12:12 + hl])
+            header = orjson.loads(body[12:12 + hl])
             if header.get("format") != FORMAT_VERSION or header.get("identity") != identity \
                     or header.get("dwarf") != dwarf_hash:
                 return None
@@ -180,14 +190,17 @@ class IndexBlock:
             if pos != len(body):
                 return None
             return block
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
             return None
 
 
 # -- building ------------------------------------------------------------------------------
 def build_block(reader: DwarfReader, units: list[Unit],
-                decoded: dict[int, tuple[UnitScopes, list, LineTable | None]]) -> IndexBlock:
-    """Merge decoded units (``{unit index: (scopes, names, line table)}``) into one block."""
+                decoded: dict[int, tuple[UnitScopes, list, LineTable | None]],
+                layout: CodeLayout | None = None) -> IndexBlock:
+    """Merge decoded units (``{unit index: (scopes, names, line table)}``) into one block.
+    Ranges and line sequences go through :mod:`wasmprof.addr2line.hygiene` (``layout``: the
+    module's function bodies, when known)."""
     block = IndexBlock(units=frozenset(u.index for u in units))
     strings = block.strings
     sid: dict[str, int] = {}
@@ -205,66 +218,120 @@ def build_block(reader: DwarfReader, units: list[Unit],
     n_parent, n_name, n_raw = block.node_parent, block.node_name, block.node_raw
     n_cfile, n_cline, n_ccol, n_lo = block.node_cfile, block.node_cline, block.node_ccol, \
         block.node_lo
+    n_dfile, n_dline, n_hi = block.node_dfile, block.node_dline, block.node_hi
+    ghosts: list[tuple[int, int, int, bool]] = []   # (lo, hi, node, end-marker tail?)
+    overhangs: list[tuple[int, int, int, int]] = []   # (lo, hi, child, parent)
     sequences = []
-    dropped = 0
-    damaged = 0
+    dead: dict[str, int] = {}
+    dropped_scopes = dropped_seqs = damaged = 0
     for unit in units:
         scopes, names, lines = decoded[unit.index]
         files = lines.files if lines is not None else []
         file_ids = [intern(f) for f in files]
+        nfiles = len(file_ids)
         base = len(n_parent)
-        alive: list[bool] = []
+        root: list[int] = []                 # node -> its (outermost) subprogram node
+        root_live: dict[int, list[tuple[int, int]]] = {}   # live subprogram -> its ranges
         depth: list[int] = []
+        lives: list[list[tuple[int, int]]] = []
+        marked: list[tuple[int, int]] = []
         for i, parent in enumerate(scopes.parent):
             kind = scopes.kind[i]
-            live = [(lo, hi) for lo, hi in scopes.ranges[i]
-                    if lo < TOMBSTONE_MIN and lo < hi <= 0xFFFFFFFF
-                    and not (kind == 0 and lo == 0)]
-            ok = bool(live) and (parent < 0 or alive[parent])
-            alive.append(ok)
+            raw = scopes.ranges[i]
+            r = i if parent < 0 else root[parent]
+            root.append(r)
+            clipped: list[int] = []
+            if parent < 0:
+                live = live_ranges(raw, layout, None, dead, clipped)
+                if live:
+                    root_live[i] = live
+            elif r in root_live:
+                live = live_ranges(raw, layout, root_live[r], dead, clipped)
+                for glo, ghi in raw:
+                    if glo == 0 and ghi > 0:     # a ghost range inside a live function
+                        ghosts.extend((max(plo, 1), min(ghi, phi), base + i, False)
+                                      for plo, phi in root_live[r] if plo < ghi)
+            else:                            # inside a dead subprogram
+                live = []
+            lives.append(live)
+            marked.extend((i, k) for k in clipped)
             d = 0 if parent < 0 else depth[parent] + 1
             depth.append(d)
-            name, linkage = names[i]
+            name, linkage = names[i][0], names[i][1]
             n_parent.append(base + parent if parent >= 0 else -1)
             n_name.append(intern(name))
             n_raw.append(intern(linkage))
             cf, cl, cc = scopes.call[i]
-            n_cfile.append(file_ids[cf] if cf is not None and 0 <= cf < len(file_ids) else -1)
+            n_cfile.append(file_ids[cf] if cf is not None and 0 <= cf < nfiles else -1)
             n_cline.append(cl & 0xFFFFFFFF)
             n_ccol.append(cc & 0xFFFFFFFF)
-            n_lo.append(min(lo for lo, _ in live) if ok and kind == 0 else 0xFFFFFFFF)
-            if ok:
+            df, dl = names[i][2:4] if len(names[i]) >= 4 else (None, 0)
+            n_dfile.append(file_ids[df] if df is not None and 0 <= df < nfiles else -1)
+            n_dline.append(dl & 0xFFFFFFFF)
+            n_lo.append(min(lo for lo, _ in live) if live and kind == 0 else 0xFFFFFFFF)
+            n_hi.append(max(hi for _, hi in live) if live and kind == 0 else 0)
+            if not live and raw:
+                dropped_scopes += 1
+        for lo, hi, node in cap_end_markers(scopes.parent, root, lives, marked):
+            ghosts.append((lo, hi, base + node, True))  # the scope may still run there
+        # inlined scopes that overhang their caller (binaryen moved code): where a child's
+        # range leaves its parent's, the chain through it is not trustworthy; a parent that
+        # lost ranges itself (ghost [0, x), or none left) does not count (its true ranges
+        # are unknown and llvm-symbolizer / wasm-tools report its children's chains)
+        for i, parent in enumerate(scopes.parent):
+            if parent < 0 or not lives[i] or scopes.kind[parent] != 1 or not lives[parent] \
+                    or any(lo == 0 for lo, _ in scopes.ranges[parent]):
+                continue
+            for lo, hi in _outside(lives[i], lives[parent]):
+                overhangs.append((lo, hi, base + i, base + parent))
+        for i, live in enumerate(lives):
+            if live:
                 size = sum(hi - lo for lo, hi in live)
                 for lo, hi in live:
-                    ranges.append((lo, hi, -d, size, base + i))
-            elif scopes.ranges[i]:
-                dropped += 1
+                    ranges.append((lo, hi, -depth[i], size, base + i))
         if lines is not None:
             for seq in lines.sequences:
                 addrs = seq[0]
                 if len(addrs) < 2:
                     continue
                 start = addrs[0]
-                if start == 0 or start >= TOMBSTONE_MIN or addrs[-1] > 0xFFFFFFFF:
-                    dropped += 1
+                if not sequence_live(start, layout) or addrs[-1] > 0xFFFFFFFF:
+                    dropped_seqs += 1
                     continue
                 if addrs != sorted(addrs):          # garbage: rows must not go backwards
                     damaged += 1
                     continue
                 sequences.append((start, addrs[-1], seq, file_ids))
-    if dropped:
-        block.notes.append(f"{dropped} dead-code scopes/sequences (tombstones, ghosts) ignored")
+    if dropped_scopes or dropped_seqs:
+        why = ", ".join(f"{n} {k}" for k, n in sorted(dead.items()) if k != CLIPPED)
+        block.notes.append(f"{dropped_scopes} dead-code scopes and {dropped_seqs} line "
+                           f"sequences (tombstones, ghosts) ignored" + (f": ranges {why}"
+                                                                        if why else ""))
+    if dead.get(CLIPPED):
+        block.notes.append(f"{dead[CLIPPED]} ranges ending past their function body clipped")
     if damaged:
         block.notes.append(f"{damaged} line sequences with decreasing addresses ignored")
 
-    # Segments: innermost scope per address (sweep over range boundaries).
+    # Segments: innermost scope per address (sweep over range boundaries). Where ghost
+    # ranges of inlined scopes could have been the innermost one, the segment records them
+    # (-2 - start of their group in ghost_nodes, a -1-terminated list) for the lookup.
     ranges.sort()
-    bounds = sorted({r[0] for r in ranges} | {r[1] for r in ranges})
+    ghosts.sort()
+    overhangs.sort()
+    bounds = sorted({r[0] for r in ranges} | {r[1] for r in ranges}
+                    | {g[0] for g in ghosts} | {g[1] for g in ghosts}
+                    | {o[0] for o in overhangs} | {o[1] for o in overhangs})
     heap: list[tuple[int, int, int, int]] = []
-    i = 0
-    nr = len(ranges)
-    seg_start, seg_node = block.seg_start, block.seg_node
-    last = None
+    i = g = o = 0
+    nr, ng, no = len(ranges), len(ghosts), len(overhangs)
+    active: list[tuple[int, int, int, bool]] = []
+    hanging: list[tuple[int, int, int, int]] = []
+    overhang_why: dict[tuple[int, int], int] = {}
+    seg_start, seg_node, seg_why = block.seg_start, block.seg_node, block.seg_why
+    last = last_why = None
+    unsure: dict[int, int] = {}              # ghost nodes seen in some segment
+    ghost_nodes = block.ghost_nodes
+    groups: dict[tuple[int, ...], int] = {}
     for x in bounds:
         while i < nr and ranges[i][0] <= x:
             lo, hi, nd, size, node = ranges[i]
@@ -273,10 +340,52 @@ def build_block(reader: DwarfReader, units: list[Unit],
         while heap and heap[0][3] <= x:
             heapq.heappop(heap)
         node = heap[0][2] if heap else NO_NODE
-        if node != last:
+        why = -1
+        if no:
+            while o < no and overhangs[o][0] <= x:
+                hanging.append(overhangs[o])
+                o += 1
+            hanging = [h for h in hanging if h[1] > x]
+            for _, _, child, par in hanging:
+                if node >= 0 and _encloses(n_parent, node, child):
+                    key = (child, par)
+                    why = overhang_why.get(key, -1)
+                    if why < 0:
+                        cn = strings[n_name[child]] if n_name[child] >= 0 else "?"
+                        pn = strings[n_name[par]] if n_name[par] >= 0 else "?"
+                        why = overhang_why[key] = intern(
+                            f"in the DWARF the inlined {cn} runs past the code of {pn} it is "
+                            "inlined into (binaryen moved code): the inline chain here is "
+                            "unsure")
+                    break
+        if ng:
+            while g < ng and ghosts[g][0] <= x:
+                active.append(ghosts[g])
+                g += 1
+            active = [a for a in active if a[1] > x]
+            # a cut-off end-marker tail is unsure whatever the line: stored as -2 - node
+            hits = tuple(sorted({-2 - gnode if tail else gnode for _, _, gnode, tail in active
+                                 if node >= 0 and _encloses(n_parent, n_parent[gnode], node)}))
+            if hits and why == -1:
+                at = groups.get(hits)
+                if at is None:
+                    at = groups[hits] = len(ghost_nodes)
+                    ghost_nodes.extend(hits)
+                    ghost_nodes.append(-1)
+                why = -2 - at
+                unsure.update(dict.fromkeys(hits, 1))
+        if node != last or why != last_why:
             seg_start.append(x)
             seg_node.append(node)
+            seg_why.append(why)
             last = node
+            last_why = why
+    if overhang_why:
+        block.notes.append(f"{len(overhang_why)} inlined scopes overhang their caller: "
+                           "their addresses there are resolved as unsure")
+    if unsure:
+        block.notes.append(f"{len(unsure)} inlined scopes with ghost ranges [0, ...) inside "
+                           "live functions: where their source lines show, the chain is unsure")
 
     # Line rows: live sequences sorted by start; overlapping ones keep the first.
     sequences.sort(key=lambda s: s[0])
@@ -297,6 +406,36 @@ def build_block(reader: DwarfReader, units: list[Unit],
     if overlaps:
         block.notes.append(f"{overlaps} overlapping line sequences ignored")
     return block
+
+
+def _outside(ranges: list[tuple[int, int]], cover: list[tuple[int, int]]
+             ) -> list[tuple[int, int]]:
+    """The parts of ``ranges`` not covered by ``cover``."""
+    out = []
+    for lo, hi in ranges:
+        pieces = [(lo, hi)]
+        for clo, chi in cover:
+            nxt = []
+            for a, b in pieces:
+                if chi <= a or b <= clo:
+                    nxt.append((a, b))
+                    continue
+                if a < clo:
+                    nxt.append((a, clo))
+                if chi < b:
+                    nxt.append((chi, b))
+            pieces = nxt
+        out.extend(pieces)
+    return out
+
+
+def _encloses(parent, inner: int, outer: int) -> bool:
+    """``outer`` is ``inner`` or one of its enclosing scopes."""
+    while inner >= 0:
+        if inner == outer:
+            return True
+        inner = parent[inner]
+    return False
 
 
 # -- cache files ---------------------------------------------------------------------------

@@ -6,14 +6,22 @@ Contract (other layers code against it):
   (``inlined=True`` on all but the last), each Frame carrying ``status``, ``reason`` when not
   ``exact``, ``input_index``, ``raw_offset``, ``printed_name``, ``wasm_index``, ``address``
   (the DWARF/code address for Wasm spaces, the text offset for native ones).
+  ``resolve_many`` and ``resolve_addresses`` give the same answers in bulk: every path asks
+  :meth:`wasmprof.addr2line.chains.ChainLookup.lookup`.
 - It never raises for a bad address: offsets that are 0, stale, outside the code or in
   another function than the frame names give ``function-only`` / ``index-only`` /
   ``unknown`` frames whose reason says why. Damaged DWARF raises ``BinaryFormatError``
   (an input problem, reported once per module).
+- DWARF that does not describe the code any more (its subprogram at an address does not
+  span exactly the function body holding it, or a ghost range makes the chain unsure) is
+  never ``exact``: the frame is ``function-only`` and the reason says the DWARF is stale.
 - Names: DWARF (innermost subprogram / inlined subroutine; the outermost function comes
   from DWARF, never from a symbol table) -> ``name`` section (module, AOT-embedded or
   companion) -> ``$f<index>``. ``function`` is the display name (demangled linkage name for
-  C++/Rust, else ``DW_AT_name``), ``raw_function`` the linkage / name-section name.
+  C++/Rust, else ``DW_AT_name``), ``raw_function`` the linkage / name-section name. When the
+  runtime printed a real name for the frame's function (not ``$fN``), that name is the
+  outermost frame's ``function`` and the DWARF name, when it differs, is kept in
+  ``dwarf_function``. Function-only frames carry ``decl_file``/``decl_line`` from DWARF.
 - ``module.companion`` (set by ``wasmprof.binary.loader.find_companion``) supplies DWARF and
   names for stripped modules and AOT files; DWARF is indexed once per (identity, DWARF
   bytes) and cached under ``$WASMPROF_CACHE_DIR`` (see :mod:`wasmprof.addr2line.index`).
@@ -23,17 +31,20 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
 
 from wasmprof.addr2line.bulk import paused_gc
+from wasmprof.addr2line.chains import ChainLookup, display_name
 from wasmprof.addr2line.debuginfo import FULL_BUILD_THRESHOLD, ModuleDebug
 from wasmprof.addr2line.demangle import demangle, is_mangled
+from wasmprof.addr2line.hygiene import CodeLayout
 from wasmprof.addr2line.index import cache_root
 from wasmprof.addr2line.spaces import file_offset, index_from_printed_name, maps_to_wasm
 from wasmprof.errors import BinaryFormatError
 from wasmprof.model import AddressSpace, Frame, FrameStatus, Module, RawFrame
+
+__all__ = ["Resolver", "display_name"]
 
 _CODE = AddressSpace.CODE
 _INTERP = AddressSpace.INTERP
@@ -43,18 +54,6 @@ EXACT = FrameStatus.EXACT
 FUNCTION_ONLY = FrameStatus.FUNCTION_ONLY
 INDEX_ONLY = FrameStatus.INDEX_ONLY
 UNKNOWN = FrameStatus.UNKNOWN
-_NO_ROW = "no line-table row at this address"
-_LINE_0 = "line 0: compiler-generated code"
-
-
-@lru_cache(maxsize=65536)
-def display_name(name: str | None, linkage: str | None) -> str | None:
-    """What users read: the demangled linkage name when it is mangled, else DW_AT_name."""
-    if linkage and is_mangled(linkage):
-        return demangle(linkage)
-    if name:
-        return demangle(name) if is_mangled(name) else name
-    return linkage
 
 
 class _View:
@@ -66,18 +65,23 @@ class _View:
         self.wasm = module.wasm if module.wasm is not None else (
             comp.wasm if comp is not None else None)
         self.cps = self.wasm.code_payload_start if self.wasm is not None else None
-        self.debug = debug
+        self.layout = CodeLayout.of_wasm(self.wasm) if self.wasm is not None else None
+        self.debug = debug if self.layout is not None else None
         self.label = module.name or Path(module.path).name
         self.imports = module.import_function_count
         self._by_name: dict[str, int] | None = None
         self._alternatives: dict[str, set[int]] = {}
         self._starts: list[int] | None = None
-        self._prep: dict[tuple[int, int], list[tuple]] = {}
-        self._tails: dict[tuple[int, int], list[tuple]] = {}
-        self._names: dict[tuple[int, int], tuple] = {}
-        self._table: tuple[list[int], list] | None = None
-        self._prep_block = None
+        self._chains: ChainLookup | None = None
         self.dwarf_error: str | None = None
+        # a source map (the module's, else its companion's) and the code payload start of
+        # the file its offsets refer to
+        self.smap = self.smap_cps = None
+        for m in (module, comp):
+            if m is not None and m.source_map is not None and m.wasm is not None and \
+                    m.wasm.code_payload_start is not None:
+                self.smap, self.smap_cps = m.source_map, m.wasm.code_payload_start
+                break
 
     def ensure(self, codes) -> bool:
         """Decode DWARF for code addresses (None: all of it); on damaged DWARF fall back to
@@ -94,6 +98,20 @@ class _View:
             self.dwarf_error = str(e)
             self.debug = None
             return False
+
+    def chains(self) -> ChainLookup | None:
+        """The lookup over the current DWARF block (rebuilt when a partial block grows)."""
+        blk = self.debug.block if self.debug is not None else None
+        if blk is None:
+            return None
+        c = self._chains
+        if c is None or c.block is not blk:
+            c = self._chains = ChainLookup(blk, self.layout, self.section_name, self.describe)
+        return c
+
+    def complete(self) -> bool:
+        return self.debug is not None and self.debug.complete and \
+            self.debug.block is not None
 
     # -- names -----------------------------------------------------------------------------
     def section_name(self, idx: int) -> str | None:
@@ -155,159 +173,16 @@ class _View:
             return False
         if self._by_name is None:
             self.index_of_name(name, False)
-        return wasm_index in self._alternatives.get(name, ())
+        return wasm_index in self._alternatives.get(name, ()) or \
+            self.index_of_name(name, False) == wasm_index
 
-    def prepared(self, code: int, idx: int) -> list[tuple] | None:
-        """Frame fields for the inline chain at ``code`` (memoised per segment and line row:
-        every address with the same innermost scope and row gives the same chain)."""
-        dbg = self.debug
-        if not dbg.complete and not self.ensure((code,)):
+    def printed_function(self, raw: RawFrame, idx: int) -> str | None:
+        """The name the runtime printed for function ``idx``, when it printed a real one
+        (not ``$fN``/``aot_func#N``, not cut short) that denotes that function."""
+        name = raw.printed_name
+        if not name or raw.truncated or index_from_printed_name(name, self.imports) is not None:
             return None
-        blk = dbg.block
-        if blk is None:
-            return None
-        prep = self.prep_cache(blk)
-        seg = bisect_right(blk.seg_start, code)
-        row = bisect_right(blk.row_addr, code)
-        specs = prep.get((seg, row))
-        if specs is None:
-            specs = prep[(seg, row)] = self._specs(blk, seg, row, idx)
-        return specs
-
-    def _specs(self, blk, seg: int, row: int, idx: int) -> list[tuple]:
-        """The chain at segment ``seg`` / row ``row`` (bisect_right positions) as Frame
-        field tuples; the same answer as ``blk.chain`` (the callers' part of the chain
-        depends on the innermost scope only and is memoised per scope)."""
-        node = blk.seg_node[seg - 1] if seg > 0 else -1
-        if node < 0:
-            return []
-        j = row - 1
-        if j < 0 or blk.row_file[j] == -1:
-            file = line = col = None
-        else:
-            f = blk.row_file[j]
-            file = blk.strings[f] if f >= 0 else None
-            line = blk.row_line[j]
-            col = blk.row_col[j]
-        first = self._spec(blk, node, idx, file, line, col)
-        if blk.node_parent[node] < 0:
-            return [first]
-        return [first, *self._callers(blk, node, idx)]
-
-    def _names_of(self, blk, node: int, idx: int) -> tuple[str, str | None, bool]:
-        """(display name, raw name, inlined) of a scope node, memoised."""
-        n, r = blk.node_name[node], blk.node_raw[node]
-        name = blk.strings[n] if n >= 0 else None
-        linkage = blk.strings[r] if r >= 0 else None
-        outermost = blk.node_parent[node] < 0
-        fn = display_name(name, linkage)
-        if fn is None:
-            fn = (self.section_name(idx) if outermost else None) or f"$f{idx}"
-        got = self._names[(node, idx)] = (fn, linkage or name, not outermost)
-        return got
-
-    def _spec(self, blk, node: int, idx: int, file, line, col) -> tuple:
-        names = self._names.get((node, idx))
-        if names is None:
-            names = self._names_of(blk, node, idx)
-        if line is None:
-            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2], _NO_ROW)
-        if line == 0:
-            return (names[0], FUNCTION_ONLY, names[1], file, None, None, names[2], _LINE_0)
-        return (names[0], EXACT, names[1], file, line, col, names[2], None)
-
-    def _callers(self, blk, node: int, idx: int) -> list[tuple]:
-        """Frames of the scopes enclosing ``node`` (each at its call site), memoised."""
-        key = (node, idx)
-        got = self._tails.get(key)
-        if got is None:
-            got = []
-            strings = blk.strings
-            while True:
-                p = blk.node_parent[node]
-                if p < 0:
-                    break
-                cf = blk.node_cfile[node]
-                got.append(self._spec(blk, p, idx, strings[cf] if cf >= 0 else None,
-                                      blk.node_cline[node], blk.node_ccol[node]))
-                node = p
-            self._tails[key] = got
-        return got
-
-    def prep_cache(self, blk) -> dict[tuple[int, int], list[tuple]]:
-        if blk is not self._prep_block:
-            self._prep_block = blk
-            self._prep = {}
-            self._tails = {}
-            self._names = {}
-            self._table = None
-        return self._prep
-
-    def fast_table(self) -> tuple[list[int], list]:
-        """For a complete index: ``(bounds, slots)``. ``bounds`` merges segment starts,
-        line-row addresses and function-body boundaries (code offsets), so every address
-        between two bounds has the same body, scope and row: one bisect finds the slot
-        memoising the answer (:meth:`entries`) for all of them."""
-        blk = self.debug.block
-        self.prep_cache(blk)
-        if self._table is None:
-            cps = self.cps
-            bounds = sorted([*blk.seg_start, *blk.row_addr,
-                             *(b.start - cps for b in self.wasm.bodies),
-                             *(b.end - cps for b in self.wasm.bodies)])
-            bodies = self.wasm.bodies
-            self._lists = (list(blk.seg_start), list(blk.row_addr), [-1, *blk.seg_node],
-                           [-1, *blk.row_file], [0, *blk.row_line], [0, *blk.row_col],
-                           list(blk.node_parent), [-(1 << 62), *(b.end - cps for b in bodies)],
-                           [-1, *(b.wasm_index for b in bodies)])
-            self._table = (bounds, [None] * (len(bounds) + 1))     # last: threads test it
-        return self._table
-
-    def entries(self, codes: list[int]) -> list[tuple[list[tuple], int, list | None] | bool]:
-        """Per code address: ``(Frame field tuples, wasm index, callers)`` when it lies
-        inside a body with a DWARF chain, else False (the generic path then says why);
-        ``callers`` is the memoised list of the chain's tuples after the innermost (the
-        same object for every address in the same scope). Same answers as
-        :meth:`prepared`; bisects batched in C. Needs :meth:`fast_table`."""
-        blk = self.debug.block
-        seg_start, row_addr, seg_node, row_file, row_line, row_col, parent, ends, widx = \
-            self._lists
-        n = len(codes)
-        bis = list(map(bisect_right, repeat(self.body_starts(), n),
-                       [c + self.cps for c in codes]))
-        segs = list(map(bisect_right, repeat(seg_start, n), codes))
-        rows = list(map(bisect_right, repeat(row_addr, n), codes))
-        strings = blk.strings
-        names = self._names
-        tails = self._tails
-        out: list = []
-        # the lists are shifted by one (a sentinel first), so bisect positions index them
-        for code, bi, seg, row in zip(codes, bis, segs, rows):
-            node = seg_node[seg]
-            if code >= ends[bi] or node < 0:
-                out.append(False)
-                continue
-            idx = widx[bi]
-            nm = names.get((node, idx))
-            if nm is None:
-                nm = self._names_of(blk, node, idx)
-            f = row_file[row]
-            if f == -1:
-                first = (nm[0], FUNCTION_ONLY, nm[1], None, None, None, nm[2], _NO_ROW)
-            else:
-                line = row_line[row]
-                first = (nm[0], EXACT, nm[1], strings[f] if f >= 0 else None, line,
-                         row_col[row], nm[2], None) if line else \
-                    (nm[0], FUNCTION_ONLY, nm[1], strings[f] if f >= 0 else None, None, None,
-                     nm[2], _LINE_0)
-            if parent[node] < 0:
-                out.append(([first], idx, None))
-            else:
-                tail = tails.get((node, idx))
-                if tail is None:
-                    tail = self._callers(blk, node, idx)
-                out.append(([first, *tail], idx, tail))
-        return out
+        return name if self.may_denote(name, idx) else None
 
     def body_starts(self) -> list[int]:
         if self._starts is None:
@@ -334,6 +209,20 @@ class _View:
         n = self.section_name(idx)
         return f"$f{idx} ({n})" if n else f"$f{idx}"
 
+    def entry_node(self, idx: int) -> int:
+        """The DWARF subprogram node of function ``idx`` when it spans exactly its body
+        (else -1: no DWARF for it, or stale DWARF)."""
+        body = self.body(idx)
+        if body is None or self.debug is None or not self.ensure((body.start - self.cps,)):
+            return -1
+        chains = self.chains()
+        if chains is None:
+            return -1
+        node = chains.block.subprogram_at_entry(body.start - self.cps)
+        if node < 0 or not chains.entry_ok(node, idx - self.wasm.import_function_count):
+            return -1
+        return node
+
 
 class Resolver:
     """Symbolizes RawFrames against Modules. Keeps decoded DWARF per module in memory."""
@@ -357,7 +246,9 @@ class Resolver:
             return None
         key = (src.identity, src.sha256)
         if key not in self._debug:
-            self._debug[key] = ModuleDebug(src.wasm, src.identity, self.cache_dir)
+            code = module.wasm if module.wasm is not None and module.wasm.bodies else src.wasm
+            self._debug[key] = ModuleDebug(src.wasm, src.identity, self.cache_dir,
+                                           CodeLayout.of_wasm(code))
         return self._debug[key]
 
     def _view(self, module: Module) -> _View:
@@ -393,6 +284,8 @@ class Resolver:
             b = view.body(r.func_index) if r.func_index is not None else None
             if b is not None:
                 addrs.add(b.start - cps)
+        bodies = [view.body_at(a + cps) for a in addrs]
+        addrs.update(b.start - cps for b in bodies if b is not None)
         if addrs:
             view.ensure(None if len(addrs) > FULL_BUILD_THRESHOLD else addrs)
 
@@ -412,12 +305,11 @@ class Resolver:
                 view.ensure(None if len(addrs) > FULL_BUILD_THRESHOLD else addrs)
         done: dict[tuple, list[Frame]] = {}
         out: list[list[Frame]] = []
-        fast = view.debug is not None and view.debug.block is not None and \
-            view.cps is not None and view.debug.complete
+        chains = view.chains() if view.complete() else None
         codes: list[int | None] = []
-        if fast:
-            # Fast path (bulk jobs): a bare offset in a Wasm space. Pass 1: code offsets;
-            # pass 2: one bisect each and the interval answers, batched; pass 3 below.
+        if chains is not None:
+            # Bulk jobs: a bare offset in a Wasm space is answered from the slot memo
+            # (the same lookup as the generic path); everything else goes the generic way.
             cps = view.cps
             for r in raws:
                 code = None
@@ -431,18 +323,15 @@ class Resolver:
                     elif sp in _FILE_LIKE:
                         code = r.offset - cps
                 codes.append(code)
-            bounds, slots = view.fast_table()
+            bounds, slots = chains.slots()
             todo = [c for c in codes if c is not None]
             slot_of = list(map(bisect_right, repeat(bounds, len(todo)), todo))
             ks = dict(zip(slot_of, todo))
             next_slot = iter(slot_of).__next__
-            missing = [k for k in ks if slots[k] is None]
-            for k, ent in zip(missing, view.entries([ks[k] for k in missing])):
-                slots[k] = ent
+            chains.fill(slots, list(ks), ks)
             label = view.label
         for i, r in enumerate(raws):
-            # Same answer as the generic path below, without its per-frame bookkeeping.
-            if fast:
+            if chains is not None:
                 code = codes[i]
                 if code is not None:
                     ent = slots[next_slot()]
@@ -476,56 +365,91 @@ class Resolver:
         ``input_index`` and ``raw_offset`` are None. Addresses off the fast path (outside
         function bodies, no DWARF there, non-Wasm spaces, offset 0) get their own frames
         from :meth:`resolve` with those fields set (``input_index`` = position)."""
-        space = AddressSpace(space)
-        with paused_gc(len(addresses) > 256):
+        groups, shared = self.resolve_address_groups(module, addresses, space)
+        out = list(map(shared.__getitem__, groups))
+        if None in out:
+            space = AddressSpace(space)
             view = self._view(module)
-            if view.debug is not None and view.cps is not None and not view.debug.complete \
-                    and maps_to_wasm(space):
-                cps = view.cps
-                if len(addresses) > FULL_BUILD_THRESHOLD:
-                    view.ensure(None)
-                else:
-                    view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
-            fast = view.debug is not None and view.debug.block is not None and \
-                view.cps is not None and view.debug.complete and \
-                (space is _CODE or space is _INTERP or space in _FILE_LIKE)
-            out: list[list[Frame]] = []
-            if not fast:
-                for i, a in enumerate(addresses):
-                    out.append(self._resolve(view, RawFrame(index=i, space=space, offset=a), i))
-                return out
-            shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
-            bounds, slots = view.fast_table()
-            codes = addresses if not shift else [a + shift for a in addresses]
+            for i, a in enumerate(addresses):
+                if out[i] is None:
+                    out[i] = self._resolve(view, RawFrame(index=i, space=space, offset=a), i)
+        return out
+
+    def resolve_address_groups(self, module: Module, addresses: Sequence[int],
+                               space: AddressSpace = AddressSpace.FILE
+                               ) -> tuple[list[int], list[list[Frame] | None]]:
+        """The bulk core of :meth:`resolve_addresses`: ``(groups, shared)`` where every
+        address i with a shared answer has ``shared[groups[i]]`` (a read-only Frame list,
+        the same object for all addresses of the group) and the others have
+        ``shared[groups[i]] is None`` (resolve them one by one). Lets a caller render each
+        distinct answer once."""
+        got = self.bulk_entries(module, addresses, space)
+        if got is None:
+            return list(range(len(addresses))), [None] * len(addresses)
+        keys, answers = got
+        label = self._view(module).label
+        shared: list = [None] * len(answers)
+        callers: dict[int, list[Frame]] = {}          # id(memoised tail) -> its Frames
+        for k in set(keys):
+            ent = answers[k]
+            if ent:
+                specs, idx, tail = ent
+                first = Frame(*specs[0], idx, label)
+                if tail is None:
+                    shared[k] = [first]
+                    continue
+                frames = callers.get(id(tail))
+                if frames is None:
+                    frames = callers[id(tail)] = [Frame(*t, idx, label) for t in tail]
+                shared[k] = [first, *frames]
+        return keys, shared
+
+    def bulk_entries(self, module: Module, addresses: Sequence[int],
+                     space: AddressSpace = AddressSpace.FILE) -> tuple[list[int], list] | None:
+        """The fastest bulk form, for renderers: ``(keys, answers)`` where ``answers[keys[i]]``
+        is address i's chain as a :class:`~wasmprof.addr2line.chains.ChainLookup` entry
+        ``(specs, wasm index, tail)`` (Frame field tuples, the same objects for every address
+        with the same answer), or falsy when address i needs :meth:`resolve` (offset 0,
+        outside every body, stale or unsure DWARF, no DWARF there). None when nothing can be
+        answered in bulk (no DWARF, a non-Wasm space). Same answers as :meth:`resolve`."""
+        with paused_gc(len(addresses) > 256):
+            got = self.bulk_chains(module, addresses, space)
+            if got is None:
+                return None
+            chains, codes = got
+            bounds, slots = chains.slots()
             # the hot part runs in C: one bisect per address, then one list lookup
-            ks = list(map(bisect_right, repeat(bounds, len(codes)), codes))
-            shared: list = [None] * len(slots)
-            label = view.label
-            firsts = dict(zip(ks, codes))
-            missing = [k for k in firsts if slots[k] is None]
-            if missing:
-                for k, ent in zip(missing, view.entries([firsts[k] for k in missing])):
-                    slots[k] = ent
-            callers: dict[int, list[Frame]] = {}      # id(memoised tail) -> its Frames
-            for k in firsts:
-                ent = slots[k]
-                if ent:
-                    specs, idx, tail = ent
-                    first = Frame(*specs[0], idx, label)
-                    if tail is None:
-                        shared[k] = [first]
-                        continue
-                    frames = callers.get(id(tail))
-                    if frames is None:
-                        frames = callers[id(tail)] = [Frame(*t, idx, label) for t in tail]
-                    shared[k] = [first, *frames]
-            out = list(map(shared.__getitem__, ks))
-            if None in out or 0 in addresses:
-                for i, a in enumerate(addresses):
-                    if out[i] is None or not a:
-                        out[i] = self._resolve(view, RawFrame(index=i, space=space, offset=a),
-                                               i)
-            return out
+            keys = list(map(bisect_right, repeat(bounds, len(codes)), codes))
+            firsts = dict(zip(keys, codes))
+            chains.fill(slots, list(firsts), firsts)
+            if 0 in addresses:          # offset 0 means "unknown": never a shared answer
+                zero = len(slots)
+                keys = [zero if not a else k for a, k in zip(addresses, keys)]
+                return keys, [*slots, None]
+            return keys, slots
+
+    def bulk_chains(self, module: Module, addresses: Sequence[int],
+                    space: AddressSpace = AddressSpace.FILE
+                    ) -> tuple[ChainLookup, Sequence[int]] | None:
+        """For bulk renderers: the module's complete :class:`ChainLookup` (decoding all DWARF
+        when many addresses are asked) and the code addresses of ``addresses``; None when
+        the space or the module has no DWARF lookup. Addresses 0 and those whose answer is
+        not an entry must still go through :meth:`resolve`."""
+        space = AddressSpace(space)
+        view = self._view(module)
+        if view.debug is not None and view.cps is not None and not view.debug.complete \
+                and maps_to_wasm(space):
+            cps = view.cps
+            if len(addresses) > FULL_BUILD_THRESHOLD:
+                view.ensure(None)
+            else:
+                view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
+        chains = view.chains() if view.complete() and \
+            (space is _CODE or space is _INTERP or space in _FILE_LIKE) else None
+        if chains is None:
+            return None
+        shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
+        return chains, (addresses if not shift else [a + shift for a in addresses])
 
     def resolve(self, module: Module, raw: RawFrame, *, input_index: int | None = None
                 ) -> list[Frame]:
@@ -593,17 +517,48 @@ class Resolver:
                 f"frame's function: stale offset (the runtime did not record this frame's "
                 "instruction)", base, None, raw)]
         idx = body.wasm_index
-        specs = v.prepared(code, idx) if v.debug is not None else None
-        if not specs:
-            why = "no DWARF line info for this function" if v.debug is not None else \
+        entry = None
+        if v.debug is not None and v.ensure((code, body.start - v.cps)):
+            chains = v.chains()
+            entry = chains.lookup([code])[0] if chains is not None else None
+        if not isinstance(entry, tuple):
+            if entry is None and v.smap is not None:
+                return [self._source_mapped(v, raw, code, body, base)]
+            why = entry if isinstance(entry, str) else \
+                "no DWARF line info for this function" if v.debug is not None else \
                 f"DWARF unreadable: {v.dwarf_error}" if v.dwarf_error else \
-                "module has no DWARF (stripped? pass the unstripped build as companion)"
+                "module has no DWARF or source map (stripped? pass the unstripped build as " \
+                "companion, or the .wasm.map with --source-map)"
             return [self._function_frame(v, idx, why, base, code, raw)]
         ii, ro, pn, label = base["input_index"], base["raw_offset"], base["printed_name"], \
             base["module"]
-        return [Frame(fn, status, rawfn, file, line, col, inl, reason, idx, label, code, ii, ro,
-                      pn, False)
-                for fn, status, rawfn, file, line, col, inl, reason in specs]
+        frames = [Frame(fn, status, rawfn, file, line, col, inl, reason, idx, label, code, ii,
+                        ro, pn, False)
+                  for fn, status, rawfn, file, line, col, inl, reason in entry[0]]
+        printed = v.printed_function(raw, idx)
+        if printed is not None:
+            _use_printed_name(frames[-1], printed, True)
+        return frames
+
+    def _source_mapped(self, v: _View, raw: RawFrame, code: int, body, base: dict) -> Frame:
+        """The frame at ``code`` from the source map: file, line, column of the mapping at or
+        before the instruction within its function; the function from the printed name,
+        the name section, or the mapping's original name."""
+        idx = body.wasm_index
+        m = v.smap.lookup(code + v.smap_cps, body.start - v.cps + v.smap_cps)
+        if m is None:
+            return self._function_frame(
+                v, idx, f"the source map ({v.smap.where}) has no mapping for this instruction "
+                "in its function", base, code, raw)
+        sec = v.section_name(idx)
+        name = sec or m.name
+        frame = Frame(function=demangle(name) if name else f"$f{idx}", status=EXACT,
+                      raw_function=name, file=m.file, line=m.line, column=m.column,
+                      wasm_index=idx, address=code, **base)
+        printed = v.printed_function(raw, idx)
+        if printed is not None:
+            _use_printed_name(frame, printed, False)
+        return frame
 
     def _native(self, v: _View, raw: RawFrame, claimed: int | None, base: dict) -> list[Frame]:
         m = v.module
@@ -659,7 +614,8 @@ class Resolver:
 
     def _function_frame(self, v: _View, idx: int | None, reason: str, base: dict,
                         address: int | None, raw: RawFrame) -> Frame:
-        """One frame naming function ``idx`` (DWARF -> name section -> ``$f``), no line."""
+        """One frame naming function ``idx`` (printed name -> DWARF -> name section ->
+        ``$f``), no line; the DWARF declaration's file and line when DWARF describes it."""
         if idx is None:
             name = raw.printed_name
             if name and index_from_printed_name(name, v.imports) is None:
@@ -669,21 +625,48 @@ class Resolver:
             return Frame(function=name, status=UNKNOWN, address=address,
                          reason=reason + "; no function index or name to fall back on",
                          **base)
-        names = None
-        body = v.body(idx)
-        if v.debug is not None and body is not None and v.cps is not None and \
-                v.ensure((body.start - v.cps,)):
-            names = v.debug.entry_names(body.start - v.cps)
-        if names is not None and (names[0] or names[1]):
-            fn = display_name(*names)
-            return Frame(function=fn, raw_function=names[1] or names[0], status=FUNCTION_ONLY,
-                         reason=reason, wasm_index=idx, address=address, **base)
-        sec = v.section_name(idx)
-        if sec:
-            return Frame(function=demangle(sec), raw_function=sec, status=FUNCTION_ONLY,
-                         reason=reason, wasm_index=idx, address=address, **base)
-        return Frame(function=f"$f{idx}", status=INDEX_ONLY, wasm_index=idx, address=address,
-                     reason=reason + "; no DWARF or name section names this function", **base)
+        node = v.entry_node(idx)
+        frame = None
+        from_dwarf = False
+        if node >= 0:
+            blk = v.chains().block
+            names = blk.names(node)
+            if names[0] or names[1]:
+                df = blk.node_dfile[node]
+                frame = Frame(function=display_name(*names), raw_function=names[1] or names[0],
+                              status=FUNCTION_ONLY, reason=reason, wasm_index=idx,
+                              address=address, decl_file=blk.strings[df] if df >= 0 else None,
+                              decl_line=blk.node_dline[node] or None, **base)
+                from_dwarf = True
+        if frame is None:
+            sec = v.section_name(idx)
+            if sec:
+                frame = Frame(function=demangle(sec), raw_function=sec, status=FUNCTION_ONLY,
+                              reason=reason, wasm_index=idx, address=address, **base)
+        printed = v.printed_function(raw, idx)
+        if frame is None:
+            if printed is not None:
+                return Frame(function=demangle(printed), raw_function=printed,
+                             status=FUNCTION_ONLY, reason=reason, wasm_index=idx,
+                             address=address, **base)
+            return Frame(function=f"$f{idx}", status=INDEX_ONLY, wasm_index=idx,
+                         address=address,
+                         reason=reason + "; no DWARF or name section names this function",
+                         **base)
+        if printed is not None:
+            _use_printed_name(frame, printed, from_dwarf)
+        return frame
+
+
+def _use_printed_name(frame: Frame, printed: str, from_dwarf: bool) -> None:
+    """The runtime's name for the frame's own function wins; a DWARF name it replaces
+    stays visible in ``dwarf_function`` when it reads differently."""
+    shown = demangle(printed)
+    if shown != frame.function:
+        if from_dwarf:
+            frame.dwarf_function = frame.function
+        frame.function = shown
+        frame.raw_function = printed
 
 
 def _copy(f: Frame, input_index: int) -> Frame:
@@ -691,4 +674,6 @@ def _copy(f: Frame, input_index: int) -> Frame:
                  line=f.line, column=f.column, inlined=f.inlined, reason=f.reason,
                  wasm_index=f.wasm_index, module=f.module, address=f.address,
                  input_index=input_index, raw_offset=f.raw_offset,
-                 printed_name=f.printed_name, native=f.native)
+                 printed_name=f.printed_name, native=f.native,
+                 dwarf_function=f.dwarf_function, decl_file=f.decl_file,
+                 decl_line=f.decl_line)

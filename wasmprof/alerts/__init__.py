@@ -18,7 +18,8 @@ Modules (each small, one job):
 
 The service calls :func:`on_crash_event` after it stored and grouped a crash event, and
 :func:`on_profile_input` after it stored a profile input, and :func:`on_crash_regrouped`
-after a late module re-symbolized and regrouped stored crashes.
+after a late module re-symbolized and regrouped stored crashes; the health checker
+(:mod:`wasmprof.health.checks`) calls :func:`on_health_alert` for ``plugin.*`` events.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from __future__ import annotations
 from typing import Any
 
 from wasmprof.alerts import hooks
-from wasmprof.alerts.hooks import (configure, on_crash_event, on_crash_regrouped, on_profile_input,
-                                   on_profile_stored, public_url)
+from wasmprof.alerts.hooks import (configure, on_crash_event, on_crash_regrouped, on_health_alert,
+                                   on_profile_input, on_profile_stored, public_url)
 
-__all__ = ["configure", "on_crash_event", "on_crash_regrouped", "on_profile_input",
-           "on_profile_stored", "public_url", "start_worker"]
+__all__ = ["configure", "on_crash_event", "on_crash_regrouped", "on_health_alert",
+           "on_profile_input", "on_profile_stored", "public_url", "start_worker"]
 
 
 def start_worker(db: Any, config: Any = None) -> Any:

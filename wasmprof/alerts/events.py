@@ -22,13 +22,18 @@ class EventType(StrEnum):
     CRASH_REGRESSED = "crash.regressed"
     CRASH_SPIKE = "crash.spike"
     PROFILE_REGRESSION = "profile.regression"
+    PLUGIN_MEMORY_GROWTH = "plugin.memory_growth"   # wasmprof.health: steady memory growth
+    PLUGIN_CRASH_LOOP = "plugin.crash_loop"         # wasmprof.health: crashes/rebuilds per window
     DIGEST = "alerts.digest"        # sent instead of many messages when a webhook is rate-limited
     TEST = "webhook.test"           # `wasmprof webhook test`
 
 
 #: Events a webhook can subscribe to.
 SUBSCRIBABLE: tuple[EventType, ...] = (EventType.CRASH_NEW_GROUP, EventType.CRASH_REGRESSED,
-                                       EventType.CRASH_SPIKE, EventType.PROFILE_REGRESSION)
+                                       EventType.CRASH_SPIKE, EventType.PROFILE_REGRESSION,
+                                       EventType.PLUGIN_MEMORY_GROWTH, EventType.PLUGIN_CRASH_LOOP)
+#: Plugin health events (``plugin.*``), raised by :mod:`wasmprof.health.checks`.
+HEALTH_EVENTS: tuple[EventType, ...] = (EventType.PLUGIN_MEMORY_GROWTH, EventType.PLUGIN_CRASH_LOOP)
 
 
 @dataclass(slots=True)
@@ -69,6 +74,30 @@ class RegressionInfo:
 
 
 @dataclass(slots=True)
+class HealthInfo:
+    """What a ``plugin.*`` alert measured. Memory growth: ``slope_bytes_per_second`` over
+    ``window_seconds`` (``window_start``..``window_end``), the fit's ``r2``, the level now and
+    the projected ``seconds_to_limit``. Crash loop: ``crashes`` and ``rebuilds`` within the
+    window against ``threshold``. ``source`` names the gateway (scrape target) or log."""
+
+    window_seconds: float
+    window_start: float
+    window_end: float
+    source: str | None = None
+    slope_bytes_per_second: float | None = None
+    growth_bytes: float | None = None
+    current_bytes: float | None = None
+    limit_bytes: float | None = None
+    seconds_to_limit: float | None = None
+    r2: float | None = None
+    points: int | None = None
+    crashes: float | None = None
+    rebuilds: float | None = None
+    threshold: int | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
 class AlertEvent:
     type: EventType
     key: str
@@ -86,6 +115,7 @@ class AlertEvent:
     spike: SpikeInfo | None = None
     regressions: list[RegressionInfo] = field(default_factory=list)
     panic: dict[str, Any] | None = None     # the plugin's panic: kind, language, message, location
+    health: HealthInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,6 +135,7 @@ class AlertEvent:
             spike=SpikeInfo(**spike) if spike else None,
             regressions=[RegressionInfo(**r) for r in d.get("regressions") or []],
             panic=d.get("panic"),
+            health=HealthInfo(**d["health"]) if d.get("health") else None,
         )
 
 
@@ -115,8 +146,8 @@ def parse_event_list(text: str) -> list[EventType]:
         name = part.strip()
         if not name:
             continue
-        if name == "crash.*":
-            out.extend(e for e in SUBSCRIBABLE if e.value.startswith("crash.") and e not in out)
+        if name in ("crash.*", "plugin.*"):
+            out.extend(e for e in SUBSCRIBABLE if e.value.startswith(name[:-1]) and e not in out)
             continue
         try:
             ev = EventType(name)

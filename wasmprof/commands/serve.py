@@ -19,8 +19,15 @@ EPILOG = """examples:
   wasmprof serve --demo                            # bundled samples, anonymous access, fresh data dir
   wasmprof serve --allow-anonymous read            # dashboards without a token, ingest needs one
   wasmprof serve --host 0.0.0.0 --public-url https://wasmprof.example.com   # links in alerts
+  wasmprof serve --symbol-source https://symbols.example.com/wasm \\
+                 --symbol-source oci://registry.example.com/debug-builds     # debug builds by identity
+  wasmprof serve --scrape-envoy http://gw-1:15000/stats/prometheus http://gw-2:15000/stats/prometheus
+                                                   # plugin memory / VM health every 30 s
+  wasmprof serve --metrics-token "$(cat /run/secrets/metrics)"   # /metrics needs that token
+  wasmprof serve --header-timeout 5 --body-timeout 15 --request-budget 60
 
-API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus). Tokens: wasmprof token create."""
+API: http://HOST:PORT/docs (OpenAPI), /healthz, /metrics (Prometheus).
+Tokens: wasmprof token create NAME --scopes ingest,read (scopes: ingest, read, admin)."""
 
 
 def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = False) -> None:
@@ -47,7 +54,53 @@ def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = Fals
                    help="the URL users reach this service at (behind a proxy or load "
                         "balancer), used in webhook links and printed URLs (default: env "
                         "WASMPROF_PUBLIC_URL, else http://HOST:PORT)")
+    from wasmprof.sources.config import add_arguments as add_source_arguments
+    add_source_arguments(p)
+    p.add_argument("--scrape-envoy", metavar="URL", nargs="+", default=None,
+                   help="Envoy admin /stats/prometheus endpoints to scrape for per-plugin "
+                        "memory, VM, crash and rebuild series (env WASMPROF_SCRAPE_ENVOY, "
+                        "comma-separated); more can be added with POST /api/v1/health/targets")
+    p.add_argument("--scrape-interval", metavar="SECONDS", type=float, default=None,
+                   help="seconds between scrapes of those endpoints (default 30; env "
+                        "WASMPROF_SCRAPE_INTERVAL)")
+    g = p.add_argument_group("bounded requests")
+    g.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="request line and headers must arrive within S seconds, else 408 "
+                        "and the connection is closed (default 10; 0 = off)")
+    g.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="longest pause between two chunks of a request body, else 408 "
+                        "(default 30; 0 = off)")
+    g.add_argument("--body-min-rate", type=float, default=8.0, metavar="KIB_S",
+                   help="after 10 s a body must average at least this many KiB/s, else 408 "
+                        "(default 8; 0 = off)")
+    g.add_argument("--request-budget", type=float, default=120.0, metavar="S",
+                   help="wall-time budget of heavy read routes (profile exports and diffs, "
+                        "symbolize, source excerpts): 503 + Retry-After past it (default "
+                        "120; 0 = off)")
+    p.add_argument("--metrics-token", metavar="TOKEN", default=None,
+                   help="require `Authorization: Bearer TOKEN` (or an admin API token) on "
+                        "/metrics (default: env WASMPROF_METRICS_TOKEN; unset = open)")
+    p.add_argument("--no-webhook-delivery", action="store_true",
+                   help="queue webhook alerts but do not send them from this replica "
+                        "(another replica sends them)")
     add_store_arguments(p)
+
+
+def scrape_options(args: argparse.Namespace) -> dict:
+    """``scrape_envoy`` / ``scrape_interval`` for ServerConfig from flags or environment."""
+    from wasmprof.health.targets import validate_interval, validate_url
+    urls = args.scrape_envoy or [u.strip() for u in
+                                 os.environ.get("WASMPROF_SCRAPE_ENVOY", "").split(",") if u.strip()]
+    interval = args.scrape_interval
+    if interval is None:
+        env = os.environ.get("WASMPROF_SCRAPE_INTERVAL")
+        try:
+            interval = float(env) if env else 30.0
+        except ValueError:
+            raise UsageError("bad scrape interval", source="WASMPROF_SCRAPE_INTERVAL",
+                             expected="seconds", found=env[:40]) from None
+    return {"scrape_envoy": tuple(validate_url(u, source="--scrape-envoy") for u in urls),
+            "scrape_interval": validate_interval(interval, source="--scrape-interval")}
 
 
 def register(subparsers) -> None:
@@ -78,6 +131,7 @@ def setup_logging(fmt: str, quiet: bool) -> None:
 
 
 def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
+    from wasmprof.sources.config import from_args as sources_from_args
     if demo and not args.data and not args.db:
         store = resolve_store(tempfile.mkdtemp(prefix="wasmprof-demo-"), None)
     else:
@@ -89,7 +143,21 @@ def build_config(args: argparse.Namespace, *, demo: bool) -> ServerConfig:
         max_module_bytes=int(args.max_module_mb * (1 << 20)),
         max_samples_bytes=int(args.max_samples_mb * (1 << 20)),
         rate_limit=args.rate_limit, rate_burst=args.rate_burst,
-        public_url=public_url(args.public_url or os.environ.get("WASMPROF_PUBLIC_URL")))
+        public_url=public_url(args.public_url or os.environ.get("WASMPROF_PUBLIC_URL")),
+        metrics_token=args.metrics_token or os.environ.get("WASMPROF_METRICS_TOKEN") or None,
+        header_timeout=_seconds(args.header_timeout, "--header-timeout"),
+        body_idle_timeout=_seconds(args.body_timeout, "--body-timeout"),
+        body_min_rate=_seconds(args.body_min_rate, "--body-min-rate") * 1024,
+        request_budget=_seconds(args.request_budget, "--request-budget"),
+        deliver_webhooks=not args.no_webhook_delivery,
+        sources=sources_from_args(args),
+        **scrape_options(args))
+
+
+def _seconds(value: float, option: str) -> float:
+    if not value >= 0 or value == float("inf"):
+        raise UsageError(f"{option} must be a number >= 0", source=option, found=str(value))
+    return value
 
 
 def public_url(url: str | None) -> str | None:
@@ -110,6 +178,7 @@ def serve(config: ServerConfig, *, banner: bool = False, log_format: str | None 
 
     from wasmprof.config import redact_url
     from wasmprof.server.app import create_app
+    from wasmprof.server.guards import protocol_with
     from wasmprof.server.service import Service
 
     if log_format is None:
@@ -128,6 +197,7 @@ def serve(config: ServerConfig, *, banner: bool = False, log_format: str | None 
     app = create_app(config, svc)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port,
                                            log_config=None, access_log=False, lifespan="on",
+                                           http=protocol_with(config.header_timeout),
                                            timeout_graceful_shutdown=10))
     log.info("wasmprof serving", extra={"host": config.host, "port": config.port,
                                         "db": redact_url(config.store.db_url),

@@ -68,6 +68,9 @@ def register(subparsers) -> None:
     p.add_argument("--modules-dir", dest="modules_dirs", action="append", default=[],
                    metavar="DIR", help="load every module file in DIR (non-recursive); "
                                        "repeatable")
+    p.add_argument("--source-map", dest="source_maps", action="append", default=[],
+                   metavar="FILE", help="a .wasm.map for a module without DWARF "
+                   "(AssemblyScript, Emscripten -gsource-map); repeatable")
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="address space of the printed offsets (default: auto)")
     p.add_argument("--only-crashes", action="store_true",
@@ -80,7 +83,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from wasmprof.ingest.crashlog import scan_log
 
-    modules = load_modules(args.modules, args.modules_dirs)
+    modules = load_modules(args.modules, args.modules_dirs, args.source_maps)
     symbolizer = CrashSymbolizer(modules, _make_resolver(), mode=args.mode)
     out = sys.stdout.buffer
     tty = sys.stdout.isatty()
@@ -113,10 +116,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_modules(files: list[str], directories: list[str]) -> list[Module]:
+def load_modules(files: list[str], directories: list[str],
+                 source_maps: list[str] = ()) -> list[Module]:
     """Modules from ``--module`` (errors are fatal) and ``--modules-dir`` (unreadable files
-    are skipped with a warning), matched with each other (.aot <-> .wasm, stripped <-> debug)."""
-    from wasmprof.binary.loader import find_companion, load_module
+    are skipped with a warning), with ``--source-map`` files attached, matched with each other
+    (.aot <-> .wasm, stripped <-> debug)."""
+    from wasmprof.binary.loader import attach_source_maps, find_companion, load_module
 
     modules = [load_module(f) for f in files]
     for directory in directories:
@@ -129,6 +134,7 @@ def load_modules(files: list[str], directories: list[str]) -> list[Module]:
                     modules.append(load_module(f))
                 except WasmprofError as e:
                     print(f"wasmprof: warning: skipped {e}", file=sys.stderr)
+    attach_source_maps(modules, source_maps)
     for m in modules:
         if m.companion is None:
             find_companion(m, modules)

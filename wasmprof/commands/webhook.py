@@ -35,7 +35,7 @@ examples:
   wasmprof webhook redeliver dlv_0123abcd…     queue a dead delivery again
   wasmprof webhook remove 1
 
-events: """ + ", ".join(str(e) for e in SUBSCRIBABLE) + """ ("crash.*" = all crash events).
+events: """ + ", ".join(str(e) for e in SUBSCRIBABLE) + """ ("crash.*" = all crash events, "plugin.*" = plugin health events).
 The signing secret is printed once by `add`; receivers verify X-Wasmprof-Signature
 (see docs/webhooks.md). All commands take --data DIR / --db URL like `wasmprof serve`.
 """

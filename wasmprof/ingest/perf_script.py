@@ -91,6 +91,11 @@ def _split_frame_line(line: str) -> tuple[int | None, str, str | None]:
     return ip, rest, dso
 
 
+def _is_hex(text: str) -> bool:
+    """An empty offset (none printed) or hex digits."""
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 class _FrameParser:
     def __init__(self, maps: _MapSet, stats: PerfScriptStats) -> None:
         self.maps = maps
@@ -111,6 +116,10 @@ class _FrameParser:
         if not plus:
             sym, off_text = symoff, ""
         m = AOT_SYMBOL.match(sym) if sym else None
+        if m is not None and (len(m["n"]) > 9 or not _is_hex(off_text)):
+            raise LogFormatError("bad WAMR AOT frame in perf script", source="perf script",
+                                 expected="aot_func#N+0xHEX with N below 10^9",
+                                 found=raw[:80])
         # Only frames perf could not name, or named from a perf map, are looked up: a host
         # DSO's ip is a file offset that may fall inside the map's range by chance.
         mappable = m is not None or sym in ("", "[unknown]") or (

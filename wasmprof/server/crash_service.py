@@ -144,9 +144,14 @@ def parse_log_time(ts: str | None, received: float) -> float:
     return received
 
 
+def like_literal(text: str) -> str:
+    """``text`` for a SQL ``LIKE … ESCAPE '\\'`` pattern that matches it literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def display_status(row: dict[str, Any], at: float | None = None) -> str:
     st = row["status"]
-    if st in ("resolved", "regressed"):
+    if st in ("resolved", "regressed", "ignored"):
         return st
     return "new" if (at or now()) - row["first_seen"] < NEW_WINDOW else "ongoing"
 
@@ -157,6 +162,15 @@ def _alerts_hook(name: str = "on_crash_event") -> Callable[..., Any] | None:
     except ImportError:
         return None
     return getattr(alerts, name, None)
+
+
+def _memory_tap(**kw: Any) -> Any:
+    """A :class:`wasmprof.health.logs.LogMemoryTap` when the health package is installed."""
+    try:
+        from wasmprof.health.logs import LogMemoryTap
+    except ImportError:
+        return None
+    return LogMemoryTap(**kw)
 
 
 #: Prefix of the crash note saying which plugin version's modules were used (replaced on
@@ -213,6 +227,8 @@ class CrashService:
         self.resolver = resolver
         self.metrics = metrics
         self.resolve_lock = resolve_lock or threading.Lock()
+        #: called after ingest with the stored (plugin, version) pairs (module sources)
+        self.on_ingest: Callable[..., Any] | None = None
 
     # -- symbolization --------------------------------------------------------------
     def _builds(self, plugin: str | None, runtime: Runtime, cache: dict
@@ -424,9 +440,14 @@ class CrashService:
                 tx.execute("UPDATE ingests SET crash_count = ? WHERE id = ?", (stored, ingest_id))
             batch.clear()
 
+        memory = _memory_tap(source=source, plugin=plugin)   # WAMR memory blocks (health)
+        if memory is not None:
+            stream = memory.wrap(stream)
+        seen: set[tuple[str | None, str | None]] = set()
         for crash in scan(stream, source):
             total += 1
             p = plugin or crash.plugin
+            seen.add((p, version))
             s = self.symbolize(crash, p, version, cache)
             base, head = event_keys(crash, p, version)
             ranks[base] = rank = ranks.get(base, 0) + 1
@@ -435,12 +456,17 @@ class CrashService:
             if len(batch) >= BATCH:
                 flush()
         flush()
+        if self.on_ingest is not None and seen:
+            self.on_ingest(seen, "crash")
         if self.metrics is not None:
             self.metrics.inc("crash_events", stored)
-        return {"ingest_id": ingest_id, "bytes": size, "crashes": total,
-                "new_events": stored, "duplicate_events": duplicates,
-                "events": events, "events_truncated": stored > len(events),
-                "groups": sorted(groups.values(), key=lambda g: g["id"])}
+        out = {"ingest_id": ingest_id, "bytes": size, "crashes": total,
+               "new_events": stored, "duplicate_events": duplicates,
+               "events": events, "events_truncated": stored > len(events),
+               "groups": sorted(groups.values(), key=lambda g: g["id"])}
+        if memory is not None:
+            out["memory"] = memory.store(self.db, received=received)
+        return out
 
     def _claim_events(self, tx: Tx, batch: list[Symbolized]) -> tuple[list[Symbolized], int, set[int]]:
         """The crashes of ``batch`` not stored before (their keys now claimed), how many were
@@ -558,8 +584,10 @@ class CrashService:
                 return int(row["id"]), True, False
             row = tx.one("SELECT id FROM crash_groups WHERE fingerprint = ?", (key.fingerprint,))
         gid = int(row["id"])
+        # regressed at the crash's own time (the log's timestamp), not when it was received
         regressed = count > 0 and tx.one("UPDATE crash_groups SET status = 'regressed', regressed_at = ? "
-                           "WHERE id = ? AND status = 'resolved' RETURNING id", (t, gid)) is not None
+                           "WHERE id = ? AND status = 'resolved' RETURNING id",
+                           (min(seen_max, t), gid)) is not None
         tx.execute(
             "UPDATE crash_groups SET count = count + ?, "
             "last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END, "
@@ -634,7 +662,8 @@ class CrashService:
                         elif gid != r["group_id"] and (gid in regressed or tx.one(
                                 "UPDATE crash_groups SET status = 'regressed', regressed_at = ? "
                                 "WHERE id = ? AND status = 'resolved' AND resolved_at < ? "
-                                "RETURNING id", (now(), gid, ev["received_at"])) is not None):
+                                "RETURNING id", (min(occurred, now()), gid,
+                                                 ev["received_at"])) is not None):
                             # received after the resolve: ingest would have flagged it then
                             regressed[gid] = (r, s, occurred)
                         if gid != r["group_id"]:
@@ -710,14 +739,15 @@ class CrashService:
             where.append("trap_kind = ?")
             params.append(trap_kind)
         if q:
-            where.append("(LOWER(title) LIKE ? OR LOWER(COALESCE(plugin, '')) LIKE ?)")
-            needle = "%" + q.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
+            where.append("(LOWER(title) LIKE ? ESCAPE '\\' "
+                         "OR LOWER(COALESCE(plugin, '')) LIKE ? ESCAPE '\\')")
+            needle = "%" + like_literal(q.lower()) + "%"
             params += [needle, needle]
         if version:
             where.append("id IN (SELECT group_id FROM crash_events WHERE version = ?)")
             params.append(version)
         t = now()
-        if status in ("resolved", "regressed"):
+        if status in ("resolved", "regressed", "ignored"):
             where.append("status = ?")
             params.append(status)
         elif status == "new":
@@ -727,7 +757,7 @@ class CrashService:
             where.append("status = 'open' AND first_seen < ?")
             params.append(t - NEW_WINDOW)
         elif status == "unresolved":
-            where.append("status != 'resolved'")
+            where.append("status NOT IN ('resolved', 'ignored')")
         order = {"last_seen": "last_seen DESC", "first_seen": "first_seen DESC",
                  "count": "count DESC"}.get(sort, "last_seen DESC")
         limit = max(1, min(int(limit), 1000))
@@ -815,20 +845,30 @@ class CrashService:
         }
 
     def set_resolved(self, gid: int, resolved: bool) -> dict[str, Any] | None:
+        return self.set_status(gid, "resolved" if resolved else "open")
+
+    def set_status(self, gid: int, status: str) -> dict[str, Any] | None:
+        """``resolved`` (a later crash regresses it), ``ignored`` (muted: counted, never
+        alerted, never regressed) or ``open`` (reopen a resolved or ignored group; a
+        regressed group is already open). None when the group does not exist."""
         with self.db.tx() as tx:
-            if resolved:
+            if status == "resolved":
                 tx.execute("UPDATE crash_groups SET status = 'resolved', resolved_at = ? "
                            "WHERE id = ?", (now(), gid))
-            else:
+            elif status == "ignored":
+                tx.execute("UPDATE crash_groups SET status = 'ignored' WHERE id = ?", (gid,))
+            elif status == "open":
                 tx.execute("UPDATE crash_groups SET status = 'open' WHERE id = ? "
-                           "AND status = 'resolved'", (gid,))
+                           "AND status IN ('resolved', 'ignored')", (gid,))
+            else:
+                raise ValueError(f"unknown crash group status {status!r}")
         return self.get_group(gid, events=5)
 
 
 class IngestInProgress(WasmprofError):
     """An ``Idempotency-Key`` whose first post has not finished (answered 409)."""
 
-    status_code = 409
+    http_status = 409
 
 
 def _panic_summary(panic: Panic | None) -> dict[str, Any] | None:

@@ -337,4 +337,9 @@ def load_samples(svc: Any, root: Path | None = None, *, now: float | None = None
             out["profiles"] += 1
         except WasmprofError as e:
             out["errors"].append(str(e))
+    try:                                  # plugin health: scrapes of a demo gateway
+        from wasmprof.health.demo import load_demo_health
+    except ImportError:
+        return out
+    out["health"] = load_demo_health(svc.db, now=now)
     return out

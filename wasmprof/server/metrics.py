@@ -3,7 +3,9 @@
 Counters: ingest requests/bytes per kind, crash events, samples, HTTP responses per status
 class, rate-limit rejections, module index cache hits/misses (read from the registry).
 Histogram: symbolization latency (per crash) and request latency. Gauge: background
-queue depth. Each replica exposes its own numbers; Prometheus sums them.
+queue depth. Each replica exposes its own numbers; Prometheus sums them. ``collectors``
+add labelled series computed at render time (e.g. per-plugin health from the database):
+each is a callable returning ``(name, type, help, labels, value)`` tuples.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Metrics:
         self._hist: dict[tuple[str, str], list[float]] = {}   # buckets..., sum, count
         self.gauges: dict[str, Callable[[], float]] = {}
         self.external: dict[str, Callable[[], float]] = {}
+        self.collectors: list[Callable[[], list[tuple[str, str, str, dict[str, str], float]]]] = []
 
     def inc(self, name: str, value: float = 1, **labels: str) -> None:
         key = (f"wasmprof_{name}_total", _labels(labels))
@@ -93,4 +96,22 @@ class Metrics:
                 lines.append(f'{n}_bucket{{{inner}le="+Inf"}} {h[-1]:g}')
                 lines.append(f"{n}_sum{lab} {h[-2]:.6f}")
                 lines.append(f"{n}_count{lab} {h[-1]:g}")
+        lines += self._collected()
         return "\n".join(lines) + "\n"
+
+    def _collected(self) -> list[str]:
+        by_name: dict[str, tuple[str, str, list[str]]] = {}
+        for collect in list(self.collectors):
+            try:
+                rows = collect()
+            except Exception:  # noqa: BLE001 - /metrics must answer even if a collector fails
+                continue
+            for name, kind, help_, labels, value in rows:
+                entry = by_name.setdefault(name, (kind, help_, []))
+                text = str(int(value)) if float(value).is_integer() else repr(float(value))
+                entry[2].append(f"{name}{_labels(labels)} {text}")
+        out: list[str] = []
+        for name in sorted(by_name):
+            kind, help_, samples = by_name[name]
+            out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *samples]
+        return out

@@ -185,6 +185,16 @@ class ModuleRegistry:
         info = orjson.loads(row["info"]) if row.get("info") else {}
         dwarf = bool(row["has_dwarf"] or (companion and companion["has_dwarf"]))
         names = bool(row["has_name_section"] or (companion and companion["has_name_section"]))
+        url = info.get("source_mapping_url")
+        smap = "uploaded" if self.source_map_row(row["id"]) is not None else \
+            "embedded" if url and url.lower().startswith("data:") else \
+            "missing" if url else None
+        hints = module_hints(row, companion)
+        if not dwarf and smap in ("uploaded", "embedded"):     # lines come from the map
+            hints = [h for h in hints if not h.startswith("no DWARF")]
+        elif smap == "missing":
+            hints.append(f"the module names a source map ({url[:100]}): upload it with POST "
+                         f"/api/v1/modules/{row['id']}/source-map")
         return {
             "id": row["id"], "sha256": row["sha256"], "identity": row["identity"],
             "kind": row["kind"], "filename": row["filename"], "name": row["name"],
@@ -203,8 +213,9 @@ class ModuleRegistry:
                 if row["kind"] in AOT_KINDS else None,
                 "index": row["index_state"], "index_ready": row["index_state"] == "ready",
                 "index_error": row["index_error"],
+                "source_map": smap,
             },
-            "hints": module_hints(row, companion),
+            "hints": hints,
             "info": info,
         }
 
@@ -277,6 +288,8 @@ class ModuleRegistry:
             with self._cache_lock:
                 self._cache[sha] = mod
                 self._trim()
+        if mod.source_map is None:
+            self._attach_uploaded_map(row["id"], mod)
         if with_companion and row.get("companion_id") and mod.companion is None:
             comp_row = self.get_row(row["companion_id"])
             if comp_row is not None:
@@ -285,6 +298,51 @@ class ModuleRegistry:
                 except (WasmprofError, FileNotFoundError) as e:
                     log.warning("companion %s of module %s unusable: %s", comp_row["id"], row["id"], e)
         return mod
+
+    # -- source maps (modules without DWARF: AssemblyScript, Emscripten -gsource-map) -------
+    def upload_source_map(self, mid: int, data: bytes, filename: str | None) -> dict[str, Any]:
+        """Store ``data`` as module ``mid``'s source map (validated: a Wasm source map whose
+        offsets lie inside the module file) and use it from now on."""
+        from wasmprof.addr2line.sourcemap import SourceMap, SourceMapError
+        row = self.get_row(mid)
+        if row is None:
+            raise KeyError(mid)
+        where = f"upload {(filename or 'source map')[:200]}"
+        if row["kind"] != str(ModuleKind.WASM):
+            raise UsageError("source maps apply to Wasm modules", source=where,
+                             expected="a module of kind wasm", found=row["kind"])
+        sm = SourceMap.parse(data, where)
+        if len(sm) and sm.offsets[-1] >= row["size"]:
+            raise SourceMapError("the map does not describe this module", source=where,
+                                 expected=f"offsets below the module's {row['size']} bytes",
+                                 found=f"offset {sm.offsets[-1]}")
+        sha = hashlib.sha256(data).hexdigest()
+        with self.db.tx() as tx:
+            self.store.blobs.put(tx, data, sha)
+            tx.execute("DELETE FROM module_source_maps WHERE module_id = ?", (mid,))
+            tx.execute("INSERT INTO module_source_maps (module_id, sha256, filename, size, "
+                       "uploaded_at) VALUES (?, ?, ?, ?, ?)",
+                       (mid, sha, (filename or "")[:200] or None, len(data), now()))
+        with self._cache_lock:               # reload: the cached Module has no map yet
+            self._cache.pop(row["sha256"], None)
+        return {"module_id": mid, "sha256": sha, "filename": filename, "size": len(data),
+                "mappings": len(sm), "sources": len(sm.sources)}
+
+    def source_map_row(self, mid: int) -> dict[str, Any] | None:
+        with self.db.read() as tx:
+            return tx.one("SELECT module_id, sha256, filename, size, uploaded_at FROM "
+                          "module_source_maps WHERE module_id = ?", (mid,))
+
+    def _attach_uploaded_map(self, mid: int, mod: Module) -> None:
+        row = self.source_map_row(mid)
+        if row is None:
+            return
+        from wasmprof.binary.loader import attach_source_map
+        try:
+            attach_source_map(mod, self.store.blobs.get(row["sha256"]),
+                              f"uploaded {row['filename'] or 'source map'}")
+        except (WasmprofError, FileNotFoundError) as e:   # validated at upload: a lost blob
+            log.warning("source map of module %s unusable: %s", mid, e)
 
     def modules_for(self, plugin: str | None, version: str | None) -> list[tuple[dict, Module]]:
         """Modules of ``plugin`` linked as ``version`` when there are any, else all of the

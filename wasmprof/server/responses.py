@@ -23,29 +23,41 @@ class OrjsonResponse(JSONResponse):
 
 
 class ErrorBody(BaseModel):
-    """A :class:`~wasmprof.errors.WasmprofError` (HTTP 400): what was wrong and where."""
+    """Every error answer: ``error`` (short) and ``detail`` (a sentence); bad input
+    (:class:`~wasmprof.errors.WasmprofError`) says where (``source``, ``offset``) and what
+    was ``expected`` and ``found``; a validation failure (422) lists ``errors``."""
 
     error: str
     source: str | None = None
     offset: int | None = None
     expected: str | None = None
     found: str | None = None
+    limit: int | None = None
+    errors: list[dict[str, Any]] | None = None
     detail: str
 
 
-class HttpErrorBody(BaseModel):
-    """Authentication, scope, missing object, size cap or rate limit (401/403/404/413/429)."""
-
-    detail: str
+#: Kept for importers; the same shape as :class:`ErrorBody`.
+HttpErrorBody = ErrorBody
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Bad input: names the field, file or offset"},
-    401: {"model": HttpErrorBody, "description": "No token, or an invalid or revoked one"},
-    403: {"model": HttpErrorBody, "description": "The token lacks the scope this route needs"},
-    404: {"model": HttpErrorBody, "description": "No such object"},
-    413: {"model": HttpErrorBody, "description": "Body over this endpoint's size cap"},
-    429: {"model": HttpErrorBody, "description": "Rate limit of the token exceeded"},
+    401: {"model": ErrorBody, "description": "No token, or an invalid or revoked one"},
+    403: {"model": ErrorBody, "description": "The token lacks the scope this route needs"},
+    404: {"model": ErrorBody, "description": "No such object (or no route)"},
+    405: {"model": ErrorBody, "description": "Method not allowed here (see `Allow`)"},
+    408: {"model": ErrorBody, "description": "The request's headers or body arrived too slowly"},
+    413: {"model": ErrorBody, "description": "Body over this endpoint's size cap"},
+    422: {"model": ErrorBody, "description": "A parameter or body field fails its schema "
+                                             "(`errors` lists each)"},
+    429: {"model": ErrorBody, "description": "Rate limit of the token exceeded"},
+}
+
+#: Added to routes with a wall-time budget (:mod:`wasmprof.server.guards`).
+BUDGET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "Over this route's time budget (`Retry-After` "
+                                             "says when to try again); narrow the request"},
 }
 
 

@@ -1,6 +1,7 @@
 """API routes for alert webhooks.
 
-Bad input raises :class:`UsageError`, which the app answers with 400 and ``to_dict()``.
+Inputs are typed (:mod:`wasmprof.server.contract`, bodies in :mod:`wasmprof.server.bodies`);
+bad input raises :class:`UsageError` (400) or fails validation (422).
 
 The app factory includes ``build_router(service, require)``; building it also registers the
 ``profile.regression`` checks (run by the delivery worker that ``wasmprof.alerts.start_worker``
@@ -27,49 +28,36 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from wasmprof.alerts import hooks, outbox, webhooks
 from wasmprof.alerts.profile_checks import ProfileCheck, run_due_checks
-from wasmprof.errors import UsageError, WasmprofError
+from wasmprof.errors import WasmprofError
 from wasmprof.output import dumps
-from wasmprof.server.responses import ERROR_RESPONSES, JSON_BODY, raw_body
+from wasmprof.server import bodies
+from wasmprof.server.contract import IdPath, IdQuery, TextQuery, limit_query
+from wasmprof.server.responses import ERROR_RESPONSES
+
+DeliveryId = Annotated[str, Path(max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                 description="a delivery id (dlv_…)")]
+DeliveryStatus = Literal["collecting", "pending", "delivered", "dead", "cancelled"]
 
 
 def _json(obj: Any, status: int = 200) -> Response:
     return Response(content=dumps(obj), status_code=status, media_type="application/json")
 
 
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError as e:
-        raise UsageError(f"request body is not JSON: {e}", source="body") from None
-
-
 class ServiceShares:
-    """Function shares of profile selections, computed by the server's profile service with
-    the same symbolization as every other profile view (:class:`ShareSource`)."""
+    """Function shares of profile selections, summed from the profile store by the server's
+    profile service like every other profile view (:class:`ShareSource`)."""
 
     def __init__(self, profiles: Any) -> None:
         self.profiles = profiles
 
     def _shares(self, sel: Any) -> dict[str, tuple[float, float]]:
-        from wasmprof.flamegraph.calltree import function_table
-        try:
-            prof = self.profiles.symbolized(sel)
-        except WasmprofError:
-            return {}
-        total = prof.total
-        if not total:
-            return {}
-        out: dict[str, tuple[float, float]] = {}
-        for (name, _native), st in function_table(prof).items():
-            s0, t0 = out.get(name, (0.0, 0.0))
-            out[name] = (s0 + 100.0 * st.self_weight / total, max(t0, 100.0 * st.total / total))
-        return out
+        return self.profiles.function_shares(sel)
 
     def current(self, check: ProfileCheck) -> tuple[dict[str, tuple[float, float]], str]:
         from wasmprof.server.profile_service import Selection
@@ -152,12 +140,12 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
 
     # deliveries first: "/deliveries" must not be taken for a webhook id
     @r.get("/deliveries", dependencies=read, summary="List deliveries (status=dead: dead letters)")
-    def list_deliveries(status: str | None = Query(None), webhook_id: int | None = None,
-                        event: str | None = None, limit: int = Query(100, ge=1, le=1000),
-                        before: float | None = None) -> Response:
-        if status is not None and status not in outbox.STATUSES:
-            raise UsageError("unknown delivery status", source="status",
-                             expected=", ".join(outbox.STATUSES), found=repr(status[:50]))
+    def list_deliveries(status: DeliveryStatus | None = None, webhook_id: IdQuery = None,
+                        event: TextQuery = None, limit: int = limit_query(100, 1000),
+                        before: Annotated[float | None, Query(
+                            ge=0, le=1e11, allow_inf_nan=False,
+                            description="unix seconds: deliveries created before")] = None
+                        ) -> Response:
         items = outbox.list_deliveries(db, webhook_id=webhook_id, status=status, event=event,
                                        limit=limit, before=before)
         return _json({"deliveries": [d.to_dict() for d in items], "counts": outbox.counts(db)})
@@ -168,16 +156,20 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         return _json({"webhooks": [_overview_entry(h) for h in webhooks.list_all(db)],
                       "counts": outbox.counts(db)})
 
-    @r.get("/deliveries/{delivery_id}", dependencies=read, summary="One delivery with attempts")
-    def get_delivery(delivery_id: str) -> Response:
+    @r.get("/deliveries/{delivery_id}", dependencies=read, summary="One delivery with attempts",
+           operation_id="get_delivery")
+    def get_delivery(delivery_id: DeliveryId) -> Response:
         d = outbox.get_delivery(db, delivery_id)
         if d is None:
             raise HTTPException(404, "no such delivery")
         return _json(d.to_dict())
 
     @r.post("/deliveries/{delivery_id}/redeliver", dependencies=admin,
-            summary="Queue a dead (or delivered) delivery again")
-    def redeliver(delivery_id: str) -> Response:
+            summary="Queue a dead (or delivered) delivery again", operation_id="redeliver",
+            responses={202: {"description": "Queued again"},
+                       409: {"model": ERROR_RESPONSES[400]["model"],
+                             "description": "The delivery is pending or its webhook is gone"}})
+    def redeliver(delivery_id: DeliveryId) -> Response:
         d = outbox.redeliver(db, delivery_id, now=time.time())
         if d is None:
             cur = outbox.get_delivery(db, delivery_id)
@@ -197,41 +189,42 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
                         '"crash.spike", "profile.regression"], "secret"?, "format"?: '
                         '"json"|"slack", "plugin"?, ...}`; deliveries are signed with '
                         "`X-Wasmprof-Signature: sha256=HMAC(secret, timestamp.body)`.",
-            openapi_extra=raw_body(JSON_BODY, "the webhook"))
-    async def add_hook(request: Request) -> Response:
-        spec = webhooks.spec_from_dict(await _body(request))
+            status_code=201, responses=bodies.ok_schema(bodies.WEBHOOK_SCHEMA,
+                                                        bodies.WEBHOOK_LINKS, 201))
+    async def add_hook(body: bodies.WebhookBody) -> Response:
+        spec = webhooks.spec_from_dict(body.model_dump(exclude_unset=True))
         hook = webhooks.create(db, spec, now=time.time())
         return _json(hook.to_dict(show_secret=True), 201)
 
-    @r.get("/{webhook_id}", dependencies=admin, summary="One webhook")
-    def get_hook(webhook_id: int) -> Response:
+    @r.get("/{webhook_id:int}", dependencies=admin, summary="One webhook",
+           operation_id="get_webhook", responses=bodies.ok_schema(bodies.WEBHOOK_SCHEMA))
+    def get_hook(webhook_id: IdPath) -> Response:
         hook = webhooks.get(db, webhook_id)
         if hook is None:
             raise HTTPException(404, "no such webhook")
         return _json(hook.to_dict())
 
-    @r.patch("/{webhook_id}", dependencies=admin, summary="Enable or disable a webhook",
-             openapi_extra=raw_body(JSON_BODY, '{"enabled": true|false}'))
-    async def patch_hook(webhook_id: int, request: Request) -> Response:
-        body = await _body(request)
-        if not isinstance(body, dict) or set(body) != {"enabled"} or not isinstance(
-                body["enabled"], bool):
-            raise UsageError("expected a JSON object with only a boolean 'enabled'",
-                             source="body", expected='{"enabled": true|false}')
-        if not webhooks.set_enabled(db, webhook_id, body["enabled"]):
+    @r.patch("/{webhook_id:int}", dependencies=admin, summary="Enable or disable a webhook",
+             operation_id="patch_webhook", responses=bodies.ok_schema(bodies.WEBHOOK_SCHEMA))
+    async def patch_hook(webhook_id: IdPath, body: bodies.EnabledBody) -> Response:
+        if not webhooks.set_enabled(db, webhook_id, body.enabled):
             raise HTTPException(404, "no such webhook")
-        if body["enabled"]:
+        if body.enabled:
             wake()
         return _json(webhooks.get(db, webhook_id).to_dict())  # type: ignore[union-attr]
 
-    @r.delete("/{webhook_id}", dependencies=admin, summary="Remove a webhook")
-    def delete_hook(webhook_id: int) -> Response:
+    @r.delete("/{webhook_id:int}", dependencies=admin, summary="Remove a webhook",
+              operation_id="delete_webhook")
+    def delete_hook(webhook_id: IdPath) -> Response:
         if not webhooks.remove(db, webhook_id, now=time.time()):
             raise HTTPException(404, "no such webhook")
         return _json({"removed": webhook_id})
 
-    @r.post("/{webhook_id}/test", dependencies=admin, summary="Queue a test delivery")
-    def test_hook(webhook_id: int) -> Response:
+    @r.post("/{webhook_id:int}/test", dependencies=admin, summary="Queue a test delivery",
+            operation_id="test_webhook", status_code=202,
+            responses=bodies.ok_schema(bodies.DELIVERY_QUEUED_SCHEMA, bodies.DELIVERY_LINKS,
+                                       202))
+    def test_hook(webhook_id: IdPath) -> Response:
         hook = webhooks.get(db, webhook_id)
         if hook is None:
             raise HTTPException(404, "no such webhook")

@@ -1,8 +1,10 @@
 """API v1 routes (JSON via orjson). Scopes: ``ingest`` for POSTs of data, ``read`` for GETs
 and stateless symbolization, ``admin`` for state changes (resolve a group, plugin runtime).
 
-Bodies are read within the size caps of :class:`~wasmprof.server.security.BodyLimitMiddleware`;
-log bodies stream to a spooled temp file (constant memory) before scanning. Every write is
+Inputs follow :mod:`wasmprof.server.contract` (ids ``{name:int}`` in 1..2^63-1, bounded
+limits, printable text, JSON bodies as pydantic models in :mod:`wasmprof.server.bodies`).
+Bodies are read within the size caps and timeouts of :mod:`wasmprof.server.guards`; log
+bodies stream to a spooled temp file (constant memory) before scanning. Every write is
 committed before the 2xx answer.
 """
 
@@ -11,16 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
-from fastapi.responses import Response
+from typing import Annotated, Literal
 
-from wasmprof.server.responses import (BINARY_BODY, ERROR_RESPONSES, JSON_BODY, TEXT_BODY,
-                                       ErrorBody, OrjsonResponse, multipart_body, raw_body)
+from fastapi import APIRouter, Body as BodyParam, Depends, HTTPException, Query, Request, UploadFile
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from wasmprof.errors import UsageError
+from wasmprof.errors import NotFoundError, UsageError
 from wasmprof.model import AddressSpace, RawFrame
-from wasmprof.server.profile_service import Selection, parse_labels, parse_time
+from wasmprof.server import bodies
+from wasmprof.server.contract import (MAX_ID, IdPath, IdQuery, NamePath, OffsetQuery,
+                                      TextQuery, has_control, limit_query)
+from wasmprof.server.profile_query import parse_labels
+from wasmprof.server.responses import (BINARY_BODY, BUDGET_RESPONSES, ERROR_RESPONSES,
+                                       JSON_BODY, TEXT_BODY, OrjsonResponse, multipart_body, raw_body)
 from wasmprof.server.security import Principal
 from wasmprof.server.service import Service
 
@@ -34,7 +40,7 @@ def _text_param(value: Any, what: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise UsageError(f"{what} must be text", source=what)
-    if len(value) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if len(value) > MAX_NAME or has_control(value):
         raise UsageError(f"bad {what}", source=what,
                          expected=f"at most {MAX_NAME} printable characters", found=value[:40])
     return value
@@ -72,11 +78,12 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
                         "`plugin`, `version`, `filename`. Stored by sha256 (201 when new, 200 "
                         "when known), parsed (never executed) and indexed in the background; "
                         "crashes of the plugin that arrived earlier are then regrouped.",
+            responses=bodies.created_links("module", bodies.MODULE_LINKS),
             openapi_extra=raw_body({**multipart_body("file"), **BINARY_BODY},
                                    "the module file"))
-    async def upload_module(request: Request, p: Principal = ingest) -> Response:
-        q = request.query_params
-        plugin, version, filename = q.get("plugin"), q.get("version"), q.get("filename")
+    async def upload_module(request: Request, plugin: TextQuery = None,
+                            version: TextQuery = None, filename: TextQuery = None,
+                            p: Principal = ingest) -> Response:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             f, form = await _form_file(request)
             if f is None:
@@ -98,8 +105,12 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
     @r.get("/modules", summary="List modules with their symbol status",
            description="DWARF? names? build id? index ready? Optionally of one `plugin` "
                        "(then most recently linked first, with `versions`: every version of "
-                       "the plugin the module is linked as).")
-    def list_modules(plugin: str | None = None, p: Principal = read):
+                       "the plugin the module is linked as).",
+           responses=bodies.ok_schema(
+               {"type": "object", "required": ["modules"],
+                "properties": {"modules": {"type": "array", "items": bodies.MODULE_SCHEMA}}},
+               bodies.MODULE_LIST_LINKS))
+    def list_modules(plugin: TextQuery = None, p: Principal = read):
         rows = svc.registry.rows(plugin=plugin)
         by_id = {row["id"]: row for row in rows}
         out = []
@@ -111,8 +122,9 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
             out.append(d)
         return {"modules": out}
 
-    @r.get("/modules/{mid}", summary="One module with its symbol status")
-    def get_module(mid: int, p: Principal = read):
+    @r.get("/modules/{mid:int}", summary="One module with its symbol status", operation_id="get_module",
+           responses=bodies.ok_schema(bodies.MODULE_SCHEMA))
+    def get_module(mid: IdPath, p: Principal = read):
         row = svc.registry.get_row(mid)
         if row is None:
             raise HTTPException(404, "no such module")
@@ -124,14 +136,10 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return {"plugins": svc.registry.plugins()}
 
     @r.put("/plugins/{name}/runtime", summary="Set how WAMR dumps of a plugin are read",
-           description='`{"runtime": "aot" | "interp" | ... | null}` (null: decide from the '
-                       "uploaded modules); the plugin's crashes are regrouped at once.",
-           openapi_extra=raw_body(JSON_BODY, '{"runtime": ...}'))
-    async def set_runtime(name: str, request: Request, p: Principal = admin):
-        body = await request.json()
-        runtime = body.get("runtime") if isinstance(body, dict) else None
-        _text_param(name, "plugin")
-        info = await run_in_threadpool(svc.registry.set_runtime, name, runtime)
+           description='`{"runtime": "wamr-aot" | "wamr-interp" | ... | null}` (null: decide '
+                       "from the uploaded modules); the plugin's crashes are regrouped at once.")
+    async def set_runtime(name: NamePath, body: bodies.RuntimeBody, p: Principal = admin):
+        info = await run_in_threadpool(svc.registry.set_runtime, name, body.runtime)
         regrouped = await run_in_threadpool(svc.crashes.resymbolize, plugin=name)
         return {**info, "regrouped": regrouped}
 
@@ -150,22 +158,27 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
                         "that post still runs). The answer lists the created events and their "
                         "groups (`new`, `regressed`) and counts `new_events` and "
                         "`duplicate_events`.",
-            responses={409: {"model": ErrorBody,
-                             "description": "A post with this Idempotency-Key is still running"}},
+            responses={**bodies.ok_schema(bodies.LOG_RESULT_SCHEMA, bodies.LOG_LINKS),
+                       409: {"description": "A post with this Idempotency-Key is still "
+                                            "running"}},
             openapi_extra=raw_body({**TEXT_BODY, **multipart_body("file")},
                                    "Envoy/Istio/WAMR/V8/Wasmtime log text"))
-    async def post_log(request: Request, p: Principal = ingest):
+    async def post_log(request: Request, plugin: TextQuery = None, version: TextQuery = None,
+                       source: TextQuery = None, labels: TextQuery = None,
+                       batch_id: TextQuery = None, p: Principal = ingest):
         from wasmprof.server.crash_service import read_log_body
-        q = request.query_params
-        plugin = _text_param(q.get("plugin"), "plugin")
-        version = _text_param(q.get("version"), "version")
-        source = _text_param(q.get("source"), "source")
-        key = _text_param(request.headers.get("idempotency-key"), "Idempotency-Key") or \
-            _text_param(q.get("batch_id"), "batch_id")
         labels = _labels(request)
+        key = request.headers.get("idempotency-key")
+        if key is not None and (not key or len(key) > MAX_NAME or has_control(key)):
+            raise UsageError("bad Idempotency-Key", source="Idempotency-Key",
+                             expected=f"1 to {MAX_NAME} printable characters", found=key[:40])
+        key = key or batch_id
         spool, size, sha256, filename = await read_log_body(request,
                                                            limit=svc.config.max_log_bytes)
         try:
+            if not size:
+                raise UsageError("empty log body", source="body",
+                                 expected="log text (raw body or multipart 'file')")
             result = await run_in_threadpool(
                 svc.crashes.ingest_log, spool, source=source or filename or "upload", size=size,
                 sha256=sha256, plugin=plugin, version=version, labels=labels,
@@ -176,141 +189,82 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         svc.metrics.inc("ingest_bytes", size, kind="log")
         return result
 
-    # -- samples / profiles ----------------------------------------------------------
-    @r.post("/samples", summary="Post an agent JSON sample batch",
-            description="Query: `plugin`, `version`, labels, `batch_id` (idempotency key: a "
-                        "batch posted twice is stored once), `from`/`to`.",
-            openapi_extra=raw_body(JSON_BODY, '{"modules": [...], "samples": [{"stack": [pc, '
-                                              '...]}]}'))
-    async def post_samples(request: Request, p: Principal = ingest):
-        q = request.query_params
-        data = await request.body()
-        return await run_in_threadpool(
-            svc.profiles.ingest, data, fmt="agent-json", aux=None,
-            plugin=_text_param(q.get("plugin"), "plugin"),
-            version=_text_param(q.get("version"), "version"), labels=_labels(request),
-            name=_text_param(q.get("name"), "name"), start=parse_time(q.get("from"), "from"),
-            end=parse_time(q.get("to"), "to"), client_id=_text_param(q.get("batch_id"), "batch_id"))
-
-    @r.post("/profiles", summary="Post a profile: perf script (+ multipart 'perf_map'), "
-                                 "folded stacks, agent JSON or a WAMR profiler block",
-            description="The format is detected as `wasmprof flamegraph` does (or give "
-                        "`format=perf-script|folded|agent-json|wamr-profiler`). Query: "
-                        "`plugin`, `version`, labels, `name`, `batch_id`, `from`/`to`.",
-            openapi_extra=raw_body({**multipart_body("file", "perf_map"), **TEXT_BODY},
-                                   "the profile (and a perf map for perf script)"))
-    async def post_profile(request: Request, p: Principal = ingest):
-        q = request.query_params
-        aux = None
-        name = q.get("name")
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            f, form = await _form_file(request)
-            if f is None:
-                raise UsageError("multipart upload without a 'file' field", source="body")
-            data = await f.read()
-            name = name or f.filename
-            m = form.get("perf_map")
-            if hasattr(m, "read"):
-                aux = await m.read()
-        else:
-            data = await request.body()
-        return await run_in_threadpool(
-            svc.profiles.ingest, data, fmt=q.get("format") or None, aux=aux,
-            plugin=_text_param(q.get("plugin"), "plugin"),
-            version=_text_param(q.get("version"), "version"), labels=_labels(request),
-            name=_text_param(name, "name"), start=parse_time(q.get("from"), "from"),
-            end=parse_time(q.get("to"), "to"), client_id=_text_param(q.get("batch_id"), "batch_id"))
-
-    @r.get("/profiles", summary="Select profiles (plugin, version, labels=k:v,…, from, to); "
-                                "format=speedscope|folded|svg|json merges them, none lists inputs")
-    async def get_profiles(request: Request, p: Principal = read) -> Response:
-        params = dict(request.query_params)
-        sel = Selection.from_params(params)
-        fmt = params.get("format")
-        if not fmt:
-            return OrjsonResponse(await run_in_threadpool(svc.profiles.summary, sel))
-        body, media = await run_in_threadpool(svc.profiles.export, sel, fmt)
-        return Response(body, media_type=media, headers=_inline_headers(media))
-
-    @r.get("/profiles/diff", summary="Compare two selections: before.plugin, before.labels, "
-                                     "before.from, … and after.*; format=json|svg")
-    async def diff_profiles(request: Request, p: Principal = read) -> Response:
-        params = dict(request.query_params)
-        before = Selection.from_params(params, "before.")
-        after = Selection.from_params(params, "after.")
-        body, media = await run_in_threadpool(svc.profiles.diff, before, after,
-                                              fmt=params.get("format", "json"),
-                                              mode=params.get("mode", "normalized"))
-        return Response(body, media_type=media, headers=_inline_headers(media))
-
-    @r.get("/profiles/inputs", summary="Stored inputs by id (ids=1,2,3): which exist")
-    def get_inputs(ids: str = "", p: Principal = read):
-        try:
-            wanted = [int(x) for x in ids.split(",") if x.strip()][:10000]
-        except ValueError:
-            raise UsageError("ids must be integers", source="ids") from None
-        found: list[int] = []
-        with svc.db.read() as tx:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
-                if part:
-                    marks = ",".join("?" for _ in part)
-                    found += [row["id"] for row in tx.all(
-                        f"SELECT id FROM profile_inputs WHERE id IN ({marks})", part)]
-        return {"found": sorted(found), "missing": sorted(set(wanted) - set(found))}
+    # -- samples / profiles: wasmprof.server.routes_profiles -------------------------
 
     # -- symbolize (stateless) ------------------------------------------------------
     @r.post("/symbolize", summary="Stateless: module (id or sha256) + addresses + space → frames",
             description='`{"module": ID or sha256, "space": "file"|"code"|..., "addresses": '
                         '[0x..., {"aot_index": N, "offset": 0x...}]}` or `{"jobs": [...]}` '
-                        "(at most 10).",
-            openapi_extra=raw_body(JSON_BODY, "one job or {\"jobs\": [...]}"))
-    async def symbolize(request: Request, p: Principal = read):
-        body = await request.json()
-        jobs = body.get("jobs") if isinstance(body, dict) and "jobs" in body else [body]
-        if not isinstance(jobs, list) or len(jobs) > 10:
-            raise UsageError("at most 10 jobs", source="jobs")
+                        "(at most 10). An unknown module is a 404.",
+            responses=BUDGET_RESPONSES)
+    async def symbolize(body: bodies.SymbolizeJob | bodies.SymbolizeBatch, p: Principal = read):
+        jobs = body.jobs if isinstance(body, bodies.SymbolizeBatch) else [body]
         return {"results": [await run_in_threadpool(_symbolize_job, svc, j) for j in jobs]}
 
     # -- crash groups --------------------------------------------------------------
     @r.get("/crash-groups", summary="List crash groups",
            description="Filter by `plugin`, `status` (new, ongoing, regressed, resolved, "
-                       "unresolved), `trap_kind`, `version`, `q` (title search); `sort` = "
-                       "last_seen, first_seen or count; paged by `limit`/`offset`.")
-    def list_groups(plugin: str | None = None, status: str | None = None,
-                    trap_kind: str | None = None, q: str | None = None, version: str | None = None,
-                    limit: int = 100, offset: int = 0, sort: str = "last_seen",
+                       "ignored, unresolved = not resolved nor ignored), `trap_kind`, "
+                       "`version`, `q` (substring of the title or plugin, taken literally); "
+                       "`sort` = last_seen, first_seen or count; paged by `limit`/`offset`.",
+           responses=bodies.ok_schema(bodies.GROUP_LIST_SCHEMA, bodies.GROUP_LIST_LINKS))
+    def list_groups(plugin: TextQuery = None, status: bodies.GroupFilter | None = None,
+                    trap_kind: TextQuery = None, q: TextQuery = None, version: TextQuery = None,
+                    limit: int = limit_query(100, 1000), offset: OffsetQuery = 0,
+                    sort: Literal["last_seen", "first_seen", "count"] = "last_seen",
                     p: Principal = read):
         return svc.crashes.list_groups(plugin=plugin, status=status, trap_kind=trap_kind, q=q,
                                        version=version, limit=limit, offset=offset, sort=sort)
 
-    @r.get("/crash-groups/{gid}", summary="One crash group: counts, versions, top frames, "
-                                          "why its crashes landed there, sample events")
-    def get_group(gid: int, events: int = 20, p: Principal = read):
+    @r.get("/crash-groups/{gid:int}", operation_id="get_crash_group",
+           summary="One crash group: counts, versions, top frames, why its crashes landed "
+                   "there, sample events",
+           responses=bodies.ok_schema(bodies.GROUP_SCHEMA))
+    def get_group(gid: IdPath, events: int = limit_query(20, 200), p: Principal = read):
         g = svc.crashes.get_group(gid, events=events)
         if g is None:
             raise HTTPException(404, "no such crash group")
         return g
 
-    @r.get("/crash-groups/{gid}/events", summary="A group's events, newest first (before_id pages)")
-    def group_events(gid: int, limit: int = 50, before_id: int | None = None, p: Principal = read):
+    @r.get("/crash-groups/{gid:int}/events", operation_id="list_crash_group_events",
+           summary="A group's events, newest first (before_id pages)")
+    def group_events(gid: IdPath, limit: int = limit_query(50, 500), before_id: IdQuery = None,
+                     p: Principal = read):
+        if svc.crashes.get_group(gid, events=1) is None:
+            raise HTTPException(404, "no such crash group")
         return svc.crashes.list_events(gid, limit=limit, before_id=before_id)
 
-    @r.post("/crash-groups/{gid}/resolve", summary="Mark resolved ({\"resolved\": false} reopens)")
-    async def resolve_group(gid: int, request: Request, p: Principal = admin):
-        resolved = True
-        if await request.body():
-            body = await request.json()
-            if isinstance(body, dict) and "resolved" in body:
-                resolved = bool(body["resolved"])
-        g = await run_in_threadpool(svc.crashes.set_resolved, gid, resolved)
+    @r.post("/crash-groups/{gid:int}/resolve", operation_id="resolve_crash_group",
+            summary="Mark resolved ({\"resolved\": false} reopens)",
+            description="No body or `{\"resolved\": true}` resolves; `{\"resolved\": false}` "
+                        "reopens a resolved or ignored group. Answers the group.",
+            responses=bodies.ok_schema(bodies.GROUP_SCHEMA))
+    async def resolve_group(gid: IdPath,
+                            body: Annotated[bodies.ResolveBody | None, BodyParam()] = None,
+                            p: Principal = admin):
+        return await _set_status(gid, "resolved" if body is None or body.resolved else "open")
+
+    @r.post("/crash-groups/{gid:int}/ignore", operation_id="ignore_crash_group",
+            summary="Mute a group ({\"ignored\": false} unmutes)",
+            description="An ignored group keeps counting its crashes but alerts nothing (no "
+                        "regression, no spike) and is left out of `status=unresolved`. No body "
+                        "or `{\"ignored\": true}` ignores; `{\"ignored\": false}` reopens.",
+            responses=bodies.ok_schema(bodies.GROUP_SCHEMA))
+    async def ignore_group(gid: IdPath,
+                           body: Annotated[bodies.IgnoreBody | None, BodyParam()] = None,
+                           p: Principal = admin):
+        return await _set_status(gid, "ignored" if body is None or body.ignored else "open")
+
+    async def _set_status(gid: int, status: str) -> dict[str, Any]:
+        g = await run_in_threadpool(svc.crashes.set_status, gid, status)
         if g is None:
             raise HTTPException(404, "no such crash group")
         return g
 
-    @r.get("/crash-events/{eid}", summary="One crash event: raw lines, raw and symbolized "
-                                          "frames, grouping reason")
-    def get_event(eid: int, p: Principal = read):
+    @r.get("/crash-events/{eid:int}", operation_id="get_crash_event",
+           summary="One crash event: raw lines, raw and symbolized frames, grouping reason",
+           responses=bodies.ok_schema(bodies.EVENT_SCHEMA))
+    def get_event(eid: IdPath, p: Principal = read):
         e = svc.crashes.get_event(eid)
         if e is None:
             raise HTTPException(404, "no such crash event")
@@ -333,53 +287,37 @@ def _inline_headers(media: str) -> dict[str, str]:
 
 
 def _parse_addr(v: Any) -> int:
-    if isinstance(v, int) and v >= 0:
-        return v
-    if isinstance(v, str):
-        try:
-            return int(v, 0)
-        except ValueError:
-            pass
-    raise UsageError("bad address", source="addresses", expected="integer or 0x-hex string",
-                     found=repr(v)[:40])
+    """An address given as an integer or a decimal / 0x-hex string (the body model has
+    already bounded both)."""
+    return v if isinstance(v, int) else int(v, 0 if v[:2].lower() == "0x" else 10)
 
 
-def _symbolize_job(svc: Service, job: Any) -> dict[str, Any]:
-    if not isinstance(job, dict):
-        raise UsageError("a job must be an object", source="jobs")
-    ref = job.get("module")
-    if ref is None and isinstance(job.get("modules"), list) and job["modules"]:
-        ref = job["modules"][0]
+def _symbolize_job(svc: Service, job: bodies.SymbolizeJob) -> dict[str, Any]:
+    ref = job.module
     row = None
-    if isinstance(ref, int):
-        row = svc.registry.get_row(ref)
-    elif isinstance(ref, str):
-        row = svc.registry.get_row(int(ref)) if ref.isdigit() else svc.registry.get_row_by_sha(ref)
+    if isinstance(ref, int) or ref.isdigit():
+        mid = int(ref)
+        row = svc.registry.get_row(mid) if mid <= MAX_ID else None
+    else:
+        row = svc.registry.get_row_by_sha(ref.lower())
     if row is None:
-        raise UsageError("unknown module", source="module", expected="a module id or sha256",
-                         found=repr(ref)[:80])
-    try:
-        space = AddressSpace(job.get("space", "file"))
-    except ValueError:
-        raise UsageError("unknown address space", source="space",
-                         expected=", ".join(s.value for s in AddressSpace),
-                         found=str(job.get("space"))[:40]) from None
-    addrs = job.get("addresses") or []
-    if not isinstance(addrs, list) or len(addrs) > 10000:
-        raise UsageError("addresses must be a list of at most 10000", source="addresses")
+        raise NotFoundError("unknown module", source="module",
+                            expected="the id or sha256 of an uploaded module",
+                            found=repr(ref)[:80])
     module = svc.registry.module(row)
     with svc.resolve_lock:
         return {"module": row["id"], "sha256": row["sha256"],
-                "results": _resolve_all(svc, module, space, addrs)}
+                "results": _resolve_all(svc, module, job.space, job.addresses)}
 
 
 def _resolve_all(svc: Service, module: Any, space: AddressSpace, addrs: list) -> list[dict]:
     out = []
     for i, a in enumerate(addrs):
-        if isinstance(a, dict):
-            raw = RawFrame(index=i, space=space, offset=_parse_addr(a["offset"]) if "offset" in a else None,
-                           func_index=a.get("func_index"), aot_index=a.get("aot_index"),
-                           printed_name=a.get("name"))
+        if isinstance(a, bodies.AddressRef):
+            raw = RawFrame(index=i, space=space,
+                           offset=_parse_addr(a.offset) if a.offset is not None else None,
+                           func_index=a.func_index, aot_index=a.aot_index,
+                           printed_name=a.name)
             frames = svc.resolver.resolve(module, raw, input_index=i)
             addr = raw.offset
         else:

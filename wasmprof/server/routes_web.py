@@ -34,11 +34,23 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from wasmprof.server.contract import MAX_ID, TextQuery, has_control
+from wasmprof.server.responses import ERROR_RESPONSES, raw_body
+
 from wasmprof.errors import WasmprofError
 from wasmprof.store.db import Tx, now
 from wasmprof.store.state import Store
 
 log = logging.getLogger(__name__)
+
+#: The multipart form of ``POST /api/v1/sources`` (a path needs one character that is not
+#: ``.``, ``/``, ``\`` or a space: anything else normalizes to nothing).
+SOURCES_FORM = {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "path": {"type": "string", "maxLength": 4096,
+                 "pattern": r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f./\\ ][^\x00-\x1f\x7f]*$"},
+        "plugin": {"type": "string", "maxLength": 200, "pattern": r"^[^\x00-\x1f\x7f]*$"}}}}}
 
 #: Source files larger than this are refused (they are shown in a browser, a few lines at a time).
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
@@ -114,7 +126,8 @@ def find_source(tx: Tx, file: str, plugin: str | None) -> dict[str, Any] | None:
 
 class EmbeddedSources:
     """Source text embedded in modules' DWARF 5 line tables (``DW_LNCT_LLVM_source``, written
-    by ``clang -gembed-source``), per module, cached by module sha256 (LRU)."""
+    by ``clang -gembed-source``) or in their source maps' ``sourcesContent`` (AssemblyScript
+    ``.ts``), per module, cached by module sha256 (LRU)."""
 
     def __init__(self, registry: Any, cache_size: int = 16) -> None:
         self.registry = registry
@@ -135,6 +148,11 @@ class EmbeddedSources:
                 (module.companion.wasm if module.companion is not None else None)
             if wasm is not None and wasm.has_dwarf:
                 out = embedded_sources(wasm.dwarf_sections)
+            for m in (module, module.companion):      # source maps' sourcesContent (.ts)
+                sm = getattr(m, "source_map", None) if m is not None else None
+                if sm is not None:
+                    out.update((src, text.encode()) for src, text in zip(sm.sources, sm.contents)
+                               if text is not None and src not in out)
         except (WasmprofError, FileNotFoundError, ValueError, KeyError) as e:
             log.info("no embedded sources in module %s: %s", row.get("id"), e)
         with self._lock:
@@ -235,14 +253,15 @@ def _text(v: Any) -> str:
 def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     """The routes above, guarded by the service's ``require(scope)`` dependency;
     ``service`` is the server's :class:`wasmprof.server.service.Service`."""
-    router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+    router = APIRouter(prefix="/api/v1", tags=["dashboard"], responses=ERROR_RESPONSES)
     store: Store = service.store
     embedded = EmbeddedSources(service.registry)
 
     @router.get("/web/crash-timeline", dependencies=[Depends(require("read"))])
     def crash_timeline(hours: int = Query(24, ge=1, le=24 * 90),
                        buckets: int = Query(24, ge=1, le=500),
-                       to: float | None = None) -> dict[str, Any]:
+                       to: float | None = Query(None, ge=0, le=1e11, allow_inf_nan=False)
+                       ) -> dict[str, Any]:
         end = to if to is not None else now()
         start = end - hours * 3600.0
         step = (end - start) / buckets
@@ -263,7 +282,10 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         with store.db.read() as tx:
             return call_stack_hints(tx, modules)
 
-    @router.post("/sources", dependencies=[Depends(require("ingest"))])
+    @router.post("/sources", dependencies=[Depends(require("ingest"))],
+                 summary="Upload source files shown next to frames (multipart 'file', 'path')",
+                 openapi_extra=raw_body(SOURCES_FORM, "one or more 'file' parts, optional "
+                                                      "'path' per file and 'plugin'"))
     async def upload_sources(request: Request) -> dict[str, Any]:
         form = await request.form()
         files = [f for f in form.getlist("file") if hasattr(f, "read")]
@@ -271,6 +293,12 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             raise HTTPException(400, "expected multipart field 'file' (one or more source files)")
         paths = [str(p) for p in form.getlist("path")]
         plugin = str(form.get("plugin")) if form.get("plugin") else None
+        if plugin is not None and (len(plugin) > 200 or has_control(plugin)):
+            raise HTTPException(400, "bad 'plugin' field: at most 200 characters, no control "
+                                     "characters")
+        if any(len(p) > 4096 or has_control(p) for p in paths):
+            raise HTTPException(400, "bad 'path' field: at most 4096 characters, no control "
+                                     "characters")
         if paths and len(paths) != len(files):
             raise HTTPException(400, "give one 'path' per 'file', or none")
         stored = []
@@ -283,7 +311,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
 
     @router.get("/web/sources", dependencies=[Depends(require("read"))])
     def sources_available(file: list[str] = Query(default=[], max_length=200),
-                          plugin: str | None = None) -> dict[str, Any]:
+                          plugin: TextQuery = None) -> dict[str, Any]:
         """Which of these frame files have an uploaded source: {file: stored path}."""
         out: dict[str, str] = {}
         with store.db.read() as tx:
@@ -299,8 +327,8 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         return {"available": out}
 
     @router.get("/web/source", dependencies=[Depends(require("read"))])
-    def source(file: str = Query(..., max_length=4096), line: int = Query(..., ge=1),
-               context: int = Query(5, ge=0, le=200), plugin: str | None = None) -> dict[str, Any]:
+    def source(file: str = Query(..., max_length=4096), line: int = Query(..., ge=1, le=MAX_ID),
+               context: int = Query(5, ge=0, le=200), plugin: TextQuery = None) -> dict[str, Any]:
         with store.db.read() as tx:
             row = find_source(tx, file, plugin)
         if row is not None:

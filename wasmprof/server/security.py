@@ -7,12 +7,16 @@
 - Rate limit: a token bucket per token (per client address for anonymous callers) with
   ``rate_limit`` requests/s and ``rate_burst`` capacity, per replica; over the limit → 429
   with ``Retry-After``.
-- Size caps: :class:`BodyLimitMiddleware` answers 413 as soon as ``Content-Length`` or the
-  streamed body exceeds the cap of the route (modules, logs, samples, profiles, others).
+- Revocation: tokens are looked up in the database on every request (one indexed query),
+  so ``wasmprof token revoke`` takes effect on the next request on every replica.
+- ``/metrics``: open, unless a metrics token is configured (``--metrics-token``); then it
+  needs ``Authorization: Bearer <that token>`` or an API token with the ``admin`` scope.
+- Size caps and timeouts: :mod:`wasmprof.server.guards`.
 """
 
 from __future__ import annotations
 
+import hmac
 import math
 import threading
 import time
@@ -48,15 +52,19 @@ class Principal:
 
 
 class TokenCache:
-    """Token lookups cached for ``ttl`` seconds (revocation takes effect within ``ttl``)."""
+    """Token lookups, cached for ``ttl`` seconds when ``ttl > 0``. The server uses
+    ``ttl=0`` (every request asks the database), so a revoked token fails on its next
+    request on every replica; a positive ``ttl`` bounds revocation delay by ``ttl``."""
 
-    def __init__(self, db: Database, ttl: float = 5.0) -> None:
+    def __init__(self, db: Database, ttl: float = 0.0) -> None:
         self.db = db
         self.ttl = ttl
         self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, plain: str) -> TokenInfo | None:
+        if self.ttl <= 0:
+            return authenticate(self.db, plain)
         t = time.monotonic()
         with self._lock:
             hit = self._cache.get(plain)
@@ -118,7 +126,8 @@ def make_require(config: ServerConfig, tokens: TokenCache, limiter: RateLimiter,
                 if not p.allows(scope):
                     raise HTTPException(401, f"this request needs a token with the {scope!r} "
                                              "scope: Authorization: Bearer <token> "
-                                             "(create one with `wasmprof token create`)",
+                                             "(create one with `wasmprof token create "
+                                             f"NAME --scopes {scope}`)",
                                         headers={"WWW-Authenticate": "Bearer"})
             if not p.allows(scope):
                 raise HTTPException(403, f"token lacks the {scope!r} scope")
@@ -134,62 +143,22 @@ def make_require(config: ServerConfig, tokens: TokenCache, limiter: RateLimiter,
     return require
 
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds {limit} bytes")
-        self.limit = limit
+def metrics_guard(config: ServerConfig, tokens: TokenCache) -> Callable[[Request], None]:
+    """Dependency of ``/metrics``: nothing when no metrics token is configured; else the
+    request needs ``Bearer <metrics token>`` (compared in constant time) or an ``admin``
+    API token, or it gets 401."""
+    secret = config.metrics_token
 
-
-class BodyLimitMiddleware:
-    """Pure ASGI middleware: counts request body bytes against the route's cap."""
-
-    def __init__(self, app: Any, limit_for: Callable[[str], int]) -> None:
-        self.app = app
-        self.limit_for = limit_for
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    def dep(request: Request) -> None:
+        if not secret:
             return
-        limit = self.limit_for(scope.get("path", ""))
-        for k, v in scope.get("headers", []):
-            if k == b"content-length":
-                try:
-                    if int(v) > limit:
-                        await _send_413(send, limit)
-                        return
-                except ValueError:
-                    pass
-        seen = 0
-
-        async def limited_receive() -> dict:
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge(limit)
-            return msg
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except BodyTooLarge:
-            await _send_413(send, limit)
-        except BaseExceptionGroup as eg:           # raised inside a task group
-            if eg.subgroup(BodyTooLarge) is None:
-                raise
-            await _send_413(send, limit)
-
-
-async def _send_413(send: Callable, limit: int) -> None:
-    import orjson
-    body = orjson.dumps({"error": "request body too large", "limit": limit,
-                         "detail": f"request body exceeds the {limit}-byte cap of this endpoint"})
-    try:
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
-    except Exception:  # noqa: BLE001 - response already started: nothing more to say
-        pass
+        plain = bearer(request)
+        if plain and hmac.compare_digest(plain.encode(), secret.encode()):
+            return
+        info = tokens.get(plain) if plain else None
+        if info is not None and info.allows("admin"):
+            return
+        raise HTTPException(401, "/metrics needs the metrics token (wasmprof serve "
+                                 "--metrics-token) or an admin token: Authorization: Bearer "
+                                 "<token>", headers={"WWW-Authenticate": "Bearer"})
+    return dep

@@ -58,6 +58,8 @@ class Service:
         self.metrics.gauges["wasmprof_queue_depth"] = lambda: float(self.queue.qsize())
         self.metrics.external["wasmprof_module_cache_hits_total"] = lambda: float(self.registry.cache_hits)
         self.metrics.external["wasmprof_module_cache_misses_total"] = lambda: float(self.registry.cache_misses)
+        from wasmprof.sources.service import SourcesService
+        self.sources = SourcesService(self, config.sources)   # plugin sources, puller, symbol sources
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -67,8 +69,12 @@ class Service:
         self._worker = threading.Thread(target=self._run, name="wasmprof-indexer", daemon=True)
         self._worker.start()
         self.enqueue_pending()
+        self.profiles.start()
+        self.sources.start()
 
     def stop(self) -> None:
+        self.sources.stop()
+        self.profiles.stop()
         self._stop.set()
         self.queue.put(None)
         if self._worker is not None:
@@ -102,6 +108,7 @@ class Service:
                     self.index_module(arg)
                 else:
                     self.crashes.resymbolize(plugin=arg)
+                    self.profiles.on_modules_changed(arg)
             except Exception:  # noqa: BLE001 - keep the worker alive; state says failed
                 log.exception("background job %s %s failed", kind, arg)
 
@@ -123,6 +130,7 @@ class Service:
                 self.queue.put(("plugin", plugin))
             else:
                 self.crashes.resymbolize(plugin=plugin)
+                self.profiles.on_modules_changed(plugin)
         return desc, created
 
     def _claim(self, mid: int) -> bool:
@@ -157,6 +165,8 @@ class Service:
         regrouped = {}
         for p in sorted(x for x in plugins if x):
             regrouped[p] = self.crashes.resymbolize(plugin=p)
+            self.profiles.on_modules_changed(p)
+        self.sources.module_indexed(mid)      # no DWARF: look the debug build up (background)
         return {"module": mid, "companions_changed": changed, "regrouped": regrouped}
 
     def _warm(self, module: Any) -> None:
@@ -183,6 +193,9 @@ class Service:
                 "profile_inputs": tx.scalar("SELECT COUNT(*) AS n FROM profile_inputs"),
                 "samples": int(tx.scalar("SELECT COALESCE(SUM(sample_count), 0) AS n "
                                          "FROM profile_inputs") or 0),
+                "profile_samples_stored": int(tx.scalar(
+                    "SELECT COALESCE(SUM(samples), 0) AS n FROM profile_counts") or 0),
+                "profile_stacks": tx.scalar("SELECT COUNT(*) AS n FROM profile_stacks"),
                 "log_ingests": tx.scalar("SELECT COUNT(*) AS n FROM ingests WHERE kind = 'log'"),
                 "pending_index_jobs": tx.scalar("SELECT COUNT(*) AS n FROM modules WHERE "
                                                 "index_state IN ('pending', 'indexing')"),

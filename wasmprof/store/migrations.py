@@ -115,6 +115,10 @@ EXTENSION_MODULES: dict[str, list[str]] = {
     "alerts": ["wasmprof.alerts.migrations", "wasmprof.alerts.schema"],
     "web": ["wasmprof.server.web_schema"],
     "logs": ["wasmprof.server.log_schema"],
+    "sources": ["wasmprof.sources.schema"],
+    "health": ["wasmprof.health.schema"],
+    "profiles": ["wasmprof.server.profile_schema"],
+    "sourcemaps": ["wasmprof.server.sourcemap_schema"],
 }
 
 _ADVISORY_LOCK = 0x5741534D  # "WASM"

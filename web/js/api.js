@@ -65,6 +65,14 @@ export async function postJson(path, body, params) {
   return (await request("POST", path, params, body)).json();
 }
 
+export async function putJson(path, body, params) {
+  return (await request("PUT", path, params, body)).json();
+}
+
+export async function deleteJson(path, params) {
+  return (await request("DELETE", path, params)).json();
+}
+
 export async function getText(path, params) {
   return (await request("GET", path, params)).text();
 }

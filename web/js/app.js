@@ -11,6 +11,7 @@ import * as group from "./pages/group.js";
 import * as profiles from "./pages/profiles.js";
 import * as compare from "./pages/compare.js";
 import * as alerts from "./pages/alerts.js";
+import * as health from "./pages/health.js";
 
 const ROUTES = [
   { re: /^\/?$/, page: overview, nav: "overview", title: "Overview" },
@@ -19,6 +20,7 @@ const ROUTES = [
   { re: /^\/profiles\/?$/, page: profiles, nav: "profiles", title: "Profiles" },
   { re: /^\/compare\/?$/, page: compare, nav: "compare", title: "Compare profiles" },
   { re: /^\/alerts\/?$/, page: alerts, nav: "alerts", title: "Alerts" },
+  { re: /^\/health\/?$/, page: health, nav: "health", title: "Plugin health" },
 ];
 
 let generation = 0;

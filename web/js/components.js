@@ -21,7 +21,7 @@ export function frameStatusPill(status) {
 }
 
 export function groupStatusPill(status) {
-  const kind = { new: "new", ongoing: "ongoing", regressed: "regressed", resolved: "resolved" }[status] || "neutral";
+  const kind = { new: "new", ongoing: "ongoing", regressed: "regressed", resolved: "resolved", ignored: "ignored" }[status] || "neutral";
   return h("span", { class: `pill status-${kind}` }, status || "unknown");
 }
 
@@ -79,6 +79,13 @@ export function backtrace(frames, { onSource } = {}) {
       if (f.reason) li.appendChild(h("div", { class: "reason" + (f.inlined ? " inlined" : "") }, f.reason));
       if (f.printed_name && f.function && f.printed_name !== f.function && !f.inlined) {
         li.appendChild(h("div", { class: "reason" }, "printed as ", h("code", {}, f.printed_name)));
+      }
+      if (f.dwarf_function && f.dwarf_function !== f.function) {
+        li.appendChild(h("div", { class: "reason" }, "DWARF names it ", h("code", {}, f.dwarf_function)));
+      }
+      if (f.decl_file && !f.line) {
+        li.appendChild(h("div", { class: "reason" }, "declared at ",
+          h("span", { class: "file" }, `${f.decl_file}:${f.decl_line || "?"}`)));
       }
       if (onSource && f.file && f.line) {
         const src = onSource(f);

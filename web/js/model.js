@@ -49,10 +49,10 @@ export function normModule(m) {
   };
 }
 
-/** Display status: new / ongoing / regressed / resolved. */
+/** Display status: new / ongoing / regressed / resolved / ignored. */
 export function groupStatus(g, now = Date.now()) {
   const st = (g.status || "").toLowerCase();
-  if (st === "resolved" || st === "regressed" || st === "new" || st === "ongoing") return st;
+  if (["resolved", "regressed", "new", "ongoing", "ignored"].includes(st)) return st;
   if (g.regressed_at && !g.resolved_at) return "regressed";
   const first = toDate(g.first_seen);
   if (first && now - first.getTime() < DAY_MS) return "new";

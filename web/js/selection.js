@@ -5,22 +5,27 @@ import { h } from "./dom.js";
 import { getJson, listOf } from "./api.js";
 import { toDate } from "./fmt.js";
 
-/** Stored profile inputs and the plugins/labels they carry (for pickers). */
+/** What the profile store holds (plugins, versions, labels) and the most recent raw
+ * inputs (for pickers and the suggested comparison). */
 export async function loadCatalog() {
-  const data = await getJson("/profiles");
+  const [data, names] = await Promise.all([getJson("/profiles"), getJson("/profiles/labels").catch(() => ({ names: [] }))]);
   const inputs = listOf(data, "inputs").map((p) => ({
     id: p.id, plugin: p.plugin || "", version: p.version || "", name: p.name || "",
     labels: (typeof p.labels === "string" ? safeJson(p.labels) : p.labels) || {},
     start: p.start ?? p.start_ts ?? null, end: p.end ?? p.end_ts ?? null,
     samples: p.sample_count ?? p.samples ?? null, format: p.format || "",
   }));
-  const plugins = [...new Set(inputs.map((p) => p.plugin).filter(Boolean))].sort();
-  const versions = [...new Set(inputs.map((p) => p.version).filter(Boolean))].sort();
+  const stored = listOf(data, "plugins");
+  const plugins = [...new Set([...stored.map((p) => p.plugin), ...inputs.map((p) => p.plugin)].filter(Boolean))].sort();
+  const versions = [...new Set([...stored.flatMap((p) => p.versions || []), ...inputs.map((p) => p.version)].filter(Boolean))].sort();
   const labelPairs = new Set();
+  for (const p of stored) {
+    for (const [k, vs] of Object.entries(p.labels || {})) for (const v of vs) labelPairs.add(`${k}=${v}`);
+  }
   for (const p of inputs) {
     for (const [k, v] of Object.entries(p.labels)) labelPairs.add(`${k}=${v}`);
   }
-  return { inputs, plugins, versions, labelPairs: [...labelPairs].sort() };
+  return { inputs, plugins, versions, labelPairs: [...labelPairs].sort(), labelNames: listOf(names, "names") };
 }
 
 /** A first comparison worth showing: two inputs of one plugin that differ in version or in
@@ -93,6 +98,10 @@ export function selectionForm(catalog, sel, { submitLabel, onSubmit, legend, nam
   h("label", {}, "From ", from),
   h("label", {}, "To ", to),
   submitLabel ? h("button", { type: "submit" }, submitLabel) : null);
+  form.setRange = (f, t) => {
+    from.value = f ? toLocalInput(f) : "";
+    to.value = t ? toLocalInput(t) : "";
+  };
   form.read = () => ({
     plugin: plugin.value, version: version.value, labels: labels.value.trim(),
     from: fromLocalInput(from.value), to: fromLocalInput(to.value),

@@ -77,7 +77,7 @@ export async function render(ctx) {
     h("label", {}, "Status ", statusSelect), h("label", {}, "Webhook ", hookSelect));
   return [
     h("h1", {}, "Alerts"),
-    h("p", { class: "lead" }, "Webhook deliveries for new, regressed and spiking crash groups and profile regressions. ",
+    h("p", { class: "lead" }, "Webhook deliveries for new, regressed and spiking crash groups, profile regressions, and plugin memory growth and crash loops. ",
       "A delivery is retried with backoff; when its attempts run out (or the receiver gives a final answer) it is ",
       h("strong", {}, "dead"), " and stays here until you redeliver it: same delivery id, so receivers can deduplicate."),
     hooksBox,

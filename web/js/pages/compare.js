@@ -17,7 +17,7 @@ function selFromQuery(q, p, fallbackPlugin) {
 
 export async function render(ctx) {
   const catalog = await loadCatalog();
-  if (!catalog.inputs.length) {
+  if (!catalog.plugins.length && !catalog.inputs.length) {
     return [h("h1", {}, "Compare profiles"), emptyState("No profiles yet", h("p", {}, "Upload at least one profile to compare selections."))];
   }
   const asked = ctx.query.has("before.plugin") || ctx.query.has("after.plugin");
@@ -52,8 +52,8 @@ export async function render(ctx) {
 async function compareView(a, b) {
   const params = { ...selectionParams(a, "before."), ...selectionParams(b, "after.") };
   const [inA, inB] = await Promise.all([matching(a), matching(b)]);
-  if (!inA.length) return noMatch(a);
-  if (!inB.length) return noMatch(b);
+  if (!inA.samples) return noMatch(a);
+  if (!inB.samples) return noMatch(b);
   const table = await getJson("/profiles/diff", { ...params, format: "json" });
   // normalized mode: shares in percent of each side's samples
   const rows = (table.rows || []).map((r) => ({

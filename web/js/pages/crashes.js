@@ -54,7 +54,7 @@ export async function render(ctx) {
   }
 
   const filters = h("form", { class: "filters", on: { submit: (e) => e.preventDefault() } },
-    select("status", "Status", ["new", "ongoing", "regressed", "resolved"]),
+    select("status", "Status", ["new", "ongoing", "regressed", "resolved", "ignored"]),
     select("plugin", "Plugin", plugins),
     select("trap", "Trap", traps),
     search);

@@ -36,12 +36,22 @@ export async function render(ctx) {
   mount(eventPanel, selected ? await eventView({ ...selected, frames }, group) : h("p", { class: "muted" }, "No event stored for this group."));
 
   const versions = Object.entries(group.versions);
+  // the status pill, the actions and the status facts re-render from the server's answer
+  const statusBox = h("span", { id: "group-status" });
+  const actions = h("span", { class: "group-actions", id: "group-actions" });
+  const statusFacts = h("div", { class: "facts-more", id: "group-status-facts" });
+  const showStatus = (g) => {
+    mount(statusBox, groupStatusPill(g.status));
+    mount(actions, statusActions(g, showStatus));
+    mount(statusFacts, statusFactsOf(g));
+  };
+  showStatus(group);
   const header = h("section", { class: "card group-head" },
     h("div", { class: "card-head" },
-      groupStatusPill(group.status),
+      statusBox,
       h("h1", { class: "group-title" }, h("span", { class: "trap" }, group.trap_kind), " in ", h("span", { class: "fn", id: "group-function" }, top ? frameName(top) : "?")),
       h("span", { class: "spacer" }),
-      resolveButton(group)),
+      actions),
     loc ? h("p", { class: "mono", id: "group-location" }, loc) : null,
     group.message ? h("p", {}, group.message) : null,
     selected && selected.panic ? h("p", { id: "group-panic" }, h("strong", {}, `${selected.panic.language || "Plugin"} panic: `),
@@ -52,8 +62,7 @@ export async function render(ctx) {
       fact("First seen", `${fmtTime(group.first_seen)} (${fmtAgo(group.first_seen)})`),
       fact("Last seen", `${fmtTime(group.last_seen)} (${fmtAgo(group.last_seen)})`),
       fact("Versions", versions.length ? versions.map(([v, n]) => `${v}${n !== null ? ` ×${n}` : ""}`).join(", ") : "—"),
-      group.resolved_at ? fact("Resolved", fmtTime(group.resolved_at)) : null,
-      group.regressed_at ? fact("Regressed", fmtTime(group.regressed_at)) : null),
+      statusFacts),
     hints.length ? h("div", { class: "warn group-hints", role: "note" },
       h("strong", {}, "What to fix: "), hints.length === 1 ? hints[0] : h("ul", {}, hints.map((x) => h("li", {}, x)))) : null,
     group.reason ? whyGrouped(group) : null);
@@ -108,25 +117,43 @@ function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value)];
 }
 
-function resolveButton(group) {
-  if (group.status === "resolved") return pill("resolved " + fmtAgo(group.resolved_at), "resolved");
-  const out = h("span", {});
-  const btn = h("button", {
-    type: "button", class: "ghost", title: "Mark resolved: a new crash in this group will flag it as regressed",
-    on: {
-      click: async () => {
-        btn.disabled = true;
-        try {
-          await postJson(`/crash-groups/${encodeURIComponent(group.id)}/resolve`, {});
-          mount(out, pill("resolved just now", "resolved"));
-        } catch (err) {
-          btn.disabled = false;
-          out.appendChild(errorBox(err));
-        }
+/** Resolved / regressed times. "Regressed" is when the crash that reopened the group
+ * happened (the server stores the event's own time), so it never follows "Last seen". */
+function statusFactsOf(group) {
+  return [
+    group.status === "resolved" && group.resolved_at ? fact("Resolved", `${fmtTime(group.resolved_at)} (${fmtAgo(group.resolved_at)})`) : null,
+    group.status === "regressed" && group.regressed_at ? fact("Regressed", `${fmtTime(group.regressed_at)} (${fmtAgo(group.regressed_at)})`) : null,
+    group.status === "ignored" ? fact("Ignored", "muted: its crashes are counted but alert nothing") : null,
+  ];
+}
+
+/** The buttons that change a group's status; each answer (the group as the server now has
+ * it) re-renders the pill, the buttons and the status facts through ``onChange``. */
+function statusActions(group, onChange) {
+  const out = h("span", { class: "row" });
+  const act = (label, title, route, body) => {
+    const btn = h("button", {
+      type: "button", class: "ghost", title, dataset: { action: route + (body ? "-off" : "") },
+      on: {
+        click: async () => {
+          for (const b of out.querySelectorAll("button")) b.disabled = true;
+          try {
+            onChange(normGroup(await postJson(`/crash-groups/${encodeURIComponent(group.id)}/${route}`, body || {})));
+          } catch (err) {
+            for (const b of out.querySelectorAll("button")) b.disabled = false;
+            out.appendChild(errorBox(err));
+          }
+        },
       },
-    },
-  }, "Mark resolved");
-  out.appendChild(btn);
+    }, label);
+    return btn;
+  };
+  const st = group.status;
+  if (st === "resolved") out.appendChild(act("Reopen", "Reopen: the group counts as unresolved again", "resolve", { resolved: false }));
+  else if (st !== "ignored") out.appendChild(act("Mark resolved", "Mark resolved: a new crash in this group will flag it as regressed", "resolve"));
+  if (st === "ignored") out.appendChild(act("Stop ignoring", "Unmute: new crashes alert again", "ignore", { ignored: false }));
+  else out.appendChild(act("Ignore", "Mute: keep counting crashes, but never alert (no regression, no spike)", "ignore"));
+  if (st === "resolved") out.prepend(pill("resolved " + fmtAgo(group.resolved_at), "resolved"));
   return out;
 }
 
@@ -179,7 +206,7 @@ async function eventView(ev, group) {
     ev.partial ? h("p", { class: "warn" }, "Partial: the log block was cut short or damaged. ", (ev.notes || []).join("; ")) : null,
     !ev.partial && ev.notes && ev.notes.length ? h("p", { class: "muted" }, ev.notes.join("; ")) : null,
     h("p", { class: "legend muted small" }, "Innermost first. Status: ",
-      h("span", { class: "pill frame-exact" }, "exact"), " file and line from DWARF · ",
+      h("span", { class: "pill frame-exact" }, "exact"), " file and line from DWARF or the source map · ",
       h("span", { class: "pill frame-function-only" }, "function-only"), " no line · ",
       h("span", { class: "pill frame-index-only" }, "index-only"), " no name · ",
       h("span", { class: "pill frame-unknown" }, "unknown"), ". Inlined frames are indented under their caller."),

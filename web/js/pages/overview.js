@@ -6,13 +6,17 @@ import { getJson, listOf } from "../api.js";
 import { normModule, normGroup } from "../model.js";
 import { healthBadges, emptyState, groupStatusPill } from "../components.js";
 import { fmtAgo, fmtCount, shortId } from "../fmt.js";
+import { loadSources, openSourceDialog, sourceBlock } from "../sources.js";
+import { healthOverview } from "./health.js";
 
 export async function render() {
-  const [modData, groupData, profData, hintData] = await Promise.all([
+  const [modData, groupData, profData, hintData, healthCard, sources] = await Promise.all([
     getJson("/modules"),
     getJson("/crash-groups"),
     getJson("/profiles"),
     getJson("/web/hints"),
+    healthOverview(),          // plugins ranked by memory growth / crash rate, scrape failures
+    loadSources(),
   ]);
   // hints that need crash data (e.g. AOT built without call-stack frames) join the registry's
   const extraHints = (hintData && hintData.modules) || {};
@@ -41,6 +45,7 @@ export async function render() {
   });
   groups.forEach((g) => add(g.plugin).groups.push(g));
   profileInputs.forEach((p) => { add(p.plugin).profiles += 1; });
+  Object.keys(sources).forEach((name) => { add(name).source = sources[name]; });
 
   const open = groups.filter((g) => g.status !== "resolved");
   const byStatus = (st) => groups.filter((g) => g.status === st).length;
@@ -71,6 +76,10 @@ export async function render() {
     h("p", { class: "lead" }, "Crashes and CPU profiles of your WebAssembly plugins, symbolized to functions, files and lines. ",
       "Start with the crash groups that are new or regressed, then check modules marked ✗ below: they are why a frame has no line."),
     cards,
+    healthCard,
+    h("div", { class: "row" }, h("span", { class: "spacer" }),
+      h("button", { type: "button", class: "ghost small add-source", title: "pull a plugin's modules from its OCI image (admin token)",
+        on: { click: () => openSourceDialog(null, null) } }, "Add plugin source")),
     sections.length ? sections : emptyState("Nothing uploaded yet",
       h("p", {}, "Upload a module with ", h("code", {}, "curl -F file=@plugin.wasm -F plugin=NAME -F version=1.0 http://HOST/api/v1/modules"),
         " and post a gateway log to ", h("code", {}, "/api/v1/logs?plugin=NAME"), "; or start the server with ",
@@ -117,9 +126,12 @@ function pluginSection(p) {
         `${open.length} open crash group${open.length === 1 ? "" : "s"} `, worst ? groupStatusPill(worst) : null)
         : h("span", { class: "muted" }, "no open crash groups"),
       p.profiles ? h("a", { href: "#/profiles?plugin=" + encodeURIComponent(p.name) }, `${p.profiles} profile${p.profiles === 1 ? "" : "s"}`) : null),
+    p.name === "(no plugin)" ? null : sourceBlock(p.name, p.source),
     p.modules.length
       ? h("table", { class: "table" },
         h("thead", {}, h("tr", {}, ["Module", "Version", "Kind", "Symbol health", "What to fix", "Uploaded"].map((c) => h("th", {}, c)))),
         h("tbody", {}, rows))
-      : h("p", { class: "warn" }, "No module uploaded for this plugin: its crashes show only what the log printed. Upload the .wasm (with DWARF) to get files and lines."));
+      : h("p", { class: "warn" }, p.source
+        ? "No module pulled yet for this plugin: its crashes show only what the log printed until the pull succeeds."
+        : "No module uploaded for this plugin: its crashes show only what the log printed. Upload the .wasm (with DWARF), or set its source, to get files and lines."));
 }

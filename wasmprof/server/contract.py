@@ -1,0 +1,218 @@
+"""The HTTP contract every route follows (see ARCHITECTURE.md, "HTTP routes").
+
+- **Typed inputs.** Ids are integers in ``1..2^63-1`` (:data:`IdPath`, :data:`IdQuery`;
+  paths use the ``{name:int}`` convertor, so a non-numeric segment is no route: 404 or 405),
+  limits and offsets are bounded (:func:`limit_query`, :data:`OffsetQuery`), free text is at
+  most 200 printable characters (:data:`TextQuery`). JSON bodies are pydantic models with
+  ``extra="forbid"`` (:class:`Body`), so the OpenAPI schema is the validator.
+- **One error shape.** Every 4xx/5xx answer is a JSON object with ``error`` (what went
+  wrong, short) and ``detail`` (one sentence for humans); a :class:`WasmprofError` adds
+  ``source``/``offset``/``expected``/``found``, a validation failure (422) adds ``errors``
+  (pydantic's list, each with ``loc``/``msg``/``type``). :func:`install_error_handlers`
+  makes FastAPI/Starlette answers (HTTPException, validation, multipart parse errors,
+  405 with the full ``Allow`` list, repeated scalar query parameters, unexpected bugs)
+  follow it.
+- **Statuses.** ``WasmprofError`` → its ``http_status`` (400 unless a subclass says
+  otherwise, e.g. :class:`wasmprof.errors.NotFoundError` → 404); ``HTTPException`` keeps its
+  code; request validation → 422. The statuses a route can send are documented once in
+  :data:`wasmprof.server.responses.ERROR_RESPONSES`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wasmprof.errors import WasmprofError
+from wasmprof.server.responses import OrjsonResponse
+
+log = logging.getLogger(__name__)
+
+#: Largest id any table hands out (signed 64-bit, as SQLite and PostgreSQL ``bigint``).
+MAX_ID = 2**63 - 1
+#: Printable text: no C0 control characters and no DEL.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+MAX_TEXT = 200
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="an id (1..2^63-1)")]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, description="an id (1..2^63-1)")]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")]
+TextQuery = Annotated[str | None, Query(max_length=MAX_TEXT, pattern=PRINTABLE,
+                                        description="at most 200 printable characters")]
+NamePath = Annotated[str, Path(min_length=1, max_length=MAX_TEXT, pattern=PRINTABLE,
+                               description="a name of 1-200 printable characters")]
+
+
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a C0 control character or DEL (what :data:`PRINTABLE`
+    refuses)."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def limit_query(default: int, maximum: int) -> Any:
+    """``Query`` for a page size in ``1..maximum``."""
+    return Query(default, ge=1, le=maximum, description=f"page size (1..{maximum})")
+
+
+class Body(BaseModel):
+    """Base of JSON request bodies: unknown fields are refused (422), so the OpenAPI
+    schema (``additionalProperties: false``) says exactly what is accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def error_body(error: str, detail: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The documented error object: ``error`` + ``detail`` (+ any fields given)."""
+    return {"error": error, **extra, "detail": detail if detail is not None else error}
+
+
+def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
+    errors = []
+    for e in exc.errors():
+        e = dict(e)
+        e.pop("url", None)
+        if "input" in e:                       # keep the echo short: inputs can be huge
+            e["input"] = repr(e["input"])[:80]
+        e.pop("ctx", None)
+        errors.append(e)
+    # the most telling error: the deepest location (inside the union branch that got
+    # furthest), a real mismatch before a missing or extra field
+    first = min(errors, key=lambda e: (-len(e.get("loc", ())),
+                                       e.get("type") in ("missing", "extra_forbidden"))
+                ) if errors else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(x) for x in first.get("loc", ()) if _is_field(x))
+    detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return error_body("invalid request", detail, source=where or None,
+                      found=first.get("input"), errors=jsonable_encoder(errors))
+
+
+def _is_field(part: Any) -> bool:
+    """A field name or list index of an error location; pydantic also puts the names of
+    union branches there (``constrained-int``, ``SymbolizeJob``, ``literal[…]``)."""
+    return isinstance(part, int) or bool(re.fullmatch(r"[a-z_][a-z0-9_]*", str(part)))
+
+
+def allowed_methods(app: FastAPI, path: str, given: str = "") -> list[str]:
+    """Every method the OpenAPI document lists for a template matching ``path``, plus the
+    ones Starlette named (``given``, an ``Allow`` value): for ``Allow`` on 405, which
+    Starlette fills from the first route that matched the path only."""
+    table = getattr(app.state, "_allow_table", None)
+    if table is None:
+        table = []
+        for template, ops in app.openapi().get("paths", {}).items():
+            ints = {p["name"] for op in ops.values() for p in op.get("parameters", [])
+                    if p.get("in") == "path" and p.get("schema", {}).get("type") == "integer"}
+            rx = re.sub(r"\\{([^/]+?)\\}",
+                        lambda m: "[0-9]+" if m.group(1) in ints else "[^/]+",
+                        re.escape(template))
+            table.append((re.compile("^" + rx + "$"), {m.upper() for m in ops}))
+        app.state._allow_table = table
+    methods = {m.strip().upper() for m in given.split(",") if m.strip()}
+    for rx, ops in table:
+        if rx.match(path):
+            methods |= ops
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+def repeated_scalar_params(request: Request) -> None:
+    """App-wide dependency: a declared single-valued query parameter given twice is a 422
+    (``?limit=1&limit=2`` would otherwise silently keep one)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    params = request.query_params
+    for field in _query_fields(dependant):
+        name = field.alias
+        if len(params.getlist(name)) > 1 and not _is_sequence(field):
+            raise RequestValidationError([{
+                "type": "repeated", "loc": ("query", name),
+                "msg": "given more than once; this parameter takes one value",
+                "input": params.getlist(name)[:3]}])
+
+
+def _query_fields(dependant: Any) -> list[Any]:
+    out = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        out += _query_fields(sub)
+    return out
+
+
+def _is_sequence(field: Any) -> bool:
+    """Whether a FastAPI parameter field takes several values (``list[str]`` etc.)."""
+    return _sequence_type(getattr(getattr(field, "field_info", None), "annotation", None))
+
+
+def _sequence_type(t: Any) -> bool:
+    origin = get_origin(t)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    if origin in (Union, types.UnionType, Annotated):
+        return any(_sequence_type(a) for a in get_args(t)[: None if origin is not Annotated else 1])
+    return t in (list, tuple, set, frozenset)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error answer follow the documented shape (module docstring)."""
+
+    @app.exception_handler(WasmprofError)
+    async def _wasmprof_error(request: Request, exc: WasmprofError) -> OrjsonResponse:
+        return OrjsonResponse(exc.to_dict(), status_code=getattr(exc, "http_status", 400))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> OrjsonResponse:
+        body = _validation_error(exc)
+        if any(e.get("type") == "json_invalid" for e in body["errors"]):   # not JSON at all
+            body["error"] = "body is not valid JSON"
+            return OrjsonResponse(body, status_code=400)
+        return OrjsonResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        headers = dict(exc.headers or {})
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        error = detail
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path,
+                                                         headers.pop("Allow", "")))
+            detail = f"method {request.method} is not allowed here; allowed: {headers['Allow']}"
+            error = "method not allowed"
+        elif exc.status_code == 404 and detail == "Not Found":
+            error, detail = "not found", f"no route or object at {request.url.path}"
+        elif exc.status_code == 400 and "multipart" in detail.lower():
+            error, detail = "bad multipart body", f"body: {detail}"
+        return OrjsonResponse(error_body(error, detail), status_code=exc.status_code,
+                              headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> OrjsonResponse:
+        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return OrjsonResponse(error_body("internal error", "the server failed on this "
+                                         "request; the error is in its log"), status_code=500,
+                              headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def read_json_body(request: Request) -> Any:
+    """The request body parsed as JSON (an empty body is ``None``); a ``UsageError`` (400,
+    ``source="body"``) when it is not JSON. For routes that check their body by hand; prefer a
+    :class:`Body` model declared as the endpoint's parameter."""
+    import orjson
+
+    from wasmprof.errors import UsageError
+    raw = await request.body()
+    try:
+        return orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError as e:
+        raise UsageError(f"request body is not JSON: {e}", source="body") from None

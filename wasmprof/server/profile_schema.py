@@ -1,0 +1,67 @@
+"""Tables of the profile store (migration component ``profiles``).
+
+- ``profile_series``: one row per series = plugin + version + labels + thread + unit; ``key``
+  is the canonical JSON of those (unique). ``profile_series_labels`` repeats the labels as
+  rows for label discovery.
+- ``profile_frames``: one row per distinct *resolved* frame (function, file, line, column,
+  inlined, status, reason, wasm index, module name and identity, native, printed name);
+  ``id`` = a
+  63-bit hash of that content. Frames that could not be resolved yet (no module) carry the
+  raw address in their content and have a ``profile_pending`` row (scope + raw frame) so a
+  late module re-resolves exactly them.
+- ``profile_stacks``: the stack dictionary: ``id`` = hash of the frame ids (leaf first),
+  ``frames`` = those ids as little-endian int64.
+- ``profile_stack_pending``: which stacks hold a pending frame (to rewrite them).
+- ``profile_counts``: sample counts per (series, time bucket): ``data`` holds the (stack id,
+  count) pairs (:mod:`wasmprof.server.profile_codec`), ``samples`` their sum (time series
+  without decoding), ``width`` the bucket's seconds (10 → 60 → 3600 as it is downsampled).
+  Ingest appends one row per (series, bucket) it touches; the maintenance job merges rows.
+- ``profile_notes``: what symbolization said about a series' inputs (module matching...).
+- ``profile_state``: key/value (backfill progress).
+- ``profile_inputs`` (core table, the raw inputs) gains ``encoding`` (``zstd`` or ``zlib`` when the
+  stored bytes are compressed) and ``derived`` (0 = not yet aggregated — inputs from before this
+  store, backfilled in the background —, 1 = aggregated, -1 = refused by the checks).
+"""
+
+from __future__ import annotations
+
+COMPONENT = "profiles"
+
+MIGRATIONS = [
+    """CREATE TABLE profile_series (
+        id {id}, key TEXT NOT NULL UNIQUE, plugin TEXT, version TEXT, thread TEXT,
+        unit TEXT NOT NULL, labels TEXT NOT NULL, created_at {float} NOT NULL);
+    CREATE INDEX profile_series_plugin ON profile_series (plugin, version);
+    CREATE TABLE profile_series_labels (
+        series_id {bigint} NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (series_id, name));
+    CREATE INDEX profile_series_labels_name ON profile_series_labels (name, value);
+    CREATE TABLE profile_frames (
+        id {bigint} PRIMARY KEY, function TEXT, raw_function TEXT, file TEXT, line INTEGER,
+        col INTEGER, inlined INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT,
+        wasm_index INTEGER, module TEXT, native INTEGER NOT NULL, printed_name TEXT,
+        identity TEXT);
+    CREATE TABLE profile_stacks (
+        id {bigint} PRIMARY KEY, depth INTEGER NOT NULL, frames {blob} NOT NULL);
+    CREATE TABLE profile_pending (
+        frame_id {bigint} PRIMARY KEY, plugin TEXT NOT NULL, version TEXT NOT NULL,
+        raw TEXT NOT NULL, created_at {float} NOT NULL);
+    CREATE INDEX profile_pending_scope ON profile_pending (plugin, version);
+    CREATE TABLE profile_stack_pending (
+        frame_id {bigint} NOT NULL, stack_id {bigint} NOT NULL,
+        PRIMARY KEY (frame_id, stack_id));
+    CREATE TABLE profile_counts (
+        id {id}, series_id {bigint} NOT NULL, bucket {bigint} NOT NULL,
+        width INTEGER NOT NULL, samples {bigint} NOT NULL, stacks INTEGER NOT NULL,
+        data {blob} NOT NULL);
+    CREATE INDEX profile_counts_series ON profile_counts (series_id, bucket);
+    CREATE INDEX profile_counts_age ON profile_counts (width, bucket);
+    CREATE TABLE profile_notes (
+        series_id {bigint} NOT NULL, note_hash TEXT NOT NULL, note TEXT NOT NULL,
+        PRIMARY KEY (series_id, note_hash));
+    CREATE TABLE profile_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE profile_inputs ADD COLUMN encoding TEXT;
+    ALTER TABLE profile_inputs ADD COLUMN derived INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX profile_inputs_derived ON profile_inputs (derived, id);
+    CREATE INDEX profile_inputs_received ON profile_inputs (received_at)""",
+]
