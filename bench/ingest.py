@@ -80,6 +80,13 @@ def make_log(size: int, seed: int) -> tuple[bytes, int]:
     return ("\n".join(out) + "\n").encode(), crashes
 
 
+def fresh_occurrence(log: bytes, client: int, n: int) -> bytes:
+    """The log's crashes as new occurrences (log ingest stores a crash text posted again
+    once): the crash records' times get a date unique to this client and post."""
+    k = client * 100_000 + n
+    return log.replace(b"[2026-01-0", b"[%04d-%02d-0" % (3000 + k // 12, 1 + k % 12))
+
+
 def make_batches(samples: int, count: int = 32) -> list[bytes]:
     """``count`` distinct agent batches of ``samples`` samples: stacks along call paths of the
     fixture fib AOT module's real functions, every leaf PC drawn anew inside its function
@@ -181,7 +188,7 @@ class Load:
                                    params={"plugin": "bench", "batch_id": f"{self.tag}-{i}-{n}"},
                                    headers={"content-type": "application/json"})
                     else:
-                        body, _ = self.logs[n % len(self.logs)]
+                        body = fresh_occurrence(self.logs[n % len(self.logs)][0], i, n)
                         r = c.post("/api/v1/logs", content=body,
                                    params={"plugin": "bench", "source": f"client-{i}"})
                 except httpx.HTTPError:

@@ -120,11 +120,11 @@ def deliveries(server: Server, hook: dict) -> list[dict]:
                       params={"webhook_id": hook["id"]}).json()["deliveries"]
 
 
-def envoy_log(data_dir: Path) -> bytes:
+def envoy_log(data_dir: Path, second: int = 2) -> bytes:
     """The WAMR dump as it appears in an Envoy container log: the Envoy error line, then
-    the runtime's stdout block."""
+    the runtime's stdout block (``second``: another occurrence of the crash)."""
     dump = (data_dir / DUMP).read_text()
-    head = ("[2026-11-25 20:01:02.345][17][error][wasm] "
+    head = (f"[2026-11-25 20:01:{second:02d}.345][17][error][wasm] "
             "[source/extensions/common/wasm/wasm_vm.cc:38] Function: proxy_on_request_headers "
             "failed: Exception: out of bounds memory access\n")
     return (head + dump).encode()
@@ -164,7 +164,7 @@ def test_new_group_then_regressed_after_resolve(server, hooks_, data_dir):
 
         server.api("POST", f"/api/v1/crash-groups/{gid}/resolve")
         server.api("POST", "/api/v1/logs", params={"plugin": "key-auth", "version": "1.0"},
-                   content=log)
+                   content=envoy_log(data_dir, 3))
         def regressed(reqs):
             return [q for q in reqs if q.header("X-Wasmprof-Event") == "crash.regressed"]
         assert rx.wait_for(regressed)
@@ -172,7 +172,8 @@ def test_new_group_then_regressed_after_resolve(server, hooks_, data_dir):
         assert verify("server-test-secret", again.body, again.headers)
         assert orjson.loads(again.body)["group_id"] == str(gid)
         # a third crash of the (still regressed, not resolved) group is not a new alert
-        server.api("POST", "/api/v1/logs", params={"plugin": "key-auth"}, content=log)
+        server.api("POST", "/api/v1/logs", params={"plugin": "key-auth"},
+                   content=envoy_log(data_dir, 4))
         assert sorted(d["event"] for d in deliveries(server, hook)) == [
             "crash.new_group", "crash.regressed"]
         assert wait_until(lambda: all(d["status"] == "delivered"

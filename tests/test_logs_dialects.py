@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from wasmprof.ingest.crashlog import scan_crashes, scan_log
+from wasmprof.ingest.envelopes import CriPeeler
 from wasmprof.ingest.logline import LineFormat, format_record, parse_line
 from wasmprof.model import AddressSpace, Crash, Runtime, TrapKind
 
@@ -33,8 +34,9 @@ def test_line_prefixes_parse_to_fields():
         LineFormat.ISTIO_OLD, None, "wasm", "Function: a failed: b")
     agent = parse_line("2020-04-16T01:58:23.257420Z\tinfo\tWatcher start\twith tab")
     assert (agent.format, agent.message) == (LineFormat.ISTIO_AGENT, "Watcher start\twith tab")
-    cri = parse_line("2024-01-01T00:00:00.123456789Z stdout F #00: 0x0010 - f")
-    assert (cri.format, cri.stream, cri.message) == (LineFormat.PLAIN, "stdout", "#00: 0x0010 - f")
+    # the CRI prefix is an envelope (wasmprof.ingest.envelopes), peeled before parse_line
+    assert CriPeeler().peel("2024-01-01T00:00:00.123456789Z stdout F #00: 0x0010 - f") == [
+        ("#00: 0x0010 - f", None, "stdout")]
     js = parse_line(format_record(LineFormat.ISTIO_JSON, "Function: a failed: b\nline2",
                                   thread="7"))
     assert (js.format, js.thread, js.message, js.extra_lines) == (
@@ -115,7 +117,9 @@ def test_v8_rust_panic_keeps_mangled_names_and_panic_message():
     assert len(c.raw_frames) == 10
     assert c.raw_frames[2].printed_name == "_ZN3std9panicking20rust_panic_with_hook17h1c368a27f9b0afe1E"
     assert c.raw_frames[9].offset == 0x47DA
-    assert any("panicked at 'failed to connect to Redis" in n for n in c.notes)
+    assert c.panic is not None and (c.panic.kind, c.panic.location) == ("rust", "src/lib.rs:74:10")
+    assert c.panic.message.startswith("failed to connect to Redis")
+    assert c.raw[0].endswith("src/lib.rs:74:10") and c.first_line == 1
     assert c.plugin is None                      # "wasm log:" without ids names no plugin
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from pg import wait_until
 from server_proc import ServerProcess, wasmprof_cli
+from logs_util import occurrence
 
 pytestmark = pytest.mark.slow
 
@@ -163,13 +164,20 @@ def test_log_to_symbolized_group_then_resolve_and_regress(srv, data_dir):
         [(w["function"], w["file"], w["line"], w["column"]) for w in want]
     assert ev["labels"] == {"pod": "gw-1"} and ev["raw"] and ev["raw_frames"][0]["printed_name"]
     assert ev["grouping"]["basis"] == "symbols" and "top" in ev["grouping"]["explanation"]
-    with _client(srv, "ingest") as c:
-        again = c.post("/api/v1/logs", params={"plugin": "oob", "version": "2.1"}, content=body).json()
+    with _client(srv, "ingest") as c:       # the same log again: the same crash, stored once
+        same = c.post("/api/v1/logs", params={"plugin": "oob", "version": "2.0", "pod": "gw-1"},
+                      content=body).json()
+        assert (same["crashes"], same["new_events"], same["duplicate_events"]) == (1, 0, 1)
+        again = c.post("/api/v1/logs", params={"plugin": "oob", "version": "2.1"},
+                       content=occurrence(body, 1)).json()
+    with _client(srv, "read") as c:
+        assert c.get(f"/api/v1/crash-groups/{gid}").json()["count"] == 2
     assert again["groups"][0]["id"] == gid and again["groups"][0]["new"] is False
     with _client(srv, "admin") as c:
         assert c.post(f"/api/v1/crash-groups/{gid}/resolve").json()["status"] == "resolved"
     with _client(srv, "ingest") as c:
-        third = c.post("/api/v1/logs", params={"plugin": "oob", "version": "2.1"}, content=body).json()
+        third = c.post("/api/v1/logs", params={"plugin": "oob", "version": "2.1"},
+                       content=occurrence(body, 2)).json()
     assert third["groups"][0]["regressed"] is True
     with _client(srv, "read") as c:
         g = c.get(f"/api/v1/crash-groups/{gid}").json()

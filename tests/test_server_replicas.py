@@ -10,6 +10,7 @@ import pytest
 
 from pg import wait_until
 from server_proc import ServerProcess, wasmprof_cli
+from logs_util import occurrence
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -44,17 +45,23 @@ def test_two_replicas_share_modules_groups_and_counts(replicas, data_dir):
     gid = first["groups"][0]["id"]
     results, errors = [], []
 
-    def post(server):
+    def post(server, k):
         try:
             with server.client(token) as c:
-                for _ in range(5):
+                for j in range(5):
+                    # the same crash again (a shipper retrying, on either replica): stored once
                     r = c.post("/api/v1/logs", params={"plugin": "shared"}, content=log)
+                    r.raise_for_status()
+                    assert r.json()["new_events"] == 0 and r.json()["groups"] == []
+                    # another occurrence of it
+                    r = c.post("/api/v1/logs", params={"plugin": "shared"},
+                               content=occurrence(log, 1 + 5 * k + j))
                     r.raise_for_status()
                     results.append(r.json()["groups"][0])
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=post, args=((a, b)[i % 2],)) for i in range(6)]
+    threads = [threading.Thread(target=post, args=((a, b)[i % 2], i)) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -70,5 +77,5 @@ def test_two_replicas_share_modules_groups_and_counts(replicas, data_dir):
         ca.post(f"/api/v1/crash-groups/{gid}/resolve")
     with b.client(token) as cb:
         assert cb.post("/api/v1/logs", params={"plugin": "shared"},
-                       content=log).json()["groups"][0]["regressed"] is True
+                       content=occurrence(log, 99)).json()["groups"][0]["regressed"] is True
         assert cb.get(f"/api/v1/crash-groups/{gid}").json()["status"] == "regressed"

@@ -15,12 +15,18 @@ Contract (:class:`CrashSymbolizer`):
 - Never guesses silently: ambiguous module choices and assumed modes are noted in
   ``crash.notes``.
 
-Space rules (``mode="auto"``): V8 -> ``v8``, Wasmtime -> ``wasmtime``, Envoy native ->
+Space rules (``mode="auto"``): V8 (in Envoy, and node/Chrome/Deno ``err.stack``) -> ``v8``,
+Wasmtime -> ``wasmtime``, Envoy native ->
 ``native``; a WAMR dump -> ``aot`` when the module is an ``.aot``/``.aot.wasm``/wamrc
 object, else decided from the bytes at the printed caller offsets: a ``call`` opcode *at*
 the offset means AOT, a ``call`` instruction *ending* at it means the classic interpreter,
 neither (offsets outside the named functions) means the fast interpreter (function only).
 An explicit mode applies to every Wasm frame.
+
+A crash carrying a panic with the runtime's own text frames (Go's goroutine traceback) gets
+them appended to ``crash.frames`` after the in-VM frames, status ``runtime-text``, never
+resolved. Printed names that cannot be resolved (no module) are shown demangled
+(:func:`wasmprof.addr2line.demangle.display_name`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from wasmprof.addr2line.demangle import display_name
 from wasmprof.model import (AddressSpace, Crash, Frame, FrameStatus, Module, ModuleKind,
                             RawFrame, Runtime)
 
@@ -156,7 +163,7 @@ class CrashSymbolizer:
             crash.notes.append(note)
 
     def _runtime_compatible(self, crash: Crash, mods: list[Module]) -> list[Module]:
-        if crash.runtime in (Runtime.V8, Runtime.WAVM):
+        if crash.runtime in (Runtime.V8, Runtime.V8_JS, Runtime.WAVM):
             return [m for m in mods if m.kind in (ModuleKind.WASM, ModuleKind.AOT_WASM)]
         if crash.runtime is Runtime.WASMTIME:
             return [m for m in mods if m.kind in (ModuleKind.WASM, ModuleKind.AOT_WASM,
@@ -229,6 +236,9 @@ class CrashSymbolizer:
             return _MODE_SPACE[self.mode], f"--mode {self.mode}"
         if crash.runtime is Runtime.V8:
             return AddressSpace.V8, "V8 backtrace: module offsets of the instruction"
+        if crash.runtime is Runtime.V8_JS:
+            return AddressSpace.V8, ("V8 err.stack (node/Chrome/Deno): module offsets of the "
+                                     "instruction")
         if crash.runtime is Runtime.WASMTIME:
             return AddressSpace.WASMTIME, "Wasmtime backtrace: module offsets of the instruction"
         if crash.runtime is Runtime.WAVM:
@@ -340,6 +350,8 @@ class CrashSymbolizer:
                 if fr.printed_name is None:
                     fr.printed_name = raw.printed_name
             frames.extend(chain)
+        if crash.panic is not None and crash.panic.frames:
+            frames.extend(_runtime_text_frames(crash))
         crash.frames = frames
         return crash
 
@@ -437,8 +449,33 @@ def _native_frame(raw: RawFrame) -> Frame:
                  if raw.printed_name else "native address without a symbol (JIT/AOT code?)")
 
 
+def _runtime_text_frames(crash: Crash) -> list[Frame]:
+    """The panic's text frames (copies), each saying which in-VM frame names the same
+    function (Go's linker prints ``main.(*T).M`` as ``main.__T_.M`` in the name section)."""
+    assert crash.panic is not None
+    by_name: dict[str, int] = {}
+    for i, raw in enumerate(crash.raw_frames):
+        if raw.printed_name:
+            by_name.setdefault(_go_symbol(raw.printed_name), i)
+    out = []
+    for f in crash.panic.frames:
+        k = by_name.get(_go_symbol(f.function or ""))
+        reason = f.reason or "printed by the language runtime"
+        if k is not None:
+            reason += f"; the in-VM frame #{crash.raw_frames[k].index} names the same function"
+        out.append(replace(f, reason=reason, input_index=None))
+    return out
+
+
+def _go_symbol(name: str) -> str:
+    """A Go function name as Go's linker writes it into the name section."""
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in name)
+
+
 def _unresolved(raw: RawFrame, why: str) -> Frame:
     name = raw.printed_name if raw.printed_name and not raw.printed_name.startswith("$f") else None
+    if name:
+        name = display_name(name)
     if name:
         status = FrameStatus.FUNCTION_ONLY
     elif raw.func_index is not None:

@@ -9,6 +9,13 @@ fingerprint = sha256(plugin, trap kind, top N in-app frames), where a frame's ke
    fallback for modules without symbols or crashes that arrived before their module;
 3. with no usable frame at all, the trap message with numbers masked.
 
+A crash whose plugin printed a panic (``Crash.panic``) and whose Wasm frames are all glue
+(runtime, panic machinery, the proxy-wasm SDK's dispatch and ``proxy_on_*`` entry points:
+every TinyGo crash is ``runtime._panic`` < ``proxy_on_…``) is grouped on the panic instead
+(basis ``panic``): Go's own traceback functions (in-app ones, top N) when it printed them,
+else the panic kind + the file of its location + its message with numbers and quoted text
+masked (no line number, so a rebuilt version keeps its group).
+
 Frames skipped as not in-app: host/native frames, language runtimes and panic machinery
 (``runtime.*``, ``core::panicking``, ``std::panicking``, ``rust_panic``, ``abort``,
 ``__assert_fail``…), allocators (``malloc``, ``dlmalloc``, ``__rust_alloc``…), libc memory
@@ -24,17 +31,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasmprof.model import Crash, Frame, FrameStatus, RawFrame
+from wasmprof.addr2line.demangle import runtime_glue
+from wasmprof.model import Crash, Frame, FrameStatus, Panic, RawFrame
 
 DEFAULT_TOP_N = 5
 
 _SKIP_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("runtime/panic", re.compile(
-        r"^(runtime[./]|std::panicking|core::panicking|std::rt::|std::sys::|core::result::unwrap_failed"
+        r"^(runtime[./]|std::panicking|core::panicking|std::rt::|std::sys::|std::sys_common::"
+        r"|panic_abort::|panic_unwind::|core::panic::|core::result::unwrap_failed"
         r"|core::option::(expect|unwrap)_failed|rust_panic|rust_begin_unwind|__rust_start_panic"
         r"|__rust_end_short_backtrace|__rust_begin_short_backtrace|__rust_panic|_panic$|panic$"
         r"|abort$|__assert_fail|__wasi_|__wasilibc_|_Exit$|_exit$|exit$|raise$"
-        r"|__cxa_|std::terminate|__cxxabiv1)")),
+        r"|__cxa_|std::terminate|std::__terminate|__cxxabiv1|__abort_message|abort_message"
+        r"|demangling_terminate_handler|std::__1::__throw_|std::__throw_|__assert_func)")),
+    ("runtime/panic", re.compile(               # Rust std's panic path, as DWARF names it inlined
+        r"(?:^|::)(?:begin_panic_handler|begin_panic|panic_fmt|panic_bounds_check|panic_display"
+        r"|rust_panic_with_hook|rust_panic|__rust_end_short_backtrace|__rust_start_panic"
+        r"|abort_internal|unwrap_failed|expect_failed)(?:::|$)")),
     ("allocator", re.compile(
         r"^(malloc|free|calloc|realloc|aligned_alloc|posix_memalign|memalign|dlmalloc|dlfree"
         r"|dlrealloc|dlcalloc|internal_memalign|sbrk|__rust_alloc|__rust_dealloc|__rust_realloc"
@@ -101,12 +115,49 @@ def normalize_function(name: str) -> str:
     return text.strip() or name
 
 
+_SDK = re.compile(r"^(?:proxy_on_\w+$|proxy_abi_version|_?proxy_wasm|proxy_wasm::|"
+                  r"github\.com[/_][\w.\-/]*proxy[_\-]wasm[_\-]go[_\-]sdk|"
+                  r"github\.com[/_][\w.\-/]*wasm[_\-]go[/_.]pkg[/_.]wrapper)")
+_QUOTED = re.compile(r"'[^']{0,200}'|\"[^\"]{0,200}\"|`[^`]{0,200}`")
+
+
 def skip_reason(function: str) -> str | None:
     """Why a frame with this (normalized) function is not in-app, or None when it is."""
     for why, rx in _SKIP_RULES:
         if rx.search(function):
             return why
+    if runtime_glue(function):
+        return "runtime/panic"
     return None
+
+
+def _panic_glue(key: FrameKey) -> bool:
+    """Frames that say nothing about where a panic came from: proxy-wasm entry points and
+    SDK dispatch (in-app only when the plugin printed no panic)."""
+    return bool(_SDK.search(key.function or key.key))
+
+
+def _panic_key(panic: Panic, top_n: int) -> tuple[str, list[str], str, list[FrameKey]]:
+    """(title after the trap kind, fingerprint parts, explanation, Go frames used)."""
+    go = []
+    for f in panic.frames:
+        norm = normalize_function(f.function or "")
+        if norm and not skip_reason(norm) and not _SDK.search(norm):
+            go.append(FrameKey(key=norm, function=f.function, kind="symbol",
+                               status=str(f.status), input_index=None))
+    if go:
+        used = go[:top_n]
+        return (f"in {used[0].function or used[0].key}", [f"{panic.kind}-traceback", *(k.key for k in used)],
+                f"{panic.language} panic + the top {len(used)} in-app function(s) of its own "
+                f"traceback: {' < '.join(k.key for k in used)}", used)
+    msg = _NUMBERS.sub("N", _QUOTED.sub("'…'", (panic.message or "").strip()))[:300]
+    where = panic.locations[0][0] if panic.locations else ""
+    lead = f": {msg}" if msg else f" at {panic.location or '(unknown location)'}"
+    if msg and panic.location:
+        lead += f" at {panic.location}"
+    return (lead, [panic.kind, where, msg],
+            f"{panic.language} panic at {where or '(no location printed)'} + its message "
+            f"{msg!r} (numbers and quoted text masked; line numbers left out)", [])
 
 
 @dataclass(slots=True)
@@ -212,6 +263,18 @@ def fingerprint(crash: Crash, *, plugin: str | None = None, module_identity: str
         keys = [k for r in crash.raw_frames if (k := _key_raw(r, identity)) is not None]
     in_app = [k for k in keys if not k.skipped]
     skipped = [k for k in keys if k.skipped]
+    panic = crash.panic
+    if panic is not None and not [k for k in in_app if not _panic_glue(k)]:
+        lead, parts, why, used = _panic_key(panic, top_n)
+        h = hashlib.sha256("\x1f".join([plugin, trap, "panic", *parts]).encode("utf-8", "replace"))
+        explanation = (f"plugin {plugin or '(none)'} + trap {trap} + {why}: every Wasm frame is "
+                       "runtime, panic or SDK glue")
+        glue = [FrameKey(key=k.key, function=k.function, kind=k.kind, status=k.status,
+                         input_index=k.input_index, skipped=k.skipped or "proxy-wasm entry/SDK")
+                for k in keys]
+        title = f"{trap} {lead}" if lead.startswith("in ") else f"{trap}{lead}"
+        return GroupKey(fingerprint=h.hexdigest()[:40], title=title[:300],
+                        basis="panic", used=used, skipped=glue, explanation=explanation)
     note = ""
     only_glue = bool(keys) and all(k.skipped in ("entry glue", "host frame") for k in keys)
     if not in_app and keys and not only_glue:

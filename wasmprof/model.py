@@ -66,12 +66,17 @@ class FrameStatus(StrEnum):
       without an address map...
     - ``index-only``: only a function index is known (``$f12``, ``aot_func#3``), no name.
     - ``unknown``: nothing could be resolved (no module, address outside any function).
+    - ``runtime-text``: function, file and line as the language runtime printed them in its
+      own traceback text (Go's goroutine traceback: Go Wasm modules carry no DWARF). Never
+      looked up in DWARF nor checked against the module; ``reason`` says where the text
+      came from. Such frames have no ``input_index`` (they are not in-VM frames).
     """
 
     EXACT = "exact"
     FUNCTION_ONLY = "function-only"
     INDEX_ONLY = "index-only"
     UNKNOWN = "unknown"
+    RUNTIME_TEXT = "runtime-text"
 
 
 @dataclass(slots=True)
@@ -123,7 +128,11 @@ class RawFrame:
 @dataclass(slots=True)
 class Frame:
     """A resolved frame. One input frame expands into its inline chain, innermost first;
-    ``inlined`` is True for all but the last (outermost) element of a chain."""
+    ``inlined`` is True for all but the last (outermost) element of a chain.
+
+    Frames with status ``runtime-text`` (see :class:`FrameStatus`) were read from a
+    language runtime's own traceback text (``Panic.frames``), not resolved: they follow the
+    in-VM frames in ``Crash.frames`` and have ``input_index`` None."""
 
     function: str | None
     status: FrameStatus
@@ -186,10 +195,96 @@ class Runtime(StrEnum):
     WAMR_AOT = "wamr-aot"
     WAMR = "wamr"                     # WAMR dump whose mode the log does not tell
     V8 = "v8"
+    V8_JS = "v8-js"                   # err.stack of node / Chrome / Deno (outside Envoy)
     WASMTIME = "wasmtime"
     WAVM = "wavm"
     ENVOY_NATIVE = "envoy-native"
     UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class Panic:
+    """What the plugin's language runtime printed when it gave up, reassembled from the
+    plugin's output (Envoy ``wasm log`` records, one per ``fd_write``, or plain lines).
+
+    ``kind``: ``go`` (gc: ``panic:`` / ``fatal error:`` and a goroutine traceback),
+    ``tinygo`` (``panic: …`` on one line, no traceback), ``rust`` (``panicked at``, both
+    the pre-1.73 and the 1.73+ layout), ``cxx`` (``terminate called …``, ``libc++abi: …``)
+    or ``c`` (``Assertion failed: …``). ``locations`` are ``(file, line, column)`` as
+    printed, the panic site first (Go: the innermost non-runtime frame). ``frames`` are the
+    runtime's text frames (Go's traceback), status ``runtime-text``. ``lines`` is the
+    reassembled output text; ``records`` counts the log records it came from and
+    ``log_lines`` the log lines they took (the first ones of ``Crash.raw``).
+    ``partial``: no trap followed within the window (the crash is this panic alone).
+    """
+
+    kind: str
+    language: str
+    message: str | None = None
+    locations: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+    recovered: bool = False
+    frames: list[Frame] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    records: int = 0
+    log_lines: int = 0
+    first_line: int | None = None
+    partial: bool = False
+
+    @property
+    def location(self) -> str | None:
+        """``file:line[:col]`` of the panic site, when printed."""
+        if not self.locations:
+            return None
+        f, line, col = self.locations[0]
+        return f + (f":{line}" if line is not None else "") + (f":{col}" if col is not None else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "language": self.language, "message": self.message,
+                "location": self.location,
+                "locations": [{"file": f, "line": ln, "column": c} for f, ln, c in self.locations],
+                "recovered": self.recovered, "frames": [f.to_dict() for f in self.frames],
+                "lines": list(self.lines), "records": self.records,
+                "log_lines": self.log_lines, "first_line": self.first_line,
+                "partial": self.partial}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Panic:
+        frames = []
+        for f in d.get("frames") or []:
+            f = dict(f)
+            f["status"] = FrameStatus(f["status"])
+            frames.append(Frame(**f))
+        return cls(kind=d.get("kind") or "unknown", language=d.get("language") or "unknown",
+                   message=d.get("message"),
+                   locations=[(x.get("file") or "", x.get("line"), x.get("column"))
+                              for x in d.get("locations") or []],
+                   recovered=bool(d.get("recovered")), frames=frames,
+                   lines=list(d.get("lines") or []), records=int(d.get("records") or 0),
+                   log_lines=int(d.get("log_lines") or 0), first_line=d.get("first_line"),
+                   partial=bool(d.get("partial")))
+
+
+@dataclass(slots=True)
+class Breadcrumb:
+    """One of the plugin's log records on the crash's thread before the crash (oldest
+    first in ``Crash.breadcrumbs``): ``level`` as Envoy logged it (``info`` = the plugin's
+    stdout, ``error`` = stderr or ``proxy_log`` at that level), ``text`` after
+    ``wasm log …:`` (cut to a bounded length)."""
+
+    line: int
+    level: str | None
+    text: str
+    plugin: str | None = None
+    timestamp: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "level": self.level, "text": self.text,
+                "plugin": self.plugin, "timestamp": self.timestamp}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Breadcrumb:
+        return cls(line=int(d.get("line") or 0), level=d.get("level"), text=d.get("text") or "",
+                   plugin=d.get("plugin"), timestamp=d.get("timestamp"))
 
 
 @dataclass(slots=True)
@@ -199,6 +294,10 @@ class Crash:
     ``raw_frames`` keep what the log said; ``frames`` are filled by the resolver (flat,
     innermost first, inline chains expanded, each carrying ``input_index``).
     ``partial`` is True when the block was cut short or damaged; ``notes`` say why.
+    ``panic``: the plugin's own panic output attached to the crash (or the whole crash, when
+    no trap followed it: then ``partial``); ``breadcrumbs``: the plugin's last log records on
+    the crash's thread before it (bounded). ``origin``: the log stream within the input
+    (pod/container of a kubectl/stern prefix or a shipper's record) when the input says.
     """
 
     message: str | None = None
@@ -218,6 +317,9 @@ class Crash:
     frames: list[Frame] = field(default_factory=list)
     partial: bool = False
     notes: list[str] = field(default_factory=list)
+    panic: Panic | None = None
+    breadcrumbs: list[Breadcrumb] = field(default_factory=list)
+    origin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +331,9 @@ class Crash:
             "notes": list(self.notes),
             "frames": [f.to_dict() for f in self.frames],
             "raw": list(self.raw),
+            "panic": self.panic.to_dict() if self.panic is not None else None,
+            "breadcrumbs": [b.to_dict() for b in self.breadcrumbs],
+            "origin": self.origin,
         }
 
 

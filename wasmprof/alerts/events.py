@@ -114,6 +114,7 @@ class AlertEvent:
     frames: list[AlertFrame] = field(default_factory=list)
     spike: SpikeInfo | None = None
     regressions: list[RegressionInfo] = field(default_factory=list)
+    panic: dict[str, Any] | None = None     # the plugin's panic: kind, language, message, location
     health: HealthInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +134,7 @@ class AlertEvent:
             frames=[AlertFrame(**f) for f in d.get("frames") or []],
             spike=SpikeInfo(**spike) if spike else None,
             regressions=[RegressionInfo(**r) for r in d.get("regressions") or []],
+            panic=d.get("panic"),
             health=HealthInfo(**d["health"]) if d.get("health") else None,
         )
 

@@ -148,7 +148,7 @@ def crash_alert(kind: EventType, group: Any, event: Any, *, key: str, now: float
         count=int(_get(group, "count")) if _get(group, "count") is not None else None,
         first_seen=_as_float(_get(group, "first_seen")),
         last_seen=_as_float(_get(group, "last_seen")),
-        frames=frames)
+        frames=frames, panic=_get(event, "panic"))
 
 
 def on_crash_event(db: Any, group: Any, event: Any, is_new_group: bool, regressed: bool, *,

@@ -81,6 +81,12 @@ def event_json(event: AlertEvent, base_url: str) -> dict[str, Any]:
                  "inlined": f.inlined}
                 for f in event.frames[:MAX_FRAMES]],
         })
+    if event.panic:
+        p = event.panic
+        d["panic"] = {"kind": clean(p.get("kind"), 20), "language": clean(p.get("language"), 20),
+                      "message": clean(p.get("message"), 1000),
+                      "location": clean(p.get("location"), 520),
+                      "recovered": bool(p.get("recovered")), "partial": bool(p.get("partial"))}
     if event.spike is not None:
         d["spike"] = {"window_seconds": event.spike.window_seconds,
                       "count_in_window": event.spike.count_in_window,
@@ -178,6 +184,14 @@ def slack_escape(text: str | None) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _panic_text(panic: dict[str, Any] | None) -> str | None:
+    """``Go: runtime error: … at main.go:21`` for the Slack field."""
+    if not panic:
+        return None
+    text = f"{panic.get('language') or panic.get('kind') or '?'}: {panic.get('message') or '?'}"
+    return text + (f" at {panic['location']}" if panic.get("location") else "")
+
+
 def _slack_code(text: str) -> str:
     return slack_escape(text).replace("`", "ˋ")
 
@@ -191,7 +205,8 @@ def _slack_event_blocks(event: AlertEvent, base_url: str) -> list[dict[str, Any]
                          ("Trap", event.trap_kind),
                          ("Count", None if event.count is None else str(event.count)),
                          ("First seen", iso(event.first_seen)),
-                         ("Last seen", iso(event.last_seen))):
+                         ("Last seen", iso(event.last_seen)),
+                         ("Panic", _panic_text(event.panic))):
         if value:
             fields.append({"type": "mrkdwn",
                            "text": f"*{label}*\n{slack_escape(clean(value, 200))}"})

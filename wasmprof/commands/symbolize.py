@@ -32,12 +32,23 @@ examples:
   wasmprof symbolize iwasm.out --module plugin.wasm --mode fast-interp --json
         force the offset space; JSON: {"crashes": [{"message", "trap_kind", "frames"...}]}
 
+  kubectl logs deploy/higress-gateway --prefix --timestamps | wasmprof symbolize - --json
+        envelopes are peeled first: kubectl/stern prefixes, Docker json-file, CRI,
+        Fluent Bit / Vector / Loki JSON, TUI borders, pasted JSON strings
+  node run.js 2> err.txt; wasmprof symbolize err.txt --module plugin.wasm
+        node / Chrome / Deno err.stack traces (wasm://wasm/...:wasm-function[N]:0x...)
+
 Reads Envoy, istio-proxy (TSV and JSON) and Higress logs, plain stdout (WAMR dumps) and
-.gz files. Dialects: WAMR call-stack dumps (classic/fast interpreter, AOT), V8 and WAVM
-in-VM backtraces, Wasmtime traps, Envoy native crash backtraces (kept as native frames).
+.gz files, in whatever envelope they were shipped or pasted (detected from the first
+lines). Dialects: WAMR call-stack dumps (classic/fast interpreter, AOT), V8 and WAVM
+in-VM backtraces, V8 err.stack outside Envoy, Wasmtime traps, Envoy native crash
+backtraces (kept as native frames). The plugin's own panic output (Go's goroutine
+traceback written one token per record, TinyGo, Rust, C++) is reassembled per thread and
+shown with the crash that follows it, with the plugin's last log lines (breadcrumbs).
 --mode auto (default) infers the offset space from the dialect and the module and prints
 its choice under each crash.
-Exit codes: 0 crashes found, 1 none found, 2 bad usage or input.
+Exit codes: 0 crashes found, 1 none found, 2 bad usage or input (a binary file given as
+LOG: "did you mean --module?").
 """
 
 MODULE_SUFFIXES = (".wasm", ".aot", ".o", ".cwasm")
@@ -153,7 +164,9 @@ class _open_log:
 
     def __enter__(self) -> BinaryIO:
         if self.path == "-":
-            return sys.stdin.buffer
+            stdin = _GuardedStream(sys.stdin.buffer, "<stdin>")
+            check_text(stdin.peek(TEXT_SNIFF), "<stdin>")
+            return stdin  # type: ignore[return-value]
         try:
             if self.path.endswith(".gz"):
                 self.stream = gzip.open(self.path, "rb")  # type: ignore[assignment]
@@ -161,7 +174,9 @@ class _open_log:
                 self.stream = open(self.path, "rb")  # noqa: SIM115
         except OSError as e:
             raise WasmprofError(f"cannot read log: {e.strerror}", source=self.path) from None
-        return _GuardedStream(self.stream, self.path)  # type: ignore[return-value]
+        guarded = _GuardedStream(self.stream, self.path)
+        check_text(guarded.peek(TEXT_SNIFF), self.path)
+        return guarded  # type: ignore[return-value]
 
     def __exit__(self, *exc) -> None:
         if self.stream is not None:
@@ -169,17 +184,77 @@ class _open_log:
 
 
 class _GuardedStream:
-    """Turns read errors (a corrupt .gz, an unreadable file) into WasmprofError."""
+    """Turns read errors (a corrupt .gz, an unreadable file) into WasmprofError; a gzip
+    stream without the .gz name is decompressed too."""
 
     def __init__(self, stream: BinaryIO, path: str) -> None:
         self.stream = stream
         self.path = path
+        self.head = b""
 
-    def read(self, n: int = -1) -> bytes:
+    def peek(self, n: int) -> bytes:
+        """The first ``n`` bytes (kept for the next reads)."""
+        while len(self.head) < n:
+            piece = self.read(n - len(self.head), _peeking=True)
+            if not piece:
+                break
+            self.head += piece
+        if self.head[:2] == b"\x1f\x8b" and not isinstance(self.stream, gzip.GzipFile):
+            self.stream = gzip.GzipFile(fileobj=_Prefixed(self.head, self.stream))  # type: ignore[assignment]
+            self.head = b""
+            return self.peek(n)
+        return self.head[:n]
+
+    def read(self, n: int = -1, *, _peeking: bool = False) -> bytes:
+        if self.head and not _peeking:
+            if n < 0:
+                out, self.head = self.head + self._read(-1), b""
+                return out
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self._read(n)
+
+    def _read(self, n: int) -> bytes:
         try:
             return self.stream.read(n)
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise WasmprofError(f"cannot read log: {e}", source=self.path) from None
+
+
+class _Prefixed:
+    """Bytes already read, then the rest of a stream."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self.head, self.stream = head, stream
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out, self.head = (self.head, b"") if n < 0 else (self.head[:n], self.head[n:])
+            return out
+        return self.stream.read(n)
+
+
+TEXT_SNIFF = 1024
+_BINARY_MAGIC = {b"\0asm": "a WebAssembly module", b"\0aot": "a WAMR AOT module",
+                 b"\x7fELF": "an ELF file"}
+
+
+def check_text(head: bytes, source: str) -> None:
+    """Refuse a binary file given where a log belongs (``wasmprof symbolize plugin.wasm``),
+    judged from its first KiB: Wasm/AOT/ELF magic, NUL bytes, or mostly non-text bytes."""
+    what = next((w for magic, w in _BINARY_MAGIC.items() if head.startswith(magic)), None)
+    if what is None and head:
+        if b"\0" in head:
+            what = "binary data (NUL bytes)"
+        else:
+            text = head.decode("utf-8", "replace")
+            odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\x1b\x0c"))
+            if odd * 10 > len(text):
+                what = "binary data"
+    if what is not None:
+        raise WasmprofError(f"not a text log ({what}); did you mean --module?", source=source,
+                            offset=0, expected="a gateway log (text)",
+                            found=what)
 
 
 # -- text rendering -------------------------------------------------------------------------
@@ -241,7 +316,14 @@ def render_crash(crash: Crash, number: int, *, color: bool = False) -> str:
     frame_raw = {id(rf.raw): i for i, rf in enumerate(crash.raw_frames) if rf.raw is not None}
     total = len(crash.raw_frames)
     elide = range(SHOW_HEAD, total - SHOW_TAIL) if total > SHOW_HEAD + SHOW_TAIL + 10 else range(0)
-    for raw in crash.raw:
+    panic_lines = crash.panic.log_lines if crash.panic is not None else 0
+    for n, raw in enumerate(crash.raw):
+        if panic_lines > PANIC_SHOWN and PANIC_SHOWN // 2 <= n < panic_lines - PANIC_SHOWN // 2:
+            if n == PANIC_SHOWN // 2:
+                lines.append(_style(f"    ... {panic_lines - PANIC_SHOWN} more lines of the "
+                                    "plugin's panic output (reassembled below; --json has "
+                                    "them all)", "2", color))
+            continue
         k = frame_raw.get(id(raw))
         if k is not None and k in elide:
             if k == elide.start:
@@ -259,12 +341,48 @@ def render_crash(crash: Crash, number: int, *, color: bool = False) -> str:
             text = describe_frame(fr, outer)
             lines.append(arrow + (_style(text, "36", color) if fr.status is FrameStatus.EXACT
                                   else text))
+    lines.extend(_render_panic(crash, by_input.get(-1, []), color))
+    if crash.breadcrumbs:
+        lines.append(_style(f"    breadcrumbs (the plugin's last {len(crash.breadcrumbs)} log "
+                            "records on this thread):", "2", color))
+        for b in crash.breadcrumbs:
+            lines.append(_style(f"      {b.line}: [{b.level or '?'}] " + sanitize(b.text, single_line=True),
+                                "2", color))
     for note in crash.notes:
         lines.append(_style("    note: " + sanitize(note, single_line=True), "2", color))
     return "\n".join(lines) + "\n"
 
 
+def _render_panic(crash: Crash, text_frames: list[Frame], color: bool) -> list[str]:
+    p = crash.panic
+    if p is None:
+        return []
+    head = f"    panic ({p.language}{', recovered' if p.recovered else ''}"
+    head += ", partial: no trap followed)" if p.partial else ")"
+    head += ": " + sanitize(p.message or "?", single_line=True)
+    if p.location:
+        head += " at " + sanitize(p.location, single_line=True)
+    out = [_style(head, "1;33", color)]
+    if p.records > 1 and p.lines:
+        out.append(_style(f"    its output, reassembled from {p.records} log records:", "2",
+                          color))
+        out.extend("      " + sanitize(x, single_line=True).replace("\t", "    ")
+                   for x in p.lines[:PANIC_TEXT_SHOWN])
+        if len(p.lines) > PANIC_TEXT_SHOWN:
+            out.append(f"      ... {len(p.lines) - PANIC_TEXT_SHOWN} more lines")
+    frames = [f for f in text_frames if f.status is FrameStatus.RUNTIME_TEXT]
+    if frames:
+        out.append(_style(f"    {len(frames)} frames from its traceback (the runtime's text, "
+                          "not DWARF): " + ", ".join(sanitize(f"{f.function} ({f.file}:{f.line})",
+                                                             single_line=True)
+                                                    for f in frames[:6])
+                          + (" …" if len(frames) > 6 else ""), "2", color))
+    return out
+
+
 SHOW_HEAD, SHOW_TAIL = 60, 20     # deep recursion dumps (8192 frames) are cut in the middle
+PANIC_SHOWN = 6                   # log lines of a panic's output shown before reassembly
+PANIC_TEXT_SHOWN = 40
 
 
 def _summary(crash: Crash, frames: range) -> str:

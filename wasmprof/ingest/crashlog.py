@@ -19,26 +19,55 @@ WAVM in-VM backtraces or Wasmtime ``wasm backtrace:`` blocks as continuation lin
 WAMR ``#NN: 0xOOOO - NAME`` dumps (stdout, unprefixed or prefixed, interleaved with other
 threads) paired with the nearest ``Function: … failed: Exception: …`` record or
 ``Exception: …`` line before or after them; Envoy native ``Caught <signal>`` blocks.
-``wasm log PLUGIN ROOT VM:`` lines name the plugin last active on their thread.
+``wasm log PLUGIN ROOT VM:`` lines name the plugin last active on their thread; the last of
+them become the crash's breadcrumbs, and a language runtime's panic written through them
+(:mod:`wasmprof.ingest.plugin_output`, :mod:`wasmprof.ingest.panics`: Go's one record per
+token, TinyGo, Rust, C++) is attached to the crash that follows on the same thread within
+:data:`PANIC_WINDOW` bytes, or comes out as a crash of its own, partial. node / Chrome /
+Deno ``err.stack`` traces (:mod:`wasmprof.ingest.v8_errstack`) are a dialect of their own.
+
+Envelopes (:mod:`wasmprof.ingest.envelopes`) are detected per stream from its first bytes
+and peeled before any of this; a plain log keeps the fast path unchanged. Threads are keyed
+by (origin, thread): pods in one ``kubectl --prefix`` stream reuse thread ids.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from wasmprof.ingest import envoy_native, v8_backtrace, wamr_dump, wasmtime_trace, wavm_backtrace
+from wasmprof.ingest import (envelopes, envoy_native, panics, v8_backtrace, v8_errstack,
+                             wamr_dump, wasmtime_trace, wavm_backtrace)
+from wasmprof.ingest.envelopes import Item, Peeler
 from wasmprof.ingest.logline import LineFormat, LogLine, decode, parse_line, split_thread_suffix
+from wasmprof.ingest.lookback import Lookback
+from wasmprof.ingest.plugin_output import (BREADCRUMBS, OpenPanic, PluginOutputs, Record,
+                                            parse_record, quick_record)
 from wasmprof.ingest.traps import classify
 from wasmprof.model import AddressSpace, Crash, RawFrame, Runtime, TrapKind
 from wasmprof.output import Progress
 
 TRIGGERS: tuple[bytes, ...] = (b": 0x", b"#00 ", b"Function: ", b"Exception: ", b"Caught ",
-                               b"wasm log", b" backtrace:")
-"""A line without any of these can neither start nor end a crash when no block is open."""
+                               b" backtrace:", b"anic", b"libc++abi", b"terminate called",
+                               b"Assertion failed", b"fatal error: ")
+"""In a gateway log (Envoy/Istio line prefixes) read without an envelope, a line without
+any of these can neither start nor end a crash when no block is open (the last five: a
+plugin's record opening a panic, ``panic:`` / ``panicked at`` / ``libc++abi:`` …). Each is
+one ``bytes.find`` pass over a chunk: the list is short, and plugin lines are not among
+them — a crash finds its thread's plugin lines afterwards (:mod:`wasmprof.ingest.lookback`)."""
+PLUGIN_TRIGGER = b"wasm log"
+"""Looked for too while a panic is being collected (its records), and always when the lines
+come through an envelope (no lookback in peeled text)."""
+PLAIN_TRIGGERS: tuple[bytes, ...] = TRIGGERS + (PLUGIN_TRIGGER, b"Error", b"wasm://wasm/",
+                                                b"thread '")
+"""Other text (a runtime's own stdout/stderr, node traces): panics and err.stack lines are
+plain lines there, so they are triggers too."""
+NATIVE_TRIGGERS: tuple[bytes, ...] = (b"[0x", b"Backtrace (use", b"Envoy version: ",
+                                      b"Address mapping: ")
+"""Lines of an Envoy native backtrace, looked for only while one is open."""
 
 CHUNK_SIZE = 1 << 20
 MAX_LINE = 4 << 20            # longer lines are cut into pieces (kept verbatim in output)
@@ -50,10 +79,39 @@ MAX_FRAMES = 100_000          # frames per crash (deep recursion prints 8192); m
 MAX_HELD = 32 << 20           # pass-through bytes held back while crashes are open
 MAX_THREADS = 4096            # threads remembered for plugin attribution
 
+PANIC_WINDOW = 64 << 10       # bytes after a panic's last record within which its trap comes
+LOOKBACK_BYTES = 256 << 10    # how far back a crash looks for a record naming its plugin
+OPEN_AT_END = "the input ended inside this crash's block (the next part of the log may hold the rest)"
+"""Note on crashes still open when the input ended: a later window of the same stream may
+hold a longer copy (idempotent ingest lets that copy replace this one)."""
+
 # "#3: …" (WAMR >= 2.0 dumps, Envoy native frames), "#00 name" (old WAMR top frame); the
 # native stderr form "#3 sym [0x…]" only matters after a "Caught" line (slow path then).
 _WORTH = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 ")
-PLUGIN_LINES = 2048           # recent `wasm log` lines kept for plugin attribution
+# the same in plain text, plus panic openers (panics.opens), err.stack lines and their error line
+_WORTH_PLAIN = re.compile(rb"Function: |Exception: |Caught | backtrace:|#\d{1,9}: |#00 |panic|"
+                          rb"thread '|libc\+\+abi|wasm://wasm/|Error|fatal error: |terminat|"
+                          rb"Assertion failed")
+# how the text of a `wasm log` record that may open a panic starts (panics.opens): such a
+# record is read, not remembered; the text follows "wasm log[ ids]:" and one space
+_OPENERS = (b"panic", b"thread '", b"' panicked", b"libc++abi", b"fatal error",
+            b"terminate called",
+            b"Assertion failed")
+_OPENERS = _OPENERS + tuple(b" " + o for o in _OPENERS)
+
+
+def _opens_panic(line: bytes) -> bool:
+    """Cheap byte test on a ``wasm log`` line: may its record open a panic?"""
+    i = line.find(b"wasm log")
+    colon = line.find(b":", i + 8) if i >= 0 else -1
+    return colon > 0 and line.startswith(_OPENERS, colon + 1)
+# runs of frame lines (CrashScanner.frame_run): exactly what v8_backtrace / wamr_dump read
+_V8_RUN = re.compile(rb" {0,8}(\d{1,9}): {1,8}0x([0-9a-fA-F]{1,16}) - ([^\t\r\n]*)\r?\n")
+_DUMP_RUN = re.compile(rb"#(\d{2,9}): 0x([0-9a-fA-F]{1,16}) - ([^\r\n]*)\r?\n")
+_UNKNOWN_FN = re.compile(r"unknown\(function index:(\d{1,9})\)\Z")
+_DOLLAR_F = re.compile(r"\$f(\d{1,9})\Z")
+# V8 in-VM frames fused on one line (copied out of a terminal UI)
+_FUSED = re.compile(r"(?<=\S)\s+(?=\d{1,4}: {1,8}0x[0-9a-fA-F]{1,16} - )")
 _FAILED = "Function: "
 _FAILED_MID = " failed: "
 
@@ -68,12 +126,16 @@ class _Unit:
     causes: list[str] = field(default_factory=list)
     last_offset: int = 0        # byte offset of the last line that belonged to it
     ended: bool = False         # dump: saw its closing empty line
+    suffix_due: bool = False    # an istio record whose last line (with thread=N) is to come
+    first_offset: int = 1 << 62  # byte offset of its first line
 
     @property
     def first_line(self) -> int:
         return self.lines[0][0] if self.lines else 0
 
     def add(self, lineno: int, text: str, offset: int) -> None:
+        if offset < self.first_offset:
+            self.first_offset = offset
         if len(text) > MAX_KEPT_LINE:
             text = text[:MAX_KEPT_LINE] + f"… [{len(text) - MAX_KEPT_LINE} more characters]"
         self.lines.append((lineno, text))
@@ -96,31 +158,54 @@ class _Unit:
 
 class CrashScanner:
     """The line-level state machine behind :func:`scan_log` (exposed for tests and servers
-    that receive text line by line). Feed lines with :meth:`feed_line`, fetch finished
-    crashes and pass-through lines with :meth:`drain`, end with :meth:`finish`."""
+    that receive text line by line). Feed lines with :meth:`feed_line` (or already peeled
+    :meth:`feed_items`), fetch finished crashes and pass-through lines with :meth:`drain`,
+    end with :meth:`finish`. ``peeler``: the stream's envelope (None: plain)."""
 
-    def __init__(self, source: str, *, keep_lines: bool = True) -> None:
+    def __init__(self, source: str, *, keep_lines: bool = True,
+                 peeler: Peeler | None = None) -> None:
         self.source = source
         self.keep_lines = keep_lines
+        self.peeler = peeler
+        self.origin: str | None = None            # the stream the current state belongs to
         self.record: _Unit | None = None          # Function: … failed: with continuations
         self.dump: _Unit | None = None            # WAMR #NN dump being read
-        self.natives: dict[str | None, _Unit] = {}
+        self.parked: dict[str | None, tuple[_Unit | None, _Unit | None]] = {}
+        self.natives: dict[tuple[str | None, str | None], _Unit] = {}
         self.pending_msgs: list[_Unit] = []       # WAMR failure records awaiting a dump
         self.pending_dumps: list[_Unit] = []      # WAMR dumps awaiting their message
         self.ready: list[_Unit] = []
         self.held: list[tuple[int, bytes]] = []   # pass-through while crashes are open
         self.held_bytes = 0
-        self.plugins: dict[str, tuple[str | None, str | None, str | None, str, int]] = {}
-        self.plugin_lines: deque[tuple[bytes, int]] = deque(maxlen=PLUGIN_LINES)
+        self.outputs = PluginOutputs()
+        self.cont: OpenPanic | None = None        # a record whose continuation lines may follow
+        self.lookback: Lookback | None = None     # raw chunks (plain streams): plugin lines
+        self.panic_lines: dict[tuple[str | None, str | None], int] = {}  # last line of a
+        #                                                    thread's panic given to a crash
+        self.prev: tuple[int, str] | None = None  # (line, text) of the last line read
         self.recent_wamr: list[tuple[str | None, int]] = []
         self.last_signature: tuple | None = None
         self.last_signature_line = 0
+        self.at_end = False
+        self.deadline = -1          # expire() has nothing to do up to this offset
 
     # -- state ---------------------------------------------------------------------
     @property
     def idle(self) -> bool:
         """No block is open: lines without a trigger can be skipped."""
-        return self.record is None and self.dump is None and not self.natives
+        return (self.record is None and self.dump is None and not self.natives
+                and not self.outputs.open and not self.parked
+                and (self.peeler is None or not self.peeler.pending))
+
+    @property
+    def skippable(self) -> bool:
+        """Lines without a trigger may be skipped unseen: nothing open reads every line (a
+        panic being collected needs only its thread's ``wasm log`` records, which the fast
+        path then feeds instead of remembering; an Envoy native backtrace only its lines,
+        found by :data:`NATIVE_TRIGGERS`)."""
+        return (self.record is None and self.dump is None and self.cont is None
+                and not self.parked and (not self.outputs.open or self.outputs.plain_open == 0)
+                and (self.peeler is None or not self.peeler.pending))
 
     @property
     def busy(self) -> bool:
@@ -128,7 +213,26 @@ class CrashScanner:
         return not self.idle or bool(self.pending_msgs) or bool(self.pending_dumps)
 
     def expire(self, offset: int) -> None:
-        """Give up pairing units whose window ended before byte ``offset``."""
+        """Give up pairing units whose window ended before byte ``offset``. Cheap until the
+        earliest window of what is open ends (:attr:`deadline`: a unit opened later ends
+        no earlier than ``NATIVE_WINDOW`` after the last full check)."""
+        if offset <= self.deadline:
+            return
+        self._expire(offset)
+        lasts = [offset + NATIVE_WINDOW]
+        if self.pending_msgs:
+            lasts.append(self.pending_msgs[0].last_offset + PAIR_WINDOW)
+        if self.pending_dumps:
+            lasts.append(self.pending_dumps[0].last_offset + PAIR_WINDOW)
+        if self.dump is not None:
+            lasts.append(self.dump.last_offset + NATIVE_WINDOW)
+        lasts += [u.last_offset + NATIVE_WINDOW for u in self.natives.values()]
+        lasts += [o.last_offset + PANIC_WINDOW for o in self.outputs.open.values()]
+        for record, dump in self.parked.values():
+            lasts += [u.last_offset + NATIVE_WINDOW for u in (record, dump) if u is not None]
+        self.deadline = min(lasts)
+
+    def _expire(self, offset: int) -> None:
         # a message waits as long as a dump is being read: that dump may be its own
         for lst in ((self.pending_dumps,) if self.dump is not None
                     else (self.pending_msgs, self.pending_dumps)):
@@ -140,6 +244,16 @@ class CrashScanner:
             if unit.last_offset + NATIVE_WINDOW < offset:
                 del self.natives[key]
                 self._emit(unit)
+        if self.outputs.open:
+            for out in self.outputs.expired(offset, PANIC_WINDOW):
+                self._emit_panic(out, f"nothing within {PANIC_WINDOW >> 10} KiB of log after it")
+        if self.parked:
+            for origin, (record, dump) in list(self.parked.items()):
+                last = max(u.last_offset for u in (record, dump) if u is not None)
+                if last + NATIVE_WINDOW < offset:
+                    self._switch(origin)
+                    self._close_open()
+                    self._switch(None)
 
     # -- pass-through ----------------------------------------------------------------
     def passthrough(self, lineno: int, data: bytes) -> None:
@@ -154,16 +268,59 @@ class CrashScanner:
         text = decode(raw)
         if "\x00" in text:
             text = text.replace("\x00", "\\x00")
-        ll = parse_line(text)
-        taken = self._line(ll, text, lineno, offset)
-        for extra in ll.extra_lines:          # JSON-escaped newlines: continuation lines
-            if not self._line(LogLine(LineFormat.PLAIN, extra, thread=ll.thread), extra,
-                              lineno, offset):
-                break
+        if self.peeler is None:
+            if self.origin is not None:
+                self._switch(None)
+            ll = parse_line(text)
+            taken = self._line(ll, text, lineno, offset)
+            if ll.extra_lines:
+                self._extra_lines(ll, lineno, offset)
+            self.prev = (lineno, ll.message)
+        else:
+            taken = False
+            for t, origin, stream in self.peeler.peel(text):
+                taken |= self._logical(t, origin, stream, lineno, offset)
         if not taken:
             self.passthrough(lineno, raw)
         if self.held_bytes > MAX_HELD:
             self._relieve()
+
+    def feed_items(self, items: list[Item], lineno: int, offset: int) -> None:
+        """Read logical lines an envelope reader already peeled (JSON records)."""
+        for t, origin, stream in items:
+            if not self._logical(t, origin, stream, lineno, offset):
+                self.passthrough(lineno, (t + "\n").encode())
+            offset += len(t) + 1
+        if self.held_bytes > MAX_HELD:
+            self._relieve()
+
+    def _logical(self, text: str, origin: str | None, stream: str | None, lineno: int,
+                 offset: int) -> bool:
+        ll = parse_line(text)
+        if origin is not None or stream is not None:
+            ll.origin, ll.stream = origin, stream
+        if ll.origin is not self.origin and ll.origin != self.origin:
+            self._switch(ll.origin)
+        taken = self._line(ll, text, lineno, offset)
+        if ll.extra_lines:
+            self._extra_lines(ll, lineno, offset)
+        self.prev = (lineno, ll.message)
+        return taken
+
+    def _extra_lines(self, ll: LogLine, lineno: int, offset: int) -> None:
+        """Istio JSON: the message's further lines, read as continuation lines."""
+        for extra in ll.extra_lines:
+            if not self._line(LogLine(LineFormat.PLAIN, extra, thread=ll.thread,
+                                      origin=ll.origin), extra, lineno, offset):
+                break
+
+    def _switch(self, origin: str | None) -> None:
+        """Park the open record/dump of the current stream, resume ``origin``'s."""
+        if self.record is not None or self.dump is not None:
+            self.parked[self.origin] = (self.record, self.dump)
+        self.record, self.dump = self.parked.pop(origin, (None, None))
+        self.origin = origin
+        self.cont = None
 
     def _line(self, ll: LogLine, text: str, lineno: int, offset: int) -> bool:
         """Handle one line; True when it became part of a crash."""
@@ -172,10 +329,11 @@ class CrashScanner:
             if ll.has_prefix:                 # a new record: the message has ended
                 self._close_record()
             else:
-                body, suffix_thread = split_thread_suffix(msg)
+                body, suffix_thread = split_thread_suffix(msg, relaxed=True)
                 if self._continue_record(body, lineno, text, offset):
                     if suffix_thread is not None:
                         self.record.crash.thread = self.record.crash.thread or suffix_thread
+                        self.record.suffix_due = False
                         self._close_record()
                     return True
                 self._close_record()
@@ -185,10 +343,20 @@ class CrashScanner:
                 return taken
         if self.natives and self._continue_native(ll, msg, lineno, text, offset):
             return True
+        if self.cont is not None:
+            if not ll.has_prefix and not msg.startswith("#") and msg.strip():
+                body, suffix_thread = split_thread_suffix(msg)
+                self.cont.extend_last(body, lineno, text, offset)
+                if suffix_thread is not None:
+                    self.cont = None
+                return True
+            self.cont = None
         return self._start(ll, msg, lineno, text, offset)
 
     # -- heads -----------------------------------------------------------------------
     def _start(self, ll: LogLine, msg: str, lineno: int, text: str, offset: int) -> bool:
+        if msg.startswith("wasm log") and ll.has_prefix:
+            return self._plugin_record(ll, msg, lineno, text, offset)   # a plugin's record
         if _FAILED in msg and _FAILED_MID in msg:
             return self._start_record(ll, msg, lineno, text, offset)
         if msg.startswith("#"):
@@ -213,14 +381,14 @@ class CrashScanner:
             unit.crash.trap_kind = TrapKind.NATIVE_CRASH
             unit.crash.space = AddressSpace.NATIVE
             unit.add(lineno, text, offset)
-            old = self.natives.pop(ll.thread, None)
+            key = (ll.origin, ll.thread)
+            old = self.natives.pop(key, None)
             if old is not None:
                 self._emit(old)
-            self.natives[ll.thread] = unit
+            self.natives[key] = unit
             return True
         if "wasm log" in msg:
-            self._note_plugin(ll, msg, lineno)
-            return False
+            return self._plugin_record(ll, msg, lineno, text, offset)
         if v8_backtrace.is_header(msg) or wasmtime_trace.is_header(msg):
             # The head line was lost (cut log): keep the orphan backtrace.
             unit = self._new_unit(ll, Runtime.UNKNOWN, lineno)
@@ -235,12 +403,22 @@ class CrashScanner:
             unit.add(lineno, text, offset)
             self.record = unit
             return True
+        if v8_errstack.MARK in msg:
+            frame = v8_errstack.parse_frame(msg, 0)
+            if frame is not None:
+                return self._start_errstack(ll, frame, lineno, text, offset)
+        if not ll.has_prefix and self._plain_output(ll, msg, lineno, text, offset):
+            return True
         return False
 
     def _new_unit(self, ll: LogLine, runtime: Runtime, lineno: int) -> _Unit:
         crash = Crash(runtime=runtime, thread=ll.thread, timestamp=ll.timestamp,
-                      source=self.source, first_line=lineno)
-        return _Unit(crash)
+                      source=self.source, first_line=lineno, origin=ll.origin)
+        unit = _Unit(crash)
+        out = self.outputs.take((ll.origin, ll.thread))
+        if out is not None:
+            self._attach_panic(unit, out)
+        return unit
 
     def _start_record(self, ll: LogLine, msg: str, lineno: int, text: str,
                       offset: int) -> bool:
@@ -258,6 +436,7 @@ class CrashScanner:
         crash = unit.crash
         crash.function = function
         unit.add(lineno, text, offset)
+        unit.suffix_due = ll.format is LineFormat.ISTIO and ll.thread is None
         wamr_message = wamr_dump.exception_message(message)
         if wamr_message is not None:
             crash.message = wamr_message
@@ -287,6 +466,107 @@ class CrashScanner:
                 break
         return True
 
+    def _start_errstack(self, ll: LogLine, frame: RawFrame, lineno: int, text: str,
+                        offset: int) -> bool:
+        """The first Wasm ``at`` line of a node/Chrome/Deno ``err.stack``; its error line
+        is the line just before it."""
+        unit = self._new_unit(ll, Runtime.V8_JS, lineno)
+        crash = unit.crash
+        crash.space = AddressSpace.V8
+        prev = self.prev
+        message = v8_errstack.error_message(prev[1]) if prev and prev[0] >= lineno - 1 else None
+        if message is not None and prev is not None:
+            crash.message = message
+            unit.add(prev[0], prev[1], offset)
+        else:
+            unit.flag("err.stack frames without the error line before them")
+        crash.trap_kind = classify(crash.message)
+        unit.add_frame(frame, lineno, text, offset)
+        unit.state = "js-frames"
+        self.record = unit
+        return True
+
+    # -- runs of frame lines, read in one go (plain streams) -----------------------------
+    def frame_run(self, chunk: bytes, pos: int, lineno: int, base: int) -> tuple[int, int]:
+        """Read the V8 in-VM frame lines (or WAMR dump frame lines) that follow line
+        ``lineno`` at ``pos`` of ``chunk`` with one regex match each instead of the
+        line-by-line path; stops at the first line that needs that path (a thread field, two
+        frames on one line, a gap in a dump's numbering, a long line). Returns (position
+        after them, how many)."""
+        first = lineno
+        unit = self.record
+        if unit is not None:
+            if unit.state != "v8-frames" or unit.crash.runtime is not Runtime.V8:
+                return pos, 0
+            frames = unit.crash.raw_frames
+            match = _V8_RUN.match
+            while len(unit.lines) < MAX_FRAMES:
+                m = match(chunk, pos)
+                if m is None:
+                    break
+                name = m.group(3)
+                if b"0x" in name or b"thread=" in name or len(name) > 200 or b"\0" in name:
+                    break
+                text = m.group(0).rstrip(b"\r\n").decode("utf-8", "replace")
+                lineno += 1
+                unit.add(lineno, text, base + pos)
+                name_s = name.decode("utf-8", "replace")
+                um = _UNKNOWN_FN.match(name_s)
+                frames.append(RawFrame(index=int(m.group(1)), space=AddressSpace.V8,
+                                       offset=int(m.group(2), 16),
+                                       printed_name=None if um else name_s,
+                                       func_index=int(um.group(1)) if um else None,
+                                       raw=unit.lines[-1][1]))
+                pos = m.end()
+            return pos, lineno - first
+        unit = self.dump
+        if unit is None:
+            return pos, 0
+        frames = unit.crash.raw_frames
+        match = _DUMP_RUN.match
+        while len(unit.lines) < MAX_FRAMES:
+            m = match(chunk, pos)
+            if m is None:
+                break
+            index = int(m.group(1))
+            if (frames and index != frames[-1].index + 1 or len(m.group(0)) >= 240
+                    or b"\0" in m.group(0)):
+                break
+            text = m.group(0).rstrip(b"\r\n").decode("utf-8", "replace")
+            name = m.group(3).decode("utf-8", "replace")
+            lineno += 1
+            unit.add(lineno, text, base + pos)
+            fm = _DOLLAR_F.match(name)
+            frames.append(RawFrame(index=index, space=wamr_dump.PROVISIONAL_SPACE,
+                                   offset=int(m.group(2), 16), printed_name=name,
+                                   func_index=int(fm.group(1)) if fm else None,
+                                   raw=unit.lines[-1][1]))
+            pos = m.end()
+        return pos, lineno - first
+
+    def record_run(self, chunk: bytes, pos: int, lineno: int, base: int) -> tuple[int, int]:
+        """Like :meth:`frame_run`, for the records of the panic being collected (Go's one
+        record per print token): consecutive whole ``wasm log`` lines of its thread and
+        writer in Envoy's or Istio's default format."""
+        out = self.cont
+        if out is None or not out.tokens:
+            return pos, 0
+        first = lineno
+        thread = out.key[1]
+        while not out.full:
+            nl = chunk.find(b"\n", pos)
+            if nl < 0:
+                break
+            raw = chunk[pos:nl + 1]
+            quick = quick_record(raw, lineno + 1) if b"\0" not in raw else None
+            if quick is None or quick[0] != thread or quick[1].writer != out.writer:
+                break
+            lineno += 1
+            out.add(quick[1].text, lineno, raw[:-1].decode("utf-8", "replace").rstrip("\r"),
+                    base + pos)
+            pos = nl + 1
+        return pos, lineno - first
+
     # -- continuation lines of a record ------------------------------------------------
     def _continue_record(self, body: str, lineno: int, text: str, offset: int) -> bool:
         unit = self.record
@@ -303,6 +583,10 @@ class CrashScanner:
                 return True
             return False
         if state == "v8-frames":
+            if (crash.runtime is not Runtime.WAVM and body.count("0x") > 1
+                    and _FUSED.search(body) is not None):
+                parts = _FUSED.split(body)
+                return all([self._continue_record(p, lineno, p, offset) for p in parts])
             frame = (wavm_backtrace.parse_frame(body) if crash.runtime is Runtime.WAVM
                      else v8_backtrace.parse_frame(body, len(crash.raw_frames)))
             if frame is None and crash.runtime is not Runtime.WAVM:
@@ -319,6 +603,15 @@ class CrashScanner:
             return False
         if state in ("wt-frames", "wt-causes"):
             return self._continue_wasmtime(unit, body, lineno, text, offset)
+        if state == "js-frames":
+            frame = v8_errstack.parse_frame(body, len(crash.raw_frames))
+            if frame is not None:
+                unit.add_frame(frame, lineno, text, offset)
+                return True
+            if v8_errstack.is_js_frame(body):
+                unit.add(lineno, text, offset)
+                return True
+            return False
         return False
 
     def _continue_wasmtime(self, unit: _Unit, body: str, lineno: int, text: str,
@@ -366,6 +659,8 @@ class CrashScanner:
                 unit.flag("Wasmtime backtrace cut before its 'Caused by:' block")
         elif unit.state == "v8-frames" and not crash.raw_frames:
             unit.flag("in-VM backtrace header without frames")
+        if unit.suffix_due and len(unit.lines) > 1:
+            unit.flag("the record's last line (with istio's thread= field) is missing: cut off?")
         self._emit(unit)
 
     # -- WAMR dumps ----------------------------------------------------------------------
@@ -456,7 +751,8 @@ class CrashScanner:
         d, m = dump.crash, msg_unit.crash
         if m.message is not None:
             d.message, d.trap_kind = m.message, m.trap_kind
-        for name in ("function", "thread", "timestamp", "plugin", "vm_id", "root_id"):
+        for name in ("function", "thread", "timestamp", "plugin", "vm_id", "root_id", "panic",
+                     "origin"):
             if getattr(d, name) is None:
                 setattr(d, name, getattr(m, name))
         d.notes.extend(n for n in m.notes if n not in d.notes)
@@ -466,14 +762,15 @@ class CrashScanner:
     # -- Envoy native crash ---------------------------------------------------------------
     def _continue_native(self, ll: LogLine, msg: str, lineno: int, text: str,
                          offset: int) -> bool:
-        unit = self.natives.get(ll.thread)
+        key = (ll.origin, ll.thread)
+        unit = self.natives.get(key)
         if unit is None and ll.format is LineFormat.PLAIN and len(self.natives) == 1:
-            unit = next(iter(self.natives.values()))     # stderr form: no prefix, no thread
+            key, unit = next(iter(self.natives.items()))  # stderr form: no prefix, no thread
         if unit is None:
             return False
         if unit.full:
             unit.flag(f"more than {MAX_FRAMES} lines: the rest was passed through")
-            del self.natives[unit.crash.thread]
+            del self.natives[key]
             self._emit(unit)
             return False
         frame = envoy_native.parse_frame(msg)
@@ -493,61 +790,195 @@ class CrashScanner:
                     f"Envoy text mapped at 0x{mapping[0]:x}-0x{mapping[1]:x} ({mapping[2]})")
             return True
         if ll.has_prefix and ll.thread == unit.crash.thread and ll.logger != "backtrace":
-            del self.natives[ll.thread]
+            del self.natives[key]
             self._emit(unit)
         return False
 
-    # -- plugin attribution ------------------------------------------------------------------
-    def remember_plugin_line(self, raw: bytes, lineno: int) -> None:
-        """A ``wasm log`` line seen on the fast path: parsed only if a crash needs it."""
-        self.plugin_lines.append((raw, lineno))
-
-    def _parse_plugin_lines(self, thread: str) -> None:
-        """Read remembered ``wasm log`` lines, newest first, until one of ``thread``'s."""
-        newer: list[tuple[LogLine, str, int]] = []
-        while self.plugin_lines:
-            raw, lineno = self.plugin_lines.pop()
+    # -- the plugins' own output ------------------------------------------------------------
+    def _looked_back(self, crash: Crash, unit: _Unit) -> list[tuple[Record, int]]:
+        """The crash's thread's plugin records just before it, newest first, with their byte
+        offsets (plain streams: found in the raw bytes, parsed only now)."""
+        assert self.lookback is not None and crash.thread is not None
+        out = []
+        sample = crash.raw[0].encode() if crash.raw else b"["
+        found = self.lookback.records(crash.thread, unit.first_offset, unit.first_line or 1,
+                                      sample)
+        if not found and (crash.origin, crash.thread) not in self.outputs.who:
+            # no record lately, none seen before: the last one names the plugin, if any
+            found = self.lookback.records(crash.thread, unit.first_offset,
+                                          unit.first_line or 1, sample, limit=1,
+                                          max_bytes=LOOKBACK_BYTES)
+        for lineno, offset, raw in found:
+            quick = quick_record(raw, lineno)
+            if quick is not None:
+                if quick[0] == crash.thread:
+                    out.append((quick[1], offset))
+                continue
             ll = parse_line(decode(raw))
-            newer.append((ll, ll.message, lineno))
-            if ll.thread == thread:
-                break
-        for ll, msg, lineno in reversed(newer):
-            if ll.thread is not None and (ll.thread not in self.plugins
-                                          or self.plugins[ll.thread][4] < lineno):
-                self._note_plugin(ll, msg, lineno)
+            rec = parse_record(ll.message, line=lineno, level=ll.level,
+                               timestamp=ll.timestamp) if ll.thread == crash.thread else None
+            if rec is not None:
+                out.append((rec, offset))
+        return out
 
-    def _note_plugin(self, ll: LogLine, msg: str, lineno: int) -> None:
-        start = msg.find("wasm log")
-        colon = msg.find(":", start)
-        if colon < 0 or ll.thread is None:
-            return
-        ids = msg[start + 8:colon].split()
-        plugin = root = vm = None
-        if len(ids) >= 3:
-            plugin, root, vm = ids[0], ids[1], ids[2]
-        elif len(ids) == 2:
-            root, vm = ids
-        elif len(ids) == 1:
-            plugin = ids[0]
-        if len(self.plugins) >= MAX_THREADS and ll.thread not in self.plugins:
-            self.plugins.clear()
-        self.plugins[ll.thread] = (plugin, root, vm, msg[colon + 1:colon + 301].strip(), lineno)
+    def _plugin_record(self, ll: LogLine, msg: str, lineno: int, text: str,
+                       offset: int) -> bool:
+        """A ``wasm log`` record read on the slow path: breadcrumb, or part of a panic."""
+        rec = parse_record(msg, line=lineno, level=ll.level, timestamp=ll.timestamp)
+        if rec is None:
+            return False
+        key = (ll.origin, ll.thread)
+        before = self.outputs.open.get(key)
+        if before is not None and before.writer == rec.writer and not before.full:
+            before.add(rec.text, lineno, text, offset)      # the panic being written
+            self.cont = before
+            return True
+        out = self.outputs.record(key, rec, text, offset, remember=self.lookback is None)
+        if before is not None and out is not None and out is not before:
+            self._emit_panic(before, "another panic started on the same thread")
+        self.cont = out
+        return out is not None
 
-    def _attribute(self, crash: Crash) -> None:
-        if crash.thread is not None and self.plugin_lines:
-            self._parse_plugin_lines(crash.thread)
-        info = self.plugins.get(crash.thread) if crash.thread is not None else None
-        if info is None:
+    def _plain_output(self, ll: LogLine, msg: str, lineno: int, text: str,
+                      offset: int) -> bool:
+        """A line of a runtime's own stderr (node, wasmtime, iwasm): a panic there too."""
+        if not self.outputs.open and not ("anic" in msg or "fatal" in msg or "erminat" in msg
+                                          or "Assertion" in msg):
+            return False
+        out = self.outputs.plain((ll.origin, None), msg, lineno, offset, ll.timestamp)
+        return out is not None
+
+    def _attach_panic(self, unit: _Unit, out: OpenPanic) -> None:
+        """The panic written just before this crash, on its thread, is the crash's."""
+        crash = unit.crash
+        crash.panic = out.panic()
+        unit.lines.extend(out.lines)
+        if out.lines and out.first_offset < unit.first_offset:
+            unit.first_offset = out.first_offset
+        crash.plugin = crash.plugin or out.plugin
+        crash.root_id = crash.root_id or out.root_id
+        crash.vm_id = crash.vm_id or out.vm_id
+        crash.notes.append(f"{crash.panic.language} panic written by the plugin just before "
+                           f"(line {out.first_line}, {len(out.texts)} log record(s))")
+        self._panic_done(out)
+        if self.cont is out:
+            self.cont = None
+
+    def _panic_done(self, out: OpenPanic) -> None:
+        """Its records belong to a crash now: never another's panic."""
+        if len(self.panic_lines) >= MAX_THREADS:
+            self.panic_lines.clear()
+        last = out.lines[-1][0] if out.lines else out.first_line
+        self.panic_lines[out.key] = max(self.panic_lines.get(out.key, 0), last)
+
+    def _late_panic(self, unit: _Unit) -> None:
+        """The panic of a crash whose thread came late (istio puts ``thread=`` on a record's
+        last line) or never (that line was cut off: then the one panic open in its stream,
+        if there is exactly one, and the thread is taken from it, saying so)."""
+        crash = unit.crash
+        if crash.thread is not None:
+            key = (crash.origin, crash.thread)
+            out = self.outputs.open.get(key)
+        else:
+            near = [o for o in self.outputs.open.values()
+                    if o.key[0] == crash.origin and o.key[1] is not None]
+            out = near[0] if len(near) == 1 else None
+        if out is None or out.first_line > unit.first_line:
             return
-        plugin, root, vm, last_text, lineno = info
+        self.outputs.take(out.key)
+        if crash.thread is None:
+            crash.thread = out.key[1]
+            crash.notes.append(f"thread {out.key[1]} taken from the panic written just before "
+                               "it (the record's own thread field is missing)")
+        self._attach_panic(unit, out)
+        unit.lines.sort(key=lambda x: x[0])
+        crash.raw = [t for _, t in unit.lines]
+        crash.first_line = unit.first_line
+
+    def _emit_panic(self, out: OpenPanic, why: str) -> None:
+        """A panic no trap followed: a crash of its own, partial."""
+        unit = _Unit(Crash(runtime=Runtime.UNKNOWN, thread=out.key[1], origin=out.key[0],
+                           timestamp=out.timestamp, source=self.source,
+                           first_line=out.first_line, plugin=out.plugin, root_id=out.root_id,
+                           vm_id=out.vm_id, trap_kind=TrapKind.PANIC))
+        unit.lines.extend(out.lines)
+        unit.last_offset = out.last_offset
+        unit.first_offset = out.first_offset
+        crash = unit.crash
+        crash.panic = out.panic()
+        crash.panic.partial = True
+        crash.message = crash.panic.message
+        self._panic_done(out)
+        unit.flag(f"{crash.panic.language} panic with no trap after it ({why}): the trap "
+                  "record may have been cut off")
+        if self.cont is out:
+            self.cont = None
+        self._emit(unit)
+
+    def _attribute(self, crash: Crash, unit: _Unit) -> None:
+        """Plugin, breadcrumbs and (when the plugin's output was not collected on the way)
+        the panic printed just before the crash, from its thread's plugin records."""
+        key = (crash.origin, crash.thread)
+        if self.lookback is not None and crash.thread is not None and crash.origin is None:
+            found = self._looked_back(crash, unit)
+            if crash.panic is None:
+                self._panic_from(unit, found)
+            recs = [r for r, _ in found]
+            for rec in recs:
+                if crash.panic is not None and rec.line >= (crash.panic.first_line or 0):
+                    continue
+                if rec.text.strip() and len(crash.breadcrumbs) < BREADCRUMBS:
+                    crash.breadcrumbs.append(self.outputs.crumb(rec))
+            crash.breadcrumbs.reverse()
+            who = next(((r.plugin, r.root_id, r.vm_id, r.line) for r in recs
+                        if r.plugin is not None or r.root_id is not None), None)
+            if who is not None:
+                if len(self.outputs.who) >= MAX_THREADS:
+                    self.outputs.who.clear()
+                self.outputs.who[key] = who
+            else:                  # the last record of the thread seen before
+                who = self.outputs.who.get(key)
+        else:
+            crash.breadcrumbs = self.outputs.breadcrumbs(key, crash.first_line or 1 << 62)
+            who = self.outputs.who.get(key) if crash.thread is not None else None
+        if who is None:
+            return
+        plugin, root, vm, lineno = who
         if crash.plugin is None and plugin is not None:
             crash.plugin = plugin
             crash.notes.append(f"plugin named by the last 'wasm log' line of thread "
                                f"{crash.thread} (line {lineno})")
         crash.root_id = crash.root_id or root
         crash.vm_id = crash.vm_id or vm
-        if "panicked at" in last_text or "panic:" in last_text:
-            crash.notes.append(f"last plugin log on this thread: {last_text}")
+
+    def _panic_from(self, unit: _Unit, found: list[tuple[Record, int]]) -> None:
+        """A panic in the records just before the crash (newest first) that the fast path
+        did not collect (a Rust panic's first pieces ``thread '`` …, a piece of a C++ one):
+        the records from its opener on, within :data:`PANIC_WINDOW` and after the last
+        panic this thread had."""
+        crash = unit.crash
+        done = self.panic_lines.get((crash.origin, crash.thread), 0)
+        recs = []
+        for rec, offset in found:
+            if offset + PANIC_WINDOW < unit.first_offset or rec.line <= done:
+                break
+            recs.append(rec)
+        start = None
+        for k, rec in enumerate(recs):
+            if panics.opens(rec.text) is not None:
+                start = k
+        if start is None:
+            return
+        chosen = list(reversed(recs[:start + 1]))
+        kind, tokens = panics.opens(chosen[0].text)  # type: ignore[misc]
+        out = OpenPanic(key=(crash.origin, crash.thread), kind=kind, tokens=tokens,
+                        writer=chosen[0].writer, first_line=chosen[0].line, last_offset=0,
+                        plugin=chosen[0].plugin, root_id=chosen[0].root_id,
+                        vm_id=chosen[0].vm_id, timestamp=chosen[0].timestamp)
+        for rec in chosen:
+            out.add(rec.text, rec.line, rec.raw[0] if rec.raw else rec.text, 0)
+        out.lines = []                       # its log lines are not in the crash's raw lines
+        self._attach_panic(unit, out)
 
     # -- output ---------------------------------------------------------------------------
     def _emit(self, unit: _Unit) -> None:
@@ -564,8 +995,12 @@ class CrashScanner:
                 crash.notes.append("call-stack dump without a trap message nearby")
         if crash.runtime is Runtime.WAMR:
             self.recent_wamr = self.recent_wamr[-15:] + [(crash.message, unit.last_offset)]
-        self._attribute(crash)
+        if crash.panic is None and self.outputs.open:
+            self._late_panic(unit)
+        self._attribute(crash, unit)
         _refine_panic(crash)
+        if self.at_end and OPEN_AT_END not in crash.notes:
+            crash.notes.append(OPEN_AT_END)
         signature = (crash.message, tuple((f.offset, f.printed_name) for f in crash.raw_frames))
         if signature == self.last_signature and crash.raw_frames:
             crash.notes.append(f"same message and frames as the crash at line "
@@ -578,11 +1013,21 @@ class CrashScanner:
         units += self.natives.values()
         units += self.pending_msgs
         units += self.pending_dumps
-        return min((u.first_line for u in units), default=None)
+        for record, dump in self.parked.values():
+            units += [u for u in (record, dump) if u is not None]
+        lines = [u.first_line for u in units]
+        lines += [o.first_line for o in self.outputs.open.values()]
+        return min(lines, default=None)
 
     def drain(self) -> Iterator[bytes | Crash]:
-        """Pass-through bytes and finished crashes that can be written now, in file order."""
+        """Pass-through bytes and finished crashes that can be written now, in file order
+        (without pass-through: the crashes as they completed)."""
         if not self.ready and not self.held:
+            return
+        if not self.keep_lines:
+            ready, self.ready = self.ready, []
+            for unit in ready:
+                yield unit.crash
             return
         boundary = self._open_first_line()
         ready = sorted(self.ready, key=lambda u: u.first_line)
@@ -606,33 +1051,49 @@ class CrashScanner:
 
     def _relieve(self) -> None:
         """Too much held back: stop waiting for the oldest pairing so output can flow."""
-        if self.pending_msgs or self.pending_dumps:
+        if self.pending_msgs or self.pending_dumps or self.outputs.open:
             self.expire(1 << 62)
 
-    def finish(self) -> None:
-        """End of input: close everything that is open."""
+    def _close_open(self) -> None:
         if self.record is not None:
             self._close_record()
         if self.dump is not None:
             self._close_dump(ended=False)
+
+    def finish(self) -> None:
+        """End of input: close everything that is open (noted :data:`OPEN_AT_END`)."""
+        self.at_end = True
+        if self.peeler is not None:
+            for t, origin, stream in self.peeler.flush():
+                self._logical(t, origin, stream, self.prev[0] if self.prev else 1, 1 << 61)
+        self._close_open()
+        for origin in list(self.parked):
+            self._switch(origin)
+            self._close_open()
         for unit in self.natives.values():
             self._emit(unit)
         self.natives.clear()
         self.expire(1 << 62)
 
 
-_PANIC_FRAMES = ("runtime._panic", "runtime.gopanic", "runtime.nilPanic", "rust_panic",
-                 "__rust_start_panic", "rust_begin_unwind", "core::panicking", "core9panicking",
-                 "std::panicking", "std9panicking")
+_PANIC_FRAMES = re.compile(r"runtime\._panic|runtime\.gopanic|runtime\.nilPanic|rust_panic|"
+                           r"__rust_start_panic|rust_begin_unwind|core::panicking|core9panicking|"
+                           r"std::panicking|std9panicking|runtime\.runtimePanic|"
+                           r"runtime\.fatalpanic")
 
 
 def _refine_panic(crash: Crash) -> None:
-    """``unreachable`` raised by a language runtime's panic path is a panic."""
+    """``unreachable`` raised by a language runtime's panic path is a panic; so is a trap the
+    plugin's own panic output explains."""
+    if crash.panic is not None and crash.trap_kind in (TrapKind.UNREACHABLE, TrapKind.UNKNOWN,
+                                                        TrapKind.HOST_ERROR):
+        crash.trap_kind = TrapKind.PANIC
+        return
     if crash.trap_kind is not TrapKind.UNREACHABLE or not crash.raw_frames:
         return
     for frame in crash.raw_frames[:8]:
         name = frame.printed_name or ""
-        if any(p in name for p in _PANIC_FRAMES):
+        if _PANIC_FRAMES.search(name) is not None:
             crash.trap_kind = TrapKind.PANIC
             crash.notes.append(f"'unreachable' reached from the panic path ({name})")
             return
@@ -675,63 +1136,164 @@ def _worth_parsing(line: bytes) -> bool:
     return _WORTH.search(line) is not None
 
 
+def _worth_parsing_plain(line: bytes) -> bool:
+    return _WORTH_PLAIN.search(line) is not None
+
+
 def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
              progress: Progress | None = None, keep_lines: bool = True
              ) -> Iterator[bytes | Crash]:
     """Yield pass-through ``bytes`` (verbatim, whole lines) and :class:`Crash` objects in
-    file order. With ``keep_lines=False`` only crashes are yielded (as they complete)."""
+    file order. With ``keep_lines=False`` only crashes are yielded (as they complete).
+    The stream's envelope is detected from its first chunk; lines of a JSON-values input
+    are passed through as their peeled text, and numbered as the records' lines."""
+    chunks = _chunks(stream)
+    first = next(chunks, b"")
+    layout = envelopes.detect(first)
+    pieces = itertools.chain((first,), chunks) if first else chunks
+    if layout.kind == "json":
+        found = _scan_json(pieces, source, progress=progress, keep_lines=keep_lines)
+    else:
+        sc = CrashScanner(source, keep_lines=keep_lines, peeler=layout.peeler)
+        found = _scan_lines(sc, pieces, progress=progress, keep_lines=keep_lines,
+                            gateway=layout.gateway)
+    note = None if layout.kind == "plain" else f"log envelope: {layout.why}"
+    for item in found:
+        if note is not None and isinstance(item, Crash):
+            item.notes.append(note)
+        yield item
+    if progress is not None:
+        progress.close()
+
+
+def _scan_json(pieces: Iterable[bytes], source: str, *, progress: Progress | None,
+               keep_lines: bool) -> Iterator[bytes | Crash]:
     sc = CrashScanner(source, keep_lines=keep_lines)
-    finders = TRIGGERS
+    seen = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal seen
+        for piece in pieces:
+            seen += len(piece)
+            if progress is not None:
+                progress.update(seen)
+            yield piece
+    offset = 0
+    lineno = 0            # JSON inputs: line numbers count the records' lines
+    for _, items in envelopes.iter_json_records(counted()):
+        for item in items:
+            lineno += 1
+            if sc.pending_msgs or sc.pending_dumps or not sc.idle:
+                sc.expire(offset)
+            sc.feed_items([item], lineno, offset)
+            offset += len(item[0]) + 1
+        if sc.ready or (sc.held and not sc.busy):
+            yield from sc.drain()
+    sc.finish()
+    yield from sc.drain()
+
+
+def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress | None,
+                keep_lines: bool, gateway: bool = True) -> Iterator[bytes | Crash]:
+    """The fast path over physical lines: between lines that must be read, jump from one
+    trigger hit to the next (``bytes.find`` per trigger); ``gateway``: Envoy/Istio-prefixed
+    text (a plugin's output only in ``wasm log`` records), else plain text. A gateway log
+    read without an envelope skips plugin lines: a crash looks its thread's up afterwards
+    (``sc.lookback``); while a panic is being collected they are looked for too."""
+    lazy = sc.peeler is None and gateway
+    if not gateway:
+        finders = PLAIN_TRIGGERS
+    else:
+        finders = TRIGGERS if lazy else TRIGGERS + (PLUGIN_TRIGGER,)
+    worth = _worth_parsing if gateway else _worth_parsing_plain
+    if lazy:
+        sc.lookback = Lookback()
+    skip = sc.peeler is None or sc.peeler.skippable
+    partial = None if sc.peeler is None else sc.peeler.partial
+    runs = sc.peeler is None                  # frame lines read in runs (no envelope)
     base = 0
     lineno = 1            # line number at position ln_pos of the current chunk
-    for chunk in _chunks(stream):
+    for chunk in pieces:
+        if sc.lookback is not None:
+            sc.lookback.push(chunk, base, lineno)
         n = len(chunk)
         nexts = [chunk.find(t) for t in finders]
         nexts = [p if p >= 0 else n for p in nexts]
+        natives: list[int] | None = None         # NATIVE_TRIGGERS' next hits, while needed
+        plugins = -1                             # the next plugin line, while needed
         pos = ln_pos = 0
         pt, pt_lineno = 0, lineno      # start of pass-through bytes not yet handed on
         while pos < n:
-            if sc.idle:
+            skipping = skip and sc.skippable
+            if skipping:
                 hit = min(nexts)
                 while hit < pos:
                     k = nexts.index(hit)
                     p = chunk.find(finders[k], pos)
                     nexts[k] = p if p >= 0 else n
                     hit = min(nexts)
+                if sc.natives:
+                    if natives is None:
+                        natives = [-1] * len(NATIVE_TRIGGERS)
+                    for k, p in enumerate(natives):
+                        if p < pos:
+                            p = chunk.find(NATIVE_TRIGGERS[k], pos)
+                            natives[k] = p if p >= 0 else n
+                    hit = min(hit, min(natives))
+                elif natives is not None:
+                    natives = None
+                if lazy and sc.outputs.open:
+                    if plugins < pos:
+                        plugins = chunk.find(PLUGIN_TRIGGER, pos)
+                        plugins = n if plugins < 0 else plugins
+                    hit = min(hit, plugins)
                 if hit >= n:
                     break
                 nl = chunk.rfind(b"\n", pos, hit)
                 if nl >= 0:
                     pos = nl + 1
+                while partial is not None and pos > pt:   # first parts of the hit's line
+                    start = max(pt, chunk.rfind(b"\n", pt, pos - 1) + 1)
+                    if not partial(chunk[start:pos]):
+                        break
+                    pos = start
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl + 1
             line = chunk[pos:end]
-            if sc.idle and not _worth_parsing(line):
-                if b"wasm log" in line:
-                    lineno += chunk.count(b"\n", ln_pos, pos)
-                    ln_pos = pos
-                    sc.remember_plugin_line(line, lineno)
-                pos = end
-                continue
-            if pt < pos:
+            if skipping and not worth(line) and not (partial is not None and partial(line)) \
+                    and not (natives is not None and _native_line(line)):
+                if PLUGIN_TRIGGER not in line or (lazy and not sc.outputs.open
+                                                  and not _opens_panic(line)):
+                    pos = end
+                    continue
+            if keep_lines and pt < pos:
                 if sc.pending_msgs or sc.pending_dumps:
                     sc.expire(base + pos)
                 if sc.busy:
                     sc.passthrough(pt_lineno, chunk[pt:pos])
-                elif keep_lines:
+                else:
                     yield from sc.drain()
                     yield chunk[pt:pos]
             lineno += chunk.count(b"\n", ln_pos, pos)
             ln_pos = pos
-            if sc.pending_msgs or sc.pending_dumps or sc.natives or sc.dump:
+            if (sc.pending_msgs or sc.pending_dumps or sc.natives or sc.dump
+                    or sc.outputs.open or sc.parked):
                 sc.expire(base + pos)
             sc.feed_line(line, lineno, base + pos)
             pos = pt = end
             pt_lineno = lineno + (nl >= 0)
+            if runs and nl >= 0 and (sc.record is not None or sc.dump is not None
+                                     or sc.cont is not None):
+                after, count = (sc.record_run if sc.cont is not None
+                                else sc.frame_run)(chunk, pos, lineno, base)
+                if count:                    # lines lineno+1 … lineno+count were frames
+                    pos = pt = ln_pos = after
+                    lineno += 1 + count
+                    pt_lineno = lineno
             if sc.ready:
                 yield from sc.drain()
         if pt < n:
-            if sc.pending_msgs or sc.pending_dumps:
+            if sc.pending_msgs or sc.pending_dumps or sc.natives:
                 sc.expire(base + n)
             if sc.busy:
                 sc.passthrough(pt_lineno, chunk[pt:n])
@@ -746,8 +1308,10 @@ def scan_log(stream: BinaryIO | Iterable[bytes], source: str, *,
             yield from sc.drain()
     sc.finish()
     yield from sc.drain()
-    if progress is not None:
-        progress.close()
+
+
+def _native_line(line: bytes) -> bool:
+    return any(t in line for t in NATIVE_TRIGGERS)
 
 
 def scan_crashes(stream: BinaryIO | Iterable[bytes], source: str, *,

@@ -17,9 +17,10 @@ Recognised prefixes:
   multi-line message only: see :func:`split_thread_suffix`), and pilot-agent's own
   ``time\\tlevel\\tmsg`` lines;
 - Istio JSON (``--log_as_json``): the message's embedded newlines come back as
-  ``extra_lines``;
-- a container-runtime (CRI) prefix ``<rfc3339> stdout|stderr F|P `` in front of any of
-  these (the files under ``/var/log/containers``).
+  ``extra_lines``.
+
+What wraps these lines (container runtimes, shippers, kubectl, terminals) is peeled first,
+by :mod:`wasmprof.ingest.envelopes`.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ class LogLine:
     logger: str | None = None
     location: str | None = None
     epoch: int | None = None
-    stream: str | None = None              # "stdout"/"stderr" from a CRI prefix
+    stream: str | None = None              # "stdout"/"stderr" when the envelope says
     extra_lines: tuple[str, ...] = ()      # further message lines (JSON-escaped newlines)
+    origin: str | None = None              # the stream within the input (envelopes.py)
 
     @property
     def has_prefix(self) -> bool:
@@ -66,9 +68,8 @@ _ENVOY = re.compile(
     r"\[([\w.\-]{1,100})\] ?(?:\[([^\]\s]{1,1000}):(\d{1,9})\] ?)?")
 _EPOCH = re.compile(r"\[Envoy \(Epoch (\d{1,9})\)\] ")
 _ISO_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)\Z")
-_CRI = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)) "
-                  r"(stdout|stderr) ([FP]) ")
 _THREAD_SUFFIX = re.compile(r"\tthread=(\d{1,20})\Z")
+_THREAD_SUFFIX_RELAXED = re.compile(r"[\t ]{1,64}thread=(\d{1,20})\s{0,8}\Z")
 _LEVELS = frozenset(("trace", "debug", "info", "warn", "warning", "error", "err", "critical",
                      "fatal", "off"))
 
@@ -82,11 +83,15 @@ def decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def split_thread_suffix(text: str) -> tuple[str, str | None]:
-    """Strip Istio's trailing ``\\tthread=N`` (last line of a multi-line message)."""
-    if "\tthread=" not in text:
+def split_thread_suffix(text: str, *, relaxed: bool = False) -> tuple[str, str | None]:
+    """Strip Istio's trailing ``\\tthread=N`` (last line of a multi-line message).
+    ``relaxed``: also when the tab became spaces (text copied out of a terminal); for
+    continuation lines of a backtrace, where no name ends in `` thread=N``."""
+    if "thread=" not in text:
         return text, None
-    m = _THREAD_SUFFIX.search(text)
+    m = _THREAD_SUFFIX.search(text) if "\tthread=" in text else None
+    if m is None and relaxed:
+        m = _THREAD_SUFFIX_RELAXED.search(text)
     if not m:
         return text, None
     return text[:m.start()], m.group(1)
@@ -94,17 +99,8 @@ def split_thread_suffix(text: str) -> tuple[str, str | None]:
 
 def parse_line(text: str) -> LogLine:
     """Split one line into prefix fields and message (PLAIN when no prefix matches)."""
-    stream = None
-    if text[:1].isdigit() and " std" in text[:48]:
-        m = _CRI.match(text)
-        if m:
-            stream = m.group(2)
-            text = text[m.end():]
     line = _parse_prefixed(text)
-    if line is None:
-        line = LogLine(LineFormat.PLAIN, text)
-    line.stream = stream
-    return line
+    return line if line is not None else LogLine(LineFormat.PLAIN, text)
 
 
 def _parse_prefixed(text: str) -> LogLine | None:

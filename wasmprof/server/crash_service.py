@@ -27,13 +27,27 @@
   groups the regrouping emptied (the unsymbolized ones) is cancelled.
 - Groups: status ``open`` / ``resolved`` / ``regressed`` stored; shown as ``new`` (open,
   first seen < 24 h ago), ``ongoing``, ``regressed``, ``resolved``.
+- Idempotent log ingest (tables in :mod:`wasmprof.server.log_schema`): every crash gets an
+  event key (:func:`event_key`: its stream, thread, time and first line, plus its rank
+  among identical crashes of the body); a key already stored is not stored again, so a log
+  posted twice, or overlapping windows of one stream (a shipper retrying), count each crash
+  once — except that a complete copy of a crash stored partial (cut at a window's end)
+  replaces it. An ``Idempotency-Key`` / ``batch_id`` seen before answers the first post's
+  result with ``duplicate: true`` without reading the body again (409 while that first post
+  is still running). The answer says ``new_events`` / ``duplicate_events``.
+- :func:`read_log_body` spools a request body (raw or multipart ``file``) to a temporary
+  file in constant memory, decompressing ``Content-Encoding: gzip`` (or a gzip body) with
+  the decompressed size held to the same cap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,8 +55,10 @@ from typing import IO, Any
 
 import orjson
 
+from wasmprof.errors import UsageError, WasmprofError
 from wasmprof.grouping import GroupKey, fingerprint
-from wasmprof.model import AddressSpace, Crash, Frame, FrameStatus, RawFrame, Runtime, TrapKind
+from wasmprof.model import (AddressSpace, Breadcrumb, Crash, Frame, FrameStatus, Panic, RawFrame,
+                            Runtime, TrapKind)
 from wasmprof.server.registry import ModuleRegistry
 from wasmprof.store.db import Tx, now
 from wasmprof.store.state import Store
@@ -84,7 +100,22 @@ def crash_from_json(text: str) -> Crash:
                  function=d.get("function"), thread=d.get("thread"),
                  timestamp=d.get("timestamp"), source=d.get("source"),
                  first_line=d.get("first_line"), raw=list(d.get("raw") or []),
-                 raw_frames=raws, partial=bool(d.get("partial")), notes=list(d.get("notes") or []))
+                 raw_frames=raws, partial=bool(d.get("partial")), notes=list(d.get("notes") or []),
+                 panic=Panic.from_dict(d["panic"]) if d.get("panic") else None,
+                 breadcrumbs=[Breadcrumb.from_dict(b) for b in d.get("breadcrumbs") or []],
+                 origin=d.get("origin"))
+
+
+def event_keys(crash: Crash, plugin: str | None, version: str | None) -> tuple[str, str]:
+    """(content key, head key) of a crash event, the same whenever the same log text is
+    posted again for the same plugin and version: stream, thread, log time and the crash's
+    lines (whitespace normalized; the head key only the first line). Crashes printed
+    without a time are told apart by their rank among identical ones (added by the caller)."""
+    lines = [" ".join(x.split())[:2000] for x in crash.raw] or [""]
+    head = "\x1f".join([plugin or "", version or "", crash.origin or "", crash.thread or "",
+                        crash.timestamp or "", lines[0]])
+    content = hashlib.sha256("\x1e".join([head, *lines[1:]]).encode("utf-8", "replace"))
+    return content.hexdigest()[:32], hashlib.sha256(head.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def frames_from_json(text: str | None) -> list[Frame]:
@@ -155,6 +186,8 @@ class Symbolized:
     modules: list[str] = field(default_factory=list)    # sha256 of modules used (chosen first)
     note: str | None = None
     symbolization: dict[str, Any] | None = None         # which module/version, and why
+    event_key: str | None = None                        # idempotency (log_event_keys)
+    head_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -325,8 +358,53 @@ class CrashService:
     # -- ingest ---------------------------------------------------------------------------
     def ingest_log(self, stream: IO[bytes] | Iterable[bytes], *, source: str, size: int,
                    sha256: str | None, plugin: str | None, version: str | None,
-                   labels: dict[str, str], token_id: int | None = None) -> dict[str, Any]:
+                   labels: dict[str, str], token_id: int | None = None,
+                   idempotency_key: str | None = None) -> dict[str, Any]:
         from wasmprof.ingest.crashlog import scan_crashes
+        if idempotency_key is not None:
+            replay = self._claim_ingest_key(idempotency_key)
+            if replay is not None:
+                return replay
+        try:
+            result = self._ingest_log(stream, source=source, size=size, sha256=sha256,
+                                      plugin=plugin, version=version, labels=labels,
+                                      token_id=token_id, scan=scan_crashes)
+        except BaseException:
+            if idempotency_key is not None:
+                with self.db.tx() as tx:
+                    tx.execute("DELETE FROM log_ingest_keys WHERE idempotency_key = ? AND "
+                               "result IS NULL", (idempotency_key,))
+            raise
+        if idempotency_key is not None:
+            result["idempotency_key"] = idempotency_key
+            with self.db.tx() as tx:
+                tx.execute("UPDATE log_ingest_keys SET ingest_id = ?, result = ? WHERE "
+                           "idempotency_key = ?", (result["ingest_id"], _json(result),
+                                                   idempotency_key))
+        return result
+
+    def _claim_ingest_key(self, key: str) -> dict[str, Any] | None:
+        """None: this post is the first with ``key`` (now claimed); else the first post's
+        answer, marked ``duplicate``. Raises (409) while the first post is running."""
+        with self.db.tx() as tx:
+            row = tx.one("INSERT INTO log_ingest_keys (idempotency_key, created_at) VALUES (?, ?) "
+                         "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
+                         (key, now()))
+            if row is not None:
+                return None
+            prior = tx.one("SELECT ingest_id, result FROM log_ingest_keys WHERE "
+                           "idempotency_key = ?", (key,))
+        if prior is None or prior["result"] is None:
+            raise IngestInProgress("a log with this idempotency key is still being ingested",
+                                   source="Idempotency-Key", found=key[:80])
+        out = orjson.loads(prior["result"])
+        out.update(duplicate=True, new_events=0, duplicate_events=out.get("crashes", 0))
+        return out
+
+    def _ingest_log(self, stream: IO[bytes] | Iterable[bytes], *, source: str, size: int,
+                    sha256: str | None, plugin: str | None, version: str | None,
+                    labels: dict[str, str], token_id: int | None, scan: Callable
+                    ) -> dict[str, Any]:
         received = now()
         with self.db.tx() as tx:
             ingest_id = tx.insert(
@@ -336,18 +414,21 @@ class CrashService:
                                  received))
         events: list[dict[str, Any]] = []
         groups: dict[int, dict[str, Any]] = {}
-        total = 0
+        total = stored = duplicates = 0
         batch: list[Symbolized] = []
         cache: dict = {}
+        ranks: dict[str, int] = {}
 
         def flush() -> None:
-            nonlocal total
+            nonlocal stored, duplicates
             if not batch:
                 return
             with self.db.tx() as tx:
-                for ev, grp in self._store_batch(tx, batch, ingest_id=ingest_id, plugin=plugin,
-                                                 version=version, labels=labels, received=received):
-                    total += 1
+                rows, dups = self._store_batch(tx, batch, ingest_id=ingest_id, plugin=plugin,
+                                               version=version, labels=labels, received=received)
+                duplicates += dups
+                for ev, grp in rows:
+                    stored += 1
                     if len(events) < MAX_LISTED:
                         events.append(ev)
                     g = groups.setdefault(grp["id"], {
@@ -356,35 +437,81 @@ class CrashService:
                     g["events"] += 1
                     g["new"] |= ev["new_group"]
                     g["regressed"] |= ev["regressed"]
-                tx.execute("UPDATE ingests SET crash_count = ? WHERE id = ?", (total, ingest_id))
+                tx.execute("UPDATE ingests SET crash_count = ? WHERE id = ?", (stored, ingest_id))
             batch.clear()
 
         memory = _memory_tap(source=source, plugin=plugin)   # WAMR memory blocks (health)
         if memory is not None:
             stream = memory.wrap(stream)
         seen: set[tuple[str | None, str | None]] = set()
-        for crash in scan_crashes(stream, source):
+        for crash in scan(stream, source):
+            total += 1
             p = plugin or crash.plugin
             seen.add((p, version))
-            batch.append(self.symbolize(crash, p, version, cache))
+            s = self.symbolize(crash, p, version, cache)
+            base, head = event_keys(crash, p, version)
+            ranks[base] = rank = ranks.get(base, 0) + 1
+            s.event_key, s.head_key = f"{base}:{rank}", f"{head}:{rank}"
+            batch.append(s)
             if len(batch) >= BATCH:
                 flush()
         flush()
         if self.on_ingest is not None and seen:
             self.on_ingest(seen, "crash")
         if self.metrics is not None:
-            self.metrics.inc("crash_events", total)
+            self.metrics.inc("crash_events", stored)
         out = {"ingest_id": ingest_id, "bytes": size, "crashes": total,
-               "events": events, "events_truncated": total > len(events),
+               "new_events": stored, "duplicate_events": duplicates,
+               "events": events, "events_truncated": stored > len(events),
                "groups": sorted(groups.values(), key=lambda g: g["id"])}
         if memory is not None:
             out["memory"] = memory.store(self.db, received=received)
         return out
 
+    def _claim_events(self, tx: Tx, batch: list[Symbolized]) -> tuple[list[Symbolized], int, set[int]]:
+        """The crashes of ``batch`` not stored before (their keys now claimed), how many were
+        duplicates, and the groups that lost a cut event a longer copy replaces. A copy is
+        "cut" when partial or still open when its input ended (:data:`OPEN_AT_END`)."""
+        from wasmprof.ingest.crashlog import OPEN_AT_END
+        fresh: list[Symbolized] = []
+        dups = 0
+        emptied: set[int] = set()
+        t = now()
+        for s in batch:
+            if s.event_key is None:
+                fresh.append(s)
+                continue
+            cut = int(s.crash.partial or OPEN_AT_END in s.crash.notes)
+            n = len(s.crash.raw)
+            if tx.one("INSERT INTO log_event_keys (event_key, head_key, partial, lines, "
+                      "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
+                      "RETURNING event_key", (s.event_key, s.head_key, cut, n, t)) is None:
+                dups += 1                             # the very same crash text
+                continue
+            same_head = tx.all("SELECT event_key, event_id, partial, lines FROM log_event_keys "
+                               "WHERE head_key = ? AND event_key != ?", (s.head_key, s.event_key))
+            if cut and any(r["lines"] >= n for r in same_head):
+                tx.execute("DELETE FROM log_event_keys WHERE event_key = ?", (s.event_key,))
+                dups += 1                             # a cut copy of a stored crash
+                continue
+            for r in same_head:
+                if r["partial"] and (not cut or r["lines"] < n):    # a longer copy of a cut one
+                    if r["event_id"] is not None:
+                        ev = tx.one("SELECT group_id FROM crash_events WHERE id = ?",
+                                    (r["event_id"],))
+                        tx.execute("DELETE FROM crash_events WHERE id = ?", (r["event_id"],))
+                        if ev is not None and ev["group_id"] is not None:
+                            emptied.add(int(ev["group_id"]))
+                    tx.execute("DELETE FROM log_event_keys WHERE event_key = ?", (r["event_key"],))
+            fresh.append(s)
+        return fresh, dups, emptied
+
     def _store_batch(self, tx: Tx, batch: list[Symbolized], *, ingest_id: int | None,
                      plugin: str | None, version: str | None, labels: dict[str, str],
-                     received: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """Store events; one group upsert per distinct fingerprint in the batch."""
+                     received: float) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
+        """Store the events not stored before; one group upsert per distinct fingerprint in
+        the batch. Returns the stored (event, group) pairs and the duplicates' count."""
+        batch, duplicates, emptied = self._claim_events(tx, batch)
         prepared = []
         by_fp: dict[str, list[int]] = {}
         for i, s in enumerate(batch):
@@ -419,12 +546,16 @@ class CrashService:
                 (ingest_id, gid, p, version, labels_json, str(c.trap_kind), str(c.runtime),
                  (c.message or "")[:2000], c.function, seen, received, crash_to_json(c), s.space,
                  frames, _json(s.modules), fp, _json(grouping), received))
+            if s.event_key is not None:
+                tx.execute("UPDATE log_event_keys SET event_id = ? WHERE event_key = ?",
+                           (eid, s.event_key))
             event = {"id": eid, "group_id": gid, "plugin": p, "version": version,
                      "labels": labels, "trap_kind": str(c.trap_kind), "message": c.message,
                      "occurred_at": seen, "received_at": received,
                      "new_group": is_new and first, "regressed": regressed and first,
                      "title": group["title"], "fingerprint": fp,
-                     "frames": [f.to_dict() for f in c.frames[:20]]}
+                     "frames": [f.to_dict() for f in c.frames[:20]],
+                     "panic": _panic_summary(c.panic)}
             if hook is not None:
                 try:
                     with self.db.savepoint(tx, "alerts_hook"):
@@ -432,7 +563,9 @@ class CrashService:
                 except Exception:  # noqa: BLE001 - alerts must never block or fail ingest
                     log.exception("alerts hook failed for crash event %s", eid)
             out.append((event, group))
-        return out
+        if emptied:
+            self._refresh_groups(tx, emptied | {g[0] for g in groups.values()})
+        return out, duplicates
 
     def _upsert_group(self, tx: Tx, key: GroupKey, plugin: str | None, trap: str,
                       seen_min: float, seen_max: float, frames: list[dict], *,
@@ -564,7 +697,8 @@ class CrashService:
                     "id": r["id"], "group_id": gid, "plugin": r["plugin"],
                     "version": r["version"], "trap_kind": str(c.trap_kind), "message": c.message,
                     "occurred_at": occurred, "fingerprint": s.key.fingerprint,
-                    "frames": [f.to_dict() for f in c.frames[:20]]}))
+                    "frames": [f.to_dict() for f in c.frames[:20]],
+                    "panic": _panic_summary(c.panic)}))
             return out
         try:
             with self.db.savepoint(tx, "alerts_regroup_hook"):
@@ -701,6 +835,8 @@ class CrashService:
             "frames": orjson.loads(r["frames"]) if r["frames"] else [],
             "raw": crash.get("raw", []), "raw_frames": crash.get("raw_frames", []),
             "partial": crash.get("partial"), "notes": crash.get("notes", []),
+            "panic": crash.get("panic"), "breadcrumbs": crash.get("breadcrumbs", []),
+            "origin": crash.get("origin"),
             "thread": crash.get("thread"), "timestamp": crash.get("timestamp"),
             "source": crash.get("source"), "first_line": crash.get("first_line"),
             "grouping": grouping,
@@ -727,6 +863,70 @@ class CrashService:
             else:
                 raise ValueError(f"unknown crash group status {status!r}")
         return self.get_group(gid, events=5)
+
+
+class IngestInProgress(WasmprofError):
+    """An ``Idempotency-Key`` whose first post has not finished (answered 409)."""
+
+    http_status = 409
+
+
+def _panic_summary(panic: Panic | None) -> dict[str, Any] | None:
+    """The panic as alerts and event lists show it (no text lines, no frames)."""
+    if panic is None:
+        return None
+    return {"kind": panic.kind, "language": panic.language, "message": panic.message,
+            "location": panic.location, "recovered": panic.recovered, "partial": panic.partial}
+
+
+async def read_log_body(request: Any, *, limit: int) -> tuple[Any, int, str, str | None]:
+    """Spool a log request body (raw, or multipart ``file``) to a temporary file: (file at
+    offset 0, size, sha256 of the bytes stored, the multipart file name). A gzip body
+    (``Content-Encoding: gzip`` or gzip magic) is decompressed on the way, its size held to
+    ``limit`` like a plain body; a damaged gzip stream is a 400."""
+    spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
+    h = hashlib.sha256()
+    size = 0
+    filename = None
+    gunzip: Any = None
+    declared = "gzip" in request.headers.get("content-encoding", "").lower()
+
+    def put(data: bytes) -> None:
+        nonlocal size, gunzip
+        if gunzip is None and size == 0 and (declared or data[:2] == b"\x1f\x8b"):
+            gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if gunzip is not None:
+            try:
+                data = gunzip.decompress(data, max(0, limit + 1 - size))
+            except zlib.error as e:
+                raise UsageError(f"bad gzip body: {e}", source="body", offset=size) from None
+        if size + len(data) > limit or (gunzip is not None and gunzip.unconsumed_tail):
+            raise UsageError("log body too large once decompressed", source="body",
+                             expected=f"at most {limit} bytes", found=f"more than {limit}")
+        h.update(data)
+        spool.write(data)
+        size += len(data)
+
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form(max_files=4, max_fields=32)
+            f = form.get("file")
+            if not hasattr(f, "read"):
+                raise UsageError("multipart upload without a 'file' field", source="body")
+            filename = f.filename
+            while chunk := await f.read(1 << 20):
+                put(chunk)
+        else:
+            async for chunk in request.stream():
+                if chunk:
+                    put(chunk)
+        if gunzip is not None and not gunzip.eof and size:
+            raise UsageError("gzip body cut short", source="body", offset=size)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool, size, h.hexdigest(), filename
 
 
 def top_frames(crash: Crash, n: int = 12) -> list[dict[str, Any]]:

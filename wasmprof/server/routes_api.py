@@ -10,8 +10,6 @@ committed before the 2xx answer.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -148,42 +146,43 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
     # -- logs -------------------------------------------------------------------------
     @r.post("/logs", summary="Post a gateway log (raw body or multipart 'file'); crashes "
                              "are stored, symbolized and grouped",
-            description="Query: `plugin`, `version`, `source`, `labels=k:v,...` and any other "
-                        "parameter as a label. Streamed up to the server's cap. The answer "
-                        "lists the created events and their groups (`new`, `regressed`).",
-            responses=bodies.ok_schema(bodies.LOG_RESULT_SCHEMA, bodies.LOG_LINKS),
+            description="Query: `plugin`, `version`, `source`, `labels=k:v,...`, `batch_id` and "
+                        "any other parameter as a label. Streamed up to the server's cap; "
+                        "`Content-Encoding: gzip` bodies are decompressed within the same cap. "
+                        "Any envelope is read: plain Envoy/Istio text, CRI, Docker json-file, "
+                        "Fluent Bit / Vector NDJSON or JSON arrays, Loki push documents, "
+                        "kubectl/stern prefixes. Idempotent: each crash event is stored once "
+                        "however often (or in however many overlapping windows) a log is "
+                        "posted; an `Idempotency-Key` header (or `batch_id`) seen before "
+                        "answers the first post's result with `duplicate: true` (409 while "
+                        "that post still runs). The answer lists the created events and their "
+                        "groups (`new`, `regressed`) and counts `new_events` and "
+                        "`duplicate_events`.",
+            responses={**bodies.ok_schema(bodies.LOG_RESULT_SCHEMA, bodies.LOG_LINKS),
+                       409: {"description": "A post with this Idempotency-Key is still "
+                                            "running"}},
             openapi_extra=raw_body({**TEXT_BODY, **multipart_body("file")},
                                    "Envoy/Istio/WAMR/V8/Wasmtime log text"))
     async def post_log(request: Request, plugin: TextQuery = None, version: TextQuery = None,
                        source: TextQuery = None, labels: TextQuery = None,
-                       p: Principal = ingest):
+                       batch_id: TextQuery = None, p: Principal = ingest):
+        from wasmprof.server.crash_service import read_log_body
         labels = _labels(request)
-        spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
-        h = hashlib.sha256()
-        size = 0
+        key = request.headers.get("idempotency-key")
+        if key is not None and (not key or len(key) > MAX_NAME or has_control(key)):
+            raise UsageError("bad Idempotency-Key", source="Idempotency-Key",
+                             expected=f"1 to {MAX_NAME} printable characters", found=key[:40])
+        key = key or batch_id
+        spool, size, sha256, filename = await read_log_body(request,
+                                                           limit=svc.config.max_log_bytes)
         try:
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                f, _form = await _form_file(request)
-                if f is None:
-                    raise UsageError("multipart upload without a 'file' field", source="body")
-                source = source or f.filename
-                while chunk := await f.read(1 << 20):
-                    h.update(chunk)
-                    spool.write(chunk)
-                    size += len(chunk)
-            else:
-                async for chunk in request.stream():
-                    h.update(chunk)
-                    spool.write(chunk)
-                    size += len(chunk)
             if not size:
                 raise UsageError("empty log body", source="body",
                                  expected="log text (raw body or multipart 'file')")
-            spool.seek(0)
             result = await run_in_threadpool(
-                svc.crashes.ingest_log, spool, source=source or "upload", size=size,
-                sha256=h.hexdigest(), plugin=plugin, version=version, labels=labels,
-                token_id=p.token_id)
+                svc.crashes.ingest_log, spool, source=source or filename or "upload", size=size,
+                sha256=sha256, plugin=plugin, version=version, labels=labels,
+                token_id=p.token_id, idempotency_key=key)
         finally:
             spool.close()
         svc.metrics.inc("ingest_requests", kind="log")

@@ -114,6 +114,7 @@ CORE: list[Migration] = [
 EXTENSION_MODULES: dict[str, list[str]] = {
     "alerts": ["wasmprof.alerts.migrations", "wasmprof.alerts.schema"],
     "web": ["wasmprof.server.web_schema"],
+    "logs": ["wasmprof.server.log_schema"],
     "sources": ["wasmprof.sources.schema"],
     "health": ["wasmprof.health.schema"],
     "profiles": ["wasmprof.server.profile_schema"],

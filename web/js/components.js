@@ -8,6 +8,7 @@ const FRAME_STATUS_HELP = {
   "function-only": "function known (DWARF, name section or symbol) but no line",
   "index-only": "only the function index is known: the module has no names for it",
   "unknown": "nothing could be resolved for this address",
+  "runtime-text": "function, file and line as the language runtime printed them (Go's traceback text), not DWARF",
   "unsymbolized": "not symbolized yet: the module was not uploaded (it is re-symbolized when it arrives)",
 };
 

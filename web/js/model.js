@@ -132,6 +132,9 @@ export function normEvent(e) {
     partial: e.partial ?? crash.partial ?? false,
     notes: e.notes ?? crash.notes ?? [],
     grouping: parseMaybeJson(e.grouping, null),
+    panic: e.panic ?? crash.panic ?? null,
+    breadcrumbs: e.breadcrumbs ?? crash.breadcrumbs ?? [],
+    origin: e.origin ?? crash.origin ?? null,
     source: e.source ?? crash.source ?? null,
     symbolized_with: parseMaybeJson(e.symbolized_with, null),
   };

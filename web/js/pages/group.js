@@ -1,11 +1,12 @@
 // One crash group: what it is, why its crashes were grouped, the symbolized backtrace of a
 // selected event (inline frames as such, each frame's status and reason, source context),
-// the raw log lines and the events over time.
+// the plugin's panic (message, location, language, its own traceback frames), the plugin's
+// last log lines before the crash (breadcrumbs), the raw log lines and the events over time.
 
 import { h, mount } from "../dom.js";
 import { getJson, postJson } from "../api.js";
 import { normGroup, normEvent, headlineFrame } from "../model.js";
-import { backtrace, groupStatusPill, errorBox, pill } from "../components.js";
+import { backtrace, groupStatusPill, errorBox, pill, frameStatusPill } from "../components.js";
 import { barChart, timeBuckets, seriesBuckets } from "../charts.js";
 import { fmtTime, fmtAgo, fmtCount, frameName, location as frameLocation } from "../fmt.js";
 
@@ -53,6 +54,8 @@ export async function render(ctx) {
       actions),
     loc ? h("p", { class: "mono", id: "group-location" }, loc) : null,
     group.message ? h("p", {}, group.message) : null,
+    selected && selected.panic ? h("p", { id: "group-panic" }, h("strong", {}, `${selected.panic.language || "Plugin"} panic: `),
+      selected.panic.message || "?", selected.panic.location ? h("span", { class: "mono" }, ` at ${selected.panic.location}`) : null) : null,
     h("dl", { class: "facts" },
       fact("Plugin", group.plugin || "—"),
       fact("Events", fmtCount(group.count)),
@@ -154,7 +157,42 @@ function statusActions(group, onChange) {
   return out;
 }
 
+/** The plugin's own panic: language, message, where, its reassembled output and the
+ * runtime's text frames (Go's goroutine traceback), never called DWARF. */
+function panicView(panic, textFrames) {
+  if (!panic) return null;
+  const kind = [panic.language || panic.kind || "?", panic.recovered ? "recovered" : null,
+    panic.partial ? "no trap followed" : null].filter(Boolean).join(", ");
+  const locations = (panic.locations || []).map((l) => [l.file, l.line, l.column].filter((x) => x !== null && x !== undefined && x !== "").join(":"));
+  return h("section", { class: "panic", id: "panic" },
+    h("h3", {}, "Panic ", h("span", { class: "muted", id: "panic-language" }, `(${kind})`)),
+    h("p", { class: "mono", id: "panic-message" }, panic.message || "(no message)"),
+    locations.length ? h("p", { class: "mono", id: "panic-location" }, "at ", locations.join(", ")) : null,
+    textFrames.length ? [
+      h("p", { class: "muted small" }, `${textFrames.length} frames of the runtime's own traceback (its text, not DWARF):`),
+      h("ol", { class: "backtrace runtime-text", id: "panic-frames" }, textFrames.map((f) => h("li", { class: "chain" },
+        h("div", { class: "frame", dataset: { status: f.status || "runtime-text" } },
+          h("span", { class: "frame-main" }, h("span", { class: "fn" }, frameName(f)),
+            f.file ? h("span", { class: "loc" }, " at ", h("span", { class: "file" }, frameLocation(f) || f.file)) : null),
+          h("span", { class: "frame-meta" }, frameStatusPill(f.status)))))),
+    ] : null,
+    panic.lines && panic.lines.length > 1 ? h("details", {},
+      h("summary", {}, `Its output, reassembled from ${panic.records || panic.lines.length} log record(s)`),
+      h("pre", { class: "raw-log", id: "panic-text" }, panic.lines.join("\n"))) : null);
+}
+
+function breadcrumbsView(crumbs) {
+  if (!crumbs || !crumbs.length) return null;
+  return h("section", { class: "breadcrumbs", id: "breadcrumbs" },
+    h("h3", {}, "Breadcrumbs ", h("span", { class: "muted small" }, "the plugin's last log lines on this thread before the crash")),
+    h("ol", { class: "small mono" }, crumbs.map((b) => h("li", {},
+      h("span", { class: "muted" }, `${b.line}: [${b.level || "?"}] `), b.text))));
+}
+
 async function eventView(ev, group) {
+  const symbolized = ev.frames.filter((f) => f.status === "runtime-text");
+  const textFrames = symbolized.length ? symbolized : ((ev.panic && ev.panic.frames) || []);
+  ev = { ...ev, frames: ev.frames.filter((f) => f.status !== "runtime-text") };
   const files = [...new Set(ev.frames.filter((f) => f.file && f.line).map((f) => f.file))];
   const available = files.length
     ? (await getJson("/web/sources", { file: files, plugin: ev.plugin || group.plugin })).available || {}
@@ -172,7 +210,9 @@ async function eventView(ev, group) {
       h("span", { class: "pill frame-function-only" }, "function-only"), " no line · ",
       h("span", { class: "pill frame-index-only" }, "index-only"), " no name · ",
       h("span", { class: "pill frame-unknown" }, "unknown"), ". Inlined frames are indented under their caller."),
-    backtrace(ev.frames, { onSource }),
+    ev.frames.length || !textFrames.length ? backtrace(ev.frames, { onSource }) : null,
+    panicView(ev.panic, textFrames),
+    breadcrumbsView(ev.breadcrumbs),
     h("h3", {}, "Raw log lines"),
     ev.raw && ev.raw.length ? h("pre", { class: "raw-log" }, ev.raw.join("\n")) : h("p", { class: "muted" }, "Not kept."),
     ev.grouping ? h("details", {}, h("summary", {}, "Grouping of this event"),
