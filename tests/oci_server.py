@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from occurrences import occurrence
 from pg import wait_until
 from server_proc import ROOT, ServerProcess
 
@@ -45,9 +46,13 @@ def set_source(srv: ServerProcess, plugin: str, url: str, **body: Any) -> dict:
     return r.json()
 
 
-def post_log(srv: ServerProcess, path: Path, plugin: str, version: str | None = None) -> dict:
+def post_log(srv: ServerProcess, path: Path, plugin: str, version: str | None = None, *,
+             again: bool = False) -> dict:
+    """Post the crash log at ``path``; ``again``: as a new occurrence of its crash (log
+    ingest is idempotent: the same bytes twice are one event)."""
     params = {"plugin": plugin, **({"version": version} if version else {})}
-    r = call(srv, "ingest", "POST", "/logs", params=params, content=path.read_bytes())
+    body = occurrence(path.read_text()) if again else path.read_bytes()
+    r = call(srv, "ingest", "POST", "/logs", params=params, content=body)
     assert r.status_code == 200, r.text
     return r.json()
 

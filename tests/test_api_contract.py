@@ -11,9 +11,9 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from occurrences import occurrence
 
 from wasmprof.config import ServerConfig, resolve_store
-from wasmprof.ingest.logline import LineFormat, format_record
 from wasmprof.server.app import create_app
 from wasmprof.store.tokens import create_token, revoke_token
 
@@ -50,12 +50,8 @@ def _error(r, status):
 
 
 def _crash_log(data_dir, name="crash_trap.O2.trap.classic.log", ts=None):
-    text = (data_dir / "dumps" / name).read_text()
-    if ts is None:
-        return text.encode()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}"
-    return "\n".join(format_record(LineFormat.ENVOY, line, timestamp=stamp, thread="9")
-                     for line in text.splitlines()).encode()
+    """A new occurrence of the fixture crash each call (log ingest is idempotent)."""
+    return occurrence((data_dir / "dumps" / name).read_text(), ts)
 
 
 def _group(client, data_dir, plugin="crash-trap", **kw):

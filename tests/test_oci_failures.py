@@ -35,7 +35,7 @@ def crash_log(data_dir):
 def _ingest_unaffected(srv, crash_log, plugin: str, version: str, n: int = 3) -> None:
     """Post ``n`` more logs while the pull is failing: each answered at once, all stored."""
     for _ in range(n):
-        assert post_log(srv, crash_log, plugin, version)["crashes"] == 1
+        assert post_log(srv, crash_log, plugin, version, again=True)["crashes"] == 1
     assert len(events(srv, plugin)) == n + 1
     gs = groups(srv, plugin)
     assert sum(g["count"] for g in gs) == n + 1
