@@ -11,8 +11,9 @@ Contract:
   basis of ``wasmprof symbolize``'s pass-through output.
 
 How it stays fast: the scanner only looks at lines that contain one of a few trigger
-byte strings (:data:`TRIGGERS`, found with ``bytes.find``), except while a crash block is
-open (continuation lines, a WAMR dump, an Envoy native backtrace), when every line is read.
+byte strings (:data:`TRIGGERS`, all found in one pass per chunk by
+:mod:`wasmprof.ingest.triggers`), except while a crash block is open (continuation lines,
+a WAMR dump, an Envoy native backtrace), when every line is read.
 
 What it assembles (formats.md §4, §5): ``Function: X failed: MESSAGE`` records with V8 /
 WAVM in-VM backtraces or Wasmtime ``wasm backtrace:`` blocks as continuation lines;
@@ -43,10 +44,12 @@ from wasmprof.ingest import (envelopes, envoy_native, panics, v8_backtrace, v8_e
                              wamr_dump, wasmtime_trace, wavm_backtrace)
 from wasmprof.ingest.envelopes import Item, Peeler
 from wasmprof.ingest.logline import LineFormat, LogLine, decode, parse_line, split_thread_suffix
+from wasmprof.ingest.lookback import MAX_BYTES as LOOKBACK_MAX_BYTES
 from wasmprof.ingest.lookback import Lookback
 from wasmprof.ingest.plugin_output import (BREADCRUMBS, OpenPanic, PluginOutputs, Record,
                                             parse_record, quick_record)
 from wasmprof.ingest.traps import classify
+from wasmprof.ingest.triggers import TriggerSet
 from wasmprof.model import AddressSpace, Crash, RawFrame, Runtime, TrapKind
 from wasmprof.output import Progress
 
@@ -55,9 +58,8 @@ TRIGGERS: tuple[bytes, ...] = (b": 0x", b"#00 ", b"Function: ", b"Exception: ", 
                                b"Assertion failed", b"fatal error: ")
 """In a gateway log (Envoy/Istio line prefixes) read without an envelope, a line without
 any of these can neither start nor end a crash when no block is open (the last five: a
-plugin's record opening a panic, ``panic:`` / ``panicked at`` / ``libc++abi:`` …). Each is
-one ``bytes.find`` pass over a chunk: the list is short, and plugin lines are not among
-them — a crash finds its thread's plugin lines afterwards (:mod:`wasmprof.ingest.lookback`)."""
+plugin's record opening a panic, ``panic:`` / ``panicked at`` / ``libc++abi:`` …). Plugin
+lines are not among them — a crash finds its thread's plugin lines afterwards (:mod:`wasmprof.ingest.lookback`)."""
 PLUGIN_TRIGGER = b"wasm log"
 """Looked for too while a panic is being collected (its records), and always when the lines
 come through an envelope (no lookback in peeled text)."""
@@ -68,6 +70,10 @@ plain lines there, so they are triggers too."""
 NATIVE_TRIGGERS: tuple[bytes, ...] = (b"[0x", b"Backtrace (use", b"Envoy version: ",
                                       b"Address mapping: ")
 """Lines of an Envoy native backtrace, looked for only while one is open."""
+_GATEWAY_SET = TriggerSet(TRIGGERS)
+_ENVELOPED_SET = TriggerSet(TRIGGERS + (PLUGIN_TRIGGER,))
+_PLAIN_SET = TriggerSet(PLAIN_TRIGGERS)
+_NATIVE_SET = TriggerSet(NATIVE_TRIGGERS)
 
 CHUNK_SIZE = 1 << 20
 MAX_LINE = 4 << 20            # longer lines are cut into pieces (kept verbatim in output)
@@ -107,6 +113,8 @@ def _opens_panic(line: bytes) -> bool:
     return colon > 0 and line.startswith(_OPENERS, colon + 1)
 # runs of frame lines (CrashScanner.frame_run): exactly what v8_backtrace / wamr_dump read
 _V8_RUN = re.compile(rb" {0,8}(\d{1,9}): {1,8}0x([0-9a-fA-F]{1,16}) - ([^\t\r\n]*)\r?\n")
+_NATIVE_RUN = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?\]\[(\d{1,20})\]\[\w{1,20}\]"
+                         rb"\[backtrace\] ?(?:\[[^\]\s]{1,1000}:\d{1,9}\] ?)?(#\d[^\r\n]{0,2000})\r?\n")
 _DUMP_RUN = re.compile(rb"#(\d{2,9}): 0x([0-9a-fA-F]{1,16}) - ([^\r\n]*)\r?\n")
 _UNKNOWN_FN = re.compile(r"unknown\(function index:(\d{1,9})\)\Z")
 _DOLLAR_F = re.compile(r"\$f(\d{1,9})\Z")
@@ -180,6 +188,10 @@ class CrashScanner:
         self.outputs = PluginOutputs()
         self.cont: OpenPanic | None = None        # a record whose continuation lines may follow
         self.lookback: Lookback | None = None     # raw chunks (plain streams): plugin lines
+        self.who_offsets: dict[tuple[str | None, str | None], int] = {}  # where the record
+        #                                  that named a thread's plugin was (lookback streams)
+        self.panic_spans: dict[tuple[str | None, str | None], list[tuple[int, int]]] = {}
+        #                      (first, last) lines of a thread's last panics given to crashes
         self.panic_lines: dict[tuple[str | None, str | None], int] = {}  # last line of a
         #                                                    thread's panic given to a crash
         self.prev: tuple[int, str] | None = None  # (line, text) of the last line read
@@ -488,7 +500,8 @@ class CrashScanner:
 
     # -- runs of frame lines, read in one go (plain streams) -----------------------------
     def frame_run(self, chunk: bytes, pos: int, lineno: int, base: int) -> tuple[int, int]:
-        """Read the V8 in-VM frame lines (or WAMR dump frame lines) that follow line
+        """Read the V8 in-VM frame lines (or WAMR dump frame lines, or Envoy native backtrace
+        frame lines in Envoy's default format) that follow line
         ``lineno`` at ``pos`` of ``chunk`` with one regex match each instead of the
         line-by-line path; stops at the first line that needs that path (a thread field, two
         frames on one line, a gap in a dump's numbering, a long line). Returns (position
@@ -521,7 +534,7 @@ class CrashScanner:
             return pos, lineno - first
         unit = self.dump
         if unit is None:
-            return pos, 0
+            return self._native_run(chunk, pos, lineno, base) if self.natives else (pos, 0)
         frames = unit.crash.raw_frames
         match = _DUMP_RUN.match
         while len(unit.lines) < MAX_FRAMES:
@@ -541,6 +554,27 @@ class CrashScanner:
                                    offset=int(m.group(2), 16), printed_name=name,
                                    func_index=int(fm.group(1)) if fm else None,
                                    raw=unit.lines[-1][1]))
+            pos = m.end()
+        return pos, lineno - first
+
+    def _native_run(self, chunk: bytes, pos: int, lineno: int, base: int) -> tuple[int, int]:
+        """The frame lines of open Envoy native backtraces in Envoy's default format, one
+        regex match each (the line-by-line path reads the rest)."""
+        first = lineno
+        match = _NATIVE_RUN.match
+        while True:
+            m = match(chunk, pos)
+            if m is None or b"\0" in m.group(0):
+                break
+            unit = self.natives.get((None, m.group(1).decode()))
+            if unit is None or unit.full:
+                break
+            frame = envoy_native.parse_frame(m.group(2).decode("utf-8", "replace"))
+            if frame is None:
+                break
+            lineno += 1
+            self._native_frame(unit, frame, lineno,
+                               m.group(0).rstrip(b"\r\n").decode("utf-8", "replace"), base + pos)
             pos = m.end()
         return pos, lineno - first
 
@@ -758,6 +792,7 @@ class CrashScanner:
         d.notes.extend(n for n in m.notes if n not in d.notes)
         dump.lines = sorted(dump.lines + msg_unit.lines, key=lambda x: x[0])
         dump.last_offset = max(dump.last_offset, msg_unit.last_offset)
+        dump.first_offset = min(dump.first_offset, msg_unit.first_offset)  # with its first line
 
     # -- Envoy native crash ---------------------------------------------------------------
     def _continue_native(self, ll: LogLine, msg: str, lineno: int, text: str,
@@ -775,12 +810,7 @@ class CrashScanner:
             return False
         frame = envoy_native.parse_frame(msg)
         if frame is not None:
-            unit.add_frame(frame, lineno, text, offset)
-            if frame.printed_name is None:
-                note = ("frames without a symbol may be JIT/AOT code (WAMR AOT, V8); a perf "
-                        "map of the process is needed to place them")
-                if note not in unit.crash.notes:
-                    unit.crash.notes.append(note)
+            self._native_frame(unit, frame, lineno, text, offset)
             return True
         if envoy_native.is_info(msg):
             unit.add(lineno, text, offset)
@@ -794,6 +824,16 @@ class CrashScanner:
             self._emit(unit)
         return False
 
+    @staticmethod
+    def _native_frame(unit: _Unit, frame: RawFrame, lineno: int, text: str,
+                      offset: int) -> None:
+        unit.add_frame(frame, lineno, text, offset)
+        if frame.printed_name is None:
+            note = ("frames without a symbol may be JIT/AOT code (WAMR AOT, V8); a perf "
+                    "map of the process is needed to place them")
+            if note not in unit.crash.notes:
+                unit.crash.notes.append(note)
+
     # -- the plugins' own output ------------------------------------------------------------
     def _looked_back(self, crash: Crash, unit: _Unit) -> list[tuple[Record, int]]:
         """The crash's thread's plugin records just before it, newest first, with their byte
@@ -803,11 +843,16 @@ class CrashScanner:
         sample = crash.raw[0].encode() if crash.raw else b"["
         found = self.lookback.records(crash.thread, unit.first_offset, unit.first_line or 1,
                                       sample)
-        if not found and (crash.origin, crash.thread) not in self.outputs.who:
-            # no record lately, none seen before: the last one names the plugin, if any
-            found = self.lookback.records(crash.thread, unit.first_offset,
-                                          unit.first_line or 1, sample, limit=1,
-                                          max_bytes=LOOKBACK_BYTES)
+        if not found:
+            # no record lately: the last one names the plugin, if any, looked for back to
+            # the record that named it last time (then that one still does)
+            seen = self.who_offsets.get((crash.origin, crash.thread))
+            span = LOOKBACK_BYTES if seen is None else min(LOOKBACK_BYTES,
+                                                           unit.first_offset - seen)
+            if span > LOOKBACK_MAX_BYTES:
+                found = self.lookback.records(crash.thread, unit.first_offset,
+                                              unit.first_line or 1, sample, limit=1,
+                                              max_bytes=span)
         for lineno, offset, raw in found:
             quick = quick_record(raw, lineno)
             if quick is not None:
@@ -868,8 +913,11 @@ class CrashScanner:
         """Its records belong to a crash now: never another's panic."""
         if len(self.panic_lines) >= MAX_THREADS:
             self.panic_lines.clear()
-        last = out.lines[-1][0] if out.lines else out.first_line
+            self.panic_spans.clear()
+        last = max(out.last_line, out.first_line)
         self.panic_lines[out.key] = max(self.panic_lines.get(out.key, 0), last)
+        spans = self.panic_spans.setdefault(out.key, [])
+        spans[:] = spans[-3:] + [(out.first_line, last)]
 
     def _late_panic(self, unit: _Unit) -> None:
         """The panic of a crash whose thread came late (istio puts ``thread=`` on a record's
@@ -924,18 +972,23 @@ class CrashScanner:
             if crash.panic is None:
                 self._panic_from(unit, found)
             recs = [r for r, _ in found]
+            spans = self.panic_spans.get(key, ())
             for rec in recs:
                 if crash.panic is not None and rec.line >= (crash.panic.first_line or 0):
                     continue
+                if any(a <= rec.line <= b for a, b in spans):
+                    continue                  # a panic's record (this crash's or an earlier's)
                 if rec.text.strip() and len(crash.breadcrumbs) < BREADCRUMBS:
                     crash.breadcrumbs.append(self.outputs.crumb(rec))
             crash.breadcrumbs.reverse()
-            who = next(((r.plugin, r.root_id, r.vm_id, r.line) for r in recs
-                        if r.plugin is not None or r.root_id is not None), None)
-            if who is not None:
+            named = next((((r.plugin, r.root_id, r.vm_id, r.line), offset) for r, offset in found
+                          if r.plugin is not None or r.root_id is not None), None)
+            who = None if named is None else named[0]
+            if named is not None:
                 if len(self.outputs.who) >= MAX_THREADS:
                     self.outputs.who.clear()
-                self.outputs.who[key] = who
+                    self.who_offsets.clear()
+                self.outputs.who[key], self.who_offsets[key] = named
             else:                  # the last record of the thread seen before
                 who = self.outputs.who.get(key)
         else:
@@ -1196,15 +1249,16 @@ def _scan_json(pieces: Iterable[bytes], source: str, *, progress: Progress | Non
 def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress | None,
                 keep_lines: bool, gateway: bool = True) -> Iterator[bytes | Crash]:
     """The fast path over physical lines: between lines that must be read, jump from one
-    trigger hit to the next (``bytes.find`` per trigger); ``gateway``: Envoy/Istio-prefixed
+    trigger hit to the next (:class:`~wasmprof.ingest.triggers.TriggerSet`: all of a chunk's
+    hits in one call); ``gateway``: Envoy/Istio-prefixed
     text (a plugin's output only in ``wasm log`` records), else plain text. A gateway log
     read without an envelope skips plugin lines: a crash looks its thread's up afterwards
     (``sc.lookback``); while a panic is being collected they are looked for too."""
     lazy = sc.peeler is None and gateway
     if not gateway:
-        finders = PLAIN_TRIGGERS
+        finders = _PLAIN_SET
     else:
-        finders = TRIGGERS if lazy else TRIGGERS + (PLUGIN_TRIGGER,)
+        finders = _GATEWAY_SET if lazy else _ENVELOPED_SET
     worth = _worth_parsing if gateway else _worth_parsing_plain
     if lazy:
         sc.lookback = Lookback()
@@ -1217,31 +1271,26 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
         if sc.lookback is not None:
             sc.lookback.push(chunk, base, lineno)
         n = len(chunk)
-        nexts = [chunk.find(t) for t in finders]
-        nexts = [p if p >= 0 else n for p in nexts]
-        natives: list[int] | None = None         # NATIVE_TRIGGERS' next hits, while needed
+        hits = finders.hits(chunk)               # every trigger's hits in this chunk
+        nhits, j = len(hits), 0
+        natives: list[int] | None = None         # NATIVE_TRIGGERS' hits, once one is open
+        nj = 0
         plugins = -1                             # the next plugin line, while needed
         pos = ln_pos = 0
         pt, pt_lineno = 0, lineno      # start of pass-through bytes not yet handed on
         while pos < n:
             skipping = skip and sc.skippable
             if skipping:
-                hit = min(nexts)
-                while hit < pos:
-                    k = nexts.index(hit)
-                    p = chunk.find(finders[k], pos)
-                    nexts[k] = p if p >= 0 else n
-                    hit = min(nexts)
+                while j < nhits and hits[j] < pos:
+                    j += 1
+                hit = hits[j] if j < nhits else n
                 if sc.natives:
                     if natives is None:
-                        natives = [-1] * len(NATIVE_TRIGGERS)
-                    for k, p in enumerate(natives):
-                        if p < pos:
-                            p = chunk.find(NATIVE_TRIGGERS[k], pos)
-                            natives[k] = p if p >= 0 else n
-                    hit = min(hit, min(natives))
-                elif natives is not None:
-                    natives = None
+                        natives = _NATIVE_SET.hits(chunk)
+                    while nj < len(natives) and natives[nj] < pos:
+                        nj += 1
+                    if nj < len(natives) and natives[nj] < hit:
+                        hit = natives[nj]
                 if lazy and sc.outputs.open:
                     if plugins < pos:
                         plugins = chunk.find(PLUGIN_TRIGGER, pos)
@@ -1261,7 +1310,7 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             end = n if nl < 0 else nl + 1
             line = chunk[pos:end]
             if skipping and not worth(line) and not (partial is not None and partial(line)) \
-                    and not (natives is not None and _native_line(line)):
+                    and not (sc.natives and _native_line(line)):
                 if PLUGIN_TRIGGER not in line or (lazy and not sc.outputs.open
                                                   and not _opens_panic(line)):
                     pos = end
@@ -1283,7 +1332,7 @@ def _scan_lines(sc: CrashScanner, pieces: Iterable[bytes], *, progress: Progress
             pos = pt = end
             pt_lineno = lineno + (nl >= 0)
             if runs and nl >= 0 and (sc.record is not None or sc.dump is not None
-                                     or sc.cont is not None):
+                                     or sc.cont is not None or sc.natives):
                 after, count = (sc.record_run if sc.cont is not None
                                 else sc.frame_run)(chunk, pos, lineno, base)
                 if count:                    # lines lineno+1 … lineno+count were frames

@@ -15,6 +15,7 @@ import re
 MAX_RECORDS = 6               # records looked at per crash (its breadcrumbs, one more for its
                               # panic's first record)
 MAX_BYTES = 16 << 10          # how far back from the crash, by default
+_WASM_LOGGER = re.compile(rb"\w{1,20}\]\[wasm\] ")   # after ``][T][``: ``level][wasm] ``
 
 
 def thread_marker(thread: str, sample: bytes) -> tuple[bytes, bool]:
@@ -37,23 +38,12 @@ class Lookback:
         self.cur = b""
         self.cur_base = 0
         self.cur_line = 1
-        self.patterns: dict[str, re.Pattern[bytes]] = {}
 
     def push(self, chunk: bytes, base: int, line: int) -> None:
         """The scanner starts reading ``chunk`` (whose first line is number ``line``) at
         stream offset ``base``."""
         self.prev, self.prev_base = self.cur, self.cur_base
         self.cur, self.cur_base, self.cur_line = chunk, base, line
-
-    def _envoy(self, thread: str) -> re.Pattern[bytes]:
-        """``][T][level][wasm] ``: a literal first, so found as fast as ``bytes.find``."""
-        rx = self.patterns.get(thread)
-        if rx is None:
-            if len(self.patterns) >= 4096:
-                self.patterns.clear()
-            rx = self.patterns[thread] = re.compile(
-                rb"\]\[" + re.escape(thread.encode()) + rb"\]\[\w{1,20}\]\[wasm\] ")
-        return rx
 
     def records(self, thread: str, before: int, before_line: int, sample: bytes,
                 limit: int = MAX_RECORDS, max_bytes: int = MAX_BYTES
@@ -73,18 +63,13 @@ class Lookback:
                 continue
             mark = end                 # newlines are counted from here back, as we go
             floor = max(0, end - budget)
-            hits = None
-            if envoy:                  # all the thread's plugin-logger lines, in one pass
-                hits = [m.start() for m in self._envoy(thread).finditer(buf, floor, end)]
             while len(out) < limit:
-                if hits is not None:
-                    if not hits:
-                        break
-                    i = hits.pop()
-                else:
-                    i = buf.rfind(marker, floor, end)
-                    if i < 0:
-                        break
+                i = buf.rfind(marker, floor, end)
+                if i < 0:
+                    break
+                if envoy and _WASM_LOGGER.match(buf, i + len(marker)) is None:
+                    end = i                         # another logger's line (or the text
+                    continue                        # of a message): look further back
                 start = buf.rfind(b"\n", 0, i) + 1
                 end = start
                 stop = buf.find(b"\n", i)

@@ -80,20 +80,25 @@ def parse_record(message: str, *, line: int, level: str | None = None,
                   vm_id=vm, timestamp=timestamp, raw=[message])
 
 
-# one match for the common shapes of a remembered line: Envoy's default format and Istio's TSV
+# one match for the common shapes of a remembered line (its line end removed first): Envoy's
+# default format and Istio's TSV. Greedy groups: a lazy one would try the end at every byte.
 _ENVOY_RECORD = re.compile(
     rb"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})?)\]\[(\d{1,20})\]\[(\w{1,20})\]"
     rb"\[[\w.\-]{1,100}\] ?(?:\[[^\]\s]{1,1000}:\d{1,9}\] ?)?wasm log((?: [^ :]{1,300}){0,3}):"
-    rb" ?(.*?)\r?\n?\Z", re.S)
+    rb" ?(.*)\Z", re.S)
 _ISTIO_RECORD = re.compile(
     rb"(\d{4}-\d\d-\d\dT[\d:.]{8,20}(?:Z|[+-]\d\d:?\d\d))\t(\w{1,10})\tenvoy [^\t]{1,1100}\t"
-    rb"wasm log((?: [^ :]{1,300}){0,3}): ?(.*?)\tthread=(\d{1,20})\r?\n?\Z", re.S)
+    rb"wasm log((?: [^ :]{1,300}){0,3}): ?(.*)\tthread=(\d{1,20})\Z", re.S)
 
 
 def quick_record(raw: bytes, line: int) -> tuple[str, Record] | None:
     """(thread, record) of a whole ``wasm log`` line in Envoy's or Istio's default format,
     with one regex match (the lines a crash's breadcrumbs come from); None for any other
     shape (the caller parses it in full)."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
     m = _ENVOY_RECORD.match(raw)
     if m is not None:
         ts, thread, level, ids, text = m.groups()
@@ -185,6 +190,7 @@ class OpenPanic:
     timestamp: str | None = None
     size: int = 0
     first_offset: int = 1 << 62
+    last_line: int = 0                  # line number of its last record
 
     @property
     def full(self) -> bool:
@@ -197,6 +203,7 @@ class OpenPanic:
         self.lines.append((lineno, raw))
         self.size += len(text) + 1
         self.last_offset = offset
+        self.last_line = max(self.last_line, lineno)
 
     def extend_last(self, text: str, lineno: int, raw: str, offset: int) -> None:
         """A continuation line of the last record (a write holding a newline)."""
@@ -207,6 +214,7 @@ class OpenPanic:
         self.lines.append((lineno, raw))
         self.size += len(text) + 1
         self.last_offset = offset
+        self.last_line = max(self.last_line, lineno)
 
     def panic(self) -> Panic:
         """The panic these records print (never None: an unparsable one keeps its text)."""
