@@ -13,7 +13,9 @@ count check (acknowledged vs stored). Half the clients post sample batches
 leaf PC drawn anew inside its real function, the module uploaded so batches are symbolized
 and aggregated into the profile store as in production), the other
 half post logs (``--log-kb`` of Envoy-format text with real WAMR crash dumps from the fixture
-corpus interleaved at ~0.1% of lines). Targets on 2 cores: >= 100k samples/s, >= 16 MB/s.
+corpus interleaved at ~0.1% of lines and plugins' ``wasm log`` records at ~1 line in 8; each
+post is another hour of the gateway, so its crashes are new events: log ingest is idempotent
+and would store a re-posted crash once). Targets on 2 cores: >= 100k samples/s, >= 16 MB/s.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -48,8 +51,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# every line's time starts with this; each post replaces it with a minute of its own
+TIME_PREFIX = b"[2026-01-01 10:"
+PLUGINS = ["higress-system.key-auth", "higress-system.jwt-auth", "higress-system.ai-proxy"]
+
+
 def make_log(size: int, seed: int) -> tuple[bytes, int]:
-    """Envoy-format log text of ~size bytes with real WAMR dumps; returns (bytes, crashes)."""
+    """Envoy-format log text of ~size bytes with real WAMR dumps; returns (bytes, crashes).
+    Times advance through one hour (``TIME_PREFIX`` + MM:SS.mmm); worker threads interleave;
+    about 1 line in 8 is a plugin's ``wasm log`` record (what a crash's breadcrumbs and plugin
+    name are looked up from)."""
     rng = random.Random(seed)
     dumps = []
     for p in DUMPS:
@@ -59,32 +70,42 @@ def make_log(size: int, seed: int) -> tuple[bytes, int]:
     out: list[str] = []
     n = 0
     crashes = 0
+    ms = 0
+    step = max(1, 3_600_000 * 180 // max(size, 1))      # the log spans about an hour
     routes = ["/api/users", "/login", "/v1/items/42", "/healthz", "/static/app.js"]
     while n < size:
+        ms += rng.randrange(1, 2 * step)
+        ts = (TIME_PREFIX.decode() + f"{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}."
+              f"{ms % 1000:03d}]")
+        thread = rng.randrange(17, 33)
         if rng.random() < 0.0001:          # ~0.1% of lines are crash lines (a dump is ~10)
             d = dumps[rng.randrange(len(dumps))]
-            ts = f"2026-01-0{1 + crashes % 9} 10:00:{crashes % 60:02d}.123"
-            head = (f"[{ts}][{17 + crashes % 4}][error][wasm] [source/extensions/common/wasm/"
+            head = (f"{ts}[{thread}][error][wasm] [source/extensions/common/wasm/"
                     f"wasm_vm.cc:38] Function: proxy_on_request_headers failed: {d[-1]}")
             lines = [head, ""] + d[:-1] + [""]
             crashes += 1
+        elif rng.random() < 0.125:
+            lines = [f"{ts}[{thread}][info][wasm] [source/extensions/common/wasm/context.cc:1157]"
+                     f" wasm log {rng.choice(PLUGINS)} root vm: request {rng.randrange(10**9)} "
+                     f"consumer=c{rng.randrange(5000)} allowed"]
         else:
-            lines = [f"[2026-01-01 10:00:00.{rng.randrange(1000):03d}][{rng.randrange(8, 40)}][info]"
-                     f"[router] [source/common/router/router.cc:{rng.randrange(100, 900)}] "
-                     f"[C{rng.randrange(10**6)}][S{rng.randrange(10**9)}] route {rng.choice(routes)} "
-                     f"cluster=backend-{rng.randrange(20)} upstream=10.0.{rng.randrange(255)}."
-                     f"{rng.randrange(255)}:8080 status={rng.choice((200, 200, 200, 404, 503))}"]
+            lines = [f"{ts}[{thread}][info][router] [source/common/router/router.cc:"
+                     f"{rng.randrange(100, 900)}] [C{rng.randrange(10**6)}][S{rng.randrange(10**9)}]"
+                     f" route {rng.choice(routes)} cluster=backend-{rng.randrange(20)} upstream=10.0."
+                     f"{rng.randrange(255)}.{rng.randrange(255)}:8080 status="
+                     f"{rng.choice((200, 200, 200, 404, 503))}"]
         for ln in lines:
             out.append(ln)
             n += len(ln) + 1
     return ("\n".join(out) + "\n").encode(), crashes
 
 
-def fresh_occurrence(log: bytes, client: int, n: int) -> bytes:
-    """The log's crashes as new occurrences (log ingest stores a crash text posted again
-    once): the crash records' times get a date unique to this client and post."""
-    k = client * 100_000 + n
-    return log.replace(b"[2026-01-0", b"[%04d-%02d-0" % (3000 + k // 12, 1 + k % 12))
+def fresh_occurrence(log: bytes, k: int, base: datetime) -> bytes:
+    """The log as another hour of the gateway (log ingest stores a crash text posted again
+    once): every line's date and hour become those of ``base`` + ``k`` hours, a valid Envoy
+    time unique to this post (``k``: the post's number among all clients')."""
+    when = base + timedelta(hours=k)
+    return log.replace(TIME_PREFIX, when.strftime("[%Y-%m-%d %H:").encode())
 
 
 def make_batches(samples: int, count: int = 32) -> list[bytes]:
@@ -172,6 +193,12 @@ class Load:
         self.log_bytes = 0
         self.batch_bytes = 0
         self.errors = 0
+        self.posts = 0                       # log posts so far (each gets an hour of its own)
+        self.duplicates = 0
+        # posted hours end before now: crash times are kept as logged (within 400 days)
+        hours = 24 * 300
+        self.base = (datetime.now(timezone.utc) - timedelta(hours=hours)).replace(
+            minute=0, second=0, microsecond=0, tzinfo=None)
 
     def _client(self, i: int) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -188,7 +215,9 @@ class Load:
                                    params={"plugin": "bench", "batch_id": f"{self.tag}-{i}-{n}"},
                                    headers={"content-type": "application/json"})
                     else:
-                        body = fresh_occurrence(self.logs[n % len(self.logs)][0], i, n)
+                        with self.lock:
+                            k, self.posts = self.posts, self.posts + 1
+                        body = fresh_occurrence(self.logs[n % len(self.logs)][0], k, self.base)
                         r = c.post("/api/v1/logs", content=body,
                                    params={"plugin": "bench", "source": f"client-{i}"})
                 except httpx.HTTPError:
@@ -212,7 +241,8 @@ class Load:
                         self.samples += d["samples"]
                         self.batch_bytes += len(batch)
                     else:
-                        self.crashes += d["crashes"]
+                        self.crashes += d["new_events"]
+                        self.duplicates += d["duplicate_events"]
                         self.log_bytes += len(body)
                         self.acked_events.extend(e["id"] for e in d["events"])
 
@@ -323,7 +353,7 @@ def main() -> int:
             if v:
                 print(f"latency {kind:7s}: p50 {pct(v, .5):7.1f} ms  p99 {pct(v, .99):7.1f} ms  "
                       f"mean {statistics.mean(v) * 1000:7.1f} ms")
-        print(f"errors    : {load.errors}")
+        print(f"errors    : {load.errors}; duplicate crash events answered: {load.duplicates}")
         lost_samples = load.samples - stored_samples if args.url is None else "n/a (shared server)"
         print(f"count check: acknowledged samples {load.samples:,} stored {stored_samples:,}; "
               f"acknowledged crash events {load.crashes:,} stored {stored_events:,}; "
