@@ -124,3 +124,18 @@ def test_cli_mode_auto_picks_v8_for_a_node_trace(traces, tmp_path):
     assert (c["runtime"], c["space"]) == ("v8-js", "v8")
     assert any(f["function"] == "plugin::parse_token" and f["status"] == "exact"
                for f in c["frames"])
+
+
+def test_text_output_prints_the_error_line_once(traces, tmp_path):
+    """The line before the first ``at`` line (the error) belongs to the crash: the filter
+    prints it with the crash, not once more as a pass-through line."""
+    wasm, stack, _ = traces["cxx"]
+    log = tmp_path / "node.txt"
+    log.write_text("starting plugin test\n" + stack + "\nNode.js v20\n")
+    out = subprocess.run([sys.executable, "-m", "wasmprof", "symbolize", str(log), "--module",
+                          str(wasm)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines.count(stack.splitlines()[0]) == 1
+    assert lines[0] == "starting plugin test" and lines[-1] == "Node.js v20"
+    assert any(x.strip().startswith("-> Table::at(int) at /src/plugin.cpp:") for x in lines)

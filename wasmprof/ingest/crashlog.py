@@ -490,6 +490,8 @@ class CrashScanner:
         if message is not None and prev is not None:
             crash.message = message
             unit.add(prev[0], prev[1], offset)
+            if self.held and self.held[-1][0] == prev[0]:
+                self.held_bytes -= len(self.held.pop()[1])   # the crash prints it now
         else:
             unit.flag("err.stack frames without the error line before them")
         crash.trap_kind = classify(crash.message)
