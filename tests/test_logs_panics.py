@@ -311,3 +311,27 @@ def test_go_traceback_in_plain_stderr():
     [c] = crashes(text)
     assert c.panic.kind == "go" and [f.line for f in c.panic.frames] == [9, 14]
     assert re.fullmatch(r"/app/main\.go:9", c.panic.location)
+
+
+@pytest.mark.parametrize("fmt", [LineFormat.ENVOY, LineFormat.ISTIO])
+@pytest.mark.parametrize("text,kind,message,location", [
+    ("panic: runtime error: nil map writes", "tinygo", "runtime error: nil map writes", None),
+    ("panicked at 'boom', src/lib.rs:3:4", "rust", "boom", "src/lib.rs:3:4"),
+    ("panicked at src/lib.rs:3:4:\nboom", "rust", "boom", "src/lib.rs:3:4"),
+    ("libc++abi: terminating due to uncaught exception of type std::runtime_error: bad", "cxx",
+     "uncaught std::runtime_error: bad", None),
+    ("terminate called after throwing an instance of 'std::out_of_range'\n  what():  vector",
+     "cxx", "uncaught std::out_of_range: vector", None),
+    ("Assertion failed: x > 0 (plugin.c: check: 12)", "c", "Assertion failed: x > 0 in check",
+     "plugin.c:12"),
+    ("fatal error: concurrent map writes", "go", "fatal error: concurrent map writes", None)])
+def test_each_panic_kind_without_its_trap_is_a_partial_crash_of_its_thread(fmt, text, kind,
+                                                                           message, location):
+    """The trap record was cut off: the panic is still reported, partial, with the plugin and
+    the thread (Istio writes a multi-line record's ``thread=`` on its last line)."""
+    lines = format_record(fmt, f"wasm log ns.p r v: {text}", thread="7").split("\n")
+    lines += format_record(fmt, "something else", thread="8", level="info",
+                           logger="http").split("\n")
+    [c] = crashes(lines)
+    assert (c.partial, c.trap_kind, c.plugin, c.thread) == (True, TrapKind.PANIC, "ns.p", "7")
+    assert (c.panic.kind, c.panic.message, c.panic.location) == (kind, message, location)

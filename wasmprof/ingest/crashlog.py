@@ -360,6 +360,7 @@ class CrashScanner:
                 body, suffix_thread = split_thread_suffix(msg)
                 self.cont.extend_last(body, lineno, text, offset)
                 if suffix_thread is not None:
+                    self._thread_came(self.cont, suffix_thread)
                     self.cont = None
                 return True
             self.cont = None
@@ -920,6 +921,16 @@ class CrashScanner:
         self.panic_lines[out.key] = max(self.panic_lines.get(out.key, 0), last)
         spans = self.panic_spans.setdefault(out.key, [])
         spans[:] = spans[-3:] + [(out.first_line, last)]
+
+    def _thread_came(self, out: OpenPanic, thread: str) -> None:
+        """Istio wrote a multi-line record's ``thread=`` on its last line: the panic it
+        opened is that thread's from now on."""
+        key = (out.key[0], thread)
+        if out.key[1] is None and key not in self.outputs.open \
+                and self.outputs.open.get(out.key) is out:
+            del self.outputs.open[out.key]
+            out.key = key
+            self.outputs.open[key] = out
 
     def _late_panic(self, unit: _Unit) -> None:
         """The panic of a crash whose thread came late (istio puts ``thread=`` on a record's
