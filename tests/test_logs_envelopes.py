@@ -112,7 +112,8 @@ def test_every_shape_gives_the_bare_logs_crashes():
         text = envelopes.wrap(shape, bare)
         got = crashes(text)
         assert [signature(c) for c in got] == want, shape
-        if shape in ("kubectl-prefix", "prefix-timestamps", "fluent-bit", "vector", "loki"):
+        if shape in ("kubectl-prefix", "prefix-timestamps", "fluent-bit", "vector", "loki",
+                     "msg-records"):
             assert {c.origin for c in got} == {"higress-gateway-7d9f8-abcde/istio-proxy"}, shape
         if shape not in ("tui", "escaped", "json-string"):
             assert all(n.startswith("log envelope: ") for c in got for n in c.notes[-1:]), shape

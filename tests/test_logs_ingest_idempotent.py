@@ -126,8 +126,8 @@ def test_gzip_bodies_and_their_cap(svc, tmp_path):
         assert c.get("/api/v1/crash-groups").json()["total"] == 0
 
 
-@pytest.mark.parametrize("shape", ["fluent-bit", "ndjson-array", "loki", "cri", "docker",
-                                   "kubectl-prefix"])
+@pytest.mark.parametrize("shape", ["fluent-bit", "msg-records", "ndjson-array", "loki", "cri",
+                                   "docker", "kubectl-prefix"])
 def test_shippers_bodies(svc, shape):
     body = envelopes.wrap(shape, bare_log())
     with TestClient(create_app(svc.config, svc)) as c:

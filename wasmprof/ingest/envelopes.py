@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from wasmprof.ingest.logline import is_istio_json
+
 DETECT_LINES = 200
 DETECT_BYTES = 256 << 10
 MAX_PENDING = 1 << 20          # a partial line longer than this is let out unjoined
@@ -459,7 +461,7 @@ class RecordReader:
             return out
         if not isinstance(value, dict):
             return []
-        if isinstance(value.get("msg"), str) and ("scope" in value or "caller" in value):
+        if is_istio_json(value):
             return [(orjson.dumps(value).decode(), origin or _origin(value), None)]  # istio JSON
         loki = _loki_streams(value)
         if loki is not None:
@@ -825,7 +827,7 @@ def _first_value_spans_lines(text: str, cut: bool) -> bool:
 
 # -- writing envelopes (tests, samples, benchmarks) -------------------------------------------
 SHAPES = ("kubectl-prefix", "kubectl-prefix-old", "timestamps", "prefix-timestamps", "stern",
-          "tui", "docker", "cri", "fluent-bit", "vector", "loki", "ndjson-array",
+          "tui", "docker", "cri", "fluent-bit", "vector", "msg-records", "loki", "ndjson-array",
           "pretty-json", "json-string", "escaped")
 
 
@@ -887,6 +889,10 @@ def wrap(shape: str, lines: list[str], *, pod: str = "higress-gateway-7d9f8-abcd
                                      "kubernetes": {"pod_name": pod,
                                                     "container_name": container}}).decode()
                        + "\n" for i, x in enumerate(lines))
+    if shape == "msg-records":       # a shipper naming the text "msg" (not Istio's JSON)
+        return "".join(orjson.dumps({"ts": ts(i), "level": "info", "msg": x, "pod": pod,
+                                     "container": container}).decode() + "\n"
+                       for i, x in enumerate(lines))
     if shape == "loki":
         values = [[str(1762157662517000000 + i), x] for i, x in enumerate(lines)]
         doc = {"streams": [{"stream": {"pod": pod, "container": container},

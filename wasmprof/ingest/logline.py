@@ -150,8 +150,8 @@ def _parse_json(text: str) -> LogLine | None:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("msg"), str):
-        return None
+    if not is_istio_json(obj):
+        return None             # e.g. a shipper's record with a "msg" (envelopes.py peels it)
     scope = obj.get("scope")
     logger = None
     if isinstance(scope, str):
@@ -162,6 +162,13 @@ def _parse_json(text: str) -> LogLine | None:
                    thread=None if thread is None else str(thread),
                    level=_str_or_none(obj.get("level")), logger=logger,
                    location=_str_or_none(obj.get("caller")), extra_lines=tuple(lines[1:]))
+
+
+def is_istio_json(obj: object) -> bool:
+    """A decoded JSON line is Istio's own log record (``msg`` with its ``scope`` or
+    ``caller``), not a shipper's record that happens to name its text ``msg``."""
+    return (isinstance(obj, dict) and isinstance(obj.get("msg"), str)
+            and ("scope" in obj or "caller" in obj))
 
 
 def _str_or_none(value: object) -> str | None:
