@@ -115,6 +115,11 @@ def test_gzip_bodies_and_their_cap(svc, tmp_path):
         r = c.post("/api/v1/logs", content=b"\x1f\x8bnot really gzip",
                    headers={"Content-Encoding": "gzip"})
         assert r.status_code == 400 and r.json()["source"] == "body"
+        half = len(body) // 2                       # `cat a.gz b.gz`: two gzip members
+        r = c.post("/api/v1/logs", content=gzip.compress(body[:half]) +
+                   gzip.compress(body[half:]), params={"plugin": "two-members"})
+        assert r.status_code == 200 and r.json()["crashes"] == 4
+        assert r.json()["bytes"] == len(body)
     small = ServerConfig.from_env(resolve_store(tmp_path / "small", None), demo=True,
                                   background=False)
     small.max_log_bytes = 1 << 20

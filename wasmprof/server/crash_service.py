@@ -882,8 +882,9 @@ def _panic_summary(panic: Panic | None) -> dict[str, Any] | None:
 async def read_log_body(request: Any, *, limit: int) -> tuple[Any, int, str, str | None]:
     """Spool a log request body (raw, or multipart ``file``) to a temporary file: (file at
     offset 0, size, sha256 of the bytes stored, the multipart file name). A gzip body
-    (``Content-Encoding: gzip`` or gzip magic) is decompressed on the way, its size held to
-    ``limit`` like a plain body; a damaged gzip stream is a 400."""
+    (``Content-Encoding: gzip`` or gzip magic) is decompressed on the way, every member of
+    concatenated gzip files, its size held to ``limit`` like a plain body; a damaged gzip
+    stream is a 400."""
     spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
     h = hashlib.sha256()
     size = 0
@@ -891,21 +892,32 @@ async def read_log_body(request: Any, *, limit: int) -> tuple[Any, int, str, str
     gunzip: Any = None
     declared = "gzip" in request.headers.get("content-encoding", "").lower()
 
-    def put(data: bytes) -> None:
-        nonlocal size, gunzip
-        if gunzip is None and size == 0 and (declared or data[:2] == b"\x1f\x8b"):
-            gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if gunzip is not None:
-            try:
-                data = gunzip.decompress(data, max(0, limit + 1 - size))
-            except zlib.error as e:
-                raise UsageError(f"bad gzip body: {e}", source="body", offset=size) from None
+    def store(data: bytes) -> None:
+        nonlocal size
         if size + len(data) > limit or (gunzip is not None and gunzip.unconsumed_tail):
             raise UsageError("log body too large once decompressed", source="body",
                              expected=f"at most {limit} bytes", found=f"more than {limit}")
         h.update(data)
         spool.write(data)
         size += len(data)
+
+    def put(data: bytes) -> None:
+        nonlocal gunzip
+        if gunzip is None and size == 0 and (declared or data[:2] == b"\x1f\x8b"):
+            gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if gunzip is None:
+            store(data)
+            return
+        while data:
+            if gunzip.eof:               # the next member (gzip files concatenated)
+                if not data.strip(b"\0"):
+                    return               # zero padding after the last member
+                gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                store(gunzip.decompress(data, max(0, limit + 1 - size)))
+            except zlib.error as e:
+                raise UsageError(f"bad gzip body: {e}", source="body", offset=size) from None
+            data = gunzip.unused_data if gunzip.eof else b""
 
     try:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
