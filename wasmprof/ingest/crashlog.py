@@ -515,49 +515,56 @@ class CrashScanner:
             if unit.state != "v8-frames" or unit.crash.runtime is not Runtime.V8:
                 return pos, 0
             frames = unit.crash.raw_frames
+            lines = unit.lines           # what unit.add does, inlined: these lines are short
             match = _V8_RUN.match
-            while len(unit.lines) < MAX_FRAMES:
+            v8 = AddressSpace.V8
+            start = pos
+            while len(lines) < MAX_FRAMES:
                 m = match(chunk, pos)
                 if m is None:
                     break
-                name = m.group(3)
-                if b"0x" in name or b"thread=" in name or len(name) > 200 or b"\0" in name:
+                index, offset, name = m.groups()
+                if len(name) > 200 or b"0x" in name or b"thread=" in name or b"\0" in name:
                     break
                 text = m.group(0).rstrip(b"\r\n").decode("utf-8", "replace")
                 lineno += 1
-                unit.add(lineno, text, base + pos)
+                lines.append((lineno, text))
                 name_s = name.decode("utf-8", "replace")
-                um = _UNKNOWN_FN.match(name_s)
-                frames.append(RawFrame(index=int(m.group(1)), space=AddressSpace.V8,
-                                       offset=int(m.group(2), 16),
-                                       printed_name=None if um else name_s,
-                                       func_index=int(um.group(1)) if um else None,
-                                       raw=unit.lines[-1][1]))
-                pos = m.end()
+                um = _UNKNOWN_FN.match(name_s) if name_s.startswith("unknown(") else None
+                frames.append(RawFrame(int(index), v8, int(offset, 16),
+                                       None if um else name_s,
+                                       int(um.group(1)) if um else None, raw=text))
+                start, pos = pos, m.end()
+            if lineno > first:
+                unit.last_offset = base + start
             return pos, lineno - first
         unit = self.dump
         if unit is None:
             return self._native_run(chunk, pos, lineno, base) if self.natives else (pos, 0)
         frames = unit.crash.raw_frames
+        lines = unit.lines
         match = _DUMP_RUN.match
-        while len(unit.lines) < MAX_FRAMES:
+        space = wamr_dump.PROVISIONAL_SPACE
+        start = pos
+        while len(lines) < MAX_FRAMES:
             m = match(chunk, pos)
             if m is None:
                 break
+            whole = m.group(0)
             index = int(m.group(1))
-            if (frames and index != frames[-1].index + 1 or len(m.group(0)) >= 240
-                    or b"\0" in m.group(0)):
+            if (frames and index != frames[-1].index + 1 or len(whole) >= 240
+                    or b"\0" in whole):
                 break
-            text = m.group(0).rstrip(b"\r\n").decode("utf-8", "replace")
+            text = whole.rstrip(b"\r\n").decode("utf-8", "replace")
             name = m.group(3).decode("utf-8", "replace")
             lineno += 1
-            unit.add(lineno, text, base + pos)
-            fm = _DOLLAR_F.match(name)
-            frames.append(RawFrame(index=index, space=wamr_dump.PROVISIONAL_SPACE,
-                                   offset=int(m.group(2), 16), printed_name=name,
-                                   func_index=int(fm.group(1)) if fm else None,
-                                   raw=unit.lines[-1][1]))
-            pos = m.end()
+            lines.append((lineno, text))
+            fm = _DOLLAR_F.match(name) if name.startswith("$f") else None
+            frames.append(RawFrame(index, space, int(m.group(2), 16), name,
+                                   int(fm.group(1)) if fm else None, raw=text))
+            start, pos = pos, m.end()
+        if lineno > first:
+            unit.last_offset = base + start
         return pos, lineno - first
 
     def _native_run(self, chunk: bytes, pos: int, lineno: int, base: int) -> tuple[int, int]:
