@@ -32,6 +32,7 @@ from pathlib import Path
 
 import orjson
 
+from wasmprof.addr2line.crosscheck import llvm_pieces
 from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
 from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,
                                         live_ranges, sequence_live)
@@ -221,6 +222,8 @@ def build_block(reader: DwarfReader, units: list[Unit],
     n_dfile, n_dline, n_hi = block.node_dfile, block.node_dline, block.node_hi
     ghosts: list[tuple[int, int, int, bool]] = []   # (lo, hi, node, end-marker tail?)
     overhangs: list[tuple[int, int, int, int]] = []   # (lo, hi, child, parent)
+    readings: list[tuple[int, int, int, int]] = []    # LLVM's: (lo, hi, node, subprogram)
+    g_root: list[int] = []                  # node -> its subprogram node
     sequences = []
     dead: dict[str, int] = {}
     dropped_scopes = dropped_seqs = damaged = 0
@@ -274,6 +277,8 @@ def build_block(reader: DwarfReader, units: list[Unit],
                 dropped_scopes += 1
         for lo, hi, node in cap_end_markers(scopes.parent, root, lives, marked):
             ghosts.append((lo, hi, base + node, True))  # the scope may still run there
+        g_root.extend(base + r for r in root)
+        readings.extend(_llvm_readings(scopes, root, root_live, base))
         # inlined scopes that overhang their caller (binaryen moved code): where a child's
         # range leaves its parent's, the chain through it is not trustworthy; a parent that
         # lost ranges itself (ghost [0, x), or none left) does not count (its true ranges
@@ -318,15 +323,19 @@ def build_block(reader: DwarfReader, units: list[Unit],
     ranges.sort()
     ghosts.sort()
     overhangs.sort()
+    readings.sort()
     bounds = sorted({r[0] for r in ranges} | {r[1] for r in ranges}
                     | {g[0] for g in ghosts} | {g[1] for g in ghosts}
-                    | {o[0] for o in overhangs} | {o[1] for o in overhangs})
+                    | {o[0] for o in overhangs} | {o[1] for o in overhangs}
+                    | {e[0] for e in readings} | {e[1] for e in readings})
     heap: list[tuple[int, int, int, int]] = []
-    i = g = o = 0
-    nr, ng, no = len(ranges), len(ghosts), len(overhangs)
+    i = g = o = e = 0
+    nr, ng, no, ne = len(ranges), len(ghosts), len(overhangs), len(readings)
     active: list[tuple[int, int, int, bool]] = []
     hanging: list[tuple[int, int, int, int]] = []
+    reading: list[tuple[int, int, int, int]] = []
     overhang_why: dict[tuple[int, int], int] = {}
+    disagree_why: dict[tuple[int, int], int] = {}
     seg_start, seg_node, seg_why = block.seg_start, block.seg_node, block.seg_why
     last = last_why = None
     unsure: dict[int, int] = {}              # ghost nodes seen in some segment
@@ -358,6 +367,21 @@ def build_block(reader: DwarfReader, units: list[Unit],
                             "inlined into (binaryen moved code): the inline chain here is "
                             "unsure")
                     break
+        if ne:
+            # where LLVM's reading of the function's scopes names another scope
+            while e < ne and readings[e][0] <= x:
+                reading.append(readings[e])
+                e += 1
+            reading = [r for r in reading if r[1] > x]
+            if node >= 0 and why == -1:
+                top = g_root[node]
+                theirs = next((r[2] for r in reading if r[3] == top), node)
+                if theirs != node and not (theirs < 0 and node == top):
+                    key = (node, theirs)
+                    why = disagree_why.get(key, -1)
+                    if why < 0:
+                        why = disagree_why[key] = intern(_disagreement(
+                            strings, n_name, node, theirs))
         if ng:
             while g < ng and ghosts[g][0] <= x:
                 active.append(ghosts[g])
@@ -380,6 +404,9 @@ def build_block(reader: DwarfReader, units: list[Unit],
             seg_why.append(why)
             last = node
             last_why = why
+    if disagree_why:
+        block.notes.append(f"{len(disagree_why)} inline scopes that do not nest, read "
+                           "differently by LLVM's range map: their chains are unsure")
     if overhang_why:
         block.notes.append(f"{len(overhang_why)} inlined scopes overhang their caller: "
                            "their addresses there are resolved as unsure")
@@ -406,6 +433,34 @@ def build_block(reader: DwarfReader, units: list[Unit],
     if overlaps:
         block.notes.append(f"{overlaps} overlapping line sequences ignored")
     return block
+
+
+def _llvm_readings(scopes: UnitScopes, root: list[int],
+                   root_live: dict[int, list[tuple[int, int]]], base: int
+                   ) -> list[tuple[int, int, int, int]]:
+    """LLVM's innermost scope over each live subprogram of a unit whose scopes may not
+    nest (see :mod:`wasmprof.addr2line.crosscheck`): ``(lo, hi, node, subprogram)`` with
+    global node ids (-1: none). A subprogram without inlined scopes is skipped."""
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(root):
+        if r in root_live:
+            members.setdefault(r, []).append(i)
+    out = []
+    raw = scopes.ranges
+    for r, nodes in members.items():
+        if len(nodes) == 1:
+            continue
+        for lo, hi, node in llvm_pieces(nodes, [raw[k] for k in nodes], root_live[r]):
+            out.append((lo, hi, base + node if node >= 0 else -1, base + r))
+    return out
+
+
+def _disagreement(strings: list[str], names, ours: int, theirs: int) -> str:
+    def name(n: int) -> str:
+        return strings[names[n]] if n >= 0 and names[n] >= 0 else "no scope"
+    return (f"the inline scopes here do not nest (binaryen moved code): the innermost live "
+            f"scope is {name(ours)} but LLVM's range map (llvm-symbolizer) reads "
+            f"{name(theirs)}: the inline chain is unsure")
 
 
 def _outside(ranges: list[tuple[int, int]], cover: list[tuple[int, int]]
