@@ -61,7 +61,8 @@ def dwarf_hash(sections: DwarfSections) -> str:
 
 
 class ModuleDebug:
-    """Lookups over the DWARF of one Wasm module (``wasm``: a ``WasmBinary`` with DWARF)."""
+    """Lookups over the DWARF of one Wasm module (``wasm``: a ``WasmBinary`` with DWARF).
+    The cached index is read when :attr:`block` or :attr:`complete` is first asked."""
 
     def __init__(self, wasm, identity: str, cache_root: Path | None,
                  layout: CodeLayout | None = None) -> None:
@@ -72,9 +73,9 @@ class ModuleDebug:
         self.identity = identity
         self.hash = dwarf_hash(self.sections)
         self.path = index_path(cache_root, identity, self.hash) if cache_root else None
-        self.block: IndexBlock | None = None
-        self.complete = False
-        self.loaded_from_disk = False
+        self._block: IndexBlock | None = None
+        self._complete = False
+        self._on_disk: bool | None = None    # None: the cached index not looked at yet
         self.saved = False
         self._reader: DwarfReader | None = None
         self._asked: set[int] = set()     # addresses the partial block answers for
@@ -85,12 +86,44 @@ class ModuleDebug:
         self._seqs: dict[tuple[int, int], list] = {}
         self._units_of: dict[int, frozenset[int]] = {}
         self._lock = threading.RLock()      # one Resolver may serve several threads
-        if self.path is not None:
-            blk = load_index(self.path, identity, self.hash)
-            if blk is not None:
-                self.block = blk
-                self.complete = True
-                self.loaded_from_disk = True
+
+    # -- the cached index, read on first use -------------------------------------------
+    def _disk(self) -> None:
+        if self._on_disk is None:
+            with self._lock:
+                if self._on_disk is None:
+                    blk = load_index(self.path, self.identity, self.hash) \
+                        if self.path is not None and not self._complete else None
+                    if blk is not None:
+                        self._block = blk
+                        self._complete = True
+                    self._on_disk = blk is not None
+
+    @property
+    def block(self) -> IndexBlock | None:
+        if self._on_disk is None:
+            self._disk()
+        return self._block
+
+    @block.setter
+    def block(self, value: IndexBlock | None) -> None:
+        self._block = value
+
+    @property
+    def complete(self) -> bool:
+        if self._on_disk is None:
+            self._disk()
+        return self._complete
+
+    @complete.setter
+    def complete(self, value: bool) -> None:
+        self._complete = value
+
+    @property
+    def loaded_from_disk(self) -> bool:
+        if self._on_disk is None:
+            self._disk()
+        return bool(self._on_disk)
 
     @property
     def reader(self) -> DwarfReader:
