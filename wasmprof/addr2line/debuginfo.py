@@ -25,10 +25,15 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from wasmprof.addr2line.bulk import paused_gc
-from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, LineTable, Unit, UnitScopes
 from wasmprof.addr2line.hygiene import CodeLayout, sequence_live
 from wasmprof.addr2line.index import IndexBlock, build_block, index_path, load_index, save_index
+
+if TYPE_CHECKING:            # the decoder is imported when DWARF is decoded, not for lookups
+    from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, LineTable, Unit, \
+        UnitScopes
 
 FULL_BUILD_THRESHOLD = 64     # more distinct addresses in one call: decode everything
 PARTIAL_ADDRESS_LIMIT = 160   # more distinct addresses asked in all: decode everything
@@ -37,6 +42,7 @@ PARTIAL_WORK_MIN = 8192       # partial-block work (nodes + rows/4) always allow
 
 def _merge_scopes(unit_index: int, parts: list[UnitScopes]) -> UnitScopes:
     """Concatenate subtree decodes (in DIE order) into one unit's scopes."""
+    from wasmprof.addr2line.fastdwarf import UnitScopes
     if len(parts) == 1:
         return parts[0]
     out = UnitScopes(unit_index)
@@ -52,12 +58,19 @@ def _merge_scopes(unit_index: int, parts: list[UnitScopes]) -> UnitScopes:
     return out
 
 
-def dwarf_hash(sections: DwarfSections) -> str:
+def dwarf_hash(data: dict[str, bytes]) -> str:
+    """Digest of DWARF sections ``{name: bytes}`` (what an index is valid for)."""
     h = hashlib.sha256()
-    for name in sorted(sections.data):
-        h.update(name.encode() + b"\0" + len(sections.data[name]).to_bytes(8, "little"))
-        h.update(sections.data[name])
+    for name in sorted(data):
+        h.update(name.encode() + b"\0" + len(data[name]).to_bytes(8, "little"))
+        h.update(data[name])
     return h.hexdigest()
+
+
+def _line_table(files: list[str]) -> LineTable:
+    """A line table with no sequences (call/declaration files still name its entries)."""
+    from wasmprof.addr2line.fastdwarf import LineTable
+    return LineTable(files, [])
 
 
 class ModuleDebug:
@@ -66,12 +79,13 @@ class ModuleDebug:
 
     def __init__(self, wasm, identity: str, cache_root: Path | None,
                  layout: CodeLayout | None = None) -> None:
-        self.sections = DwarfSections.from_wasm(wasm)
+        self._wasm = wasm
+        self._sections: DwarfSections | None = None
         # function bodies for the range hygiene (the module's own, or those of the module
         # a DWARF-only companion describes)
         self.layout = layout if layout is not None else CodeLayout.of_wasm(wasm)
         self.identity = identity
-        self.hash = dwarf_hash(self.sections)
+        self.hash = dwarf_hash({k: v[1] for k, v in wasm.dwarf_sections.items()})
         self.path = index_path(cache_root, identity, self.hash) if cache_root else None
         self._block: IndexBlock | None = None
         self._complete = False
@@ -126,8 +140,16 @@ class ModuleDebug:
         return bool(self._on_disk)
 
     @property
+    def sections(self) -> DwarfSections:
+        if self._sections is None:
+            from wasmprof.addr2line.fastdwarf import DwarfSections
+            self._sections = DwarfSections.from_wasm(self._wasm)
+        return self._sections
+
+    @property
     def reader(self) -> DwarfReader:
         if self._reader is None:
+            from wasmprof.addr2line.fastdwarf import DwarfReader
             self._reader = DwarfReader(self.sections)
         return self._reader
 
@@ -206,13 +228,14 @@ class ModuleDebug:
                 # no sequence needed here, but call and declaration files still name
                 # entries of this unit's file table
                 ld = self._dirs[u.index][1]
-                lt = LineTable(ld.header.files, []) if ld is not None else None
+                lt = _line_table(ld.header.files) if ld is not None else None
             decoded[u.index] = (sc, names, lt)
         return build_block(r, units, decoded, self.layout)
 
     def _subtree(self, unit: Unit, off: int) -> tuple[UnitScopes, int]:
         got = self._subtrees.get(off)
         if got is None:
+            from wasmprof.addr2line.fastdwarf import UnitScopes
             sc = UnitScopes(unit.index)
             got = self._subtrees[off] = (sc, self.reader.decode_subprogram(unit, off, sc))
         return got
@@ -262,7 +285,7 @@ class ModuleDebug:
             u = cands[i][3]
             lt = out.get(u.index)
             if lt is None:
-                lt = out[u.index] = LineTable(self._dirs[u.index][1].header.files, [])
+                lt = out[u.index] = _line_table(self._dirs[u.index][1].header.files)
             lt.sequences.append(got[i])
         return out
 

@@ -23,19 +23,21 @@ rebuilds it. Files are written atomically (temp file + rename).
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import zlib
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import orjson
+from typing import TYPE_CHECKING
 
 from wasmprof.addr2line.crosscheck import llvm_pieces
-from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
-from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,
+from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,  # noqa: F401
                                         live_ranges, sequence_live)
+
+if TYPE_CHECKING:                      # the decoder is imported only where DWARF is decoded
+    from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
 
 FORMAT_VERSION = 2
 MAGIC = b"WPRFIDX\0"
@@ -149,7 +151,7 @@ class IndexBlock:
                   "strings": len(self.strings), "blob": len(blob), "units": sorted(self.units),
                   "notes": self.notes,
                   "arrays": [[name, code, len(getattr(self, name))] for name, code in _ARRAYS]}
-        hb = orjson.dumps(header)
+        hb = json.dumps(header).encode()
         parts = [MAGIC, len(hb).to_bytes(4, "little"), hb, blob]
         parts += [getattr(self, name).tobytes() for name, _ in _ARRAYS]
         body = b"".join(parts)
@@ -166,7 +168,7 @@ class IndexBlock:
             if zlib.crc32(body) != crc:
                 return None
             hl = int.from_bytes(body[8:12], "little")
-            header = orjson.loads(body[12:12 + hl])
+            header = json.loads(body[12:12 + hl])
             if header.get("format") != FORMAT_VERSION or header.get("identity") != identity \
                     or header.get("dwarf") != dwarf_hash:
                 return None
@@ -191,7 +193,7 @@ class IndexBlock:
             if pos != len(body):
                 return None
             return block
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             return None
 
 

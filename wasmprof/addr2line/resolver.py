@@ -475,7 +475,8 @@ class Resolver:
         chains, codes = got
         with paused_gc():
             table = tt.TextTable.build(chains, lambda code: self._resolve(
-                view, RawFrame(index=0, space=_CODE, offset=code), None))
+                view, RawFrame(index=0, space=_CODE, offset=code), None),
+                per_address_without_dwarf=view.smap is not None)
         if path is not None:
             tt.save_table(path, table, key)
         return table, codes

@@ -29,17 +29,15 @@ identity and DWARF hash, a digest of the function layout, counts), the strings j
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
 import os
 import zlib
 from array import array
-from collections import Counter
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from itertools import chain, compress, repeat
 from pathlib import Path
-
-import orjson
 
 from wasmprof.addr2line.chains import ChainLookup
 from wasmprof.addr2line.hygiene import CodeLayout
@@ -49,222 +47,248 @@ from wasmprof.addr2line.text import PAD, clean, frames_text, pad_for, status_tex
 FORMAT_VERSION = 1
 MAGIC = b"WPRFTXT\0"
 SEP = "\x1f"
-PIECES = -1       # slot_text: the slot prints its segment's and row's pieces
-ALONE = -2        # slot_text: resolve the address on its own
-_ARRAYS = ("bounds", "slot_seg", "slot_row", "slot_text", "seg_pre", "seg_inl", "seg_tail",
-           "row_where", "row_status")
+ALONE = -1        # slot_part: resolve the address on its own
+DENSE_MAX = 1 << 22   # code sections up to 4 MiB also get an address -> slot array
+_ARRAYS = (("bounds", "q"), ("slot_part", "i"), ("slot_tail", "i"), ("dense", "i"))
 
 
 class TextTable:
-    """Slots (``bounds``; slot k holds the addresses in ``[bounds[k-1], bounds[k])``), per
-    slot its segment, row and text (:data:`PIECES`, :data:`ALONE` or a string), per
-    segment its pieces, per row its pieces (all as Python lists, ready for ``map``)."""
+    """Slots (``bounds``; slot k holds the addresses in ``[bounds[k-1], bounds[k])``;
+    ``dense[code]`` is the slot of a code address when the code section is small) and per
+    slot what is printed after the address: ``parts[slot_part[k]]`` (the innermost frame,
+    or :data:`ALONE`) then ``tails[slot_tail[k]]`` (its callers, each on a line of its own
+    indented for addresses ``width`` characters wide, and the newline)."""
 
-    __slots__ = ("bounds", "slot_seg", "slot_row", "slot_text", "seg_pre", "seg_inl",
-                 "seg_tail", "row_where", "row_status", "strings")
+    __slots__ = ("width", "bounds", "slot_part", "slot_tail", "dense", "parts", "tails",
+                 "_tails")
 
-    def __init__(self, strings: list[str], arrays: dict[str, list[int]]) -> None:
-        self.strings = strings
+    def __init__(self, width: int, parts: list[str], tails: list[str], arrays: dict) -> None:
+        self.width = width
+        self.parts = parts
+        self.tails = tails
         self.bounds = arrays["bounds"]
-        self.slot_seg = arrays["slot_seg"]
-        self.slot_row = arrays["slot_row"]
-        self.slot_text = arrays["slot_text"]
-        get = strings.__getitem__
-        self.seg_pre = list(map(get, arrays["seg_pre"]))
-        self.seg_inl = list(map(get, arrays["seg_inl"]))
-        self.seg_tail = list(map(get, arrays["seg_tail"]))
-        self.row_where = list(map(get, arrays["row_where"]))
-        self.row_status = list(map(get, arrays["row_status"]))
+        self.slot_part = arrays["slot_part"]
+        self.slot_tail = arrays["slot_tail"]
+        self.dense = arrays["dense"]
+        self._tails: dict[int, list] = {}
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def build(cls, chains: ChainLookup, resolve_code: Callable[[int], list]) -> "TextTable":
-        """The table of a complete lookup; ``resolve_code(code)``: the frames
-        :meth:`Resolver.resolve` gives at a code address (for the slots whose answer is not
-        an entry)."""
+    def build(cls, chains: ChainLookup, resolve_code: Callable[[int], list],
+              per_address_without_dwarf: bool = False) -> "TextTable":
+        """The table of a complete lookup. ``resolve_code(code)``: the frames
+        :meth:`Resolver.resolve` gives at a code address, for the slots whose answer is
+        not an entry (the same for every address of the slot, except outside the bodies
+        and, with ``per_address_without_dwarf`` (a source map), where DWARF has no
+        scope: those addresses are resolved on their own)."""
         blk = chains.block
-        strings: list[str] = [""]
-        sid: dict[str, int] = {"": 0}
+        lay = chains.layout
+        end = max(lay.ends, default=0)
+        width = len(hex(max(end - 1, 0)))
+        pad = pad_for(width)
+        tails: list[str] = ["\n"]
+        tail_ids: dict[str, int] = {"\n": 0}
+        parts: list[str] = []
+        part_ids: dict[str, int] = {}
 
-        def intern(s: str) -> int:
-            i = sid.get(s)
+        def intern(text: str, table: list[str], ids: dict[str, int]) -> int:
+            i = ids.get(text)
             if i is None:
-                i = sid[s] = len(strings)
-                strings.append(s)
+                i = ids[text] = len(table)
+                table.append(text)
             return i
 
-        inl_id = intern(" (inlined)")
         nseg = len(blk.seg_start)
-        seg_pre = [0] * (nseg + 1)
-        seg_inl = [0] * (nseg + 1)
-        seg_tail = [intern("\n")] * (nseg + 1)
-        seg_mode = [ALONE] * (nseg + 1)      # PIECES, ALONE, -3 ghost rows, -4 a reason
-        seg_reason: dict[int, str] = {}
-        tails: dict[int, int] = {}
+        seg_pre = [""] * (nseg + 1)
+        seg_inl = [""] * (nseg + 1)
+        seg_tail = [0] * (nseg + 1)
+        seg_mode = [0] * (nseg + 1)     # 1 entry, 0 no scope, 2 ghosts: the row decides,
+        seg_reason: dict[int, str] = {}  # 3 a reason for the whole segment
+        by_tail: dict[int, int] = {}
         for sg in range(1, nseg + 1):
             info = chains.segment(sg)
             if info is None:
                 continue
             if info.__class__ is not tuple:
-                seg_mode[sg] = -4
+                seg_mode[sg] = 3
                 seg_reason[sg] = info
                 continue
             nm, _, tail, ghosts, _ = info
-            seg_mode[sg] = PIECES if ghosts < 0 else -3
-            seg_pre[sg] = intern(f": {clean(nm[0])} at ")
+            seg_mode[sg] = 1 if ghosts < 0 else 2
+            seg_pre[sg] = f": {clean(nm[0])} at "
             if nm[2]:
-                seg_inl[sg] = inl_id
+                seg_inl[sg] = " (inlined)"
             if tail:
-                t = tails.get(id(tail))
+                t = by_tail.get(id(tail))
                 if t is None:
-                    t = tails[id(tail)] = intern(
-                        PAD + PAD.join([text_frame((*x, None, None)) for x in tail]) + "\n")
+                    t = by_tail[id(tail)] = intern(pad + pad.join(
+                        [text_frame((*x, None, None)) for x in tail]) + "\n", tails, tail_ids)
                 seg_tail[sg] = t
         nrow = len(blk.row_addr)
-        row_where = [0] * (nrow + 1)
-        row_status = [0] * (nrow + 1)
+        row_where = [""] * (nrow + 1)
         for rw in range(nrow + 1):
             file, line, col, status, reason = chains.row(rw)
-            row_where[rw] = intern(where(file, line, col))
-            if status != "exact":
-                row_status[rw] = intern(status_text(status, reason))
+            row_where[rw] = where(file, line, col) if status == "exact" else \
+                where(file, line, col) + "\0" + status_text(status, reason)
         bounds, _ = chains.slots()
         firsts = [-1, *bounds]                    # slot k's first address: bounds[k-1]
         n = len(firsts)
-        seg_starts = list(blk.seg_start)
-        row_addrs = list(blk.row_addr)
-        slot_seg = list(map(bisect_right, repeat(seg_starts, n), firsts))
-        slot_row = list(map(bisect_right, repeat(row_addrs, n), firsts))
-        slot_text = list(map(seg_mode.__getitem__, slot_seg))
-        slot_text[0] = ALONE
-        starts = chains.layout.starts
-        own: dict[tuple, int] = {}
-        for k in [k for k, m in enumerate(slot_text) if m < ALONE]:
-            code = firsts[k]
+        slot_seg = list(map(bisect_right, repeat(list(blk.seg_start), n), firsts))
+        slot_row = list(map(bisect_right, repeat(list(blk.row_addr), n), firsts))
+        modes = list(map(seg_mode.__getitem__, slot_seg))
+        slot_part = [ALONE] * n
+        slot_tail = [0] * n
+        starts, ends = lay.starts, lay.ends
+        memo: dict[tuple, tuple[int, int]] = {}
+        for k in range(1, n):
+            mode = modes[k]
             sg = slot_seg[k]
-            if seg_mode[sg] == -3:              # ghosts: the row decides
-                ent = chains.lookup([code])[0]
-                if ent.__class__ is tuple:
-                    slot_text[k] = PIECES
+            why = seg_reason.get(sg) if mode == 3 else None
+            if mode == 1 or mode == 2:
+                ent = chains.lookup([firsts[k]])[0] if mode == 2 else None
+                if ent is not None and ent.__class__ is not tuple:
+                    mode, why = 3, ent          # a ghost may own this row: unsure
+                else:
+                    loc, _, status = row_where[slot_row[k]].partition("\0")
+                    slot_part[k] = intern(f"{seg_pre[sg]}{loc}{seg_inl[sg]}{status}", parts,
+                                          part_ids)
+                    slot_tail[k] = seg_tail[sg]
                     continue
-                why = ent
-            else:
-                why = seg_reason[sg]
-            key = (bisect_right(starts, code), why)
-            t = own.get(key)
-            if t is None:
-                t = own[key] = intern(frames_text(resolve_code(code)))
-            slot_text[k] = t
-        return cls(strings, {"bounds": bounds, "slot_seg": slot_seg, "slot_row": slot_row,
-                             "slot_text": slot_text, "seg_pre": seg_pre, "seg_inl": seg_inl,
-                             "seg_tail": seg_tail, "row_where": row_where,
-                             "row_status": row_status})
+            code = firsts[k]
+            bi = bisect_right(starts, code) - 1
+            if bi < 0 or code >= ends[bi] or (mode == 0 and per_address_without_dwarf):
+                continue                        # ALONE
+            key = (bi, why)
+            got = memo.get(key)
+            if got is None:
+                first, sep, rest = frames_text(resolve_code(code))[:-1].partition(PAD)
+                got = memo[key] = (intern(first, parts, part_ids), intern(
+                    pad + rest.replace(PAD, pad) + "\n" if sep else "\n", tails, tail_ids))
+            slot_part[k], slot_tail[k] = got
+        dense = array("i")
+        if bounds and 0 <= bounds[0] and bounds[-1] <= DENSE_MAX:
+            lengths = list(map(operator.sub, bounds, [0, *bounds[:-1]]))
+            dense = array("i", chain.from_iterable(map(repeat, range(len(lengths)), lengths)))
+            dense.append(len(bounds))            # the slot of every address past the last
+        return cls(width, parts, tails, {"bounds": bounds, "slot_part": slot_part,
+                                         "slot_tail": slot_tail, "dense": dense})
 
     # -- rendering -----------------------------------------------------------------------
+    def slots_of(self, codes: Sequence[int]) -> list[int]:
+        """The slot of each code address."""
+        dense = self.dense
+        if dense:
+            top = len(dense) - 1
+            if codes and (min(codes) < 0 or max(codes) > top):
+                return [dense[c] if 0 <= c < top else (dense[top] if c > 0 else 0)
+                        for c in codes]
+            return list(map(dense.__getitem__, codes))
+        return list(map(bisect_right, repeat(self.bounds, len(codes)), codes))
+
+    def tails_for(self, width: int, needed) -> list:
+        """:attr:`tails` indented for ``width``-wide addresses (at least those ``needed``)."""
+        if width == self.width:
+            return self.tails
+        got = self._tails.get(width)
+        if got is None:
+            got = self._tails[width] = [None] * len(self.tails)
+        old, new = pad_for(self.width), pad_for(width)
+        tails = self.tails
+        for t in needed:
+            if got[t] is None:
+                got[t] = tails[t].replace(old, new)
+        return got
+
     def render(self, values: Sequence[int], codes: Sequence[int],
                resolve: Callable[[int], list]) -> list[str]:
         """The text of every address, in chunks: ``values[i]`` as printed (hex), answered
         at code address ``codes[i]``; ``resolve(i)`` gives address i's frames where the
         table has no text for it (offset 0, no DWARF scope, outside every body)."""
         n = len(values)
-        keys = list(map(bisect_right, repeat(self.bounds, n), codes))
-        segs = list(map(self.slot_seg.__getitem__, keys))
-        rows = list(map(self.slot_row.__getitem__, keys))
-        own = list(map(self.slot_text.__getitem__, keys))
+        slots = self.slots_of(codes)
+        ids = list(map(self.slot_part.__getitem__, slots))
+        tids = list(map(self.slot_tail.__getitem__, slots))
         heads = list(map(hex, values))
-        col_pre = list(map(self.seg_pre.__getitem__, segs))
-        col_where = list(map(self.row_where.__getitem__, rows))
-        col_inl = list(map(self.seg_inl.__getitem__, segs))
-        col_status = list(map(self.row_status.__getitem__, rows))
-        col_tail = list(map(self.seg_tail.__getitem__, segs))
-        strings = self.strings
+        col = list(map(self.parts.__getitem__, ids))
         widths = list(map(len, heads))
-        count = Counter(widths)
-        main = count.most_common(1)[0][0] if count else 0
-        special = list(compress(range(n), map(PIECES.__ne__, own)))
+        main = max(set(widths), key=widths.count) if n else self.width
+        col_tail = list(map(self.tails_for(main, set(tids)).__getitem__, tids))
+        by_width: dict[int, list[int]] = {}     # callers' indentation for other widths
+        for i in compress(range(n), map(main.__ne__, widths)):
+            by_width.setdefault(widths[i], []).append(i)
+        for w, idx in by_width.items():
+            got = map(self.tails_for(w, set(map(tids.__getitem__, idx))).__getitem__,
+                      map(tids.__getitem__, idx))
+            for i, t in zip(idx, got):
+                col_tail[i] = t
+        special = list(compress(range(n), map(ALONE.__eq__, ids))) if ALONE in ids else []
         if 0 in values:                     # offset 0 means "unknown": never shared
             special = sorted({*special, *compress(range(n), map(operator.not_, values))})
         for i in special:
-            t = own[i]
-            txt = frames_text(resolve(i)) if t == ALONE or not values[i] else strings[t]
-            col_pre[i] = col_inl[i] = col_status[i] = col_tail[i] = ""
-            col_where[i] = txt if widths[i] == main else txt.replace(PAD, pad_for(widths[i]))
-        for w in count:                     # callers' indentation for the other widths
-            if w != main:
-                pad = pad_for(w)
-                tails = self.seg_tail
-                memo: dict[int, str] = {}
-                for i in compress(range(n), map(w.__eq__, widths)):
-                    sg = segs[i]
-                    t = memo.get(sg)
-                    if t is None:
-                        t = memo[sg] = tails[sg].replace(PAD, pad)
-                    if col_tail[i]:
-                        col_tail[i] = t
-        pad = pad_for(main)
+            col[i] = frames_text(resolve(i)).replace(PAD, pad_for(widths[i]))
+            col_tail[i] = ""
         step = 65536
-        return ["".join(chain.from_iterable(zip(
-            heads[lo:lo + step], col_pre[lo:lo + step], col_where[lo:lo + step],
-            col_inl[lo:lo + step], col_status[lo:lo + step], col_tail[lo:lo + step]
-        ))).replace(PAD, pad) for lo in range(0, n, step)]
+        return ["".join(chain.from_iterable(zip(heads[lo:lo + step], col[lo:lo + step],
+                                                col_tail[lo:lo + step])))
+                for lo in range(0, n, step)]
 
     # -- (de)serialisation -------------------------------------------------------------
     def to_bytes(self, key: dict) -> bytes:
-        arrays = {"bounds": self.bounds, "slot_seg": self.slot_seg, "slot_row": self.slot_row,
-                  "slot_text": self.slot_text}
-        sid = {s: i for i, s in enumerate(self.strings)}
-        for name in ("seg_pre", "seg_inl", "seg_tail", "row_where", "row_status"):
-            arrays[name] = [sid[s] for s in getattr(self, name)]
-        blob = SEP.join(self.strings).encode("utf-8", "surrogatepass")
-        header = {"format": FORMAT_VERSION, **key, "strings": len(self.strings),
-                  "blob": len(blob), "arrays": [[a, len(arrays[a])] for a in _ARRAYS]}
-        hb = orjson.dumps(header)
-        body = b"".join([MAGIC, len(hb).to_bytes(4, "little"), hb, blob,
-                         *(array("q" if a == "bounds" else "i", arrays[a]).tobytes()
-                           for a in _ARRAYS)])
+        blobs = [SEP.join(self.parts).encode("utf-8", "surrogatepass"),
+                 SEP.join(self.tails).encode("utf-8", "surrogatepass")]
+        arrays = [(name, self.dense if name == "dense" else array(code, getattr(self, name)))
+                  for name, code in _ARRAYS]
+        header = {"format": FORMAT_VERSION, **key, "width": self.width,
+                  "lists": [[len(self.parts), len(blobs[0])], [len(self.tails), len(blobs[1])]],
+                  "arrays": [[name, a.typecode, len(a)] for name, a in arrays]}
+        hb = json.dumps(header).encode()
+        body = b"".join([MAGIC, len(hb).to_bytes(4, "little"), hb, *blobs,
+                         *(a.tobytes() for _, a in arrays)])
         return body + zlib.crc32(body).to_bytes(4, "little")
 
     @classmethod
     def from_bytes(cls, data: bytes, key: dict) -> "TextTable | None":
+        """The table in ``data``, or None when it is damaged, of another version or for
+        another module (the CRC vouches for the bytes: the file is our own cache)."""
         try:
             if len(data) < 16 or not data.startswith(MAGIC):
                 return None
-            body, crc = data[:-4], int.from_bytes(data[-4:], "little")
-            if zlib.crc32(body) != crc:
+            body = memoryview(data)[:-4]            # no copies of the (large) texts
+            if zlib.crc32(body) != int.from_bytes(data[-4:], "little"):
                 return None
             hl = int.from_bytes(body[8:12], "little")
-            header = orjson.loads(body[12:12 + hl])
+            header = json.loads(bytes(body[12:12 + hl]))
             if header.get("format") != FORMAT_VERSION or \
                     any(header.get(k) != v for k, v in key.items()):
                 return None
             pos = 12 + hl
-            blob = body[pos:pos + header["blob"]]
-            pos += header["blob"]
-            strings = blob.decode("utf-8", "surrogatepass").split(SEP)
-            if len(strings) != header["strings"]:
-                return None
-            arrays: dict[str, list[int]] = {}
-            for (name, n), want in zip(header["arrays"], _ARRAYS):
-                code = "q" if want == "bounds" else "i"
+            lists = []
+            for count, size in header["lists"]:
+                got = str(body[pos:pos + size], "utf-8", "surrogatepass").split(SEP) \
+                    if count else []
+                pos += size
+                if len(got) != count:
+                    return None
+                lists.append(got)
+            arrays: dict = {}
+            for (name, code, count), (want, want_code) in zip(header["arrays"], _ARRAYS):
                 a = array(code)
-                size = a.itemsize * n
-                if name != want or pos + size > len(body):
+                size = a.itemsize * count
+                if name != want or code != want_code or pos + size > len(body):
                     return None
                 a.frombytes(body[pos:pos + size])
                 pos += size
-                arrays[name] = a.tolist()
-            # the CRC vouches for the bytes (the table is our own cache): only the shape
-            k = len(arrays["bounds"]) + 1
-            if pos != len(body) or len(arrays) != len(_ARRAYS) or not (
-                    len(arrays["slot_seg"]) == len(arrays["slot_row"]) ==
-                    len(arrays["slot_text"]) == k) or \
-                    len(arrays["seg_pre"]) != len(arrays["seg_inl"]) or \
-                    len(arrays["seg_pre"]) != len(arrays["seg_tail"]) or \
-                    len(arrays["row_where"]) != len(arrays["row_status"]):
+                arrays[name] = a if name == "dense" else a.tolist()
+            parts, tails = lists
+            k = len(arrays.get("bounds", ())) + 1
+            if pos != len(body) or len(arrays) != len(_ARRAYS) or \
+                    not len(arrays["slot_part"]) == len(arrays["slot_tail"]) == k or \
+                    max(arrays["slot_part"], default=0) >= len(parts) or \
+                    max(arrays["slot_tail"], default=0) >= len(tails) or \
+                    min(arrays["slot_tail"], default=0) < 0:
                 return None
-            return cls(strings, arrays)
-        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError,
-                orjson.JSONDecodeError):
+            return cls(int(header["width"]), parts, tails, arrays)
+        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
             return None
 
 
