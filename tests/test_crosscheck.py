@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wasmprof.addr2line.crosscheck import llvm_pieces
+from wasmprof.addr2line.crosscheck import llvm_pieces, nested
 from wasmprof.addr2line.fastdwarf import LineTable, Unit, UnitScopes
 from wasmprof.addr2line.hygiene import CodeLayout
 from wasmprof.addr2line.index import build_block
@@ -110,3 +110,25 @@ def test_index_marks_where_the_readings_disagree():
     assert [s[0] for s in sure[0]] == ["MEM_read64", "hash8Ptr", "hashPtr", "outer"]
     assert [s[0] for s in clean[0]] == ["outer"]
     assert any("LLVM's range map" in n for n in blk.notes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(nested_scopes())
+def test_nesting_scopes_are_recognised(nodes):
+    parent = [p for p, _ in nodes]
+    assert nested(range(len(nodes)), [r for _, r in nodes], parent)
+
+
+def test_what_does_not_nest():
+    parent = [-1, 0, 0, 1]
+    ok = [[(0x10, 0x80)], [(0x20, 0x40)], [(0x40, 0x60)], [(0x20, 0x30)]]
+    assert nested(range(4), ok, parent)
+    for k, bad in [(2, [(0x38, 0x60)]),                  # overlaps its sibling
+                   (3, [(0x38, 0x48)]),                  # runs out of its caller
+                   (1, [(0x20, 0x40), (0x30, 0x38)]),    # overlaps itself
+                   (1, [(0, 0x40)]),                     # binaryen's ghost
+                   (1, [(0x20, 0x1_0000_0000)]),         # binaryen's end marker
+                   (2, [(0x50, 0x50)])]:                 # empty
+        rs = [list(r) for r in ok]
+        rs[k] = bad
+        assert not nested(range(4), rs, parent), (k, bad)

@@ -136,6 +136,12 @@ class ChainLookup:
             self._rows[row] = got
         return got
 
+    def row_columns(self) -> tuple[list[int], list[int], list[int]]:
+        """The line-row arrays :meth:`row` reads, by :meth:`positions` row (0: before the
+        first row): file (string id; -1 no row, -2 a file the table does not name), line
+        (0: DWARF's line 0), column. For bulk renderers; :meth:`row` says what they mean."""
+        return self._row_file, self._row_line, self._row_col
+
     def segment(self, seg: int):
         """What segment ``seg`` (a :meth:`positions` segment) answers for every address in
         it, memoised: None (no scope, outside every body), a reason (stale DWARF), or

@@ -27,6 +27,44 @@ from collections.abc import Sequence
 TOMBSTONE = 0xFFFFFFFF       # LLVM drops a range starting at the tombstone (address size 4)
 
 
+def nested(nodes: Sequence[int], ranges: Sequence[Sequence[tuple[int, int]]],
+           parent: Sequence[int]) -> bool:
+    """True when the scopes of one subprogram nest properly, so that LLVM's map and the
+    innermost scope read the same everywhere: every range non-empty and below the
+    tombstones, inside a range of a strict ancestor (the subprogram's own ranges first),
+    disjoint from its siblings' and from the scope's other ranges. ``nodes[0]`` is the
+    subprogram; ``parent``: each node's enclosing node (-1 for none)."""
+    depth: dict[int, int] = {}
+    items = []
+    for node, rs in zip(nodes, ranges):
+        p = parent[node]
+        d = depth[node] = depth.get(p, -1) + 1 if p >= 0 else 0
+        for lo, hi in rs:
+            if not 0 < lo < hi < TOMBSTONE - 1:
+                return False
+            items.append((lo, -hi, d, node))
+    items.sort()
+    root = nodes[0]
+    stack: list[tuple[int, int]] = []            # (end, node) of the enclosing ranges
+    for lo, neg, _, node in items:
+        while stack and stack[-1][0] <= lo:
+            stack.pop()
+        if not stack:
+            if node != root:
+                return False
+        else:
+            end, top = stack[-1]
+            if -neg > end or top == node:
+                return False
+            p = parent[node]
+            while p >= 0 and p != top:
+                p = parent[p]
+            if p < 0:
+                return False
+        stack.append((-neg, node))
+    return True
+
+
 def llvm_pieces(nodes: Sequence[int], ranges: Sequence[Sequence[tuple[int, int]]],
                 live: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
     """LLVM's innermost scope over the live ranges ``live`` of one subprogram:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wasmprof.addr2line.crosscheck import llvm_pieces
+from wasmprof.addr2line.crosscheck import llvm_pieces, nested
 from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,  # noqa: F401
                                         live_ranges, sequence_live)
 
@@ -442,7 +442,7 @@ def _llvm_readings(scopes: UnitScopes, root: list[int],
                    ) -> list[tuple[int, int, int, int]]:
     """LLVM's innermost scope over each live subprogram of a unit whose scopes may not
     nest (see :mod:`wasmprof.addr2line.crosscheck`): ``(lo, hi, node, subprogram)`` with
-    global node ids (-1: none). A subprogram without inlined scopes is skipped."""
+    global node ids (-1: none). Subprograms whose scopes nest are skipped."""
     members: dict[int, list[int]] = {}
     for i, r in enumerate(root):
         if r in root_live:
@@ -450,9 +450,10 @@ def _llvm_readings(scopes: UnitScopes, root: list[int],
     out = []
     raw = scopes.ranges
     for r, nodes in members.items():
-        if len(nodes) == 1:
-            continue
-        for lo, hi, node in llvm_pieces(nodes, [raw[k] for k in nodes], root_live[r]):
+        rs = [raw[k] for k in nodes]
+        if nested(nodes, rs, scopes.parent):
+            continue                        # both readings agree everywhere
+        for lo, hi, node in llvm_pieces(nodes, rs, root_live[r]):
             out.append((lo, hi, base + node if node >= 0 else -1, base + r))
     return out
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import operator
 import os
+import struct
 import zlib
 from array import array
 from bisect import bisect_right
@@ -49,6 +50,7 @@ MAGIC = b"WPRFTXT\0"
 SEP = "\x1f"
 ALONE = -1        # slot_part: resolve the address on its own
 DENSE_MAX = 1 << 22   # code sections up to 4 MiB also get an address -> slot array
+_INT = struct.Struct("=i")              # as array("i") stores them
 _ARRAYS = (("bounds", "q"), ("slot_part", "i"), ("slot_tail", "i"), ("dense", "i"))
 
 
@@ -88,8 +90,6 @@ class TextTable:
         pad = pad_for(width)
         tails: list[str] = ["\n"]
         tail_ids: dict[str, int] = {"\n": 0}
-        parts: list[str] = []
-        part_ids: dict[str, int] = {}
 
         def intern(text: str, table: list[str], ids: dict[str, int]) -> int:
             i = ids.get(text)
@@ -124,51 +124,81 @@ class TextTable:
                     t = by_tail[id(tail)] = intern(pad + pad.join(
                         [text_frame((*x, None, None)) for x in tail]) + "\n", tails, tail_ids)
                 seg_tail[sg] = t
-        nrow = len(blk.row_addr)
-        row_where = [""] * (nrow + 1)
-        for rw in range(nrow + 1):
+        # per row its location (and status when not exact): rows with a file, a line and a
+        # column formatted in C, line-0 rows (compiler-generated) as their file and the
+        # status of the first of them, the few others as ChainLookup.row says
+        rf, rl, rc = chains.row_columns()
+        nr = len(rf)
+        names = dict.fromkeys(rf)
+        for f in names:
+            names[f] = clean(blk.strings[f]) if f >= 0 else "??"
+        file_of = list(map(names.__getitem__, rf))
+        num = list(map(str, range(max(max(rl, default=0), max(rc, default=0)) + 1))) \
+            if max(rl, default=0) < 1 << 20 and max(rc, default=0) < 1 << 20 else None
+        row_loc = list(map(":".join, zip(file_of, map(num.__getitem__, rl),
+                                         map(num.__getitem__, rc)))) if num is not None \
+            else list(map("{}:{}:{}".format, file_of, rl, rc))
+        row_status = [""] * nr
+        zero = [rw for rw in compress(range(nr), map(operator.not_, rl)) if rf[rw] != -1]
+        if zero:
+            kind = chains.row(zero[0])
+            line0 = status_text(kind[3], kind[4])
+            for rw in zero:
+                row_loc[rw] = file_of[rw]
+                row_status[rw] = line0
+        for rw in {*compress(range(nr), map(operator.not_, rc)),
+                   *compress(range(nr), map((-1).__eq__, rf))}:
             file, line, col, status, reason = chains.row(rw)
-            row_where[rw] = where(file, line, col) if status == "exact" else \
-                where(file, line, col) + "\0" + status_text(status, reason)
+            row_loc[rw] = where(file, line, col)
+            row_status[rw] = status_text(status, reason)
         bounds, _ = chains.slots()
         firsts = [-1, *bounds]                    # slot k's first address: bounds[k-1]
         n = len(firsts)
-        slot_seg = list(map(bisect_right, repeat(list(blk.seg_start), n), firsts))
-        slot_row = list(map(bisect_right, repeat(list(blk.row_addr), n), firsts))
+        # slot k's segment and row: bisect_right(starts, bounds[k-1]), as a running max
+        # over the bounds (every segment start and row address is one)
+        slot_seg = _positions(blk.seg_start, bounds)
+        slot_row = _positions(blk.row_addr, bounds)
         modes = list(map(seg_mode.__getitem__, slot_seg))
-        slot_part = [ALONE] * n
-        slot_tail = [0] * n
+        # every slot as if its segment were an entry; the others are fixed below
+        raw: list = list(map("".join, zip(map(seg_pre.__getitem__, slot_seg),
+                                          map(row_loc.__getitem__, slot_row),
+                                          map(seg_inl.__getitem__, slot_seg),
+                                          map(row_status.__getitem__, slot_row))))
+        slot_tail = list(map(seg_tail.__getitem__, slot_seg))
+        raw[0] = None
         starts, ends = lay.starts, lay.ends
-        memo: dict[tuple, tuple[int, int]] = {}
-        for k in range(1, n):
+        memo: dict[tuple, tuple[str, int]] = {}
+        for k in compress(range(1, n), map((1).__ne__, modes[1:])):
             mode = modes[k]
             sg = slot_seg[k]
             why = seg_reason.get(sg) if mode == 3 else None
-            if mode == 1 or mode == 2:
-                ent = chains.lookup([firsts[k]])[0] if mode == 2 else None
-                if ent is not None and ent.__class__ is not tuple:
-                    mode, why = 3, ent          # a ghost may own this row: unsure
-                else:
-                    loc, _, status = row_where[slot_row[k]].partition("\0")
-                    slot_part[k] = intern(f"{seg_pre[sg]}{loc}{seg_inl[sg]}{status}", parts,
-                                          part_ids)
-                    slot_tail[k] = seg_tail[sg]
-                    continue
+            if mode == 2:
+                ent = chains.lookup([firsts[k]])[0]
+                if ent.__class__ is tuple:
+                    continue                    # the ghost does not own this row
+                mode, why = 3, ent              # a ghost may own this row: unsure
             code = firsts[k]
             bi = bisect_right(starts, code) - 1
             if bi < 0 or code >= ends[bi] or (mode == 0 and per_address_without_dwarf):
-                continue                        # ALONE
+                raw[k] = None                   # ALONE
+                continue
             key = (bi, why)
             got = memo.get(key)
             if got is None:
                 first, sep, rest = frames_text(resolve_code(code))[:-1].partition(PAD)
-                got = memo[key] = (intern(first, parts, part_ids), intern(
+                got = memo[key] = (first, intern(
                     pad + rest.replace(PAD, pad) + "\n" if sep else "\n", tails, tail_ids))
-            slot_part[k], slot_tail[k] = got
+            raw[k], slot_tail[k] = got
+        uniq = dict.fromkeys(raw)
+        uniq.pop(None, None)
+        parts = list(uniq)
+        ids = dict(zip(parts, range(len(parts))))
+        slot_part = list(map(ids.get, raw, repeat(ALONE)))
         dense = array("i")
         if bounds and 0 <= bounds[0] and bounds[-1] <= DENSE_MAX:
-            lengths = list(map(operator.sub, bounds, [0, *bounds[:-1]]))
-            dense = array("i", chain.from_iterable(map(repeat, range(len(lengths)), lengths)))
+            lengths = map(operator.sub, bounds, [0, *bounds[:-1]])
+            dense.frombytes(b"".join(map(bytes.__mul__, map(_INT.pack, range(len(bounds))),
+                                         lengths)))
             dense.append(len(bounds))            # the slot of every address past the last
         return cls(width, parts, tails, {"bounds": bounds, "slot_part": slot_part,
                                          "slot_tail": slot_tail, "dense": dense})
@@ -290,6 +320,20 @@ class TextTable:
             return cls(int(header["width"]), parts, tails, arrays)
         except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
             return None
+
+
+def _positions(starts: Sequence[int], bounds: Sequence[int]) -> list[int]:
+    """``[0, *(bisect_right(starts, b) for b in bounds)]`` for sorted ``bounds`` that
+    include every element of ``starts`` (a forward fill: cheaper than a bisect each)."""
+    at = dict(zip(starts, range(1, len(starts) + 1)))     # duplicates: the last one
+    out = [0]
+    append = out.append
+    cur = 0
+    for v in map(at.get, bounds, repeat(0)):
+        if v:
+            cur = v
+        append(cur)
+    return out
 
 
 def layout_digest(lay: CodeLayout) -> str:
