@@ -125,6 +125,7 @@ def test_what_does_not_nest():
     assert nested(range(4), ok, parent)
     for k, bad in [(2, [(0x38, 0x60)]),                  # overlaps its sibling
                    (3, [(0x38, 0x48)]),                  # runs out of its caller
+                   (3, [(0x40, 0x48)]),                  # inside its caller's caller only
                    (1, [(0x20, 0x40), (0x30, 0x38)]),    # overlaps itself
                    (1, [(0, 0x40)]),                     # binaryen's ghost
                    (1, [(0x20, 0x1_0000_0000)]),         # binaryen's end marker

@@ -30,8 +30,8 @@ TOMBSTONE = 0xFFFFFFFF       # LLVM drops a range starting at the tombstone (add
 def nested(nodes: Sequence[int], ranges: Sequence[Sequence[tuple[int, int]]],
            parent: Sequence[int]) -> bool:
     """True when the scopes of one subprogram nest properly, so that LLVM's map and the
-    innermost scope read the same everywhere: every range non-empty and below the
-    tombstones, inside a range of a strict ancestor (the subprogram's own ranges first),
+    innermost scope read the same everywhere and no inlined scope overhangs its caller:
+    every range non-empty and below the tombstones, inside a range of its parent scope,
     disjoint from its siblings' and from the scope's other ranges. ``nodes[0]`` is the
     subprogram; ``parent``: each node's enclosing node (-1 for none)."""
     depth: dict[int, int] = {}
@@ -54,12 +54,7 @@ def nested(nodes: Sequence[int], ranges: Sequence[Sequence[tuple[int, int]]],
                 return False
         else:
             end, top = stack[-1]
-            if -neg > end or top == node:
-                return False
-            p = parent[node]
-            while p >= 0 and p != top:
-                p = parent[p]
-            if p < 0:
+            if -neg > end or parent[node] != top:
                 return False
         stack.append((-neg, node))
     return True

@@ -240,11 +240,14 @@ def build_block(reader: DwarfReader, units: list[Unit],
         depth: list[int] = []
         lives: list[list[tuple[int, int]]] = []
         marked: list[tuple[int, int]] = []
+        members: dict[int, list[int]] = {}     # live subprogram -> its scopes, DIE order
         for i, parent in enumerate(scopes.parent):
             kind = scopes.kind[i]
             raw = scopes.ranges[i]
             r = i if parent < 0 else root[parent]
             root.append(r)
+            if r in root_live or parent < 0:
+                members.setdefault(r, []).append(i)
             clipped: list[int] = []
             if parent < 0:
                 live = live_ranges(raw, layout, None, dead, clipped)
@@ -273,24 +276,39 @@ def build_block(reader: DwarfReader, units: list[Unit],
             df, dl = names[i][2:4] if len(names[i]) >= 4 else (None, 0)
             n_dfile.append(file_ids[df] if df is not None and 0 <= df < nfiles else -1)
             n_dline.append(dl & 0xFFFFFFFF)
-            n_lo.append(min(lo for lo, _ in live) if live and kind == 0 else 0xFFFFFFFF)
-            n_hi.append(max(hi for _, hi in live) if live and kind == 0 else 0)
+            if live and kind == 0:
+                n_lo.append(live[0][0] if len(live) == 1 else min(lo for lo, _ in live))
+                n_hi.append(live[0][1] if len(live) == 1 else max(hi for _, hi in live))
+            else:
+                n_lo.append(0xFFFFFFFF)
+                n_hi.append(0)
             if not live and raw:
                 dropped_scopes += 1
         for lo, hi, node in cap_end_markers(scopes.parent, root, lives, marked):
             ghosts.append((lo, hi, base + node, True))  # the scope may still run there
         g_root.extend(base + r for r in root)
-        readings.extend(_llvm_readings(scopes, root, root_live, base))
-        # inlined scopes that overhang their caller (binaryen moved code): where a child's
-        # range leaves its parent's, the chain through it is not trustworthy; a parent that
-        # lost ranges itself (ghost [0, x), or none left) does not count (its true ranges
-        # are unknown and llvm-symbolizer / wasm-tools report its children's chains)
-        for i, parent in enumerate(scopes.parent):
-            if parent < 0 or not lives[i] or scopes.kind[parent] != 1 or not lives[parent] \
-                    or any(lo == 0 for lo, _ in scopes.ranges[parent]):
+        # functions whose scopes do not nest (binaryen): LLVM's reading of them, and where
+        # inlined scopes overhang their caller (binaryen moved code) the chain through
+        # them is not trustworthy; a parent that lost ranges itself (ghost [0, x), or none
+        # left) does not count (its true ranges are unknown and llvm-symbolizer /
+        # wasm-tools report its children's chains). Where scopes nest neither can happen.
+        raws = scopes.ranges
+        parents = scopes.parent
+        for r, nodes in members.items():
+            if r not in root_live or len(nodes) == 1:
                 continue
-            for lo, hi in _outside(lives[i], lives[parent]):
-                overhangs.append((lo, hi, base + i, base + parent))
+            rs = [raws[k] for k in nodes]
+            if nested(nodes, rs, parents):
+                continue
+            for lo, hi, node in llvm_pieces(nodes, rs, root_live[r]):
+                readings.append((lo, hi, base + node if node >= 0 else -1, base + r))
+            for i in nodes:
+                parent = parents[i]
+                if parent < 0 or not lives[i] or scopes.kind[parent] != 1 or \
+                        not lives[parent] or any(lo == 0 for lo, _ in raws[parent]):
+                    continue
+                for lo, hi in _outside(lives[i], lives[parent]):
+                    overhangs.append((lo, hi, base + i, base + parent))
         for i, live in enumerate(lives):
             if live:
                 size = sum(hi - lo for lo, hi in live)
@@ -435,27 +453,6 @@ def build_block(reader: DwarfReader, units: list[Unit],
     if overlaps:
         block.notes.append(f"{overlaps} overlapping line sequences ignored")
     return block
-
-
-def _llvm_readings(scopes: UnitScopes, root: list[int],
-                   root_live: dict[int, list[tuple[int, int]]], base: int
-                   ) -> list[tuple[int, int, int, int]]:
-    """LLVM's innermost scope over each live subprogram of a unit whose scopes may not
-    nest (see :mod:`wasmprof.addr2line.crosscheck`): ``(lo, hi, node, subprogram)`` with
-    global node ids (-1: none). Subprograms whose scopes nest are skipped."""
-    members: dict[int, list[int]] = {}
-    for i, r in enumerate(root):
-        if r in root_live:
-            members.setdefault(r, []).append(i)
-    out = []
-    raw = scopes.ranges
-    for r, nodes in members.items():
-        rs = [raw[k] for k in nodes]
-        if nested(nodes, rs, scopes.parent):
-            continue                        # both readings agree everywhere
-        for lo, hi, node in llvm_pieces(nodes, rs, root_live[r]):
-            out.append((lo, hi, base + node if node >= 0 else -1, base + r))
-    return out
 
 
 def _disagreement(strings: list[str], names, ours: int, theirs: int) -> str:
