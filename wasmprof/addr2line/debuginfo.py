@@ -99,6 +99,7 @@ class ModuleDebug:
         self._lines: dict[int, LineTable | None] = {}
         self._seqs: dict[tuple[int, int], list] = {}
         self._units_of: dict[int, frozenset[int]] = {}
+        self._unit_spans: tuple | None = None
         self._lock = threading.RLock()      # one Resolver may serve several threads
 
     # -- the cached index, read on first use -------------------------------------------
@@ -156,14 +157,32 @@ class ModuleDebug:
     # -- decoding ------------------------------------------------------------------------
     def _units_for(self, addresses: Iterable[int]) -> set[int]:
         """Units whose ranges hold one of ``addresses`` (or whose ranges are unknown)."""
-        units = self.reader.units
-        need: set[int] = set()
+        if self._unit_spans is None:
+            # every unit range as (lo, hi, unit), by lo; units whose ranges are unknown
+            # hold every address
+            spans = sorted((lo, hi, u.index) for u in self.reader.units
+                           for lo, hi in (u.ranges or ()) if lo < hi)
+            widest = 0
+            ends = []                       # the furthest end among spans[:i+1]
+            for _, hi, _ in spans:
+                widest = max(widest, hi)
+                ends.append(widest)
+            self._unit_spans = (spans, [s[0] for s in spans], ends,
+                                frozenset(u.index for u in self.reader.units
+                                          if u.ranges is None))
+        spans, los, ends, always = self._unit_spans
+        need: set[int] = set(always)
         for a in addresses:
             got = self._units_of.get(a)
             if got is None:
-                got = self._units_of[a] = frozenset(
-                    u.index for u in units
-                    if u.ranges is None or any(lo <= a < hi for lo, hi in u.ranges))
+                i = bisect_right(los, a)
+                hit = set()
+                while i > 0 and ends[i - 1] > a:      # spans starting at or before a
+                    i -= 1
+                    lo, hi, u = spans[i]
+                    if a < hi:
+                        hit.add(u)
+                got = self._units_of[a] = frozenset(hit)
             need |= got
         return need
 
