@@ -1046,11 +1046,13 @@ class DwarfReader:
         min_inst, line_base, line_range = h.min_inst, h.line_base, h.line_range
         opcode_base, std_lengths = h.opcode_base, h.std_lengths
 
-        # Precomputed special opcodes: (address advance, line advance).
-        special = [(0, 0)] * 256
+        # Precomputed special opcodes: address advance, line advance.
+        s_addr = [0] * 256
+        s_line = [0] * 256
         for op in range(opcode_base, 256):
             adj = op - opcode_base
-            special[op] = ((adj // line_range) * min_inst, line_base + adj % line_range)
+            s_addr[op] = (adj // line_range) * min_inst
+            s_line[op] = line_base + adj % line_range
         const_add = ((255 - opcode_base) // line_range) * min_inst
 
         seqs: list[tuple[list[int], list[int], list[int], list[int]]] = []
@@ -1060,21 +1062,23 @@ class DwarfReader:
         file = 1
         line = 1
         column = 0
+        # opcodes as literals, most frequent first (clang: special, set_column,
+        # advance_line, negate_stmt make up nearly all of a program)
         while pos < end:
             op = data[pos]
             pos += 1
             if op >= opcode_base:
-                da, dl = special[op]
-                address += da
-                line += dl
+                address += s_addr[op]
+                line += s_line[op]
                 push((address, file, line, column))
-            elif op == DW_LNS_copy:
-                push((address, file, line, column))
-            elif op == DW_LNS_advance_pc:
-                v, pos = _uleb(data, pos)
-                address += v * min_inst
-            elif op == DW_LNS_advance_line:
-                v = data[pos]                 # SLEB, inlined
+            elif op == 5:                     # DW_LNS_set_column
+                column = data[pos]
+                if column < 0x80:
+                    pos += 1
+                else:
+                    column, pos = _uleb(data, pos)
+            elif op == 3:                     # DW_LNS_advance_line (SLEB, inlined)
+                v = data[pos]
                 pos += 1
                 if v < 0x80:
                     line += v - 0x80 if v & 0x40 else v
@@ -1089,17 +1093,18 @@ class DwarfReader:
                         if b < 0x80:
                             break
                     line += v - (1 << shift) if b & 0x40 else v
-            elif op == DW_LNS_set_column:
-                column = data[pos]
-                if column < 0x80:
-                    pos += 1
-                else:
-                    column, pos = _uleb(data, pos)
-            elif op == DW_LNS_set_file:
-                file, pos = _uleb(data, pos)
-            elif op == DW_LNS_const_add_pc:
+            elif op == 6 or op == 7 or op == 10 or op == 11:
+                pass                          # negate_stmt, basic_block, prologue, epilogue
+            elif op == 1:                     # DW_LNS_copy
+                push((address, file, line, column))
+            elif op == 2:                     # DW_LNS_advance_pc
+                v, pos = _uleb(data, pos)
+                address += v * min_inst
+            elif op == 8:                     # DW_LNS_const_add_pc
                 address += const_add
-            elif op == DW_LNS_fixed_advance_pc:
+            elif op == 4:                     # DW_LNS_set_file
+                file, pos = _uleb(data, pos)
+            elif op == 9:                     # DW_LNS_fixed_advance_pc
                 address += data[pos] | (data[pos + 1] << 8)
                 pos += 2
             elif op == 0:
@@ -1120,8 +1125,6 @@ class DwarfReader:
                     name, _ = _cstr(data, pos + 1)
                     files.append(_join(unit.comp_dir or "", "", name))
                 pos += n
-            elif op in (DW_LNS_negate_stmt, DW_LNS_set_basic_block, 10, 11):
-                pass
             else:                             # set_isa and unknown standard opcodes
                 for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
                     _, pos = _uleb(data, pos)
