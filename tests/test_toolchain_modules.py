@@ -218,6 +218,7 @@ def test_addr2line_bulk_text_equals_single_resolves(toolchain_modules, name):
     module = load_module(path)
     addrs = instruction_offsets(path)
     bulk = _cli_text(path, addrs, AddressSpace.FILE)
+    assert _cli_text(path, addrs, AddressSpace.FILE) == bulk, "warm (cached table) == cold"
     r = Resolver()
     want = []
     for a in addrs:

@@ -78,6 +78,7 @@ class ChainLookup:
         self._segs: list = [None] * (len(block.seg_start) + 1)
         self._rows: list = [None] * (len(block.row_addr) + 1)
         self._roots: dict[int, int] = {}
+        self._stale: dict[tuple[int, int], str | None] = {}
         self._table: tuple[list[int], list] | None = None
 
     # -- the lookup ----------------------------------------------------------------------
@@ -134,6 +135,12 @@ class ChainLookup:
                     (file, None, None, FUNCTION_ONLY, LINE_0)
             self._rows[row] = got
         return got
+
+    def row_columns(self) -> tuple[list[int], list[int], list[int]]:
+        """The line-row arrays :meth:`row` reads, by :meth:`positions` row (0: before the
+        first row): file (string id; -1 no row, -2 a file the table does not name), line
+        (0: DWARF's line 0), column. For bulk renderers; :meth:`row` says what they mean."""
+        return self._row_file, self._row_line, self._row_col
 
     def segment(self, seg: int):
         """What segment ``seg`` (a :meth:`positions` segment) answers for every address in
@@ -207,9 +214,18 @@ class ChainLookup:
 
     def _stale_reason(self, node: int, bi: int) -> str | None:
         """Why the DWARF subprogram holding ``node`` does not describe body ``bi`` (shifted
-        position), or None when its live range is exactly the body."""
-        blk = self.block
+        position), or None when its live range is exactly the body. Memoised per
+        (subprogram, body)."""
         r = self.root(node)
+        key = (r, bi)
+        try:
+            return self._stale[key]
+        except KeyError:
+            got = self._stale[key] = self._stale_of(r, bi)
+            return got
+
+    def _stale_of(self, r: int, bi: int) -> str | None:
+        blk = self.block
         lo, hi = blk.node_lo[r], blk.node_hi[r]
         start, end = self._starts1[bi], self._ends[bi]
         if lo == start and hi == end:
@@ -285,20 +301,19 @@ class ChainLookup:
         return (nm[0], EXACT, nm[1], file, line, col, nm[2], None)
 
     def _callers(self, node: int, idx: int) -> list[tuple]:
-        """Frames of the scopes enclosing ``node`` (each at its call site), memoised."""
+        """Frames of the scopes enclosing ``node`` (each at its call site), memoised per
+        node (a node's list extends its caller's)."""
         key = (node, idx)
         got = self._tails.get(key)
         if got is None:
             blk = self.block
-            got = []
-            strings = blk.strings
-            while True:
-                p = blk.node_parent[node]
-                if p < 0:
-                    break
-                cf = blk.node_cfile[node]
-                got.append(self._spec(p, idx, strings[cf] if cf >= 0 else None,
-                                      blk.node_cline[node], blk.node_ccol[node]))
-                node = p
+            p = blk.node_parent[node]
+            if p < 0:
+                return []
+            cf = blk.node_cfile[node]
+            got = [self._spec(p, idx, blk.strings[cf] if cf >= 0 else None,
+                              blk.node_cline[node], blk.node_ccol[node])]
+            if blk.node_parent[p] >= 0:
+                got += self._callers(p, idx)
             self._tails[key] = got
         return got

@@ -25,10 +25,15 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from wasmprof.addr2line.bulk import paused_gc
-from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, LineTable, Unit, UnitScopes
 from wasmprof.addr2line.hygiene import CodeLayout, sequence_live
 from wasmprof.addr2line.index import IndexBlock, build_block, index_path, load_index, save_index
+
+if TYPE_CHECKING:            # the decoder is imported when DWARF is decoded, not for lookups
+    from wasmprof.addr2line.fastdwarf import DwarfReader, DwarfSections, LineTable, Unit, \
+        UnitScopes
 
 FULL_BUILD_THRESHOLD = 64     # more distinct addresses in one call: decode everything
 PARTIAL_ADDRESS_LIMIT = 160   # more distinct addresses asked in all: decode everything
@@ -37,6 +42,7 @@ PARTIAL_WORK_MIN = 8192       # partial-block work (nodes + rows/4) always allow
 
 def _merge_scopes(unit_index: int, parts: list[UnitScopes]) -> UnitScopes:
     """Concatenate subtree decodes (in DIE order) into one unit's scopes."""
+    from wasmprof.addr2line.fastdwarf import UnitScopes
     if len(parts) == 1:
         return parts[0]
     out = UnitScopes(unit_index)
@@ -52,29 +58,38 @@ def _merge_scopes(unit_index: int, parts: list[UnitScopes]) -> UnitScopes:
     return out
 
 
-def dwarf_hash(sections: DwarfSections) -> str:
+def dwarf_hash(data: dict[str, bytes]) -> str:
+    """Digest of DWARF sections ``{name: bytes}`` (what an index is valid for)."""
     h = hashlib.sha256()
-    for name in sorted(sections.data):
-        h.update(name.encode() + b"\0" + len(sections.data[name]).to_bytes(8, "little"))
-        h.update(sections.data[name])
+    for name in sorted(data):
+        h.update(name.encode() + b"\0" + len(data[name]).to_bytes(8, "little"))
+        h.update(data[name])
     return h.hexdigest()
 
 
+def _line_table(files: list[str]) -> LineTable:
+    """A line table with no sequences (call/declaration files still name its entries)."""
+    from wasmprof.addr2line.fastdwarf import LineTable
+    return LineTable(files, [])
+
+
 class ModuleDebug:
-    """Lookups over the DWARF of one Wasm module (``wasm``: a ``WasmBinary`` with DWARF)."""
+    """Lookups over the DWARF of one Wasm module (``wasm``: a ``WasmBinary`` with DWARF).
+    The cached index is read when :attr:`block` or :attr:`complete` is first asked."""
 
     def __init__(self, wasm, identity: str, cache_root: Path | None,
                  layout: CodeLayout | None = None) -> None:
-        self.sections = DwarfSections.from_wasm(wasm)
+        self._wasm = wasm
+        self._sections: DwarfSections | None = None
         # function bodies for the range hygiene (the module's own, or those of the module
         # a DWARF-only companion describes)
         self.layout = layout if layout is not None else CodeLayout.of_wasm(wasm)
         self.identity = identity
-        self.hash = dwarf_hash(self.sections)
+        self.hash = dwarf_hash({k: v[1] for k, v in wasm.dwarf_sections.items()})
         self.path = index_path(cache_root, identity, self.hash) if cache_root else None
-        self.block: IndexBlock | None = None
-        self.complete = False
-        self.loaded_from_disk = False
+        self._block: IndexBlock | None = None
+        self._complete = False
+        self._on_disk: bool | None = None    # None: the cached index not looked at yet
         self.saved = False
         self._reader: DwarfReader | None = None
         self._asked: set[int] = set()     # addresses the partial block answers for
@@ -84,31 +99,90 @@ class ModuleDebug:
         self._lines: dict[int, LineTable | None] = {}
         self._seqs: dict[tuple[int, int], list] = {}
         self._units_of: dict[int, frozenset[int]] = {}
+        self._unit_spans: tuple | None = None
         self._lock = threading.RLock()      # one Resolver may serve several threads
-        if self.path is not None:
-            blk = load_index(self.path, identity, self.hash)
-            if blk is not None:
-                self.block = blk
-                self.complete = True
-                self.loaded_from_disk = True
+
+    # -- the cached index, read on first use -------------------------------------------
+    def _disk(self) -> None:
+        if self._on_disk is None:
+            with self._lock:
+                if self._on_disk is None:
+                    blk = load_index(self.path, self.identity, self.hash) \
+                        if self.path is not None and not self._complete else None
+                    if blk is not None:
+                        self._block = blk
+                        self._complete = True
+                    self._on_disk = blk is not None
+
+    @property
+    def block(self) -> IndexBlock | None:
+        if self._on_disk is None:
+            self._disk()
+        return self._block
+
+    @block.setter
+    def block(self, value: IndexBlock | None) -> None:
+        self._block = value
+
+    @property
+    def complete(self) -> bool:
+        if self._on_disk is None:
+            self._disk()
+        return self._complete
+
+    @complete.setter
+    def complete(self, value: bool) -> None:
+        self._complete = value
+
+    @property
+    def loaded_from_disk(self) -> bool:
+        if self._on_disk is None:
+            self._disk()
+        return bool(self._on_disk)
+
+    @property
+    def sections(self) -> DwarfSections:
+        if self._sections is None:
+            from wasmprof.addr2line.fastdwarf import DwarfSections
+            self._sections = DwarfSections.from_wasm(self._wasm)
+        return self._sections
 
     @property
     def reader(self) -> DwarfReader:
         if self._reader is None:
+            from wasmprof.addr2line.fastdwarf import DwarfReader
             self._reader = DwarfReader(self.sections)
         return self._reader
 
     # -- decoding ------------------------------------------------------------------------
     def _units_for(self, addresses: Iterable[int]) -> set[int]:
         """Units whose ranges hold one of ``addresses`` (or whose ranges are unknown)."""
-        units = self.reader.units
-        need: set[int] = set()
+        if self._unit_spans is None:
+            # every unit range as (lo, hi, unit), by lo; units whose ranges are unknown
+            # hold every address
+            spans = sorted((lo, hi, u.index) for u in self.reader.units
+                           for lo, hi in (u.ranges or ()) if lo < hi)
+            widest = 0
+            ends = []                       # the furthest end among spans[:i+1]
+            for _, hi, _ in spans:
+                widest = max(widest, hi)
+                ends.append(widest)
+            self._unit_spans = (spans, [s[0] for s in spans], ends,
+                                frozenset(u.index for u in self.reader.units
+                                          if u.ranges is None))
+        spans, los, ends, always = self._unit_spans
+        need: set[int] = set(always)
         for a in addresses:
             got = self._units_of.get(a)
             if got is None:
-                got = self._units_of[a] = frozenset(
-                    u.index for u in units
-                    if u.ranges is None or any(lo <= a < hi for lo, hi in u.ranges))
+                i = bisect_right(los, a)
+                hit = set()
+                while i > 0 and ends[i - 1] > a:      # spans starting at or before a
+                    i -= 1
+                    lo, hi, u = spans[i]
+                    if a < hi:
+                        hit.add(u)
+                got = self._units_of[a] = frozenset(hit)
             need |= got
         return need
 
@@ -173,13 +247,14 @@ class ModuleDebug:
                 # no sequence needed here, but call and declaration files still name
                 # entries of this unit's file table
                 ld = self._dirs[u.index][1]
-                lt = LineTable(ld.header.files, []) if ld is not None else None
+                lt = _line_table(ld.header.files) if ld is not None else None
             decoded[u.index] = (sc, names, lt)
         return build_block(r, units, decoded, self.layout)
 
     def _subtree(self, unit: Unit, off: int) -> tuple[UnitScopes, int]:
         got = self._subtrees.get(off)
         if got is None:
+            from wasmprof.addr2line.fastdwarf import UnitScopes
             sc = UnitScopes(unit.index)
             got = self._subtrees[off] = (sc, self.reader.decode_subprogram(unit, off, sc))
         return got
@@ -229,7 +304,7 @@ class ModuleDebug:
             u = cands[i][3]
             lt = out.get(u.index)
             if lt is None:
-                lt = out[u.index] = LineTable(self._dirs[u.index][1].header.files, [])
+                lt = out[u.index] = _line_table(self._dirs[u.index][1].header.files)
             lt.sequences.append(got[i])
         return out
 

@@ -85,6 +85,8 @@ _FIXED = {F_DATA1: 1, F_REF1: 1, F_FLAG: 1, F_STRX1: 1, F_ADDRX1: 1,
           F_DATA16: 16, F_FLAG_PRESENT: 0, F_IMPLICIT_CONST: 0}
 _LEB_FORMS = frozenset({F_SDATA, F_UDATA, F_REF_UDATA, F_STRX, F_ADDRX, F_LOCLISTX, F_RNGLISTX,
                         F_GNU_ADDR_INDEX, F_GNU_STR_INDEX})
+# DW_AT_high_pc forms that hold an offset from DW_AT_low_pc (the others an address)
+_HIGH_OFFSET = frozenset({F_DATA1, F_DATA2, F_DATA4, F_DATA8, F_UDATA})
 # skip-plan step codes (negative so they never clash with a fixed byte count)
 _S_LEB, _S_STRING, _S_BLOCK1, _S_BLOCK2, _S_BLOCK4, _S_BLOCK = -1, -2, -3, -4, -5, -6
 
@@ -174,6 +176,61 @@ class Abbrev:
     attrs: list[tuple[int, int, int]]         # (attribute, form, implicit const)
     skip: list[int]                           # skip plan (see _plan)
     fixed_size: int                           # >= 0 when every form has a fixed size
+    scope: "ScopePlan | None | bool" = False  # subprograms/inlined: see _scope_plan
+
+
+# struct codes of fixed-size forms whose value the scope decoder reads (32-bit DWARF,
+# little-endian); F_ADDR and the address-index forms take the unit's address size
+_STRUCT = {F_DATA1: "B", F_REF1: "B", F_FLAG: "B", F_STRX1: "B", F_ADDRX1: "B",
+           F_DATA2: "H", F_REF2: "H", F_STRX2: "H", F_ADDRX2: "H",
+           F_DATA4: "I", F_REF4: "I", F_STRP: "I", F_LINE_STRP: "I", F_SEC_OFFSET: "I",
+           F_REF_ADDR: "I", F_STRX4: "I", F_ADDRX4: "I", F_REF_SUP4: "I", F_STRP_SUP: "I",
+           F_GNU_REF_ALT: "I", F_GNU_STRP_ALT: "I", F_DATA8: "Q", F_REF8: "Q",
+           F_REF_SIG8: "Q", F_REF_SUP8: "Q"}
+@dataclass(slots=True)
+class ScopePlan:
+    """How to read a subprogram / inlined-subroutine DIE of one abbreviation in a few
+    C calls: ``steps`` run in order, each a ``struct.Struct`` over a run of fixed-size
+    forms (its values appended) or a variable form code (one value appended: LEBs and
+    strings decoded, blocks skipped as None). ``wanted``: ``(attribute, form, position
+    in the values or -1, value of a form without bytes)`` of each attribute the scope
+    walk uses, in DIE order."""
+
+    steps: list
+    wanted: list[tuple[int, int, int, int]]
+
+
+def _scope_plan(attrs: list[tuple[int, int, int]], addr_size: int) -> "ScopePlan | None":
+    """The plan of a scope abbreviation, or None when a form needs the generic decoder
+    (DW_FORM_indirect, unknown forms, 3-byte indexes, 16-byte values)."""
+    steps: list = []
+    codes: list[str] = []
+    wanted: list[tuple[int, int, int, int]] = []
+    count = 0
+    for at, form, ic in attrs:
+        if form in (F_FLAG_PRESENT, F_IMPLICIT_CONST):
+            if at in WANTED_ATTRS:
+                wanted.append((at, form, -1, 1 if form == F_FLAG_PRESENT else ic))
+            continue
+        code = _STRUCT.get(form)
+        if code is None and form == F_ADDR:
+            code = "I" if addr_size == 4 else "Q"
+        if code is not None:
+            codes.append(code)
+        else:
+            if form not in _LEB_FORMS and form not in (F_STRING, F_BLOCK1, F_BLOCK2, F_BLOCK4,
+                                                        F_BLOCK, F_EXPRLOC):
+                return None
+            if codes:
+                steps.append(struct.Struct("<" + "".join(codes)))
+                codes = []
+            steps.append(form)
+        if at in WANTED_ATTRS:
+            wanted.append((at, form, count, 0))
+        count += 1
+    if codes:
+        steps.append(struct.Struct("<" + "".join(codes)))
+    return ScopePlan(steps, wanted)
 
 
 def _plan(attrs: list[tuple[int, int, int]], addr_size: int) -> tuple[list[int], int]:
@@ -276,6 +333,7 @@ class DwarfReader:
         self.rnglists = sections.get(".debug_rnglists")
         self.line = sections.get(".debug_line")
         self._abbrev_cache: dict[tuple[int, int], dict[int, Abbrev]] = {}
+        self._strp_cache: dict[int, str] = {}
         self.units: list[Unit] = guarded(".debug_info", 0, self._read_units)
 
     # -- strings / addresses -----------------------------------------------------------
@@ -283,6 +341,13 @@ class DwarfReader:
         d = self.str
         end = d.index(b"\0", off)
         return d[off:end].decode("utf-8", "replace")
+
+    def _strp_memo(self, off: int) -> str:
+        """:meth:`_strp`, memoised (scope names repeat across inline instances)."""
+        got = self._strp_cache.get(off)
+        if got is None:
+            got = self._strp_cache[off] = self._strp(off)
+        return got
 
     def _line_strp(self, off: int) -> str:
         d = self.line_str
@@ -576,6 +641,8 @@ class DwarfReader:
         pos = start
         wanted = WANTED_ATTRS
         fixed_tbl = _FIXED
+        strp = self._strp_memo
+        unit_off = unit.offset
         while pos < end:
             die_off = pos
             # uleb abbreviation code (fast path for one byte)
@@ -625,26 +692,48 @@ class DwarfReader:
                 continue
             # a subprogram or inlined subroutine: decode the attributes we need
             vals: dict[int, tuple[int, object]] = {}
-            for at, form, ic in ab.attrs:
-                if form == F_ADDR:
-                    if at in wanted:
-                        vals[at] = (form, int.from_bytes(data[pos:pos + addr_size], "little"))
-                    pos += addr_size
-                    continue
-                n = fixed_tbl.get(form)
-                if n is not None:
-                    if at in wanted:
-                        if form == F_FLAG_PRESENT:
-                            vals[at] = (form, 1)
-                        elif form == F_IMPLICIT_CONST:
-                            vals[at] = (form, ic)
+            plan = ab.scope
+            if plan is False:
+                plan = ab.scope = _scope_plan(ab.attrs, addr_size)
+            if plan is not None:
+                flat: list = []
+                for st in plan.steps:
+                    if st.__class__ is int:
+                        if st == F_SDATA:
+                            v, pos = _sleb(data, pos)
+                        elif st in _LEB_FORMS:
+                            v, pos = _uleb(data, pos)
+                        elif st == F_STRING:
+                            v, pos = _cstr(data, pos)
                         else:
-                            vals[at] = (form, int.from_bytes(data[pos:pos + n], "little"))
-                    pos += n
-                    continue
-                val, pos = self._read_form(unit, data, pos, form, ic)
-                if at in wanted:
-                    vals[at] = (form, val)
+                            v, pos = self._read_form(unit, data, pos, st, 0)
+                        flat.append(v)
+                    else:
+                        flat.extend(st.unpack_from(data, pos))
+                        pos += st.size
+                for at, form, k, const in plan.wanted:
+                    vals[at] = (form, flat[k] if k >= 0 else const)
+            else:
+                for at, form, ic in ab.attrs:
+                    if form == F_ADDR:
+                        if at in wanted:
+                            vals[at] = (form, int.from_bytes(data[pos:pos + addr_size], "little"))
+                        pos += addr_size
+                        continue
+                    n = fixed_tbl.get(form)
+                    if n is not None:
+                        if at in wanted:
+                            if form == F_FLAG_PRESENT:
+                                vals[at] = (form, 1)
+                            elif form == F_IMPLICIT_CONST:
+                                vals[at] = (form, ic)
+                            else:
+                                vals[at] = (form, int.from_bytes(data[pos:pos + n], "little"))
+                        pos += n
+                        continue
+                    val, pos = self._read_form(unit, data, pos, form, ic)
+                    if at in wanted:
+                        vals[at] = (form, val)
             if directory is not None:
                 if AT_DECLARATION not in vals:
                     if AT_RANGES in vals:
@@ -657,25 +746,32 @@ class DwarfReader:
                 if ab.has_children:
                     stack.append(cur)
                 continue
+            get = vals.get
             name = linkage = None
-            if AT_NAME in vals:
-                name = self._string(unit, *vals[AT_NAME])
-            lv = vals.get(AT_LINKAGE_NAME) or vals.get(AT_MIPS_LINKAGE_NAME)
+            nv = get(AT_NAME)
+            if nv is not None:
+                name = strp(nv[1]) if nv[0] == F_STRP else self._string(unit, *nv)
+            lv = get(AT_LINKAGE_NAME) or get(AT_MIPS_LINKAGE_NAME)
             if lv is not None:
-                linkage = self._string(unit, *lv)
+                linkage = strp(lv[1]) if lv[0] == F_STRP else self._string(unit, *lv)
             ref = None
-            rv = vals.get(AT_ABSTRACT_ORIGIN) or vals.get(AT_SPECIFICATION)
+            rv = get(AT_ABSTRACT_ORIGIN) or get(AT_SPECIFICATION)
             if rv is not None:
-                ref = self._ref(unit, *rv)
+                ref = unit_off + rv[1] if rv[0] == F_REF4 else self._ref(unit, *rv)
             ranges: list[tuple[int, int]] = []
-            if AT_RANGES in vals:
-                ranges = self.read_ranges(unit, *vals[AT_RANGES])
-            elif AT_LOW_PC in vals:
-                low = self._address(unit, *vals[AT_LOW_PC])
-                if AT_HIGH_PC in vals:
-                    ranges = [(low, self._high_pc(unit, low, *vals[AT_HIGH_PC]))]
-            dfv = vals.get(AT_DECL_FILE)
-            dlv = vals.get(AT_DECL_LINE)
+            xv = get(AT_RANGES)
+            if xv is not None:
+                ranges = self.read_ranges(unit, *xv)
+            else:
+                lowv = get(AT_LOW_PC)
+                if lowv is not None:
+                    low = lowv[1] if lowv[0] == F_ADDR else self._address(unit, *lowv)
+                    hv = get(AT_HIGH_PC)
+                    if hv is not None:
+                        ranges = [(low, low + hv[1] if hv[0] in _HIGH_OFFSET
+                                   else self._high_pc(unit, low, *hv))]
+            dfv = get(AT_DECL_FILE)
+            dlv = get(AT_DECL_LINE)
             decl = (None if dfv is None else int(dfv[1]), 0 if dlv is None else int(dlv[1]))
             if tag == TAG_SUBPROGRAM:
                 decls[die_off] = (name, linkage, ref, *decl)
@@ -950,11 +1046,13 @@ class DwarfReader:
         min_inst, line_base, line_range = h.min_inst, h.line_base, h.line_range
         opcode_base, std_lengths = h.opcode_base, h.std_lengths
 
-        # Precomputed special opcodes: (address advance, line advance).
-        special = [(0, 0)] * 256
+        # Precomputed special opcodes: address advance, line advance.
+        s_addr = [0] * 256
+        s_line = [0] * 256
         for op in range(opcode_base, 256):
             adj = op - opcode_base
-            special[op] = ((adj // line_range) * min_inst, line_base + adj % line_range)
+            s_addr[op] = (adj // line_range) * min_inst
+            s_line[op] = line_base + adj % line_range
         const_add = ((255 - opcode_base) // line_range) * min_inst
 
         seqs: list[tuple[list[int], list[int], list[int], list[int]]] = []
@@ -964,21 +1062,23 @@ class DwarfReader:
         file = 1
         line = 1
         column = 0
+        # opcodes as literals, most frequent first (clang: special, set_column,
+        # advance_line, negate_stmt make up nearly all of a program)
         while pos < end:
             op = data[pos]
             pos += 1
             if op >= opcode_base:
-                da, dl = special[op]
-                address += da
-                line += dl
+                address += s_addr[op]
+                line += s_line[op]
                 push((address, file, line, column))
-            elif op == DW_LNS_copy:
-                push((address, file, line, column))
-            elif op == DW_LNS_advance_pc:
-                v, pos = _uleb(data, pos)
-                address += v * min_inst
-            elif op == DW_LNS_advance_line:
-                v = data[pos]                 # SLEB, inlined
+            elif op == 5:                     # DW_LNS_set_column
+                column = data[pos]
+                if column < 0x80:
+                    pos += 1
+                else:
+                    column, pos = _uleb(data, pos)
+            elif op == 3:                     # DW_LNS_advance_line (SLEB, inlined)
+                v = data[pos]
                 pos += 1
                 if v < 0x80:
                     line += v - 0x80 if v & 0x40 else v
@@ -993,17 +1093,18 @@ class DwarfReader:
                         if b < 0x80:
                             break
                     line += v - (1 << shift) if b & 0x40 else v
-            elif op == DW_LNS_set_column:
-                column = data[pos]
-                if column < 0x80:
-                    pos += 1
-                else:
-                    column, pos = _uleb(data, pos)
-            elif op == DW_LNS_set_file:
-                file, pos = _uleb(data, pos)
-            elif op == DW_LNS_const_add_pc:
+            elif op == 6 or op == 7 or op == 10 or op == 11:
+                pass                          # negate_stmt, basic_block, prologue, epilogue
+            elif op == 1:                     # DW_LNS_copy
+                push((address, file, line, column))
+            elif op == 2:                     # DW_LNS_advance_pc
+                v, pos = _uleb(data, pos)
+                address += v * min_inst
+            elif op == 8:                     # DW_LNS_const_add_pc
                 address += const_add
-            elif op == DW_LNS_fixed_advance_pc:
+            elif op == 4:                     # DW_LNS_set_file
+                file, pos = _uleb(data, pos)
+            elif op == 9:                     # DW_LNS_fixed_advance_pc
                 address += data[pos] | (data[pos + 1] << 8)
                 pos += 2
             elif op == 0:
@@ -1024,8 +1125,6 @@ class DwarfReader:
                     name, _ = _cstr(data, pos + 1)
                     files.append(_join(unit.comp_dir or "", "", name))
                 pos += n
-            elif op in (DW_LNS_negate_stmt, DW_LNS_set_basic_block, 10, 11):
-                pass
             else:                             # set_isa and unknown standard opcodes
                 for _ in range(std_lengths[op - 1] if op - 1 < len(std_lengths) else 0):
                     _, pos = _uleb(data, pos)

@@ -23,18 +23,21 @@ rebuilds it. Files are written atomically (temp file + rename).
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import zlib
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import orjson
-
-from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
-from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,
+from wasmprof.addr2line.crosscheck import llvm_pieces, nested
+from wasmprof.addr2line.hygiene import (CLIPPED, TOMBSTONE_MIN, CodeLayout, cap_end_markers,  # noqa: F401
                                         live_ranges, sequence_live)
+
+if TYPE_CHECKING:                      # the decoder is imported only where DWARF is decoded
+    from wasmprof.addr2line.fastdwarf import DwarfReader, LineTable, Unit, UnitScopes
 
 FORMAT_VERSION = 2
 MAGIC = b"WPRFIDX\0"
@@ -148,7 +151,7 @@ class IndexBlock:
                   "strings": len(self.strings), "blob": len(blob), "units": sorted(self.units),
                   "notes": self.notes,
                   "arrays": [[name, code, len(getattr(self, name))] for name, code in _ARRAYS]}
-        hb = orjson.dumps(header)
+        hb = json.dumps(header).encode()
         parts = [MAGIC, len(hb).to_bytes(4, "little"), hb, blob]
         parts += [getattr(self, name).tobytes() for name, _ in _ARRAYS]
         body = b"".join(parts)
@@ -165,7 +168,7 @@ class IndexBlock:
             if zlib.crc32(body) != crc:
                 return None
             hl = int.from_bytes(body[8:12], "little")
-            header = orjson.loads(body[12:12 + hl])
+            header = json.loads(body[12:12 + hl])
             if header.get("format") != FORMAT_VERSION or header.get("identity") != identity \
                     or header.get("dwarf") != dwarf_hash:
                 return None
@@ -190,7 +193,7 @@ class IndexBlock:
             if pos != len(body):
                 return None
             return block
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             return None
 
 
@@ -221,6 +224,8 @@ def build_block(reader: DwarfReader, units: list[Unit],
     n_dfile, n_dline, n_hi = block.node_dfile, block.node_dline, block.node_hi
     ghosts: list[tuple[int, int, int, bool]] = []   # (lo, hi, node, end-marker tail?)
     overhangs: list[tuple[int, int, int, int]] = []   # (lo, hi, child, parent)
+    readings: list[tuple[int, int, int, int]] = []    # LLVM's: (lo, hi, node, subprogram)
+    g_root: list[int] = []                  # node -> its subprogram node
     sequences = []
     dead: dict[str, int] = {}
     dropped_scopes = dropped_seqs = damaged = 0
@@ -235,11 +240,14 @@ def build_block(reader: DwarfReader, units: list[Unit],
         depth: list[int] = []
         lives: list[list[tuple[int, int]]] = []
         marked: list[tuple[int, int]] = []
+        members: dict[int, list[int]] = {}     # live subprogram -> its scopes, DIE order
         for i, parent in enumerate(scopes.parent):
             kind = scopes.kind[i]
             raw = scopes.ranges[i]
             r = i if parent < 0 else root[parent]
             root.append(r)
+            if r in root_live or parent < 0:
+                members.setdefault(r, []).append(i)
             clipped: list[int] = []
             if parent < 0:
                 live = live_ranges(raw, layout, None, dead, clipped)
@@ -268,22 +276,39 @@ def build_block(reader: DwarfReader, units: list[Unit],
             df, dl = names[i][2:4] if len(names[i]) >= 4 else (None, 0)
             n_dfile.append(file_ids[df] if df is not None and 0 <= df < nfiles else -1)
             n_dline.append(dl & 0xFFFFFFFF)
-            n_lo.append(min(lo for lo, _ in live) if live and kind == 0 else 0xFFFFFFFF)
-            n_hi.append(max(hi for _, hi in live) if live and kind == 0 else 0)
+            if live and kind == 0:
+                n_lo.append(live[0][0] if len(live) == 1 else min(lo for lo, _ in live))
+                n_hi.append(live[0][1] if len(live) == 1 else max(hi for _, hi in live))
+            else:
+                n_lo.append(0xFFFFFFFF)
+                n_hi.append(0)
             if not live and raw:
                 dropped_scopes += 1
         for lo, hi, node in cap_end_markers(scopes.parent, root, lives, marked):
             ghosts.append((lo, hi, base + node, True))  # the scope may still run there
-        # inlined scopes that overhang their caller (binaryen moved code): where a child's
-        # range leaves its parent's, the chain through it is not trustworthy; a parent that
-        # lost ranges itself (ghost [0, x), or none left) does not count (its true ranges
-        # are unknown and llvm-symbolizer / wasm-tools report its children's chains)
-        for i, parent in enumerate(scopes.parent):
-            if parent < 0 or not lives[i] or scopes.kind[parent] != 1 or not lives[parent] \
-                    or any(lo == 0 for lo, _ in scopes.ranges[parent]):
+        g_root.extend(base + r for r in root)
+        # functions whose scopes do not nest (binaryen): LLVM's reading of them, and where
+        # inlined scopes overhang their caller (binaryen moved code) the chain through
+        # them is not trustworthy; a parent that lost ranges itself (ghost [0, x), or none
+        # left) does not count (its true ranges are unknown and llvm-symbolizer /
+        # wasm-tools report its children's chains). Where scopes nest neither can happen.
+        raws = scopes.ranges
+        parents = scopes.parent
+        for r, nodes in members.items():
+            if r not in root_live or len(nodes) == 1:
                 continue
-            for lo, hi in _outside(lives[i], lives[parent]):
-                overhangs.append((lo, hi, base + i, base + parent))
+            rs = [raws[k] for k in nodes]
+            if nested(nodes, rs, parents):
+                continue
+            for lo, hi, node in llvm_pieces(nodes, rs, root_live[r]):
+                readings.append((lo, hi, base + node if node >= 0 else -1, base + r))
+            for i in nodes:
+                parent = parents[i]
+                if parent < 0 or not lives[i] or scopes.kind[parent] != 1 or \
+                        not lives[parent] or any(lo == 0 for lo, _ in raws[parent]):
+                    continue
+                for lo, hi in _outside(lives[i], lives[parent]):
+                    overhangs.append((lo, hi, base + i, base + parent))
         for i, live in enumerate(lives):
             if live:
                 size = sum(hi - lo for lo, hi in live)
@@ -318,15 +343,19 @@ def build_block(reader: DwarfReader, units: list[Unit],
     ranges.sort()
     ghosts.sort()
     overhangs.sort()
+    readings.sort()
     bounds = sorted({r[0] for r in ranges} | {r[1] for r in ranges}
                     | {g[0] for g in ghosts} | {g[1] for g in ghosts}
-                    | {o[0] for o in overhangs} | {o[1] for o in overhangs})
+                    | {o[0] for o in overhangs} | {o[1] for o in overhangs}
+                    | {e[0] for e in readings} | {e[1] for e in readings})
     heap: list[tuple[int, int, int, int]] = []
-    i = g = o = 0
-    nr, ng, no = len(ranges), len(ghosts), len(overhangs)
+    i = g = o = e = 0
+    nr, ng, no, ne = len(ranges), len(ghosts), len(overhangs), len(readings)
     active: list[tuple[int, int, int, bool]] = []
     hanging: list[tuple[int, int, int, int]] = []
+    reading: list[tuple[int, int, int, int]] = []
     overhang_why: dict[tuple[int, int], int] = {}
+    disagree_why: dict[tuple[int, int], int] = {}
     seg_start, seg_node, seg_why = block.seg_start, block.seg_node, block.seg_why
     last = last_why = None
     unsure: dict[int, int] = {}              # ghost nodes seen in some segment
@@ -358,6 +387,21 @@ def build_block(reader: DwarfReader, units: list[Unit],
                             "inlined into (binaryen moved code): the inline chain here is "
                             "unsure")
                     break
+        if ne:
+            # where LLVM's reading of the function's scopes names another scope
+            while e < ne and readings[e][0] <= x:
+                reading.append(readings[e])
+                e += 1
+            reading = [r for r in reading if r[1] > x]
+            if node >= 0 and why == -1:
+                top = g_root[node]
+                theirs = next((r[2] for r in reading if r[3] == top), node)
+                if theirs != node and not (theirs < 0 and node == top):
+                    key = (node, theirs)
+                    why = disagree_why.get(key, -1)
+                    if why < 0:
+                        why = disagree_why[key] = intern(_disagreement(
+                            strings, n_name, node, theirs))
         if ng:
             while g < ng and ghosts[g][0] <= x:
                 active.append(ghosts[g])
@@ -380,6 +424,9 @@ def build_block(reader: DwarfReader, units: list[Unit],
             seg_why.append(why)
             last = node
             last_why = why
+    if disagree_why:
+        block.notes.append(f"{len(disagree_why)} inline scopes that do not nest, read "
+                           "differently by LLVM's range map: their chains are unsure")
     if overhang_why:
         block.notes.append(f"{len(overhang_why)} inlined scopes overhang their caller: "
                            "their addresses there are resolved as unsure")
@@ -406,6 +453,14 @@ def build_block(reader: DwarfReader, units: list[Unit],
     if overlaps:
         block.notes.append(f"{overlaps} overlapping line sequences ignored")
     return block
+
+
+def _disagreement(strings: list[str], names, ours: int, theirs: int) -> str:
+    def name(n: int) -> str:
+        return strings[names[n]] if n >= 0 and names[n] >= 0 else "no scope"
+    return (f"the inline scopes here do not nest (binaryen moved code): the innermost live "
+            f"scope is {name(ours)} but LLVM's range map (llvm-symbolizer) reads "
+            f"{name(theirs)}: the inline chain is unsure")
 
 
 def _outside(ranges: list[tuple[int, int]], cover: list[tuple[int, int]]

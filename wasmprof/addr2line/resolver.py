@@ -444,12 +444,42 @@ class Resolver:
                 view.ensure(None)
             else:
                 view.ensure({file_offset(space, a, cps) - cps for a in addresses if a})
-        chains = view.chains() if view.complete() and \
-            (space is _CODE or space is _INTERP or space in _FILE_LIKE) else None
+        chains = view.chains() if view.complete() and _bulk_space(space) else None
         if chains is None:
             return None
-        shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
-        return chains, (addresses if not shift else [a + shift for a in addresses])
+        return chains, _codes(view, addresses, space)
+
+    def text_table(self, module: Module, addresses: Sequence[int],
+                   space: AddressSpace = AddressSpace.FILE):
+        """For ``wasmprof addr2line``'s default text: the module's
+        :class:`~wasmprof.addr2line.texttable.TextTable` (read from the cache next to the
+        index, without reading the index; else built from the complete lookup and saved)
+        and the code addresses of ``addresses``; None when :meth:`bulk_chains` has no bulk
+        lookup."""
+        from wasmprof.addr2line import texttable as tt
+        space = AddressSpace(space)
+        view = self._view(module)
+        debug = view.debug
+        if debug is None or view.cps is None or not _bulk_space(space):
+            return None
+        key = {"identity": debug.identity, "dwarf": debug.hash, "module": module.sha256,
+               "companion": module.companion.sha256 if module.companion else None,
+               "layout": tt.layout_digest(view.layout)}
+        path = tt.table_path(debug.path, module.sha256) if debug.path is not None else None
+        table = tt.load_table(path, key) if path is not None else None
+        if table is not None:
+            return table, _codes(view, addresses, space)
+        got = self.bulk_chains(module, addresses, space)
+        if got is None:
+            return None
+        chains, codes = got
+        with paused_gc():
+            table = tt.TextTable.build(chains, lambda code: self._resolve(
+                view, RawFrame(index=0, space=_CODE, offset=code), None),
+                per_address_without_dwarf=view.smap is not None)
+        if path is not None:
+            tt.save_table(path, table, key)
+        return table, codes
 
     def resolve(self, module: Module, raw: RawFrame, *, input_index: int | None = None
                 ) -> list[Frame]:
@@ -656,6 +686,17 @@ class Resolver:
         if printed is not None:
             _use_printed_name(frame, printed, from_dwarf)
         return frame
+
+
+def _bulk_space(space: AddressSpace) -> bool:
+    """Spaces whose offsets map to code addresses by a constant shift."""
+    return space is _CODE or space is _INTERP or space in _FILE_LIKE
+
+
+def _codes(view: _View, addresses: Sequence[int], space: AddressSpace) -> Sequence[int]:
+    """The code addresses of ``addresses`` in a :func:`_bulk_space` space."""
+    shift = 0 if space is _CODE else -1 - view.cps if space is _INTERP else -view.cps
+    return addresses if not shift else [a + shift for a in addresses]
 
 
 def _use_printed_name(frame: Frame, printed: str, from_dwarf: bool) -> None:

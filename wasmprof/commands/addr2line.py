@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import operator
-from bisect import bisect_right
-from functools import lru_cache
-from itertools import chain, compress, repeat
+from itertools import chain, repeat
 from operator import itemgetter
 
 from wasmprof.addr2line.spaces import SPACE_HELP
+from wasmprof.addr2line.text import PAD, clean, frame_fields, frames_text, pad_for, text_frame
 from wasmprof.errors import UsageError
-from wasmprof.model import AddressSpace, Frame, ModuleKind, RawFrame
+from wasmprof.model import AddressSpace, ModuleKind, RawFrame
 
 EPILOG = """\
 examples:
@@ -54,7 +52,6 @@ the same code section; modules without DWARF through their source map (sourceMap
 
 STYLES = ("wasmprof", "LLVM", "JSON")
 _PERF = re.compile(r"^(?:\[[^\]]*\]#)?aot_func(?:_internal)?#(\d+)(?:\+(0x[0-9a-fA-F]+|\d+))?$")
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def register(subparsers) -> None:
@@ -113,41 +110,9 @@ def parse_address(token: str, space: AddressSpace) -> RawFrame:
     return RawFrame(index=0, space=space, offset=value)
 
 
-@lru_cache(maxsize=65536)
-def _clean(text: str | None) -> str:
-    """Names come from modules and logs: never let control characters reach a terminal."""
-    if text is None:
-        return "??"
-    if text.isascii() and text.isprintable():
-        return text
-    return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-# A frame's fields as the renderers read them, from a Frame or a bulk entry's tuple
-# (function, status, raw_function, file, line, column, inlined, reason).
-def _fields(f) -> tuple:
-    if isinstance(f, Frame):
-        return (f.function, f.status, f.raw_function, f.file, f.line, f.column, f.inlined,
-                f.reason, f.decl_file, f.decl_line)
-    return (*f, None, None)
-
-
-@lru_cache(maxsize=65536)
-def _text_frame(fields: tuple) -> str:
-    fn, status, _, file, line, col, inlined, reason, decl_file, decl_line = fields
-    where = _clean(file) if file else "??"
-    if line:
-        where += f":{line}"
-        if col:
-            where += f":{col}"
-    s = f"{_clean(fn)} at {where}"
-    if inlined:
-        s += " (inlined)"
-    if status != "exact":
-        if decl_file:
-            s += f" (declared at {_clean(decl_file)}:{decl_line or 0})"
-        s += f" [{status}: {_clean(reason)}]"
-    return s
+_clean = clean
+_fields = frame_fields
+_text_frame = text_frame
 
 
 def _llvm_frame(fields: tuple) -> str:
@@ -350,104 +315,21 @@ class _Renderer:
 
 
 def fast_text(resolver, module, values: list[int], space: AddressSpace) -> list[str] | None:
-    """The default text output for bare addresses (in chunks), built from the
-    resolver's lookup in pieces: the segment part (function, inline mark, callers) and the
-    row part (file:line:column, status) of each distinct segment and row are rendered
-    once (:meth:`ChainLookup.segment`, :meth:`ChainLookup.row` are the same rules
-    :meth:`ChainLookup.lookup` composes). Addresses off the bulk path (offset 0, no DWARF
-    scope, stale or unsure DWARF) are resolved one by one. None: no bulk lookup."""
-    got = resolver.bulk_chains(module, values, space)
+    """The default text output for bare addresses (in chunks), from the module's
+    pre-rendered :class:`~wasmprof.addr2line.texttable.TextTable` (the pieces
+    :meth:`ChainLookup.lookup` composes answers from, rendered once per module); addresses
+    the table has no text for (offset 0, no DWARF scope, outside every body) are resolved
+    one by one. None: no bulk lookup."""
+    got = resolver.text_table(module, values, space)
     if got is None:
         return None
-    chains, codes = got
-    segs, rows = chains.positions(codes)
-    exact = "exact"
-    seg_parts: dict[int, tuple | None] = {}
-    tail_text: dict[int, list[str]] = {}       # id(shared callers list) -> their lines
-    one_body: set[int] = set()       # generic segments inside one body: same answer per row
-    for sg in set(segs):
-        info = chains.segment(sg)
-        if info.__class__ is not tuple or info[3] >= 0:    # reason, nothing, or ghosts
-            seg_parts[sg] = None
-            if info is not None:
-                one_body.add(sg)
-            continue
-        nm, _, tail, _, _ = info
-        lines = None
-        if tail:
-            lines = tail_text.get(id(tail))
-            if lines is None:
-                lines = tail_text[id(tail)] = [_text_frame((*t, None, None)) for t in tail]
-        seg_parts[sg] = (f"{_clean(nm[0])} at ", " (inlined)" if nm[2] else "", lines)
-    row_parts: dict[int, tuple[str, str]] = {}
-    for rw in set(rows):
-        file, line, col, status, reason = chains.row(rw)
-        where = _clean(file) if file else "??"
-        if line:
-            where += f":{line}:{col}" if col else f":{line}"
-        row_parts[rw] = (where, "" if status == exact else f" [{status}: {_clean(reason)}]")
-    # per address: head, ": fn at ", where, " (inlined)", status, callers + "\n"; the
-    # pieces are looked up per segment / row and joined in C
-    heads = list(map(hex, values))
-    widths = set(map(len, heads))
-    seg_head = {sg: (f": {p[0]}" if p else "") for sg, p in seg_parts.items()}
-    seg_inl = {sg: (p[1] if p else "") for sg, p in seg_parts.items()}
-    tails: dict[int, dict[int, str]] = {}
-    for w in widths:
-        pad = "\n" + " " * (w + 2)
-        tails[w] = {sg: ((pad + pad.join(p[2]) if p[2] is not None else "") + "\n" if p else "")
-                    for sg, p in seg_parts.items()}
-    where = {rw: p[0] for rw, p in row_parts.items()}
-    status = {rw: p[1] for rw, p in row_parts.items()}
-    col_head = list(map(seg_head.__getitem__, segs))
-    col_where = list(map(where.__getitem__, rows))
-    col_inl = list(map(seg_inl.__getitem__, segs))
-    col_status = list(map(status.__getitem__, rows))
-    if len(widths) == 1:
-        col_tail = list(map(tails[widths.pop()].__getitem__, segs))
-    else:
-        col_tail = [tails[len(h)][sg] for h, sg in zip(heads, segs)]
-    generic = {sg for sg, p in seg_parts.items() if p is None}
-    n = len(values)
-    # answers off the bulk path. Inside one body (stale or unsure segments) the lookup
-    # gives either a chain (a ghost that does not own this row) or a reason: the answer is
-    # then that function, function-only, for that reason: resolve() once per (body, reason,
-    # head width). Elsewhere (offset 0,
-    # outside every body, no DWARF scope) resolve() each address.
-    zeros = set(compress(range(n), map(operator.not_, values)))
-    todo = [i for i in compress(range(n), map(generic.__contains__, segs)) if i not in zeros]
-    inside = [i for i in todo if segs[i] in one_body]
-    answers = dict(zip(inside, chains.lookup([codes[i] for i in inside])))
-    body_of = dict(zip(inside, map(bisect_right, repeat(chains.layout.starts, len(inside)),
-                                   [codes[i] for i in inside])))
-    memo: dict[tuple, str] = {}
-    for i in [*todo, *sorted(zeros)]:
-        w = len(heads[i])
-        ent = answers.get(i)
-        if ent.__class__ is tuple:
-            txt = _render_text(ent[0], w)[1]
-        else:
-            key = (body_of[i], ent, w) if ent is not None else None
-            txt = memo.get(key) if key is not None else None
-            if txt is None:
-                frames = resolver.resolve(module, RawFrame(index=i, space=space,
-                                                           offset=values[i]), input_index=i)
-                txt = _render_text(frames, w)[1]
-                if key is not None:
-                    memo[key] = txt
-        col_head[i], col_inl[i], col_status[i], col_tail[i] = "", "", "", ""
-        col_where[i] = txt
-    return ["".join(chain.from_iterable(zip(heads[lo:lo + 65536], col_head[lo:lo + 65536],
-                                            col_where[lo:lo + 65536], col_inl[lo:lo + 65536],
-                                            col_status[lo:lo + 65536],
-                                            col_tail[lo:lo + 65536])))
-            for lo in range(0, len(heads), 65536)]
+    table, codes = got
+    return table.render(values, codes, lambda i: resolver.resolve(
+        module, RawFrame(index=i, space=space, offset=values[i]), input_index=i))
 
 
 def _render_text(frames: list, width: int) -> tuple[str, str]:
-    lines = [_text_frame(_fields(f)) for f in frames] or ["?? [unknown]"]
-    pad = "\n" + " " * (width + 2)
-    return "", f": {pad.join(lines)}\n"
+    return "", frames_text(frames).replace(PAD, pad_for(width))
 
 
 def _write_rendered(write, heads, keys, answers, raws, render: _Renderer) -> None:
