@@ -95,11 +95,7 @@ class ScopeResolver:
         self.modules = list(modules)
         self.resolver = resolver
         self.lock = lock
-        # one Symbolizer for leaf frames and one for callers: its cache keys on the lookup
-        # address alone, so a leaf and a caller probing the same address would otherwise
-        # share the first one's reason ("caller: looked up at the return address - 1")
         self.symbolizer = make_symbolizer(self.modules, resolver)
-        self._caller_symbolizer = make_symbolizer(self.modules, resolver)
         self.notes: list[str] = list(self.symbolizer.modules.notes)
         self._chains: dict[tuple, tuple[int, ...]] = {}
         self._module_by_hint: dict[str | None, tuple[Module | None, str | None]] = {}
@@ -155,7 +151,7 @@ class ScopeResolver:
         if hit is not None:
             return hit
         with self.lock:
-            frames = (self._caller_symbolizer if caller else self.symbolizer).frames_for(raw)
+            frames = self.symbolizer.frames_for(raw)
         pending = None
         if not raw.native and frames and frames[-1].status in _UNRESOLVED and (
                 raw.offset is not None or raw.aot_index is not None or raw.func_index is not None):
@@ -171,8 +167,7 @@ class ScopeResolver:
         hit = Chain(tuple(ids), tuple(info))
         if len(self._chains) >= MAX_CACHED_KEYS:
             self._chains.clear()
-            self.symbolizer = make_symbolizer(self.modules, self.resolver)  # their caches too
-            self._caller_symbolizer = make_symbolizer(self.modules, self.resolver)
+            self.symbolizer = make_symbolizer(self.modules, self.resolver)  # its cache too
         self._chains[key] = hit
         return hit
 
