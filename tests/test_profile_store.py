@@ -113,10 +113,9 @@ def test_fast_function_lookup_equals_the_symbolizer(data_dir, fib):
     scope = ScopeResolver("fib", None, mods, resolver, threading.Lock())
     p = parse_agent_json(orjson.dumps(_batch(fib, 7, n=300)))
     raws = list({id(r): r for s in p.samples for r in s.stack}.values())
+    sym = Symbolizer(mods, resolver)      # one cache for leaves and callers, as the CLI's
     for raw in raws:
-        # a fresh Symbolizer per frame: its cache keys on the lookup address only, so a leaf
-        # and a caller probing the same address would share the first one's reason
-        want = [frame_content(f, None)[:12] for f in Symbolizer(mods, resolver).frames_for(raw)]
+        want = [frame_content(f, None)[:12] for f in sym.frames_for(raw)]
         got = [c[:12] for _fid, c, _p in scope.chain(raw).info]
         assert got == want, raw
     assert len(raws) > 300

@@ -222,3 +222,27 @@ def test_wasmtime_cwasm_agent_samples_get_source_lines(data_dir, tmp_path):
                for s in sp.samples)
     assert exact and all(f.file.endswith("fib.c") and 15 <= f.line <= 20 for f in exact)
     assert all(f.function == "fib_rec" for s in sp.samples for f in s.stack if not f.inlined)
+
+
+@pytest.mark.parametrize("caller_first", [True, False])
+def test_leaf_and_caller_at_one_lookup_address_keep_their_own_reason(data_dir, caller_first):
+    """A caller at ``X+1`` is looked up at ``X``, as a leaf at ``X`` is: the two answers
+    differ (raw offset, "caller: looked up at the return address - 1"), so one Symbolizer
+    must not hand the first one's answer to the second, in either order."""
+    from wasmprof.model import AddressSpace, RawFrame
+
+    aot = load_module(data_dir / "aot/fib.O2.perf.aot")
+    mods = [aot, load_module(data_dir / "wasm/fib.O2.wasm")]
+    starts, _ = aot.aot.function_intervals()
+    x = starts[3] + 8                     # inside the third function's native code
+    leaf = RawFrame(index=0, space=AddressSpace.NATIVE, offset=x, module="fib.O2.perf")
+    caller = RawFrame(index=1, space=AddressSpace.NATIVE, offset=x + 1, module="fib.O2.perf")
+    sym = Symbolizer(mods)
+    order = [caller, leaf] if caller_first else [leaf, caller]
+    got = {id(r): sym.frames_for(r) for r in order}
+    fresh_leaf, fresh_caller = Symbolizer(mods).frames_for(leaf), Symbolizer(mods).frames_for(caller)
+    assert got[id(leaf)] == fresh_leaf and got[id(caller)] == fresh_caller
+    assert fresh_leaf[-1].function and fresh_leaf[-1].function == fresh_caller[-1].function
+    assert "caller:" not in (fresh_leaf[-1].reason or "")
+    assert "caller: looked up at the return address - 1" in fresh_caller[-1].reason
+    assert fresh_leaf[-1].raw_offset == x and fresh_caller[-1].raw_offset == x + 1

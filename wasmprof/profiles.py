@@ -333,7 +333,11 @@ class Symbolizer:
         if free and raw.aot_index is not None and module is not None and raw.offset:
             # the one offset-dependent check: aot_func#N+off must lie inside function N
             free = check_frame(raw, module) is None
-        key = (id(module), raw.space, raw.aot_index, raw.func_index, None if free else probe,
+        # a caller looked up at ``offset - 1`` answers with its own raw_offset and reason
+        # ("caller: looked up at the return address - 1"), so it never shares a leaf's
+        # entry for the same lookup address
+        key = (id(module), raw.space, raw.aot_index, raw.func_index,
+               None if free else (probe, probe != raw.offset),
                raw.native, raw.printed_name if raw.aot_index is None or module is None else None,
                raw.module if raw.native or module is None else None, raw.kernel,
                why if module is None else None)
@@ -390,7 +394,7 @@ class Symbolizer:
                           printed_name=raw.printed_name, module=raw.module
                           if raw.module and not raw.module.startswith(MISMATCH_MARK) else None),)
         lookup = raw if probe == raw.offset else dataclasses.replace(raw, offset=probe)
-        frames = self.resolver.resolve(module, lookup)
+        frames = self._lookup(module, lookup)
         if not frames:
             return (Frame(function=None, status=FrameStatus.UNKNOWN,
                           reason="resolver returned nothing", raw_offset=raw.offset,
@@ -405,6 +409,20 @@ class Symbolizer:
                 last, reason=((last.reason + "; ") if last.reason else "")
                 + "caller: looked up at the return address - 1")
         return tuple(frames)
+
+    def _lookup(self, module: Module, lookup: RawFrame) -> list[Frame]:
+        """The resolver's answer for one lookup address. In caller spaces a leaf at ``X``
+        and a caller at ``X+1`` (looked up at ``X``) have two entries in the frame cache
+        but share this one resolver call (kept in the same dict, so clearing it clears
+        both)."""
+        if not _is_caller_space(lookup.space):
+            return self.resolver.resolve(module, lookup)   # type: ignore[union-attr]
+        key = ("lookup", id(module), lookup.space, lookup.offset, lookup.aot_index,
+               lookup.func_index, lookup.printed_name, lookup.module, lookup.truncated)
+        hit = self._frames.get(key)
+        if hit is None:
+            hit = self._frames[key] = tuple(self.resolver.resolve(module, lookup))  # type: ignore[union-attr]
+        return list(hit)
 
     def symbolize(self, profile: Profile) -> SymbolizedProfile:
         """Every sample kept, in order, with its timestamp, thread, labels, count and

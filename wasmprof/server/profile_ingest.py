@@ -23,6 +23,7 @@ changes.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import threading
 from collections.abc import Sequence
@@ -82,6 +83,11 @@ def make_symbolizer(modules: Sequence[Module], resolver: Any) -> Symbolizer:
     return Symbolizer(modules, resolver)
 
 
+def modules_hash(module_key: Any) -> str:
+    """Hash of a scope's module key (module and companion ids, in registry order)."""
+    return hashlib.sha256(orjson.dumps([list(k) for k in module_key or ()])).hexdigest()[:16]
+
+
 class ScopeResolver:
     """Raw frames of one (plugin, version) → frame ids, with one module set.
 
@@ -95,11 +101,7 @@ class ScopeResolver:
         self.modules = list(modules)
         self.resolver = resolver
         self.lock = lock
-        # one Symbolizer for leaf frames and one for callers: its cache keys on the lookup
-        # address alone, so a leaf and a caller probing the same address would otherwise
-        # share the first one's reason ("caller: looked up at the return address - 1")
         self.symbolizer = make_symbolizer(self.modules, resolver)
-        self._caller_symbolizer = make_symbolizer(self.modules, resolver)
         self.notes: list[str] = list(self.symbolizer.modules.notes)
         self._chains: dict[tuple, tuple[int, ...]] = {}
         self._module_by_hint: dict[str | None, tuple[Module | None, str | None]] = {}
@@ -121,6 +123,12 @@ class ScopeResolver:
     @property
     def has_modules(self) -> bool:
         return bool(self.symbolizer.modules.plugins)
+
+    @property
+    def modules_hash(self) -> str:
+        """A short hash of the module set (what every input records it was derived with;
+        :mod:`wasmprof.server.profile_rebuild`)."""
+        return modules_hash(self.module_key)
 
     def _module_for(self, raw: RawFrame) -> tuple[Module | None, str | None]:
         hit = self._module_by_hint.get(raw.module)
@@ -155,7 +163,7 @@ class ScopeResolver:
         if hit is not None:
             return hit
         with self.lock:
-            frames = (self._caller_symbolizer if caller else self.symbolizer).frames_for(raw)
+            frames = self.symbolizer.frames_for(raw)
         pending = None
         if not raw.native and frames and frames[-1].status in _UNRESOLVED and (
                 raw.offset is not None or raw.aot_index is not None or raw.func_index is not None):
@@ -171,8 +179,7 @@ class ScopeResolver:
         hit = Chain(tuple(ids), tuple(info))
         if len(self._chains) >= MAX_CACHED_KEYS:
             self._chains.clear()
-            self.symbolizer = make_symbolizer(self.modules, self.resolver)  # their caches too
-            self._caller_symbolizer = make_symbolizer(self.modules, self.resolver)
+            self.symbolizer = make_symbolizer(self.modules, self.resolver)  # its cache too
         self._chains[key] = hit
         return hit
 
@@ -218,6 +225,7 @@ class AggregatedBatch:
     start: float | None = None
     end: float | None = None
     width: int = BASE_WIDTH
+    modules: str | None = None        # ScopeResolver.modules_hash of the module set used
 
     def use(self, chain: Chain) -> tuple[int, ...]:
         """Note the frames of a chain this batch uses; its ids."""
@@ -246,7 +254,7 @@ def aggregate(profiles: Sequence[Profile], scope: ScopeResolver, *, plugin: str 
     A sample's time is ``timestamp + shift`` (``shift``, one value or one per profile, moves a
     recording's relative clock to wall time), or ``anchor`` when it has none. Series = plugin + version + labels (the
     request's, the profile's and the sample's) + thread + unit."""
-    out = AggregatedBatch(width=width)
+    out = AggregatedBatch(width=width, modules=scope.modules_hash)
     series_index: dict[tuple, int] = {}
     by_fids: dict[tuple[int, ...], int] = {}
     cells: dict[tuple[int, int], dict[tuple[int, ...], int]] = {}
@@ -358,7 +366,7 @@ def aggregate_columns(cols: Any, scope: ScopeResolver, *, plugin: str | None,
                     reps.append((RawFrame(index=1 if c else 0, space=AddressSpace.NATIVE,
                                           offset=o, module=ident), False))
                 code[p] = k
-    out = AggregatedBatch(width=width)
+    out = AggregatedBatch(width=width, modules=scope.modules_hash)
     chains = [out.use(scope.chain(raw)) for raw, _ in reps]
     # distinct stacks: samples as byte strings of their position codes
     code32 = code.astype(np.int32 if len(reps) < 1 << 31 else np.int64)

@@ -21,6 +21,20 @@
 - ``profile_inputs`` (core table, the raw inputs) gains ``encoding`` (``zstd`` or ``zlib`` when the
   stored bytes are compressed) and ``derived`` (0 = not yet aggregated — inputs from before this
   store, backfilled in the background —, 1 = aggregated, -1 = refused by the checks).
+
+Migration 2 (rebuilds, :mod:`wasmprof.server.profile_rebuild`):
+
+- ``profile_inputs`` gains ``modules`` (hash of the module set its derived rows were made
+  with; NULL = unknown, from before this migration) and ``params`` (the request's labels and
+  from/to as JSON, so a rebuild derives it exactly as ingest did).
+- ``profile_scopes``: one row per (plugin, version) that has data; the row every writer of the
+  scope's count rows locks (PostgreSQL: ``FOR KEY SHARE``; a rebuild's swap: ``FOR UPDATE``).
+- ``profile_rebuilds``: one rebuild of a scope's derived rows for one module set (``modules``)
+  over the time range [``lo``, ``hi``): state ``running`` / ``done`` / ``superseded``, the
+  replica working on it (``claimed_by``, ``claimed_at``), progress (inputs re-derived, the swap
+  cursor, windows rebuilt and kept).
+- ``profile_rebuild_inputs``: which inputs a rebuild has re-derived (and from which bucket on);
+  ``profile_rebuild_counts``: their counts (the shadow rows swapped in window by window).
 """
 
 from __future__ import annotations
@@ -64,4 +78,26 @@ MIGRATIONS = [
     ALTER TABLE profile_inputs ADD COLUMN derived INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX profile_inputs_derived ON profile_inputs (derived, id);
     CREATE INDEX profile_inputs_received ON profile_inputs (received_at)""",
+    """ALTER TABLE profile_inputs ADD COLUMN modules TEXT;
+    ALTER TABLE profile_inputs ADD COLUMN params TEXT;
+    CREATE INDEX profile_inputs_scope ON profile_inputs (plugin, version, modules);
+    CREATE TABLE profile_scopes (
+        plugin TEXT NOT NULL, version TEXT NOT NULL, PRIMARY KEY (plugin, version));
+    CREATE TABLE profile_rebuilds (
+        id {id}, plugin TEXT NOT NULL, version TEXT NOT NULL, modules TEXT NOT NULL,
+        state TEXT NOT NULL, lo {bigint} NOT NULL, hi {bigint} NOT NULL,
+        inputs_total INTEGER NOT NULL DEFAULT 0, inputs_done INTEGER NOT NULL DEFAULT 0,
+        inputs_failed INTEGER NOT NULL DEFAULT 0, swap_cursor {bigint},
+        windows_rebuilt INTEGER NOT NULL DEFAULT 0, windows_kept INTEGER NOT NULL DEFAULT 0,
+        kept_lo {bigint}, kept_hi {bigint}, claimed_by TEXT, claimed_at {float},
+        created_at {float} NOT NULL, finished_at {float}, note TEXT);
+    CREATE INDEX profile_rebuilds_scope ON profile_rebuilds (plugin, version, state);
+    CREATE INDEX profile_rebuilds_state ON profile_rebuilds (state, id);
+    CREATE TABLE profile_rebuild_inputs (
+        rebuild_id {bigint} NOT NULL, input_id {bigint} NOT NULL, from_bucket {bigint},
+        failed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rebuild_id, input_id));
+    CREATE TABLE profile_rebuild_counts (
+        rebuild_id {bigint} NOT NULL, series_id {bigint} NOT NULL, bucket {bigint} NOT NULL,
+        samples {bigint} NOT NULL, data {blob} NOT NULL);
+    CREATE INDEX profile_rebuild_counts_window ON profile_rebuild_counts (rebuild_id, bucket)""",
 ]

@@ -10,8 +10,10 @@
   build the profile from the distinct stacks and feed the existing writers.
 - Background (:meth:`maintain`, a thread per replica; every step is safe with several
   replicas): backfill inputs stored before the store existed, re-resolve pending frames when
-  a plugin's modules changed, merge duplicate count rows and downsample old buckets
-  (10 s → 1 min after a day → 1 h after a week), expire raw inputs.
+  a plugin's modules changed, rebuild the derived rows of a scope whose module set changed
+  from its retained raw inputs (:mod:`wasmprof.server.profile_rebuild`), merge duplicate
+  count rows and downsample old buckets (10 s → 1 min after a day → 1 h after a week),
+  expire raw inputs.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from wasmprof.server.profile_ingest import (AggregatedBatch, ScopeResolver, aggr
                                             aggregate_columns, raw_from_key)
 from wasmprof.server.profile_query import (ProfileQuery, QueryBudget, QueryTimeout, Selection,
                                            parse_labels, parse_time)
+from wasmprof.server.profile_rebuild import Rebuilder
 from wasmprof.server.profile_store import ProfileStore, chunks, marks
 from wasmprof.server.registry import ModuleRegistry
 from wasmprof.store.db import now
@@ -135,6 +138,9 @@ class ProfileService:
         self._scopes_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.rebuilds = Rebuilder(self)
+        self._planned_at = 0.0
+        self._series_scope: dict[int, tuple[str, str]] = {}
         #: called after ingest with the stored (plugin, version) pair (module sources)
         self.on_ingest: Callable[..., Any] | None = None
 
@@ -269,10 +275,12 @@ class ProfileService:
             source=source, start=start, end=end, t=t)
         stored = _compress(data)
         stored_aux = _compress(aux) if aux is not None else None
+        params = orjson.dumps({"labels": labels, "start": start, "end": end}).decode()
         for attempt in range(4):
             try:
                 pid, written = self._store(fmt, plugin, version, merged, name or pname, count,
-                                           batch, data, aux, stored, stored_aux, client_id, t)
+                                           batch, data, aux, stored, stored_aux, client_id, t,
+                                           params)
                 break
             except Exception as e:  # noqa: BLE001 - only lock conflicts are retried
                 if type(e).__name__ not in _RETRY or attempt == 3:
@@ -296,16 +304,19 @@ class ProfileService:
     def _store(self, fmt: str, plugin: str | None, version: str | None, merged: dict[str, str],
                name: str | None, count: int, batch: AggregatedBatch, data: bytes,
                aux: bytes | None, stored: bytes, stored_aux: bytes | None,
-               client_id: str | None, t: float) -> tuple[int, dict[str, Any]]:
-        """One transaction: the raw input, its aggregates and the alerts note."""
+               client_id: str | None, t: float, params: str) -> tuple[int, dict[str, Any]]:
+        """One transaction: the raw input (with the request's parameters and the module set
+        it was derived with, for rebuilds), its aggregates and the alerts note."""
         with self.db.tx() as tx:
+            self.pstore.lock_scope(tx, plugin, version)        # first: see lock_scope
             pid = tx.insert(
                 "INSERT INTO profile_inputs (format, plugin, version, labels, name, sample_count, "
-                "start_ts, end_ts, size, data, aux, client_id, received_at, encoding, derived) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'zstd', 1) RETURNING id",
+                "start_ts, end_ts, size, data, aux, client_id, received_at, encoding, derived, "
+                "modules, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'zstd', 1, ?, ?) "
+                "RETURNING id",
                 (fmt, plugin, version, orjson.dumps(merged).decode(), name,
                  count, batch.start, batch.end, len(data) + len(aux or b""), stored, stored_aux,
-                 client_id, t))
+                 client_id, t, batch.modules, params))
             written = self.pstore.write(tx, batch)
             hook = _profile_hook()
             if hook is not None:
@@ -378,6 +389,7 @@ class ProfileService:
             "selection": sel.describe(),
             "samples": sum(totals.values()),
             "backfill_pending": int(backlog or 0),
+            "rebuilds": self.rebuilds.status(sel.plugin),
             "inputs": [{k: r[k] for k in ("id", "format", "plugin", "version", "labels", "name",
                                           "sample_count", "start_ts", "end_ts", "size",
                                           "received_at")} for r in rows],
@@ -482,8 +494,12 @@ class ProfileService:
 
     # -- late modules -------------------------------------------------------------------
     def on_modules_changed(self, plugin: str) -> dict[str, Any]:
-        """A module of ``plugin`` arrived or changed: re-resolve its pending frames."""
-        return self.resolve_pending(plugin)
+        """A module of ``plugin`` arrived or changed: re-resolve its pending frames now, and
+        plan a rebuild of every scope of it whose rows were derived with another module set
+        (done in the background by :meth:`maintain`)."""
+        done = self.resolve_pending(plugin)
+        done["rebuilds"] = self.rebuilds.plan(plugin)
+        return done
 
     def resolve_pending(self, plugin: str | None = None) -> dict[str, Any]:
         """Re-resolve pending frames (of ``plugin``, or of every plugin with modules) by module
@@ -599,6 +615,10 @@ class ProfileService:
         for p in pending_plugins:
             if p and self.scope(p, None).has_modules:
                 self.resolve_pending(p)
+        if t - self._planned_at >= self.settings.maintain_every:
+            self._planned_at = t
+            self.rebuilds.plan(t=t)
+        busy = self.rebuilds.work(2.0) or busy
         busy = self.compact(t) or busy
         busy = self.downsample(t) or busy
         self.expire(t)
@@ -614,21 +634,32 @@ class ProfileService:
             self._derive(int(r["id"]))
         return len(rows)
 
+    def rederive(self, row: dict[str, Any]) -> AggregatedBatch:
+        """The batch of a stored input (a ``profile_inputs`` row) with today's modules and
+        checks, made as its ingest made it (the request's labels and from/to when recorded).
+        Raises WasmprofError when it fails today's checks."""
+        data = _decompress(bytes(row["data"]), row.get("encoding"))
+        aux = _decompress(bytes(row["aux"]), row.get("encoding")) \
+            if row["aux"] is not None else None
+        params = orjson.loads(row["params"]) if row.get("params") else None
+        if params is not None:
+            labels, start, end = params.get("labels") or {}, params.get("start"), params.get("end")
+        else:        # stored before parameters were: the merged labels, the samples' range
+            labels = orjson.loads(row["labels"]) if row["labels"] else {}
+            start, end = row["start_ts"], row["end_ts"]
+        batch, *_ = self._prepare(
+            data, fmt=row["format"], aux=aux, plugin=row["plugin"], version=row["version"],
+            labels=labels, source=f"profile input {row['id']}", start=start, end=end,
+            t=row["received_at"])
+        return batch
+
     def _derive(self, pid: int) -> None:
         with self.db.read() as tx:
             row = tx.one("SELECT * FROM profile_inputs WHERE id = ? AND derived = 0", (pid,))
         if row is None:
             return
-        data = bytes(row["data"])
-        aux = bytes(row["aux"]) if row["aux"] is not None else None
-        data = _decompress(data, row.get("encoding"))
-        aux = _decompress(aux, row.get("encoding")) if aux is not None else None
-        labels = orjson.loads(row["labels"]) if row["labels"] else {}
         try:
-            batch, *_ = self._prepare(
-                data, fmt=row["format"], aux=aux, plugin=row["plugin"], version=row["version"],
-                labels=labels, source=f"profile input {pid}", start=row["start_ts"],
-                end=row["end_ts"], t=row["received_at"])
+            batch = self.rederive(row)
         except WasmprofError as e:
             log.warning("stored profile input %s skipped: it fails the ingest checks: %s", pid, e)
             with self.db.tx() as tx:
@@ -637,8 +668,9 @@ class ProfileService:
             return
         try:
             with self.db.tx() as tx:
-                cur = tx.execute("UPDATE profile_inputs SET derived = 1 WHERE id = ? AND "
-                                 "derived = 0", (pid,))
+                self.pstore.lock_scope(tx, row["plugin"], row["version"])
+                cur = tx.execute("UPDATE profile_inputs SET derived = 1, modules = ? WHERE id = ? "
+                                 "AND derived = 0", (batch.modules, pid))
                 if cur.rowcount != 1:
                     raise _Conflict
                 written = self.pstore.write(tx, batch)
@@ -678,7 +710,9 @@ class ProfileService:
         """Delete the rows of a series in [lo, hi) (width < width_max, or == when not ``lt``)
         and insert their sum as one row; DELETE … RETURNING makes it safe with replicas."""
         op = "<" if lt else "="
+        scope = self._scope_of_series(series_id)
         with self.db.tx() as tx:
+            self.pstore.lock_scope(tx, *scope)          # first: see lock_scope
             rows = tx.all(f"DELETE FROM profile_counts WHERE series_id = ? AND bucket >= ? AND "
                           f"bucket < ? AND width {op} ? RETURNING data",
                           (series_id, lo, hi, width_max))
@@ -689,6 +723,17 @@ class ProfileService:
                        "data) VALUES (?, ?, ?, ?, ?, ?)",
                        (series_id, bucket, new_width, int(vals.sum()), len(keys),
                         encode_arrays(keys, vals)))
+
+    def _scope_of_series(self, series_id: int) -> tuple[str, str]:
+        hit = self._series_scope.get(series_id)
+        if hit is None:
+            with self.db.read() as tx:
+                r = tx.one("SELECT plugin, version FROM profile_series WHERE id = ?", (series_id,))
+            hit = ((r["plugin"] or "", r["version"] or "") if r else ("", ""))
+            if len(self._series_scope) > 100_000:
+                self._series_scope.clear()
+            self._series_scope[series_id] = hit
+        return hit
 
     def expire(self, t: float) -> int:
         """Delete raw inputs older than the retention (derived data stays)."""

@@ -47,12 +47,15 @@ class ProfileStore:
         self._known_frames: set[int] = set()
         self._known_stacks: set[int] = set()
         self._series_ids: dict[str, int] = {}
+        self._known_scopes: set[tuple[str, str]] = set()
         self._frame_cache: dict[int, Frame] = {}
         self._stack_cache: dict[int, tuple[int, ...]] = {}
 
     # -- writes ---------------------------------------------------------------------------
-    def write(self, tx: Tx, batch: AggregatedBatch) -> dict[str, Any]:
-        """Write ``batch`` inside ``tx``; returns what to pass to :meth:`committed`."""
+    def write(self, tx: Tx, batch: AggregatedBatch, *, counts: bool = True) -> dict[str, Any]:
+        """Write ``batch`` inside ``tx``; returns what to pass to :meth:`committed` (and, as
+        ``series_ids``, the id of each of ``batch.series``). ``counts=False`` writes the
+        dictionary rows only (a rebuild keeps the counts in its shadow table)."""
         t = now()
         # every insert runs in key order: concurrent transactions (PostgreSQL replicas) that
         # add overlapping new keys then wait on each other in one order and never deadlock
@@ -82,8 +85,9 @@ class ProfileStore:
         if batch.stack_pending:
             tx.executemany("INSERT INTO profile_stack_pending (frame_id, stack_id) VALUES (?, ?) "
                            "ON CONFLICT (frame_id, stack_id) DO NOTHING", sorted(batch.stack_pending))
-        self.insert_cells(tx, [(series_ids[si], bucket, batch.width, counts)
-                               for (si, bucket), counts in batch.cells.items()])
+        if counts:
+            self.insert_cells(tx, [(series_ids[si], bucket, batch.width, c)
+                                   for (si, bucket), c in batch.cells.items()])
         if batch.notes:
             notes = list(dict.fromkeys(batch.notes))[:_MAX_NOTES_PER_SERIES]
             tx.executemany("INSERT INTO profile_notes (series_id, note_hash, note) VALUES (?, ?, ?) "
@@ -91,7 +95,31 @@ class ProfileStore:
                            sorted((sid, hashlib.sha256(n.encode()).hexdigest()[:32], n[:2000])
                                   for sid in set(series_ids) for n in notes))
         return {"frames": [f[0] for f in frames], "stacks": [s[0] for s in stacks],
-                "series": new_series}
+                "series": new_series, "series_ids": series_ids}
+
+    def lock_scope(self, tx: Tx, plugin: str | None, version: str | None, *,
+                   exclusive: bool = False) -> None:
+        """Lock the ``profile_scopes`` row of (plugin, version) — call it FIRST in a
+        transaction that writes or deletes count rows of the scope's series (ingest, backfill,
+        merges: shared; a rebuild's swap: ``exclusive``), so a swap sees no concurrent writer
+        of the scope. On SQLite write transactions are serialized already; the row is only
+        created (a rebuild's planner creates it there)."""
+        key = (plugin or "", version or "")
+        if tx.dialect == "sqlite":
+            if exclusive:
+                tx.execute("INSERT INTO profile_scopes (plugin, version) VALUES (?, ?) "
+                           "ON CONFLICT (plugin, version) DO NOTHING", key)
+            return
+        mine = False
+        if key not in self._known_scopes:
+            cur = tx.execute("INSERT INTO profile_scopes (plugin, version) VALUES (?, ?) "
+                             "ON CONFLICT (plugin, version) DO NOTHING", key)
+            mine = cur.rowcount == 1
+        row = tx.one("SELECT plugin FROM profile_scopes WHERE plugin = ? AND version = ? FOR "
+                     + ("UPDATE" if exclusive else "KEY SHARE"), key)
+        if row is not None and not mine:       # committed by someone: it stays (never deleted)
+            with self._lock:
+                self._known_scopes.add(key)
 
     @staticmethod
     def insert_cells(tx: Tx, cells: Sequence[tuple[int, int, int, dict[int, int]]]) -> None:
