@@ -53,7 +53,7 @@ export async function render(ctx) {
       return;
     }
     const opts = {
-      series: tl.series || [], stacked: true, unit: "samples", from: tl.from, to: tl.to, height: 160,
+      series: tl.series || [], stacked: true, unit: "samples", from: tl.from, to: tl.to, step: tl.step, height: 160,
       formatValue: (v) => fmtCount(Math.round(v)),
       onBrush: (f, t) => { form.setRange(f, t); showProfile({ ...current, from: String(f), to: String(t) }); },
       onReset: () => { form.setRange("", ""); showProfile({ ...current, from: "", to: "" }); },
