@@ -78,7 +78,7 @@ export async function render(ctx) {
       h("thead", {}, h("tr", {}, ["Event", "Time", "Version", "Offsets", "Received", ""].map((c) => h("th", {}, c)))),
       h("tbody", {}, events.slice(0, 50).map((e) => h("tr", { dataset: { eventId: e.id } },
         h("td", { class: "mono" }, `#${e.id}`),
-        h("td", {}, fmtTime(e.time)),
+        h("td", { class: "nowrap" }, fmtTime(e.time)),
         h("td", {}, e.version || "—"),
         h("td", {}, e.space || "—"),
         h("td", { class: "muted" }, fmtAgo(e.received_at)),

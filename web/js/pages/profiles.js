@@ -24,13 +24,15 @@ export async function render(ctx) {
     from: ctx.query.get("from") || "",
     to: ctx.query.get("to") || "",
   };
-  const state = { by: ctx.query.get("by") || "plugin", focus: ctx.query.get("focus") || "" };
+  // stacked by plugin unless the store holds one plugin in several versions: then by version
+  const defaultBy = catalog.plugins.length <= 1 && catalog.versions.length > 1 ? "version" : "plugin";
+  const state = { by: ctx.query.get("by") || defaultBy, focus: ctx.query.get("focus") || "" };
   const chartBox = h("div", { id: "cpu-chart" });
   const view = h("div", { id: "profile-view" });
   let chart = null;
   let current = sel;
 
-  const go = () => ctx.go({ ...current, by: state.by === "plugin" ? "" : state.by, focus: state.focus });
+  const go = () => ctx.go({ ...current, by: state.by === defaultBy ? "" : state.by, focus: state.focus });
   const showProfile = async (s) => {
     current = s;
     go();
