@@ -248,3 +248,94 @@ def test_demo_loads_the_same_on_postgres(tmp_path, pg_url):
     groups = svc.crashes.list_groups(limit=100)["groups"]
     assert {g["status"] for g in groups} == {"new", "ongoing", "regressed", "resolved"}
     assert sum(g["count"] for g in groups) == loaded["crashes"]
+
+
+# -- the demo's profile history (samples/profile-history.json, demo_profiles.py) ------------
+HISTORY = ROOT / "samples" / "profile-history.json"
+BOT = "higress-system.bot-detect"
+
+
+def _recordings():
+    """The spec and its versions' recordings, read as the demo reads them."""
+    import orjson
+
+    from wasmprof.server.demo_profiles import read_recording
+    spec = orjson.loads(HISTORY.read_bytes())
+    prof = ROOT / "samples" / "profiles"
+    recs, mods = {}, {}
+    for v in spec["versions"]:
+        stem = v["recording"].split(".perf-script", 1)[0]
+        recs[v["version"]] = read_recording(
+            (prof / v["recording"]).read_bytes(), next(prof.glob(f"{stem}.perf-*.map")).read_bytes(),
+            (prof / f"{stem}.run.log").read_text(), 0)
+        mods[v["version"]] = v["module"].rsplit(".", 1)[0]
+    return spec, recs, mods
+
+
+def test_profile_history_batches_come_from_the_recordings_and_never_repeat():
+    import orjson
+
+    from wasmprof.server.demo_profiles import history_batches
+    spec, recs, mods = _recordings()
+    # CPU per request from the run logs: the call-stack build needs ~1.9x
+    assert recs["0.9.1"].per_round / recs["0.9.0"].per_round == pytest.approx(
+        (729 / 20000) / (780 / 40000), rel=1e-6)
+    now = 1_790_000_000.0
+    batches = history_batches(spec, recs, mods, now)
+    assert len({b.body for b in batches}) == len(batches) > 100       # no identical blocks
+    starts = sorted(b.start for b in batches)
+    assert now - starts[0] >= 11 * 3600 and now - starts[-1] <= 900
+    kernel = {sym for r in recs.values() for st in r.stacks for _pc, sym, k in st if k}
+    aot_fns = {start for r in recs.values() for start, _n in r.functions}
+    assert kernel and aot_fns
+    seen_versions = {}
+    for b in batches:
+        body = orjson.loads(b.body)
+        (mod,) = body["modules"]
+        lo, hi = mod["text_base"], mod["text_base"] + mod["text_size"]
+        for s in body["samples"]:
+            assert b.start <= s["timestamp"] < b.start + 600
+            names = {e["name"] for e in s["stack"] if isinstance(e, dict)}
+            assert not names & kernel                                 # an agent sees no kernel
+            assert any(lo <= e < hi for e in s["stack"] if isinstance(e, int)) or names
+        seen_versions.setdefault(b.pod, []).append((b.start, b.version))
+    # canary first: one pod runs 0.9.1 for 5 h, the others for the last 2.5 h only
+    first_new = sorted(min(t for t, v in runs if v == "0.9.1") for runs in seen_versions.values())
+    assert now - first_new[0] == pytest.approx(5 * 3600, abs=600)
+    assert [now - t for t in first_new[1:]] == pytest.approx([2.5 * 3600] * 2, abs=600)
+    for runs in seen_versions.values():                               # never back to 0.9.0
+        versions = [v for _t, v in sorted(runs)]
+        assert versions == sorted(versions)
+
+
+def test_demo_profiles_span_hours_with_a_visible_regression(demo_app):
+    client, loaded, start = demo_app
+    assert loaded["profiles"] > 100 and loaded["profile_samples"] > 10_000
+    tl = client.get("/api/v1/profiles/timeline", params={"plugin": BOT, "by": "version"}).json()
+    assert tl["to"] - tl["from"] >= 11 * 3600
+    by = {s["name"].rsplit(" ", 1)[-1]: s["points"] for s in tl["series"]}
+    assert set(by) == {"0.9.0", "0.9.1"}
+    assert len({t for s in by.values() for t, n in s if n > 0}) >= 100
+    assert min(t for t, n in by["0.9.0"] if n > 0) - tl["from"] < 900        # from the start
+    assert tl["to"] - min(t for t, n in by["0.9.1"] if n > 0) == pytest.approx(5 * 3600, abs=1200)
+    # the canary pod on 0.9.1 burns ~1.9x the CPU of a pod still on 0.9.0 in the same hours
+    span = {"from": int(start - 4.5 * 3600), "to": int(start - 3 * 3600)}
+    total = {}
+    for pod in ("higress-gateway-6c8d9f-x2k4q", "higress-gateway-6c8d9f-m7p2z"):
+        r = client.get("/api/v1/profiles", params={"plugin": BOT, "labels": f"pod:{pod}",
+                                                   "format": "json", **span})
+        total[pod] = r.json()["total"]
+    assert total["higress-gateway-6c8d9f-x2k4q"] / total["higress-gateway-6c8d9f-m7p2z"] == \
+        pytest.approx(1.87, rel=0.2)
+    # what changed in the function mix, and both builds resolve through the .wasm's names
+    diff = client.get("/api/v1/profiles/diff", params={
+        "before.plugin": BOT, "before.version": "0.9.0", "after.plugin": BOT,
+        "after.version": "0.9.1", "format": "json"}).json()
+    rows = {r["function"]: r for r in diff["rows"]}
+    assert rows["class_match"]["delta_self"] > 5 and rows["glob_match"]["delta_self"] < -5
+    for v in ("0.9.0", "0.9.1"):
+        folded = client.get("/api/v1/profiles", params={"plugin": BOT, "version": v,
+                                                        "format": "folded"}).text
+        top = max(folded.splitlines(), key=lambda ln: int(ln.rsplit(" ", 1)[1]))
+        assert top.startswith("invoke_native_with_hw_bound_check;_start.command_export;"
+                              "__main_void;main;check_user_agent;glob_match"), (v, top)

@@ -25,6 +25,17 @@ def demo(tmp_path_factory):
         server.stop()
 
 
+def _flame_fills_its_box(page, sel):
+    """The flame graph's frame has the SVG's own aspect ratio (no bands above and below) and
+    draws it at 75% of its size or more (readable labels)."""
+    frame = page.locator(sel)
+    w, h = (float(frame.get_attribute(a)) for a in ("data-svg-width", "data-svg-height"))
+    box = frame.bounding_box()
+    inner = (box["width"] - 2) / (box["height"] - 2)              # the 1 px border
+    assert inner == pytest.approx(w / h, rel=0.02), (box, w, h)
+    assert box["width"] >= 0.75 * w - 1
+
+
 def _shot(page, artifacts_dir, name):
     page.screenshot(path=str(artifacts_dir / f"web-demo-{name}.png"), full_page=True)
 
@@ -83,13 +94,60 @@ def test_demo_pages_show_real_data_without_errors(demo, browser, artifacts_dir):
         page.frame_locator("#speedscope-frame").locator("canvas").first.wait_for(timeout=30_000)
         page.frame_locator("#svg-frame").locator("g.f").first.wait_for(timeout=30_000)
         settle(page, watch)
+        # hours of CPU samples in the first minute: one plugin in two versions, stacked by version
+        chart = page.locator("#cpu-chart svg.timechart-svg")
+        assert int(chart.get_attribute("data-buckets")) >= 100
+        assert [k.split(" ")[-1] for k in page.locator("#cpu-chart .timechart-key").all_inner_texts()] \
+            == ["0.9.0", "0.9.1"]
+        assert page.locator("#cpu-chart path.timechart-area").count() == 2
+        _flame_fills_its_box(page, "#svg-frame")
         _shot(page, artifacts_dir, "profiles")
 
         page.locator("nav a", has_text="Compare").click()
         page.wait_for_selector("#diff-table tbody tr", timeout=30_000)   # a suggested comparison
         page.frame_locator("#diff-frame").locator("g.f").first.wait_for(timeout=30_000)
         settle(page, watch)
+        # the suggestion is the release against the one before; the regression shows
+        assert page.locator("form[data-selection=a] select[name=version]").input_value() == "0.9.0"
+        assert page.locator("form[data-selection=b] select[name=version]").input_value() == "0.9.1"
+        grew = page.locator("#diff-table tbody tr.grew", has_text="class_match")
+        assert grew.count() == 1
+        _flame_fills_its_box(page, "#diff-frame")
         _shot(page, artifacts_dir, "compare")
+        assert watch.problems() == []
+    finally:
+        page.context.close()
+
+
+PHONE_PAGES = ("/", "/crashes", "/profiles", "/compare", "/health",
+               "/health?plugin=higress-system.inline-chain", "/alerts")
+
+
+@pytest.mark.parametrize("width", (360, 414))
+def test_demo_pages_fit_a_phone(demo, browser, artifacts_dir, width):
+    """At 360-414 px no page is wider than the screen, no table squeezes a column to a few
+    letters per line (tables scroll in their box), and the overview's module tables become
+    one block per module whose "what to fix" gets the card's width."""
+    groups = httpx.get(demo.url + "/api/v1/crash-groups").json()["groups"]
+    paths = [*PHONE_PAGES, *(f"/crashes/{g['id']}" for g in groups[:2])]
+    page, watch = open_page(browser, demo, "/", width=width, height=800)
+    try:
+        for path in paths:
+            page.goto(demo.url + "/#" + path)
+            page.wait_for_selector("#app h1", timeout=30_000)
+            settle(page, watch)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, path
+            squeezed = page.evaluate("""() => [...document.querySelectorAll('#app table td')]
+              .filter((td) => td.offsetParent !== null && td.innerText.trim().length >= 6
+                      && !td.querySelector('svg') && td.getBoundingClientRect().width < 40)
+              .map((td) => td.innerText.trim().slice(0, 30))""")
+            assert squeezed == [], (path, squeezed)
+            if path == "/":
+                hints = page.locator("section.plugin table.modules-table td.hints")
+                assert hints.count() >= 6
+                for box in (hints.nth(i).bounding_box() for i in range(hints.count())):
+                    assert box["width"] >= width - 80, box
+                page.screenshot(path=str(artifacts_dir / f"web-demo-phone-{width}.png"), full_page=True)
         assert watch.problems() == []
     finally:
         page.context.close()

@@ -69,7 +69,7 @@ def charts(page):
     return page.evaluate("""() => [...document.querySelectorAll('.chart-box')].map(b => ({
         chart: b.dataset.chart, from: Number(b.dataset.from), to: Number(b.dataset.to),
         series: Number(b.dataset.series),
-        shapes: b.querySelectorAll('svg .timechart-series polygon, svg .timechart-series polyline').length,
+        shapes: b.querySelectorAll('svg .timechart-series polygon, svg .timechart-series polyline, svg .timechart-series path, svg .timechart-series circle').length,
         label: (b.querySelector('svg') || {}).ariaLabel || (b.querySelector('svg') || {getAttribute: () => ''}).getAttribute('aria-label')}))""")
 
 

@@ -73,11 +73,11 @@ def _summary_samples(page) -> int:
 def test_cpu_chart_brush_reset_and_top_functions(lab, browser, artifacts_dir):
     page, watch = open_page(browser, lab, "/#/profiles?plugin=fib")
     try:
-        page.wait_for_selector("#cpu-chart svg.timechart-svg polygon.timechart-area", timeout=30_000)
+        page.wait_for_selector("#cpu-chart svg.timechart-svg path.timechart-area", timeout=30_000)
         page.wait_for_selector("#svg-frame", timeout=30_000)
         settle(page, watch)
         # stacked by plugin: one area per plugin with samples, legend in the same order
-        areas = page.locator("#cpu-chart polygon.timechart-area")
+        areas = page.locator("#cpu-chart path.timechart-area")
         legend = page.locator("#cpu-chart .timechart-key").all_inner_texts()
         assert legend == ["bot_detect", "fib", "fib-canary"] and areas.count() == 3
         total = _api_total(lab, plugin="fib")
@@ -140,7 +140,7 @@ def test_chart_by_label_and_cpu_share_of_host_frames(lab, browser):
         assert "[host only]" in names and any(n.startswith("bot_detect") for n in names), names
         # stack by the pod label (fib's samples)
         page.goto(lab.url + "/#/profiles?plugin=fib")
-        page.wait_for_selector("#cpu-chart polygon.timechart-area", timeout=30_000)
+        page.wait_for_selector("#cpu-chart path.timechart-area", timeout=30_000)
         page.select_option("#chart-by", "pod")
         wait_for(lambda: page.locator("#cpu-chart .timechart-key").all_inner_texts() == ["pod-0", "pod-1"],
                  what="chart stacked by pod")

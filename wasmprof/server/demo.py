@@ -15,8 +15,11 @@ Layout:
   with the plugin, version and labels of ``plugins.json``. A log holding several plugins'
   crashes is mapped to ``{"versions": {plugin: version}}`` and posted once per plugin, each
   time without the other plugins' crash lines (:func:`split_by_plugin`);
-- ``samples/profiles/``: ``*.perf-script.txt`` (+ a ``*.map`` of the same stem prefix),
-  ``*.folded``, ``*.json`` agent batches;
+- ``samples/profile-history.json`` + ``samples/profiles/``: hours of agent sample batches
+  per pod and version built from the real perf recordings it names
+  (:mod:`wasmprof.server.demo_profiles`); other files in ``profiles/`` are posted as they
+  are: ``*.perf-script.txt`` (+ a ``*.map`` of the same stem prefix), ``*.folded``,
+  ``*.json`` agent batches;
 - ``samples/sources/``: the plugins' source files, stored as ``/fixtures/src/<name>`` (the
   path the samples' DWARF names) for the dashboard's source context.
 
@@ -76,6 +79,13 @@ def _targets(name: str, mapping: dict[str, Any]) -> list[tuple[str | None, str |
         elif isinstance(e, str):
             out.append((e, None))
     return out or [(name.split(".", 1)[0], None)]
+
+
+def _upload_order(path: Path) -> tuple[bool, str]:
+    """Plain .wasm files first: each AOT/cwasm then finds the .wasm it was compiled from
+    when it is uploaded (the profile store resolves AOT code through it)."""
+    name = path.name
+    return (not (name.endswith(".wasm") and not name.endswith(".aot.wasm")), name)
 
 
 def _plugin_of(name: str, mapping: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -276,7 +286,7 @@ def load_samples(svc: Any, root: Path | None = None, *, now: float | None = None
             out["errors"].append(f"plugins.json: {e}")
     plugins = set()
     mdir = root / "modules"
-    for path in sorted(mdir.iterdir()) if mdir.is_dir() else []:
+    for path in sorted(mdir.iterdir(), key=_upload_order) if mdir.is_dir() else []:
         if not path.name.endswith(MODULE_SUFFIXES) or not path.is_file():
             continue
         data = path.read_bytes()
@@ -314,11 +324,16 @@ def load_samples(svc: Any, root: Path | None = None, *, now: float | None = None
     if sdir.is_dir():
         from wasmprof.server.routes_web import load_sources_dir
         out["sources"] = load_sources_dir(svc.store, sdir, prefix="/fixtures/src")
+    from wasmprof.server.demo_profiles import load_profile_history
+    history = load_profile_history(svc, root, now, DEMO_LABELS)
+    out["profiles"] += history["batches"]
+    out["profile_samples"] = history["samples"]
+    out["errors"] += history["errors"]
     pdir = root / "profiles"
     files = sorted(pdir.iterdir()) if pdir.is_dir() else []
     maps = [p for p in files if p.name.endswith(".map")]
     for path in files:
-        if not path.is_file() or path.name.endswith((".map", ".md", ".log")):
+        if not path.is_file() or path.name.endswith((".map", ".md", ".log")) or path.name in history["used"]:
             continue
         plugin, version = _plugin_of(path.name, mapping)
         aux = None

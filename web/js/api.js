@@ -77,6 +77,26 @@ export async function getText(path, params) {
   return (await request("GET", path, params)).text();
 }
 
+/** The first `limit` characters of a text answer (e.g. an SVG's root element); the rest of
+ * the answer is not read (the download is cancelled). */
+export async function getTextHead(path, params, limit = 4096) {
+  const resp = await request("GET", path, params);
+  if (!resp.body || typeof resp.body.getReader !== "function") return (await resp.text()).slice(0, limit);
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  try {
+    while (text.length < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return text.slice(0, limit);
+}
+
 /** A same-origin URL a child frame can load without our Authorization header: the API URL
  * itself when no token is set, else a blob: URL of the response fetched with the token. */
 export async function frameUrl(path, params, type) {

@@ -25,12 +25,24 @@ export async function loadCatalog() {
   for (const p of inputs) {
     for (const [k, v] of Object.entries(p.labels)) labelPairs.add(`${k}=${v}`);
   }
-  return { inputs, plugins, versions, labelPairs: [...labelPairs].sort(), labelNames: listOf(names, "names") };
+  const pluginVersions = Object.fromEntries(stored.filter((p) => p.plugin).map((p) => [p.plugin, [...(p.versions || [])]]));
+  return { inputs, plugins, versions, pluginVersions, labelPairs: [...labelPairs].sort(), labelNames: listOf(names, "names") };
 }
 
-/** A first comparison worth showing: two inputs of one plugin that differ in version or in
- * some label; the selections keep only what differs. Null when there is none. */
+/** Dotted versions in numeric order ("1.10" after "1.9"). */
+const versionOrder = (a, b) => String(a).localeCompare(String(b), undefined, { numeric: true });
+
+/** A first comparison worth showing: the two newest versions of a plugin of the store (a
+ * release against the one before); else two inputs of one plugin that differ in version or
+ * in some label; the selections keep only what differs. Null when there is none. */
 export function suggestComparison(catalog) {
+  for (const plugin of catalog.plugins) {
+    const vs = [...((catalog.pluginVersions || {})[plugin] || [])].sort(versionOrder);
+    if (vs.length >= 2) {
+      const sel = (version) => ({ plugin, version, labels: "", from: "", to: "" });
+      return [sel(vs[vs.length - 2]), sel(vs[vs.length - 1])];
+    }
+  }
   for (const plugin of catalog.plugins) {
     const ins = catalog.inputs.filter((p) => p.plugin === plugin);
     for (let i = 0; i < ins.length; i++) {

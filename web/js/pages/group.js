@@ -73,12 +73,14 @@ export async function render(ctx) {
   const buckets = recent ? seriesBuckets(group.timeline) : timeBuckets(times);
   const timeline = h("section", { class: "card" },
     h("h2", {}, "Events over time"),
-    buckets.length ? barChart(buckets, { label: `events of group ${group.id} over time` }) : h("p", { class: "muted" }, "No timestamps."),
+    buckets.length ? barChart(buckets, { label: `events of group ${group.id} over time`,
+      // drawn about as wide as it is shown, so its labels keep their size on a phone
+      width: Math.max(320, Math.min(720, window.innerWidth - 60)) }) : h("p", { class: "muted" }, "No timestamps."),
     h("table", { class: "table events" },
       h("thead", {}, h("tr", {}, ["Event", "Time", "Version", "Offsets", "Received", ""].map((c) => h("th", {}, c)))),
       h("tbody", {}, events.slice(0, 50).map((e) => h("tr", { dataset: { eventId: e.id } },
         h("td", { class: "mono" }, `#${e.id}`),
-        h("td", {}, fmtTime(e.time)),
+        h("td", { class: "nowrap" }, fmtTime(e.time)),
         h("td", {}, e.version || "—"),
         h("td", {}, e.space || "—"),
         h("td", { class: "muted" }, fmtAgo(e.received_at)),

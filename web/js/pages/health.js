@@ -229,7 +229,7 @@ function memorySeries(view) {
       filled(s.values).forEach((v, i) => { if (v !== null && v !== undefined) sum[i] = (sum[i] || 0) + v; });
     }
     const origin = use[0].origin === "wamr" ? "WAMR dumps" : `${use.length} thread${use.length === 1 ? "" : "s"}`;
-    out.push({ name: `${use[0].source_name} (${origin})`, points: toPoints(view.times, sum) });
+    out.push({ name: `${use[0].source_name} (${origin})`, kind: "gauge", points: toPoints(view.times, sum) });
   }
   return out;
 }
@@ -238,7 +238,8 @@ function vmSeries(view) {
   return VM_METRICS.filter(([m]) => view.totals[m]).map(([m, label]) => {
     const values = view.totals[m];
     const gauge = view.series.some((s) => s.metric === m && s.kind === "gauge");
-    return { name: label, points: toPoints(view.times, gauge ? filled(values) : values.map((v) => v ?? 0)) };
+    return { name: label, kind: gauge ? "gauge" : "count",
+      points: toPoints(view.times, gauge ? filled(values) : values.map((v) => v ?? 0)) };
   }).filter((s) => s.points.length);
 }
 
@@ -282,17 +283,18 @@ async function chartsView(plugin, range, now, keep, show) {
     view = await getJson("/health/series", { plugin, from, to });
   }
   const step = view.step;
-  const cpu = await cpuSeries(plugin, from, to, step);
+  const cpuStep = Math.max(10, Math.round(step));
+  const cpu = await cpuSeries(plugin, from, to, cpuStep);
   const axis = { from, to };
   const brush = (a, b) => show({ from: a, to: b });
   const reset = () => show({});
   const sections = [
-    { id: "cpu", title: "CPU", sub: "profile samples per bucket", series: cpu, unit: "samples", stacked: true,
+    { id: "cpu", title: "CPU", sub: "profile samples per bucket", series: cpu, unit: "samples", stacked: true, step: cpuStep,
       empty: "No CPU profiles of this plugin in this range (post perf or agent samples with ?plugin=)." },
     { id: "memory", title: "Memory", sub: "Wasm linear memory, per gateway (threads summed)", series: memorySeries(view),
       unit: "bytes", stacked: true, empty: "No memory series in this range." },
     { id: "vm", title: "VM health", sub: "crashes, rebuilds, recoveries per bucket (restarts handled)", series: vmSeries(view),
-      unit: "count", stacked: false, empty: "No VM counters in this range." },
+      unit: "count", stacked: false, step, empty: "No VM counters in this range." },
   ];
   const nodes = [];
   const draws = [];
@@ -303,7 +305,7 @@ async function chartsView(plugin, range, now, keep, show) {
         h("span", { class: "spacer" }), h("span", { class: "muted small" }, `${fmtTime(from)} – ${fmtTime(to)}`)),
       box, sec.series.length ? null : h("p", { class: "muted small" }, sec.empty)));
     draws.push(() => keep(timeChart(box, {
-      series: sec.series, stacked: sec.stacked, unit: sec.unit, from, to, height: 160,
+      series: sec.series, stacked: sec.stacked, unit: sec.unit, from, to, height: 160, step: sec.step,
       onBrush: brush, onReset: reset,
       formatValue: sec.unit === "bytes" ? fmtBytes : fmtShort,
     })));

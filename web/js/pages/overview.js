@@ -99,23 +99,28 @@ function statCard(label, value, href, sub) {
     sub ? h("span", { class: "stat-sub" }, sub) : null);
 }
 
+/** The plugin card's module table; on a phone each row is a block and cells say their column
+ * (data-label). */
+const MODULE_COLUMNS = ["Module", "Version", "Kind", "Symbol health", "What to fix", "Uploaded"];
+
 function pluginSection(p) {
   const open = p.groups.filter((g) => g.status !== "resolved");
   const worst = ["regressed", "new", "ongoing"].find((st) => open.some((g) => g.status === st));
   const versions = [...new Set(p.modules.flatMap((m) => m.versions))].sort(versionOrder);
   const rows = p.modules.sort((a, b) => String(b.uploaded_at).localeCompare(String(a.uploaded_at))).map((m) => {
     const hints = m.hints;
+    const label = (i) => ({ label: MODULE_COLUMNS[i] });
     return h("tr", {},
       h("td", {}, h("div", { class: "mod-name" }, m.name), h("div", { class: "muted mono small", title: m.identity || "" }, shortId(m.identity))),
-      h("td", {}, m.versions.length ? [...m.versions].sort(versionOrder).join(", ") : "—"),
-      h("td", {}, h("code", {}, m.kind)),
-      h("td", {}, healthBadges(m)),
-      h("td", { class: "hints" },
+      h("td", { dataset: label(1) }, m.versions.length ? [...m.versions].sort(versionOrder).join(", ") : "—"),
+      h("td", { dataset: label(2) }, h("code", {}, m.kind)),
+      h("td", { dataset: label(3) }, healthBadges(m)),
+      h("td", { class: "hints", dataset: label(4) },
         hints.length ? h("ul", {}, hints.map((x) => h("li", {}, x))) : h("span", { class: "ok-text" }, "symbolizes fully"),
         m.companion ? h("div", { class: "muted small" }, "resolves through ", m.companion) : null,
         m.notes.length ? h("details", { class: "small" }, h("summary", {}, `${m.notes.length} reader note${m.notes.length === 1 ? "" : "s"}`),
           h("ul", {}, m.notes.map((x) => h("li", { class: "muted" }, x)))) : null),
-      h("td", { class: "muted" }, fmtAgo(m.uploaded_at)));
+      h("td", { class: "muted", dataset: label(5) }, fmtAgo(m.uploaded_at)));
   });
   return h("section", { class: "card plugin", dataset: { plugin: p.name } },
     h("div", { class: "card-head" },
@@ -128,8 +133,8 @@ function pluginSection(p) {
       p.profiles ? h("a", { href: "#/profiles?plugin=" + encodeURIComponent(p.name) }, `${p.profiles} profile${p.profiles === 1 ? "" : "s"}`) : null),
     p.name === "(no plugin)" ? null : sourceBlock(p.name, p.source),
     p.modules.length
-      ? h("table", { class: "table" },
-        h("thead", {}, h("tr", {}, ["Module", "Version", "Kind", "Symbol health", "What to fix", "Uploaded"].map((c) => h("th", {}, c)))),
+      ? h("table", { class: "table modules-table" },
+        h("thead", {}, h("tr", {}, MODULE_COLUMNS.map((c) => h("th", {}, c)))),
         h("tbody", {}, rows))
       : h("p", { class: "warn" }, p.source
         ? "No module pulled yet for this plugin: its crashes show only what the log printed until the pull succeeds."

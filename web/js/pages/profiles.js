@@ -4,7 +4,7 @@
 // module's share of the gateway's CPU where the recording holds host frames; speedscope.
 
 import { h, mount } from "../dom.js";
-import { frameUrl, apiUrl, getToken, getJson } from "../api.js";
+import { frameUrl, apiUrl, getToken, getJson, getTextHead } from "../api.js";
 import { fmtCount, fmtPct, fmtTime } from "../fmt.js";
 import { emptyState, errorBox } from "../components.js";
 import { loadCatalog, selectionForm, selectionParams, describeSelection } from "../selection.js";
@@ -24,13 +24,15 @@ export async function render(ctx) {
     from: ctx.query.get("from") || "",
     to: ctx.query.get("to") || "",
   };
-  const state = { by: ctx.query.get("by") || "plugin", focus: ctx.query.get("focus") || "" };
+  // stacked by plugin unless the store holds one plugin in several versions: then by version
+  const defaultBy = catalog.plugins.length <= 1 && catalog.versions.length > 1 ? "version" : "plugin";
+  const state = { by: ctx.query.get("by") || defaultBy, focus: ctx.query.get("focus") || "" };
   const chartBox = h("div", { id: "cpu-chart" });
   const view = h("div", { id: "profile-view" });
   let chart = null;
   let current = sel;
 
-  const go = () => ctx.go({ ...current, by: state.by === "plugin" ? "" : state.by, focus: state.focus });
+  const go = () => ctx.go({ ...current, by: state.by === defaultBy ? "" : state.by, focus: state.focus });
   const showProfile = async (s) => {
     current = s;
     go();
@@ -53,7 +55,7 @@ export async function render(ctx) {
       return;
     }
     const opts = {
-      series: tl.series || [], stacked: true, unit: "samples", from: tl.from, to: tl.to, height: 160,
+      series: tl.series || [], stacked: true, unit: "samples", from: tl.from, to: tl.to, step: tl.step, height: 160,
       formatValue: (v) => fmtCount(Math.round(v)),
       onBrush: (f, t) => { form.setRange(f, t); showProfile({ ...current, from: String(f), to: String(t) }); },
       onReset: () => { form.setRange("", ""); showProfile({ ...current, from: "", to: "" }); },
@@ -199,9 +201,9 @@ function cpuShares(table) {
       h("span", { class: "muted" }, "samples whose stack holds each plugin's Wasm code, of all samples of the recording")),
     h("table", { class: "table" },
       h("tbody", {}, rows.map((r) => h("tr", { dataset: { module: r.module } },
-        h("td", {}, r.module),
+        h("td", { class: "mod-name" }, r.module),
         h("td", { class: "num" }, fmtPct(r.share)),
-        h("td", {}, h("span", { class: "share-bar", style: { width: `${Math.max(1, Math.round(r.share * 240))}px` } })),
+        h("td", { class: "share-cell" }, h("span", { class: "share-bar", style: { width: `${Math.max(0.5, Math.min(100, r.share * 100)).toFixed(1)}%` } })),
         h("td", { class: "num muted" }, fmtCount(r.samples)))))));
 }
 
@@ -213,16 +215,47 @@ function downloads(params) {
       h("a", { href: apiUrl("/profiles", { ...params, format: f }), download: file }, f)]));
 }
 
+/** {width, height} of an SVG from the attributes of its root element (text only), or null. */
+export function svgSize(head) {
+  const m = /<svg\b[^>]*>/.exec(head || "");
+  if (!m) return null;
+  const attr = (name) => {
+    const a = new RegExp(`\\s${name}="([0-9.]+)"`).exec(m[0]);
+    return a ? Number(a[1]) : NaN;
+  };
+  const width = attr("width"), height = attr("height");
+  return width > 0 && height > 0 ? { width, height } : null;
+}
+
+/** The narrowest a flame graph is drawn, as a share of its own width: its 12 px labels stay
+ * at 9 px or more; a narrower box scrolls sideways. */
+const MIN_SCALE = 0.75;
+
 /**
  * The server's interactive SVG in a sandboxed frame: its scripts run in an opaque origin,
  * so even a bug in its escaping could not reach this page or the API (allow-modals: its
  * Search button asks for the term with prompt()). With a token the
  * SVG is fetched with the header and shown as a static image instead (a frame cannot send it).
+ *
+ * The frame takes the graph's own aspect ratio (read from the SVG's root element), so the
+ * graph fills its box without bands above and below; in a box narrower than MIN_SCALE of
+ * the graph's width it keeps that width and its box scrolls sideways.
  */
 export async function svgFrame(directUrl, path, params, label, id) {
+  let node, size;
   if (getToken()) {
     const src = await frameUrl(path, params, "image/svg+xml");
-    return h("img", { class: "flame-img", id, alt: label, src });
+    size = svgSize(await (await fetch(src)).text().catch(() => ""));
+    node = h("img", { class: "flame-img", id, alt: label, src });
+  } else {
+    size = svgSize(await getTextHead(path, params).catch(() => ""));
+    node = h("iframe", { class: "flame", id, title: label, src: directUrl, sandbox: "allow-scripts allow-modals" });
   }
-  return h("iframe", { class: "flame", id, title: label, src: directUrl, sandbox: "allow-scripts allow-modals" });
+  if (size) {
+    node.style.setProperty("aspect-ratio", `${size.width} / ${size.height}`);
+    node.style.setProperty("min-width", `${Math.round(size.width * MIN_SCALE)}px`);
+    node.dataset.svgWidth = String(size.width);
+    node.dataset.svgHeight = String(size.height);
+  }
+  return h("div", { class: "flame-box" + (size ? " sized" : "") }, node);
 }
