@@ -38,6 +38,22 @@ def json_int(ge: int, le: int) -> Any:
     return Annotated[int, Strict(), Field(ge=ge, le=le), BeforeValidator(_integral)]
 
 
+def json_float(ge: float, le: float) -> Any:
+    """A finite number in ``ge..le`` (an integer is a number too; a bool or string is not)."""
+    return Annotated[float, Strict(), Field(ge=ge, le=le, allow_inf_nan=False)]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def omittable(**kw: Any) -> Any:
+    """``Field`` of a member that may be left out but not sent as ``null``: the model holds
+    ``None`` when it is absent (read it with ``model_dump(exclude_unset=True)``) and the
+    OpenAPI schema shows no ``null`` default."""
+    return Field(None, json_schema_extra=_no_default, **kw)
+
+
 U32 = json_int(0, 2**32 - 1)
 #: Largest integer a JSON body may carry where a bound matters: 2^53-1, the largest every
 #: JSON parser (and JSON Schema validator) reads exactly; module offsets and ids are far
