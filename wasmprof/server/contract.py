@@ -28,7 +28,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wasmprof.errors import WasmprofError
@@ -101,12 +101,27 @@ _LABEL_PAIR = (rf"( *{_LABEL_KEY}(:[^,\x00-\x1f\x7f]{{0,200}}|=[^,:\x00-\x1f\x7f
 LABELS_PATTERN = rf"^{_LABEL_PAIR}(,{_LABEL_PAIR}){{0,63}}$"
 
 
+def python_pattern(pattern: str) -> Any:
+    """A validator matching text against ``pattern`` with Python's ``re``: for patterns with
+    counted repetitions of Unicode classes that pydantic's Rust engine refuses to compile
+    (its size limit). Declare the pattern in the schema with ``json_schema_extra``."""
+    rx = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not rx.match(value):
+            raise ValueError(f"does not match the pattern {pattern[:60]}…")
+        return value
+
+    return AfterValidator(check)
+
+
 def labels_query(alias: str = "labels") -> Any:
-    return Query(alias=alias, max_length=16000, pattern=LABELS_PATTERN,
-                 description="labels as `key:value,key2=value2` (at most 64)")
+    return Query(alias=alias, max_length=16000, json_schema_extra={"pattern": LABELS_PATTERN},
+                 description="labels as `key:value,key2=value2` (at most 64 pairs; names "
+                             "and values of at most 200 printable characters)")
 
 
-LabelsQuery = Annotated[str | None, labels_query()]
+LabelsQuery = Annotated[str | None, labels_query(), python_pattern(LABELS_PATTERN)]
 
 
 def has_control(text: str) -> bool:
@@ -236,7 +251,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if bad:                                                  # not JSON at all
             loc = bad[0].get("loc") or ()
             pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
-            body.update(error="body is not valid JSON", source="body", offset=pos,
+            body.update(error="body is not valid JSON", source="body", offset=pos, found=None,
                         detail="body" + (f" at offset {pos}" if pos is not None else "")
                                + ": not valid JSON")
             return OrjsonResponse(body, status_code=400)

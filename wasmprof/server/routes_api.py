@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import NotFoundError, UsageError
 from wasmprof.model import AddressSpace, RawFrame
-from wasmprof.server import bodies
+from wasmprof.server import bodies, bodies_sources
 from wasmprof.server.contract import (MAX_ID, IdPath, IdQuery, NamePath, OffsetQuery,
                                       TextQuery, has_control, limit_query)
 from wasmprof.server.profile_query import parse_labels
@@ -131,7 +131,8 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return svc.registry.describe(row)
 
     # -- plugins ----------------------------------------------------------------------
-    @r.get("/plugins", summary="List plugins: runtime setting, module kinds, versions")
+    @r.get("/plugins", summary="List plugins: runtime setting, module kinds, versions",
+           responses=bodies.ok_schema(bodies.PLUGIN_LIST_SCHEMA, bodies_sources.PLUGIN_LIST_LINKS))
     def list_plugins(p: Principal = read):
         return {"plugins": svc.registry.plugins()}
 
