@@ -161,7 +161,11 @@ def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
     first = min(errors, key=lambda e: (-len(e.get("loc", ())),
                                        e.get("type") in ("missing", "extra_forbidden"))
                 ) if errors else {"loc": (), "msg": "invalid request"}
-    where = ".".join(str(x) for x in first.get("loc", ()) if _is_field(x))
+    loc = list(first.get("loc", ()))
+    # a parameter's name is kept as it is (`header.idempotency-key`); deeper parts drop the
+    # union branch names pydantic puts in
+    head = loc[:2] if loc[:1] in (["query"], ["path"], ["header"], ["cookie"]) else loc[:1]
+    where = ".".join([*map(str, head), *(str(x) for x in loc[len(head):] if _is_field(x))])
     detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more)"
