@@ -12,8 +12,12 @@ through the links (modules, crash groups, events, webhooks, deliveries); it runs
 
 Checks tuned per operation (``CONFIG`` below), each for a reason no schema can express:
 ``positive_data_acceptance`` also accepts 400 where the body is a file whose *content* is
-parsed (a module, a log, a profile, a sample batch: "binary" cannot say which bytes are a
-Wasm module) or where a valid selection holds no data.
+parsed (a module, a log, a profile, a sample batch, a source map: "binary" cannot say which
+bytes are a Wasm module) or where a rule ties parameters together (a time range, a step
+against the data's span). The hooks (``schemathesis_hooks.py``) add a check that such a
+400 never names a parameter the request sent (outside the listed cross-field rules), and
+point generated scrape-target and plugin-source URLs at a closed loopback port, so the
+server's background scrapes and pulls reach nothing outside.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from schemathesis_hooks import CONTENT_PARSED, CROSS_FIELD
 from server_proc import ServerProcess, wasmprof_cli
 
 pytestmark = pytest.mark.slow
@@ -35,11 +41,12 @@ EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "20"))
 SEED = int(os.environ.get("SCHEMATHESIS_SEED", "20260515"))
 WALL = 900
 
-# Routes whose body is file content parsed by wasmprof (the schema can only say "binary" or
-# "text"), or whose schema-valid query can select nothing: a 400 there is the documented
-# answer to valid-looking input.
-CONTENT_PARSED = ["/api/v1/modules", "/api/v1/logs", "/api/v1/profiles", "/api/v1/samples",
-                  "/api/v1/profiles/diff"]
+# Operations where a 400 can answer a schema-valid request: their body is file content
+# parsed by wasmprof, or a rule ties values together (tables and reasons in
+# schemathesis_hooks.py, whose check makes sure such a 400 never names a parameter the
+# request sent, except the listed cross-field ones).
+ACCEPT_400 = [*CONTENT_PARSED, *CROSS_FIELD]
+HOOKS = Path(__file__).resolve().parent / "schemathesis_hooks.py"
 
 # Form fields and query arrays are text on the wire: a "boolean" `true` sent for the string
 # field `path`, or `false` for an element of the string array `file`, arrives as the string
@@ -55,7 +62,7 @@ CONFIG = "checks.enabled = true\n" + "\n".join([*(
     [[operations]]
     include-path = "{path}"
     checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
-    """) for path in CONTENT_PARSED), *(
+    """) for path in ACCEPT_400), *(
     textwrap.dedent(f"""
     [[operations]]
     include-path = "{path}"
@@ -103,7 +110,10 @@ def test_openapi_contract_holds_under_schemathesis(api, tmp_path):
            "--request-timeout", "30", "--generation-database", "none",
            "--report", "junit", "--report-dir", str(report)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WALL, cwd=tmp_path,
-                          env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"})
+                          env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false",
+                               "SCHEMATHESIS_HOOKS": HOOKS.stem,
+                               "PYTHONPATH": os.pathsep.join(
+                                   [str(HOOKS.parent), os.environ.get("PYTHONPATH", "")])})
     out = proc.stdout + proc.stderr
     (tmp_path / "schemathesis.out").write_text(out)
     assert proc.returncode == 0, out[-20000:]

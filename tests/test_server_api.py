@@ -302,4 +302,4 @@ def test_samples_and_profiles_roundtrip(srv, data_dir):
                                                    "after.plugin": "fib", "after.labels": "run:a"})
         assert d.status_code == 200 and all(abs(row["delta_self"]) < 1e-9 for row in d.json()["rows"])
         none = c.get("/api/v1/profiles", params={"plugin": "nothing-here", "format": "svg"})
-        assert none.status_code == 400
+        assert none.status_code == 404 and "no profile data" in none.json()["error"]   # nothing found

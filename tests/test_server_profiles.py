@@ -78,7 +78,8 @@ def test_unknown_body_is_a_400_naming_the_input(srv):
         assert r.status_code == 400
         assert "unrecognized profile format" in r.text and "junk.bin" in r.text
         r = c.post("/api/v1/profiles", params={"format": "bogus"}, content=b"x")
-        assert r.status_code == 400 and "wamr-profiler" in r.text and "pprof" in r.text
+        assert r.status_code == 422 and r.json()["source"] == "query.format"
+        assert "wamr-profiler" in r.text and "pprof" in r.text
         r = c.post("/api/v1/profiles", params={"format": "pprof"}, content=b"x")
         assert r.status_code == 400 and "not a pprof profile.proto" in r.text
 

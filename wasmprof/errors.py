@@ -58,6 +58,13 @@ class UsageError(WasmprofError):
     """A bad combination of arguments or options."""
 
 
+class ConflictError(UsageError):
+    """A well-formed request that the stored state refuses (a name or URL another object
+    has, a table at its cap): HTTP 409."""
+
+    http_status = 409
+
+
 class NotFoundError(UsageError):
     """A well-formed reference to something that does not exist (a module id, a selection
     that matches no data): HTTP 404, exit code 1 (nothing found)."""

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from wasmprof.errors import UsageError
+from wasmprof.errors import ConflictError, UsageError
 
 DEFAULT_INTERVAL = 30.0
 MIN_INTERVAL = 0.1              # tests scrape fast; a gateway is fine with 1 s or more
@@ -197,7 +197,7 @@ def create(db: Any, body: Any, *, now: float, origin: str = "api") -> tuple[Targ
             return Target.from_row(row), False  # type: ignore[arg-type]
         n = int(tx.scalar("SELECT COUNT(*) AS n FROM health_targets WHERE deleted_at IS NULL") or 0)
         if n >= MAX_TARGETS:
-            raise UsageError("too many scrape targets", source="url",
+            raise ConflictError("too many scrape targets", source="url",
                              expected=f"at most {MAX_TARGETS}")
         tid = tx.insert(
             "INSERT INTO health_targets (url, name, interval, timeout, enabled, origin, "
@@ -223,7 +223,8 @@ def update(db: Any, tid: int, body: Any, *, now: float) -> Target | None:
             return None
         if "url" in f and tx.one("SELECT id FROM health_targets WHERE url = ? AND id <> ? AND "
                                  "deleted_at IS NULL", (f["url"], tid)):
-            raise UsageError("another target has this URL", source="url", found=f["url"][:100])
+            raise ConflictError("another target has this URL", source="url",
+                                found=f["url"][:100])
         if f:
             _update(tx, tid, f, now)
         row = tx.one("SELECT * FROM health_targets WHERE id = ?", (tid,))

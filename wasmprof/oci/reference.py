@@ -28,6 +28,25 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                       r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 MAX_REFERENCE = 1024
 
+# -- the grammar as one pattern (ECMA and Python regex alike), for the OpenAPI of the routes
+# that take a reference: every string it matches parses (up to the 255-character bound on the
+# repository, which no pattern can say), and every reference written without surrounding
+# spaces that parses matches it.
+_P_COMPONENT = r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*"
+_P_COMPONENT_NODOT = r"[a-z0-9]+((_|__|-+)[a-z0-9]+)*"     # a Docker Hub first component
+_P_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_P_PORT = r":[0-9]{1,5}"
+#: A first component that names a registry: has a ``.`` or a port, or is a bracketed address.
+_P_REGISTRY = (rf"({_P_LABEL}(\.{_P_LABEL})+({_P_PORT})?|{_P_LABEL}{_P_PORT}"
+               rf"|\[[0-9A-Fa-f:.]+\]({_P_PORT})?)")
+P_NAME = rf"(({_P_REGISTRY}|{_P_COMPONENT_NODOT})(/{_P_COMPONENT})+|{_P_COMPONENT})"
+P_SCHEME = r"([oO][cC][iI]://)?"
+P_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+P_DIGEST = r"(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})"
+#: ``[oci://]NAME[:TAG][@DIGEST]``.
+REFERENCE_PATTERN = rf"^{P_SCHEME}{P_NAME}(:{P_TAG})?(@{P_DIGEST})?$"
+DIGEST_PATTERN = rf"^{P_DIGEST}$"
+
 
 @dataclass(frozen=True, slots=True)
 class Reference:

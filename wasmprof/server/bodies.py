@@ -38,6 +38,22 @@ def json_int(ge: int, le: int) -> Any:
     return Annotated[int, Strict(), Field(ge=ge, le=le), BeforeValidator(_integral)]
 
 
+def json_float(ge: float, le: float) -> Any:
+    """A finite number in ``ge..le`` (an integer is a number too; a bool or string is not)."""
+    return Annotated[float, Strict(), Field(ge=ge, le=le, allow_inf_nan=False)]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def omittable(**kw: Any) -> Any:
+    """``Field`` of a member that may be left out but not sent as ``null``: the model holds
+    ``None`` when it is absent (read it with ``model_dump(exclude_unset=True)``) and the
+    OpenAPI schema shows no ``null`` default."""
+    return Field(None, json_schema_extra=_no_default, **kw)
+
+
 U32 = json_int(0, 2**32 - 1)
 #: Largest integer a JSON body may carry where a bound matters: 2^53-1, the largest every
 #: JSON parser (and JSON Schema validator) reads exactly; module offsets and ids are far
@@ -141,6 +157,8 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 MODULE_SCHEMA = _obj(["id", "sha256", "kind"], id=INT, sha256=STR, kind=STR,
                      symbols={"type": "object"})
+PLUGIN_LIST_SCHEMA = _obj(["plugins"], plugins={"type": "array",
+                                               "items": _obj(["name"], name=STR)})
 GROUP_SCHEMA = _obj(["id", "status", "count"], id=INT, count=INT,
                     status={"type": "string", "enum": GROUP_STATUSES})
 GROUP_LIST_SCHEMA = _obj(["total", "groups"], total=INT,
@@ -160,13 +178,17 @@ def _links(target_ops: dict[str, str], param: str, expr: str) -> dict[str, Any]:
             for name, op in target_ops.items()}
 
 
-MODULE_LINKS = _links({"GetModule": "get_module"}, "mid", "$response.body#/id")
+#: Operations that take a module id (``mid``), reached from an upload or the module list.
+MODULE_OPS = {"GetModule": "get_module", "GetOrigins": "get_module_origins",
+              "AddOrigin": "add_module_origin", "GetSourceMap": "get_source_map",
+              "UploadSourceMap": "upload_source_map"}
+MODULE_LINKS = _links(MODULE_OPS, "mid", "$response.body#/id")
 GROUP_OPS = {"GetGroup": "get_crash_group", "GetGroupEvents": "list_crash_group_events",
              "ResolveGroup": "resolve_crash_group", "IgnoreGroup": "ignore_crash_group"}
 GROUP_LIST_LINKS = _links(GROUP_OPS, "gid", "$response.body#/groups/0/id")
 LOG_LINKS = {**_links(GROUP_OPS, "gid", "$response.body#/groups/0/id"),
              **_links({"GetEvent": "get_crash_event"}, "eid", "$response.body#/events/0/id")}
-MODULE_LIST_LINKS = _links({"GetListedModule": "get_module"}, "mid",
+MODULE_LIST_LINKS = _links({f"{k}OfListed": v for k, v in MODULE_OPS.items()}, "mid",
                            "$response.body#/modules/0/id")
 WEBHOOK_OPS = {"GetWebhook": "get_webhook", "PatchWebhook": "patch_webhook",
                "DeleteWebhook": "delete_webhook", "TestWebhook": "test_webhook"}
@@ -189,3 +211,4 @@ def created_links(what: str, links: dict[str, Any]) -> dict[int | str, dict[str,
     """201 (created) and 200 (already known) answers carrying the same object."""
     return {**ok_schema(MODULE_SCHEMA if what == "module" else WEBHOOK_SCHEMA, links, 201),
             **ok_schema(MODULE_SCHEMA if what == "module" else WEBHOOK_SCHEMA, links, 200)}
+

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wasmprof.errors import WasmprofError
@@ -49,6 +49,79 @@ TextQuery = Annotated[str | None, Query(max_length=MAX_TEXT, pattern=PRINTABLE,
                                         description="at most 200 printable characters")]
 NamePath = Annotated[str, Path(min_length=1, max_length=MAX_TEXT, pattern=PRINTABLE,
                                description="a name of 1-200 printable characters")]
+
+
+def text_query(max_length: int = MAX_TEXT, *, description: str | None = None,
+               alias: str | None = None) -> Any:
+    """``Query`` (for ``Annotated[str | None, text_query(n)] = None``) of free text of at
+    most ``max_length`` printable characters."""
+    return Query(alias=alias, max_length=max_length, pattern=PRINTABLE,
+                 description=description or f"at most {max_length} printable characters")
+
+
+def one_of_pattern(values: Any) -> str:
+    """A regex alternation of literal ``values`` (for comma lists of enum members)."""
+    return "(" + "|".join(re.escape(str(v)) for v in values) + ")"
+
+
+def comma_list_pattern(values: Any) -> str:
+    """``a, b,,c``: a comma-separated list of ``values`` (spaces and empty items allowed)."""
+    item = one_of_pattern(values)
+    return rf"^ *({item} *)?(, *({item} *)?)*$"
+
+
+# -- times -----------------------------------------------------------------------------------
+# What the time parsers (``profile_query.parse_time``) accept, spelled as a pattern so that
+# every value the OpenAPI allows is a time: unix seconds (0 .. < 1e11) or an ISO 8601 date
+# or date-time (years 1971-4999, real calendar days, a ``Z`` or ±HH:MM zone; no zone = UTC).
+_YEAR = r"(197[1-9]|19[89][0-9]|[2-4][0-9]{3})"
+_LEAP = r"(19(7[26]|8[048]|9[26])|[2-4][0-9](0[48]|[2468][048]|[13579][26])|(2[048]|3[26]|4[048])00)"
+_MONTH_DAY = (r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+              r"|02-(0[1-9]|1[0-9]|2[0-8]))")
+_TIME = (r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+         r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
+TIME_PATTERN = (rf"^([0-9]{{1,11}}(\.[0-9]{{1,9}})?|({_YEAR}-{_MONTH_DAY}|{_LEAP}-02-29){_TIME})$")
+TimeQuery = Annotated[str | None, Query(max_length=40, pattern=TIME_PATTERN,
+                                        description="unix seconds or ISO 8601 (UTC when it "
+                                                    "names no zone)")]
+
+
+def time_query(alias: str, description: str | None = None) -> Any:
+    """``Query`` (for ``Annotated``) of a time under another name (``from``, ``before.from``)."""
+    return Query(alias=alias, max_length=40, pattern=TIME_PATTERN,
+                 description=description or "unix seconds or ISO 8601 (UTC when it names "
+                                            "no zone)")
+
+
+# -- labels ----------------------------------------------------------------------------------
+# ``labels=k:v,k2=v2`` as ``profile_query.parse_labels`` reads it (at most 64 pairs; names and
+# values of at most 200 printable characters; a pair with ``=`` has no ``:`` in it).
+_LABEL_KEY = r"[^,:=\x00-\x1f\x7f]{1,200}"
+_LABEL_PAIR = (rf"( *{_LABEL_KEY}(:[^,\x00-\x1f\x7f]{{0,200}}|=[^,:\x00-\x1f\x7f]{{0,200}}) *| *)")
+LABELS_PATTERN = rf"^{_LABEL_PAIR}(,{_LABEL_PAIR}){{0,63}}$"
+
+
+def python_pattern(pattern: str) -> Any:
+    """A validator matching text against ``pattern`` with Python's ``re``: for patterns with
+    counted repetitions of Unicode classes that pydantic's Rust engine refuses to compile
+    (its size limit). Declare the pattern in the schema with ``json_schema_extra``."""
+    rx = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not rx.match(value):
+            raise ValueError(f"does not match the pattern {pattern[:60]}…")
+        return value
+
+    return AfterValidator(check)
+
+
+def labels_query(alias: str = "labels") -> Any:
+    return Query(alias=alias, max_length=16000, json_schema_extra={"pattern": LABELS_PATTERN},
+                 description="labels as `key:value,key2=value2` (at most 64 pairs; names "
+                             "and values of at most 200 printable characters)")
+
+
+LabelsQuery = Annotated[str | None, labels_query(), python_pattern(LABELS_PATTERN)]
 
 
 def has_control(text: str) -> bool:
@@ -88,7 +161,11 @@ def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
     first = min(errors, key=lambda e: (-len(e.get("loc", ())),
                                        e.get("type") in ("missing", "extra_forbidden"))
                 ) if errors else {"loc": (), "msg": "invalid request"}
-    where = ".".join(str(x) for x in first.get("loc", ()) if _is_field(x))
+    loc = list(first.get("loc", ()))
+    # a parameter's name is kept as it is (`header.idempotency-key`); deeper parts drop the
+    # union branch names pydantic puts in
+    head = loc[:2] if loc[:1] in (["query"], ["path"], ["header"], ["cookie"]) else loc[:1]
+    where = ".".join([*map(str, head), *(str(x) for x in loc[len(head):] if _is_field(x))])
     detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more)"
@@ -174,8 +251,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> OrjsonResponse:
         body = _validation_error(exc)
-        if any(e.get("type") == "json_invalid" for e in body["errors"]):   # not JSON at all
-            body["error"] = "body is not valid JSON"
+        bad = [e for e in body["errors"] if e.get("type") == "json_invalid"]
+        if bad:                                                  # not JSON at all
+            loc = bad[0].get("loc") or ()
+            pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+            body.update(error="body is not valid JSON", source="body", offset=pos, found=None,
+                        detail="body" + (f" at offset {pos}" if pos is not None else "")
+                               + ": not valid JSON")
             return OrjsonResponse(body, status_code=400)
         return OrjsonResponse(body, status_code=422)
 

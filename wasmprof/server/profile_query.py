@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from wasmprof.errors import UsageError, WasmprofError
+from wasmprof.errors import NotFoundError, UsageError, WasmprofError
 from wasmprof.model import Frame, FrameStatus, Sample
 from wasmprof.profiles import SymbolizedProfile
 from wasmprof.server.profile_codec import decode_many, sum_pairs
@@ -332,7 +332,7 @@ class ProfileQuery:
         with self.db.read() as tx:
             sums = self.sums(tx, sel, budget, group_by)
             if not sums.groups:
-                raise UsageError("no profile data matches the selection", source="profiles",
+                raise NotFoundError("no profile data matches the selection", source="profiles",
                                  found=sel.describe())
             return self.build(tx, sel, sums, budget)
 

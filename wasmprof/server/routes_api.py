@@ -15,18 +15,20 @@ from typing import Any
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body as BodyParam, Depends, HTTPException, Query, Request, UploadFile
+from fastapi import (APIRouter, Body as BodyParam, Depends, Header, HTTPException, Query, Request,
+                     UploadFile)
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import NotFoundError, UsageError
 from wasmprof.model import AddressSpace, RawFrame
-from wasmprof.server import bodies
-from wasmprof.server.contract import (MAX_ID, IdPath, IdQuery, NamePath, OffsetQuery,
-                                      TextQuery, has_control, limit_query)
+from wasmprof.server import bodies, bodies_sources
+from wasmprof.server.contract import (MAX_ID, PRINTABLE, IdPath, IdQuery, NamePath, OffsetQuery,
+                                      LabelsQuery, TextQuery, has_control, limit_query)
 from wasmprof.server.profile_query import parse_labels
 from wasmprof.server.responses import (BINARY_BODY, BUDGET_RESPONSES, ERROR_RESPONSES,
-                                       JSON_BODY, TEXT_BODY, OrjsonResponse, multipart_body, raw_body)
+                                       JSON_BODY, TEXT_BODY, ErrorBody, OrjsonResponse,
+                                       multipart_body, raw_body)
 from wasmprof.server.security import Principal
 from wasmprof.server.service import Service
 
@@ -131,7 +133,8 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
         return svc.registry.describe(row)
 
     # -- plugins ----------------------------------------------------------------------
-    @r.get("/plugins", summary="List plugins: runtime setting, module kinds, versions")
+    @r.get("/plugins", summary="List plugins: runtime setting, module kinds, versions",
+           responses=bodies.ok_schema(bodies.PLUGIN_LIST_SCHEMA, bodies_sources.PLUGIN_LIST_LINKS))
     def list_plugins(p: Principal = read):
         return {"plugins": svc.registry.plugins()}
 
@@ -159,20 +162,21 @@ def build_router(svc: Service, require: Callable[[str], Any]) -> APIRouter:
                         "groups (`new`, `regressed`) and counts `new_events` and "
                         "`duplicate_events`.",
             responses={**bodies.ok_schema(bodies.LOG_RESULT_SCHEMA, bodies.LOG_LINKS),
-                       409: {"description": "A post with this Idempotency-Key is still "
-                                            "running"}},
+                       409: {"model": ErrorBody, "description": "A post with this "
+                                                               "Idempotency-Key is still running"}},
             openapi_extra=raw_body({**TEXT_BODY, **multipart_body("file")},
                                    "Envoy/Istio/WAMR/V8/Wasmtime log text"))
     async def post_log(request: Request, plugin: TextQuery = None, version: TextQuery = None,
-                       source: TextQuery = None, labels: TextQuery = None,
-                       batch_id: TextQuery = None, p: Principal = ingest):
+                       source: TextQuery = None, labels: LabelsQuery = None,
+                       batch_id: TextQuery = None,
+                       idempotency_key: Annotated[str | None, Header(
+                           min_length=1, max_length=MAX_NAME, pattern=PRINTABLE,
+                           description="the post's key: a key seen before answers the "
+                                       "first post's result")] = None,
+                       p: Principal = ingest):
         from wasmprof.server.crash_service import read_log_body
         labels = _labels(request)
-        key = request.headers.get("idempotency-key")
-        if key is not None and (not key or len(key) > MAX_NAME or has_control(key)):
-            raise UsageError("bad Idempotency-Key", source="Idempotency-Key",
-                             expected=f"1 to {MAX_NAME} printable characters", found=key[:40])
-        key = key or batch_id
+        key = idempotency_key or batch_id
         spool, size, sha256, filename = await read_log_body(request,
                                                            limit=svc.config.max_log_bytes)
         try:

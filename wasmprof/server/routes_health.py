@@ -16,50 +16,57 @@ Read (``read`` scope):
 Admin: ``PUT /settings`` (some fields), ``POST /targets`` (``{"url", "interval"?,
 "name"?, "timeout"?, "enabled"?}``; the same URL again updates it), ``PATCH|DELETE
 /targets/{id}``, ``POST /targets/{id}/scrape`` (scrape now), ``POST /check`` (run the
-checks now). Bad input → 400 with the error shape naming the field.
+checks now). Parameters and bodies are typed (:mod:`wasmprof.server.contract`,
+:mod:`wasmprof.server.bodies_health`): a value outside its schema is a 422 naming the field;
+a time range that is empty or longer than 90 days is a 400 naming ``from``; a URL another
+target has, or one target too many, is a 409.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import UsageError
 from wasmprof.health import monitor_for, settings, store, targets
 from wasmprof.health.metrics import collector
 from wasmprof.model import HealthMetric
-from wasmprof.server.responses import ERROR_RESPONSES, JSON_BODY, raw_body
-from wasmprof.server.contract import read_json_body as _body
+from wasmprof.server import bodies_health as hb
+from wasmprof.server.bodies import ok_schema
+from wasmprof.server.contract import (IdPath, TimeQuery, comma_list_pattern, limit_query,
+                                      text_query, time_query)
+from wasmprof.server.profile_query import parse_time
+from wasmprof.server.responses import ERROR_RESPONSES, ErrorBody
 from wasmprof.server.routes_alerts import _json
 from wasmprof.server.security import Principal
 
-MAX_ID = 2 ** 63 - 1
 MAX_SPAN = 90 * 86400.0
 DEFAULT_SPAN = 6 * 3600.0
-SORTS = ("memory_growth", "crash_rate", "memory")
-NOT_FOUND = {404: {"description": "No such scrape target"}}
+Sort = Literal["memory_growth", "crash_rate", "memory"]
+SORTS = Sort.__args__
+AlertStatus = Literal["active", "cleared", "all"]
+#: Plugin names of the health series (Envoy stats names can be longer than API names).
+PluginQuery = Annotated[str | None, text_query(256)]
+MetricQuery = Annotated[str | None, Query(
+    max_length=2000, pattern=comma_list_pattern(m.value for m in HealthMetric),
+    description="comma list of " + ", ".join(m.value for m in HealthMetric))]
+CONFLICT = {409: {"model": ErrorBody, "description": "Another target has this URL, or "
+                                                     "there are as many targets as allowed"}}
 
 
 def parse_when(value: str | None, what: str) -> float | None:
-    """Unix seconds or ISO 8601 (UTC when no zone) → finite seconds; UsageError otherwise."""
-    if value is None or value == "":
+    """Unix seconds or ISO 8601 (UTC when no zone) → finite seconds ≥ 0; UsageError
+    otherwise (the routes' :data:`~wasmprof.server.contract.TimeQuery` lets only such
+    values through)."""
+    t = parse_time(value, what)
+    if t is None:
         return None
-    try:
-        t = float(value)
-    except ValueError:
-        try:
-            d = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise UsageError("bad time", source=what, expected="unix seconds or ISO 8601",
-                             found=value[:40]) from None
-        t = (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
-    if not math.isfinite(t) or not (0 <= t <= 1e11):
+    if not (0 <= t <= 1e11):
         raise UsageError("time out of range", source=what, expected="unix seconds",
                          found=value[:40])
     return t
@@ -76,15 +83,6 @@ def _span(frm: str | None, to: str | None, now: float) -> tuple[float, float]:
         raise UsageError("time range too long", source="from",
                          expected=f"at most {MAX_SPAN / 86400:g} days")
     return start, end
-
-
-def _name(value: str | None, what: str) -> str | None:
-    if value is None:
-        return None
-    if len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise UsageError(f"bad {what}", source=what, expected="at most 256 printable characters",
-                         found=value[:40])
-    return value
 
 
 def _metrics(value: str | None) -> list[str] | None:
@@ -121,41 +119,34 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
                        "list of " + ", ".join(m.value for m in HealthMetric) + ". Gauges: the "
                        "level at the end of each bucket; counters: increases per bucket "
                        "(counter resets of a restarted gateway handled). `from`/`to`: unix "
-                       "seconds or ISO 8601 (default the last 6 h); `step` seconds (default: "
-                       "about 240 buckets).")
-    def get_series(plugin: str | None = Query(None, max_length=256),
-                   source: str | None = Query(None, max_length=300),
-                   metric: str | None = Query(None, max_length=2000),
-                   frm: str | None = Query(None, alias="from", max_length=64),
-                   to: str | None = Query(None, max_length=64),
-                   step: float | None = Query(None, gt=0, le=86400 * 7),
+                       "seconds or ISO 8601 (default the last 6 h; `from` before `to`, at most "
+                       "90 days apart, else 400); `step` seconds (default: about 240 buckets).")
+    def get_series(plugin: PluginQuery = None, source: Annotated[str | None, text_query(256)] = None,
+                   metric: MetricQuery = None,
+                   frm: Annotated[str | None, time_query("from")] = None,
+                   to: TimeQuery = None,
+                   step: float | None = Query(None, gt=0, le=86400 * 7, allow_inf_nan=False),
                    p: Principal = read) -> Response:
         start, end = _span(frm, to, clock())
-        if step is not None and not math.isfinite(step):
-            raise UsageError("step must be a number of seconds", source="step")
-        view = store.series_view(db, plugin=_name(plugin, "plugin") or "", start=start, end=end,
-                                 step=step, source=_name(source, "source"),
-                                 metrics=_metrics(metric), names=monitor_for(service).names)
+        view = store.series_view(db, plugin=plugin or "", start=start, end=end, step=step,
+                                 source=source, metrics=_metrics(metric),
+                                 names=monitor_for(service).names)
         return _json(view)
 
     @r.get("/plugins", summary="Plugins ranked by steady memory growth or crash/rebuild rate")
-    def get_plugins(window: float | None = Query(None, ge=1, le=30 * 86400),
-                    sort: str = Query("memory_growth", max_length=32),
-                    limit: int = Query(100, ge=1, le=1000),
-                    plugin: str | None = Query(None, max_length=256),
-                    p: Principal = read) -> Response:
-        if sort not in SORTS:
-            raise UsageError("unknown sort", source="sort", expected=", ".join(SORTS),
-                             found=sort[:40])
+    def get_plugins(window: float | None = Query(None, ge=1, le=30 * 86400, allow_inf_nan=False),
+                    sort: Sort = "memory_growth", limit: int = limit_query(100, 1000),
+                    plugin: PluginQuery = None, p: Principal = read) -> Response:
         st = settings.load(db)
         now = clock()
-        entries = store.plugin_health(db, st, now=now, window=window,
-                                      plugin=_name(plugin, "plugin"), names=monitor_for(service).names)
+        entries = store.plugin_health(db, st, now=now, window=window, plugin=plugin,
+                                      names=monitor_for(service).names)
         ranked = store.rank(entries, sort)
         return _json({"at": now, "window_seconds": window or st.memory_window, "sort": sort,
                       "plugins": ranked[:limit], "total": len(ranked)})
 
-    @r.get("/overview", summary="Scrape targets and their status, top plugins, open alerts")
+    @r.get("/overview", summary="Scrape targets and their status, top plugins, open alerts",
+           responses=ok_schema(bodies_overview(), hb.TARGET_LIST_LINKS))
     def get_overview(p: Principal = read) -> Response:
         st = settings.load(db)
         now = clock()
@@ -174,12 +165,8 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             "plugins": len(entries), "alerts": open_alerts, "settings": st.to_dict()})
 
     @r.get("/alerts", summary="Plugin health alert episodes (memory growth, crash loops)")
-    def get_alerts(status: str = Query("active", max_length=16),
-                   plugin: str | None = Query(None, max_length=256),
-                   limit: int = Query(100, ge=1, le=1000), p: Principal = read) -> Response:
-        if status not in ("active", "cleared", "all"):
-            raise UsageError("unknown status", source="status", expected="active, cleared, all",
-                             found=status)
+    def get_alerts(status: AlertStatus = "active", plugin: PluginQuery = None,
+                   limit: int = limit_query(100, 1000), p: Principal = read) -> Response:
         sql = "SELECT * FROM health_alerts WHERE 1 = 1"
         params: list[Any] = []
         if status != "all":
@@ -187,7 +174,7 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
             params.append(status)
         if plugin is not None:
             sql += " AND plugin = ?"
-            params.append(_name(plugin, "plugin"))
+            params.append(plugin)
         sql += " ORDER BY started_at DESC LIMIT ?"
         params.append(limit)
         with db.read() as tx:
@@ -202,20 +189,22 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
         return _json(mon.checker.run(mon.clock()).to_dict())
 
     # -- settings --------------------------------------------------------------------------
-    @r.get("/settings", summary="Detection settings (windows, thresholds, limit)")
+    @r.get("/settings", summary="Detection settings (windows, thresholds, limit)",
+           responses=ok_schema(hb.SETTINGS_SCHEMA))
     def get_settings(p: Principal = read) -> Response:
         return _json(settings.load(db).to_dict())
 
     @r.put("/settings", summary="Change some detection settings",
-           description="A JSON object with any of: " + ", ".join(settings.HealthSettings.__slots__),
-           openapi_extra=raw_body(JSON_BODY, "the settings to change"))
-    async def put_settings(request: Request, p: Principal = admin) -> Response:
-        body = await _body(request)
-        new = await run_in_threadpool(settings.save, db, body)
+           description="A JSON object with any of: " + ", ".join(settings.HealthSettings.__slots__)
+                       + " (each within its bounds; the others stay). Answers all of them.",
+           responses=ok_schema(hb.SETTINGS_SCHEMA))
+    async def put_settings(body: hb.SettingsBody, p: Principal = admin) -> Response:
+        new = await run_in_threadpool(settings.save, db, hb.changes(body))
         return _json(new.to_dict())
 
     # -- targets --------------------------------------------------------------------------
-    @r.get("/targets", summary="Scrape targets and how their last scrape went")
+    @r.get("/targets", summary="Scrape targets and how their last scrape went",
+           responses=ok_schema(hb.TARGET_LIST_SCHEMA, hb.TARGET_LIST_LINKS))
     def list_targets(p: Principal = read) -> Response:
         now = clock()
         return _json({"targets": [t.to_dict(now=now, redact=not p.allows("admin"))
@@ -224,44 +213,50 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     @r.post("/targets", summary="Add an Envoy /stats/prometheus endpoint to scrape",
             description='`{"url": "http://gw:15000/stats/prometheus", "interval": 30, "name"?, '
                         '"timeout"?, "enabled"?}`; 201 when new, 200 when the URL was known '
-                        "(its settings updated).",
-            status_code=201, responses={200: {"description": "Known URL, updated"}},
-            openapi_extra=raw_body(JSON_BODY, "the target"))
-    async def add_target(request: Request, p: Principal = admin) -> Response:
-        body = await _body(request)
-        t, created = await run_in_threadpool(lambda: targets.create(db, body, now=clock()))
+                        "(its settings updated); 409 past the allowed number of targets.",
+            status_code=201,
+            responses={**ok_schema(hb.TARGET_SCHEMA, hb.TARGET_LINKS, 201),
+                       **ok_schema(hb.TARGET_SCHEMA, hb.TARGET_LINKS, 200), **CONFLICT})
+    async def add_target(body: hb.TargetBody, p: Principal = admin) -> Response:
+        t, created = await run_in_threadpool(
+            lambda: targets.create(db, hb.changes(body), now=clock()))
         monitor_for(service).wake()
         return _json(t.to_dict(now=clock()), 201 if created else 200)
 
-    @r.get("/targets/{target_id}", summary="One scrape target", responses=NOT_FOUND)
-    def get_target(target_id: int = Path(ge=1, le=MAX_ID), p: Principal = read) -> Response:
+    @r.get("/targets/{target_id:int}", summary="One scrape target",
+           operation_id="get_health_target", responses=ok_schema(hb.TARGET_SCHEMA))
+    def get_target(target_id: IdPath, p: Principal = read) -> Response:
         t = targets.get(db, target_id)
         if t is None:
             raise HTTPException(404, "no such scrape target")
         return _json(t.to_dict(now=clock(), redact=not p.allows("admin")))
 
-    @r.patch("/targets/{target_id}", summary="Change a target (url, interval, name, timeout, "
-                                             "enabled)", responses=NOT_FOUND,
-             openapi_extra=raw_body(JSON_BODY, "the fields to change"))
-    async def patch_target(request: Request, target_id: int = Path(ge=1, le=MAX_ID),
+    @r.patch("/targets/{target_id:int}", summary="Change a target (url, interval, name, timeout, "
+                                                 "enabled)", operation_id="patch_health_target",
+             responses={**ok_schema(hb.TARGET_SCHEMA), **CONFLICT})
+    async def patch_target(target_id: IdPath, body: hb.TargetPatch,
                            p: Principal = admin) -> Response:
-        body = await _body(request)
-        t = await run_in_threadpool(lambda: targets.update(db, target_id, body, now=clock()))
+        t = await run_in_threadpool(
+            lambda: targets.update(db, target_id, hb.changes(body), now=clock()))
         if t is None:
             raise HTTPException(404, "no such scrape target")
         monitor_for(service).wake()
         return _json(t.to_dict(now=clock()))
 
-    @r.delete("/targets/{target_id}", summary="Stop scraping a target (its series stay)",
-              responses=NOT_FOUND)
-    def delete_target(target_id: int = Path(ge=1, le=MAX_ID), p: Principal = admin) -> Response:
+    @r.delete("/targets/{target_id:int}", summary="Stop scraping a target (its series stay)",
+              operation_id="delete_health_target",
+              responses=ok_schema(bodies_removed()))
+    def delete_target(target_id: IdPath, p: Principal = admin) -> Response:
         if not targets.remove(db, target_id, now=clock()):
             raise HTTPException(404, "no such scrape target")
         return _json({"removed": target_id})
 
-    @r.post("/targets/{target_id}/scrape", summary="Scrape a target now",
-            responses={**NOT_FOUND, 409: {"description": "Another worker is scraping it"}})
-    def scrape_target(target_id: int = Path(ge=1, le=MAX_ID), p: Principal = admin) -> Response:
+    @r.post("/targets/{target_id:int}/scrape", summary="Scrape a target now",
+            operation_id="scrape_health_target",
+            description="Answers how the scrape went (a failed scrape is still a 200 that "
+                        "says why); 409 while another worker scrapes it.",
+            responses={409: {"model": ErrorBody, "description": "Another worker is scraping it"}})
+    def scrape_target(target_id: IdPath, p: Principal = admin) -> Response:
         if targets.get(db, target_id) is None:
             raise HTTPException(404, "no such scrape target")
         result = monitor_for(service).scrape_now(target_id)
@@ -272,4 +267,10 @@ def build_router(service: Any, require: Callable[[str], Any]) -> APIRouter:
     return r
 
 
+def bodies_overview() -> dict[str, Any]:
+    return hb._obj(["at", "targets"], at=hb.NUM, targets={"type": "array",
+                                                         "items": hb.TARGET_SCHEMA})
 
+
+def bodies_removed() -> dict[str, Any]:
+    return hb._obj(["removed"], removed={"type": "integer"})

@@ -13,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import UsageError
-from wasmprof.server.contract import MAX_ID
+from wasmprof.server.contract import (LABELS_PATTERN, MAX_ID, PRINTABLE, LabelsQuery, NamePath,
+                                      TextQuery, TimeQuery, labels_query, python_pattern,
+                                      text_query, time_query)
 from wasmprof.server.profile_query import QueryBudget
-from wasmprof.server.profile_service import EXPORT_FORMATS, SERVICE_FORMATS, Selection, parse_time
+from wasmprof.server.profile_service import (EXPORT_FORMATS, SERVICE_FORMATS, Selection,
+                                             parse_labels, parse_time)
 from wasmprof.server.responses import (BINARY_BODY, ERROR_RESPONSES, HttpErrorBody, JSON_BODY,
                                        TEXT_BODY, OrjsonResponse, multipart_body, raw_body)
 from wasmprof.server.routes_api import _form_file, _inline_headers, _labels, _text_param
@@ -42,6 +45,42 @@ EXPORT_MEDIA = {
 }
 _PYRO_NAME = re.compile(r"^([^{}]{1,200})(?:\{(.*)\})?$", re.S)
 _PYRO_SUFFIXES = (".cpu", ".itimer", ".wall")
+# What parse_pyroscope_name accepts, as the OpenAPI pattern of `name`: an application name
+# (1-200 printable characters, no braces, not starting with a space) and optional
+# `{key=value,…}` labels (names and values of at most 200 printable characters, no braces or
+# commas). Python's str.strip() also strips Unicode spaces: the first character is none.
+_NOT_SPACE = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_PYRO_LABEL = r"( *[^,={}\x00-\x1f\x7f]{0,200}=[^,{}\x00-\x1f\x7f]{0,200}| *)"
+PYROSCOPE_NAME_PATTERN = (rf"^ *[^{{}}{_NOT_SPACE}][^{{}}\x00-\x1f\x7f]{{0,199}}"
+                          rf"(\{{{_PYRO_LABEL}(,{_PYRO_LABEL})*\}})? *$")
+ExportFormat = Literal[EXPORT_FORMATS]  # type: ignore[valid-type]
+IngestFormat = Literal[SERVICE_FORMATS]  # type: ignore[valid-type]
+FromQuery = Annotated[str | None, time_query("from")]
+ToQuery = Annotated[str | None, time_query("to")]
+
+
+def selection(prefix: str = "") -> Callable[..., Selection]:
+    """A dependency declaring the selection's query parameters (``plugin``, ``version``,
+    ``labels``, ``from``, ``to``, each under ``prefix``) and building the :class:`Selection`."""
+
+    def dep(plugin: str | None = None, version: str | None = None, labels: str | None = None,
+            frm: str | None = None, to: str | None = None) -> Selection:
+        return Selection(plugin=plugin or None, version=version or None,
+                         labels=parse_labels(labels), start=parse_time(frm, prefix + "from"),
+                         end=parse_time(to, prefix + "to"))
+
+    # real objects, not the strings of `from __future__ import annotations`: the names
+    # depend on `prefix`, which FastAPI could not see when evaluating strings
+    dep.__annotations__ = {
+        "plugin": Annotated[str | None, text_query(alias=prefix + "plugin")],
+        "version": Annotated[str | None, text_query(alias=prefix + "version")],
+        "labels": Annotated[str | None, labels_query(prefix + "labels"),
+                            python_pattern(LABELS_PATTERN)],
+        "frm": Annotated[str | None, time_query(prefix + "from")],
+        "to": Annotated[str | None, time_query(prefix + "to")],
+        "return": Selection}
+    return dep
+
 
 
 async def _run_query(request: Request, budget: QueryBudget, fn: Callable[..., Any], *args: Any,
@@ -111,6 +150,8 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
             client_id=_text_param(q.get("batch_id"), "batch_id"))
 
     # -- ingest -------------------------------------------------------------------------
+    # The declared query parameters document and validate what `_ingest` reads; any other
+    # parameter is a label (as on POST /api/v1/logs).
     @r.post("/api/v1/samples", summary="Post an agent JSON sample batch",
             description="Validated whole (400 names `samples[i].field`; nothing of a refused "
                         "batch is stored), symbolized and aggregated. Query: `plugin`, "
@@ -118,9 +159,12 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
                         "is stored once), `from`/`to` (time of samples without `timestamp`).",
             openapi_extra=raw_body(JSON_BODY, '{"modules": [...], "samples": [{"stack": [pc, '
                                               '...]}]}'))
-    async def post_samples(request: Request, p: Principal = ingest):
+    async def post_samples(request: Request, plugin: TextQuery = None, version: TextQuery = None,
+                           labels: LabelsQuery = None, name: TextQuery = None,
+                           batch_id: TextQuery = None, frm: FromQuery = None,
+                           to: ToQuery = None, p: Principal = ingest):
         return await _ingest(request, await request.body(), fmt="agent-json", aux=None,
-                             name=request.query_params.get("name"))
+                             name=name)
 
     @r.post("/api/v1/profiles", summary="Post a profile: perf script (+ multipart 'perf_map'), "
                                         "folded stacks, agent JSON, a WAMR profiler block or pprof",
@@ -130,10 +174,12 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
                         "with a relative clock starts or ends).",
             openapi_extra=raw_body({**multipart_body("file", "perf_map"), **TEXT_BODY,
                                     **BINARY_BODY}, "the profile (and a perf map for perf script)"))
-    async def post_profile(request: Request, p: Principal = ingest):
-        q = request.query_params
+    async def post_profile(request: Request, plugin: TextQuery = None, version: TextQuery = None,
+                           labels: LabelsQuery = None, name: TextQuery = None,
+                           batch_id: TextQuery = None, frm: FromQuery = None, to: ToQuery = None,
+                           format: IngestFormat | None = None,  # noqa: A002
+                           p: Principal = ingest):
         aux = None
-        name = q.get("name")
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             f, form = await _form_file(request)
             if f is None:
@@ -147,7 +193,7 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
             data = await request.body()
         if not data:
             raise UsageError("empty profile upload", source="body", expected="profile bytes")
-        return await _ingest(request, data, fmt=q.get("format") or None, aux=aux, name=name)
+        return await _ingest(request, data, fmt=format or None, aux=aux, name=name)
 
     @r.post("/ingest", summary="Pyroscope ingest API: folded stacks or pprof",
             description="`name=APP{k=v,…}` (required; the app is the plugin, a `.cpu` suffix is "
@@ -160,20 +206,20 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
                                    "folded stacks or a (gzipped) profile.proto"),
             tags=["pyroscope"])
     async def pyroscope_ingest(request: Request, p: Principal = ingest,
-                               name: str = Query(..., max_length=1000),
-                               format: str = Query("folded", max_length=20),  # noqa: A002
+                               name: str = Query(..., max_length=1000,
+                                                 pattern=PYROSCOPE_NAME_PATTERN,
+                                                 description="APP or APP{key=value,…}"),
+                               format: Literal["folded", "lines", "pprof"] = "folded",  # noqa: A002
                                sampleRate: int | None = Query(None, ge=1, le=1_000_000),  # noqa: N803
-                               spyName: str | None = Query(None, max_length=100),  # noqa: N803
-                               units: str | None = Query(None, max_length=40),
-                               aggregationType: str | None = Query(None, max_length=20)):  # noqa: N803
-        q = request.query_params
+                               spyName: Annotated[str | None, text_query(100)] = None,  # noqa: N803
+                               units: Annotated[str | None, text_query(40)] = None,
+                               aggregationType: Annotated[str | None, text_query(20)] = None,  # noqa: N803
+                               frm: FromQuery = None,
+                               until: TimeQuery = None):
         plugin, labels = parse_pyroscope_name(name)
-        fmt = {"folded": "folded", "lines": "folded", "pprof": "pprof"}.get(format)
-        if fmt is None:
-            raise UsageError("unsupported Pyroscope format", source="format",
-                             expected="folded, lines or pprof", found=format[:20])
+        fmt = {"folded": "folded", "lines": "folded", "pprof": "pprof"}[format]
         if spyName:
-            labels["spy"] = _text_param(spyName, "spyName") or ""
+            labels["spy"] = spyName
         if sampleRate:
             labels["sample_rate"] = str(sampleRate)
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -185,12 +231,11 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
             data = await request.body()
         if not data:
             raise UsageError("empty profile", source="body", expected="folded stacks or pprof")
-        start = parse_time(q.get("from"), "from")
-        end = parse_time(q.get("until"), "until")
         return await run_in_threadpool(
             prof.ingest, data, fmt=fmt, aux=None, plugin=plugin,
             version=_text_param(labels.pop("version", None), "version"), labels=labels,
-            name=f"pyroscope {fmt}", start=start, end=end, client_id=None)
+            name=f"pyroscope {fmt}", start=parse_time(frm, "from"),
+            end=parse_time(until, "until"), client_id=None)
 
     # -- queries ------------------------------------------------------------------------
     @r.get("/api/v1/profiles", summary="Select profiles (plugin, version, labels=k:v,…, from, "
@@ -201,17 +246,14 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
                        "selection from the store (`focus=FUNCTION` keeps the sub-trees rooted at "
                        "that function in the SVG); `json` is the top-functions table "
                        "(self/total), the notes, and each module's share of the samples where "
-                       "the recording holds host frames.",
+                       "the recording holds host frames. A selection with no data is a 404.",
            responses={200: {"content": EXPORT_MEDIA, "description": "the export"}})
     async def get_profiles(request: Request, p: Principal = read,
-                           format: str | None = Query(None, max_length=20),  # noqa: A002
-                           focus: str | None = Query(None, max_length=500)) -> Response:
-        sel = Selection.from_params(dict(request.query_params))
+                           sel: Selection = Depends(selection()),
+                           format: ExportFormat | None = None,  # noqa: A002
+                           focus: Annotated[str | None, text_query(500)] = None) -> Response:
         if not format:
             return OrjsonResponse(await run_in_threadpool(prof.summary, sel))
-        if format not in EXPORT_FORMATS:
-            raise UsageError("unknown export format", source="format",
-                             expected=", ".join(EXPORT_FORMATS), found=format[:40])
         chunks, media = await _run_query(request, prof.budget(), prof.export, sel, format,
                                          focus=focus or None)
         return _stream(chunks, media)
@@ -219,40 +261,40 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
     @r.get("/api/v1/profiles/diff", summary="Compare two selections: before.plugin, "
                                             "before.labels, before.from, … and after.*; "
                                             "format=json|svg",
+           description="A side with no data is a 404.",
            responses={200: {"content": {k: EXPORT_MEDIA[k] for k in ("application/json",
                                                                       "image/svg+xml")},
                             "description": "table or differential flame graph"}})
     async def diff_profiles(request: Request, p: Principal = read,
-                            format: str = Query("json", max_length=10),  # noqa: A002
-                            mode: str = Query("normalized", max_length=20)) -> Response:
-        params = dict(request.query_params)
-        before = Selection.from_params(params, "before.")
-        after = Selection.from_params(params, "after.")
+                            before: Selection = Depends(selection("before.")),
+                            after: Selection = Depends(selection("after.")),
+                            format: Literal["json", "svg"] = "json",  # noqa: A002
+                            mode: Literal["normalized", "absolute"] = "normalized") -> Response:
         chunks, media = await _run_query(request, prof.budget(), prof.diff, before, after,
                                          fmt=format, mode=mode)
         return _stream(chunks, media)
 
     @r.get("/api/v1/profiles/timeline", summary="Samples per time step per series group",
            description="Query: the selection (`plugin`, `version`, `labels`, `from`, `to`), "
-                       "`step` (seconds, default: about 240 points), `by` = plugin | version | "
-                       "thread | series | a label name. Answer: `{from, to, step, by, unit, "
-                       "series: [{name, points: [[t, samples], …]}]}`.")
-    async def timeline(request: Request, p: Principal = read,
+                       "`step` (seconds, default: about 240 points; at most 2000 steps in the "
+                       "range, else 400), `by` = plugin | version | thread | series | a label "
+                       "name. Answer: `{from, to, step, by, unit, series: [{name, points: "
+                       "[[t, samples], …]}]}`.")
+    async def timeline(p: Principal = read, sel: Selection = Depends(selection()),
                        step: int | None = Query(None, ge=10, le=31 * 86400),
-                       by: str = Query("plugin", min_length=1, max_length=200)):
-        sel = Selection.from_params(dict(request.query_params))
+                       by: str = Query("plugin", min_length=1, max_length=200,
+                                       pattern=PRINTABLE)):
         return await run_in_threadpool(prof.timeline, sel, step=step, by=by)
 
     @r.get("/api/v1/profiles/labels", summary="Label names of the stored series",
            description="`plugin`, `version` and `thread` are always offered; optionally of one "
                        "`plugin`.")
-    def label_names(plugin: str | None = Query(None, max_length=200), p: Principal = read):
-        return {"names": prof.label_names(plugin)}
+    def label_names(plugin: TextQuery = None, p: Principal = read):
+        return {"names": prof.label_names(plugin or None)}
 
     @r.get("/api/v1/profiles/labels/{name}/values", summary="Values of one label")
-    def label_values(name: str = Path(..., min_length=1, max_length=200),
-                     plugin: str | None = Query(None, max_length=200), p: Principal = read):
-        return {"name": name, "values": prof.label_values(name, plugin)}
+    def label_values(name: NamePath, plugin: TextQuery = None, p: Principal = read):
+        return {"name": name, "values": prof.label_values(name, plugin or None)}
 
     @r.get("/api/v1/profiles/inputs", summary="Stored raw inputs by id (ids=1,2,3): which exist")
     def get_inputs(ids: Annotated[str, Query(

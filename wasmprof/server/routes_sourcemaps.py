@@ -13,35 +13,39 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from wasmprof.errors import UsageError
+from wasmprof.server.bodies import INT, STR, _obj, ok_schema
+from wasmprof.server.contract import IdPath, TextQuery
+from wasmprof.server.responses import (ERROR_RESPONSES, JSON_BODY, OrjsonResponse,
+                                       multipart_body, raw_body)
 
 MAX_MAP_UPLOAD = 64 << 20
-ID = Path(..., ge=1, le=(1 << 63) - 1, description="module id")
+MAP_SCHEMA = _obj(["module_id", "sha256", "size"], module_id=INT, sha256=STR, size=INT)
 
 
 def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
-    from wasmprof.server.responses import ERROR_RESPONSES, JSON_BODY, multipart_body, raw_body
-    r = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+    r = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES,
+                  default_response_class=OrjsonResponse)
 
-    @r.post("/modules/{mid}/source-map", status_code=201,
+    @r.post("/modules/{mid:int}/source-map", status_code=201, operation_id="upload_source_map",
             summary="Upload the source map of a Wasm module (multipart 'file' or raw JSON)",
             description="For modules without DWARF (AssemblyScript `--sourceMap`, Emscripten "
                         "`-gsource-map`): the `.wasm.map` is validated (Source Map v3, one "
                         "line of mappings whose columns are offsets inside the module), "
                         "stored, used for every address space from then on; the crashes of "
                         "the module's plugins are re-symbolized. Replaces an earlier map.",
-            responses={201: {"description": "stored"}, 404: {"description": "no such module"},
-                       413: {"description": "map too large"}},
+            responses=ok_schema(MAP_SCHEMA, status=201),
             openapi_extra=raw_body({**multipart_body("file"), **JSON_BODY}, "the source map"),
             dependencies=[Depends(require("ingest"))])
-    async def upload_source_map(request: Request, mid: int = ID) -> dict[str, Any]:
+    async def upload_source_map(request: Request, mid: IdPath,
+                                filename: TextQuery = None) -> dict[str, Any]:
         size = int(request.headers.get("content-length") or 0)
         if size > MAX_MAP_UPLOAD:
             raise HTTPException(413, f"source map larger than {MAX_MAP_UPLOAD} bytes")
-        filename = request.query_params.get("filename")
+        filename = filename or None
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=8)
             f = form.get("file")
@@ -65,10 +69,11 @@ def build_router(svc: Any, require: Callable[[str], Any]) -> APIRouter:
             await run_in_threadpool(svc.crashes.resymbolize, plugin=link)
         return got
 
-    @r.get("/modules/{mid}/source-map", summary="The uploaded source map's record",
-           responses={404: {"description": "no such module or no map uploaded"}},
+    @r.get("/modules/{mid:int}/source-map", summary="The uploaded source map's record",
+           description="404 when the module has no uploaded map.",
+           operation_id="get_source_map", responses=ok_schema(MAP_SCHEMA),
            dependencies=[Depends(require("read"))])
-    def get_source_map(mid: int = ID) -> dict[str, Any]:
+    def get_source_map(mid: IdPath) -> dict[str, Any]:
         row = svc.registry.source_map_row(mid)
         if row is None:
             raise HTTPException(404, "no source map uploaded for this module")

@@ -28,6 +28,8 @@ from wasmprof.oci.reference import Reference, check_tag, parse_reference
 from wasmprof.store.db import Database, Tx, now
 
 VERSION_PLACEHOLDER = "{version}"
+#: Longest text before and after ``{version}`` in a tag template (the tag stays ≤ 128).
+TEMPLATE_PREFIX, TEMPLATE_SUFFIX = 63, 64
 MAX_URL = 1024
 BODY_KEYS = {"url", "credentials", "plain_http"}
 
@@ -121,10 +123,17 @@ def source_from_body(plugin: str, body: Any, existing: PluginSource | None) -> P
         raise UsageError("unknown field", source=f"body.{extra[0]}",
                          expected=", ".join(sorted(BODY_KEYS)))
     url = _text(body.get("url"), "url", MAX_URL)
-    if url.count(VERSION_PLACEHOLDER) > 1 or (VERSION_PLACEHOLDER in url and ":" not in
-                                               url.rsplit("/", 1)[-1]):
+    last = url.rsplit("/", 1)[-1]
+    if url.count(VERSION_PLACEHOLDER) > 1 or (VERSION_PLACEHOLDER in url and (
+            ":" not in last or VERSION_PLACEHOLDER not in last.rsplit(":", 1)[1])):
         raise UsageError("{version} may appear once, in the tag", source="url",
                          expected="oci://HOST/REPO:prefix{version}suffix", found=url[:80])
+    if VERSION_PLACEHOLDER in url:
+        prefix, suffix = last.rsplit(":", 1)[1].split(VERSION_PLACEHOLDER)
+        if len(prefix) > TEMPLATE_PREFIX or len(suffix) > TEMPLATE_SUFFIX:
+            raise UsageError("tag template too long", source="url",
+                             expected=f"at most {TEMPLATE_PREFIX} characters before "
+                                      f"{{version}} and {TEMPLATE_SUFFIX} after", found=url[:80])
     plain = body.get("plain_http", False)
     if not isinstance(plain, bool):
         raise UsageError("plain_http must be true or false", source="plain_http")
