@@ -3,8 +3,10 @@
 The parent binds ``host:port`` once (so port conflicts fail before anything forks), runs the
 database migrations once (and loads the ``--demo`` samples), then forks N workers. Each worker
 builds its own :class:`~wasmprof.server.service.Service` (own database connections, own
-caches, own claim owner ids, which carry its pid) and runs uvicorn on the inherited socket;
-the kernel hands each new connection to one of the processes blocked in ``accept``.
+caches, own claim owner ids, which carry its pid) and runs uvicorn on its own
+``SO_REUSEPORT`` socket (Linux: the kernel spreads new connections evenly over the workers by
+address hash; one shared accept queue let the first worker take most keep-alive connections
+in the benchmark) or, where that option is missing, on the parent's inherited socket.
 
 Background threads per process (all of them coordinate through database claims or leases, so
 several processes are as safe as several replicas):
@@ -58,12 +60,20 @@ def worker_count(value: str) -> int:
     return n
 
 
-def listen_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A bound, listening, inheritable TCP socket on ``host:port``."""
+REUSEPORT = hasattr(socket, "SO_REUSEPORT")
+
+
+def listen_socket(host: str, port: int, *, listen: bool = True, reuse_port: bool = False,
+                  backlog: int = 2048) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (inheritable; listening unless ``listen=False``).
+    ``reuse_port``: with ``SO_REUSEPORT``, so each worker can have its own socket on the port
+    and the kernel spreads new connections evenly over them."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _type, _proto, _canon, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     try:
@@ -72,7 +82,8 @@ def listen_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}", source="--port",
                          found=str(port)) from None
-    sock.listen(backlog)
+    if listen:
+        sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 
@@ -118,9 +129,18 @@ def run_workers(config: ServerConfig, n: int, run_one: Callable[[ServerConfig, l
                 prepare: Callable[[ServerConfig], None]) -> int:
     """Bind, ``prepare(config)`` once (migrations, demo data), fork ``n`` workers each calling
     ``run_one(worker config, [socket], "<index>/<pid>")``, supervise them; the exit code."""
-    sock = listen_socket(config.host, config.port)
+    # Linux: the parent holds the port bound but not listening (a clear error now if it is
+    # taken; no connection is ever queued on it) and every worker listens on a socket of its
+    # own with SO_REUSEPORT. Elsewhere: one listening socket shared by the workers.
+    sock = listen_socket(config.host, config.port, listen=not REUSEPORT, reuse_port=REUSEPORT)
     prepare(config)
-    sup = _Supervisor(n, lambda i: _child(run_one, worker_config(config, i), sock, i))
+
+    def body(i: int) -> int:
+        own = (listen_socket(config.host, config.port, reuse_port=True) if REUSEPORT
+               else sock)
+        return _child(run_one, worker_config(config, i), own, i)
+
+    sup = _Supervisor(n, body)
     log.info("wasmprof workers", extra={"workers": n, "host": config.host, "port": config.port})
     try:
         return sup.run()
