@@ -5,6 +5,8 @@ PostgreSQL side by side, plus the previous design (git main's ProfileService) fo
     .venv/bin/python bench/profiles_scale.py                      # 10M samples, both backends
     .venv/bin/python bench/profiles_scale.py --samples 1000000 --backends sqlite
     .venv/bin/python bench/profiles_scale.py --only issue-table   # the issue's 100k/500k/2M table
+    .venv/bin/python bench/profiles_scale.py --only scale --samples 2000000 --workers 1,2 \
+        --queries 0                           # serve --workers 1 vs 2, ingest only
 
 Workload (``tests/profile_gen.py``): 20 plugins × 10 pods, each plugin one of the fixture AOT
 modules (uploaded with its .wasm), stacks along fixed call paths through the module's real
@@ -79,6 +81,32 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / hz, sum(v[:8]) / hz
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its children (the worker processes of ``serve --workers``)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    return [pid, *(int(k) for k in kids)]
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    return {p: cpu_s(p) for p in tree(pid)}
+
+
 def pct(values: list[float], p: float) -> float:
     v = sorted(values)
     return v[min(len(v) - 1, int(p * len(v)))] if v else float("nan")
@@ -91,7 +119,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_kb(self.pid))
+            self.peak = max(self.peak, sum(rss_kb(p) for p in tree(self.pid)))
             self._stop.wait(0.05)
 
     def __enter__(self) -> "RssSampler":
@@ -313,34 +341,54 @@ def settle(backend: str, where, timeout: float = 900) -> int:
 
 
 # -- phases -----------------------------------------------------------------------------
-def run_scale(args, backend: str, body, batches, offsets, now, cluster) -> dict:
+def run_scale(args, backend: str, body, batches, offsets, now, cluster, workers: int = 1) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"wasmprof-scale-{backend}-"))
-    db = cluster.create_database(f"scale{int(time.time())}") if backend == "postgres" else None
+    db = (cluster.create_database(f"scale{int(time.time())}w{workers}") if backend == "postgres"
+          else None)
     os.environ["WASMPROF_PROFILE_MAINTAIN_SECONDS"] = "2"
     token = token_for(tmp, db)
     servers = [Server(tmp, db, free_port()) for _ in range(args.replicas)]
     for sv in servers:
-        sv.start()
+        sv.start(extra=["--workers", str(workers)] if workers > 1 else [])
     server = servers[0]
-    out: dict = {"backend": backend, "replicas": args.replicas}
+    tag = f"{backend} w{workers}"
+    out: dict = {"backend": backend, "replicas": args.replicas, "workers": workers}
     try:
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
                           timeout=600) as c:
             upload_modules(c, args.plugins)
         pids = [sv.proc.pid for sv in servers]
-        cpu0 = sum(cpu_s(p) for p in pids)
+        cpu0 = {k: v for p in pids for k, v in tree_cpu(p).items()}
+        load0, busy0, mine0 = os.getloadavg(), machine_busy(), self_cpu()
         wall, acked, lat, errors = post_all([sv.url for sv in servers], token, body, offsets,
                                             batches, args.clients)
+        load1, busy1, mine1 = os.getloadavg(), machine_busy(), self_cpu()
+        machine = (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1e-9)
+        cpu1 = {k: v for p in pids for k, v in tree_cpu(p).items()}
+        per_proc = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+        procs = [k for p in pids for k in tree(p)]
+        server_cpu = sum(per_proc.values())
         out.update(ingest_wall=wall, acked=acked, errors=errors,
                    samples_per_s=acked / wall, p50_ms=pct(lat, .5) * 1000,
-                   p99_ms=pct(lat, .99) * 1000, server_cpu=sum(cpu_s(p) for p in pids) - cpu0,
-                   ingest_peak_rss_mb=max(rss_kb(p, "VmHWM") for p in pids) / 1024)
-        print(f"[{backend}] ingest {acked:,} samples in {wall:.1f} s = {acked / wall:,.0f} "
-              f"samples/s with {args.replicas} replica(s) on one database (server CPU "
-              f"{out['server_cpu']:.0f} s), p50 {out['p50_ms']:.0f} ms, p99 "
-              f"{out['p99_ms']:.0f} ms, errors {errors}", flush=True)
+                   p99_ms=pct(lat, .99) * 1000, server_cpu=server_cpu,
+                   samples_per_cpu_s=acked / max(server_cpu, 1e-9),
+                   cpu_per_process=sorted(round(v, 1) for v in per_proc.values()),
+                   load_before=load0, load_after=load1, machine_busy=machine,
+                   client_cpu=mine1 - mine0,
+                   ingest_peak_rss_mb=max(rss_kb(p, "VmHWM") for p in procs) / 1024,
+                   ingest_rss_sum_mb=sum(rss_kb(p) for p in procs) / 1024)
+        print(f"[{tag}] ingest {acked:,} samples in {wall:.1f} s = {acked / wall:,.0f} "
+              f"samples/s with {args.replicas} replica(s) x {workers} worker(s) on one database "
+              f"(server CPU {server_cpu:.0f} s = {out['samples_per_cpu_s']:,.0f} samples per "
+              f"CPU-second, per process {out['cpu_per_process']}), p50 {out['p50_ms']:.0f} ms, "
+              f"p99 {out['p99_ms']:.0f} ms, errors {errors}; peak RSS per process "
+              f"{out['ingest_peak_rss_mb']:.0f} MB, all processes {out['ingest_rss_sum_mb']:.0f} "
+              f"MB; load {load0[0]:.2f} -> {load1[0]:.2f}, machine CPU busy {machine:.0%}, bench "
+              f"clients {out['client_cpu']:.0f} CPU s", flush=True)
         for sv in servers[1:]:            # queries: one replica, its RSS
             sv.stop()
+        if args.queries <= 0:
+            return out
         where = tmp / "wasmprof.db" if backend == "sqlite" else db
         t = time.perf_counter()
         rows = settle(backend, where)
@@ -349,7 +397,7 @@ def run_scale(args, backend: str, body, batches, offsets, now, cluster) -> dict:
         out.update(rows=rows, derived_bytes=derived, raw_bytes=raw, total_bytes=total,
                    bytes_per_sample=derived / max(acked, 1),
                    total_bytes_per_sample=total / max(acked, 1))
-        print(f"[{backend}] after maintenance ({out['settle_s']:.0f} s): {rows:,} count rows; "
+        print(f"[{tag}] after maintenance ({out['settle_s']:.0f} s): {rows:,} count rows; "
               f"derived store {derived / 1e6:.1f} MB = {derived / acked:.2f} bytes/sample; raw "
               f"inputs (zstd, kept {7} d) {raw / 1e6:.0f} MB; whole database "
               f"{total / acked:.1f} bytes/sample", flush=True)
@@ -373,12 +421,12 @@ def run_scale(args, backend: str, body, batches, offsets, now, cluster) -> dict:
                     codes.add(code)
                 res[name] = {"p50": pct(times, .5), "p99": pct(times, .99), "n": n,
                              "codes": sorted(codes), "kb": statistics.mean(sizes) / 1024}
-                print(f"[{backend}] query {name:15s}: p50 {res[name]['p50']:.3f} s  p99 "
+                print(f"[{tag}] query {name:15s}: p50 {res[name]['p50']:.3f} s  p99 "
                       f"{res[name]['p99']:.3f} s  ({n} queries, {res[name]['kb']:.0f} KB "
                       f"speedscope, HTTP {sorted(codes)})", flush=True)
         out["queries"] = res
         out["query_peak_rss_mb"] = rs.peak / 1024
-        print(f"[{backend}] peak server RSS: ingest {out['ingest_peak_rss_mb']:.0f} MB, during "
+        print(f"[{tag}] peak server RSS: ingest {out['ingest_peak_rss_mb']:.0f} MB, during "
               f"queries {out['query_peak_rss_mb']:.0f} MB", flush=True)
     finally:
         for sv in servers:
@@ -464,7 +512,11 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=1,
                     help="server processes on the one database during ingest (default 1; "
                          "queries use the first)")
-    ap.add_argument("--queries", type=int, default=20, help="queries per window (default 20)")
+    ap.add_argument("--workers", default="1", type=lambda v: [int(x) for x in v.split(",")],
+                    help="`wasmprof serve --workers N` of each server, comma-separated to "
+                         "compare several side by side (default 1; e.g. 1,2)")
+    ap.add_argument("--queries", type=int, default=20,
+                    help="queries per window (default 20; 0 = ingest only)")
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "wasmprof-bench-profiles"))
@@ -488,8 +540,8 @@ def main() -> int:
             cluster = PgCluster(pg_bin_dir(), Path(tempfile.mkdtemp(prefix="wasmprof-bench-pg-")))
             cluster.start(durable=True)
         try:
-            report["scale"] = [run_scale(args, b, body, batches, offsets, now, cluster)
-                               for b in backends]
+            report["scale"] = [run_scale(args, b, body, batches, offsets, now, cluster, w)
+                               for b in backends for w in args.workers]
         finally:
             if cluster is not None:
                 cluster.stop()

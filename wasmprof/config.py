@@ -134,6 +134,9 @@ class ServerConfig:
     rate_limit: float = 200.0          # requests per second per token (0 = unlimited)
     rate_burst: int = 400
     background: bool = True            # run the indexing worker thread
+    #: run the periodic replica-wide work here too (profile maintenance/downsampler/rebuilds,
+    #: webhook delivery, health scraping); False in `serve --workers` processes but the first
+    maintenance: bool = True
     public_url: str | None = None      # used in links (webhooks, demo banner)
     metrics_token: str | None = None   # /metrics needs it (or an admin token) when set
     header_timeout: float = 10.0       # request line + headers must arrive within (s)

@@ -26,4 +26,5 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args, demo=True)
-    return serve(config, banner=True, log_format=args.log_format, quiet=args.quiet)
+    return serve(config, banner=True, log_format=args.log_format, quiet=args.quiet,
+                 workers=args.workers)

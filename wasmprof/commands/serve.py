@@ -16,6 +16,7 @@ EPILOG = """examples:
   wasmprof serve                                   # SQLite in ~/.local/share/wasmprof, 127.0.0.1:8080
   wasmprof serve --data ./state --port 9000
   wasmprof serve --db postgresql://wasmprof@db:5432/wasmprof --host 0.0.0.0   # one of N replicas
+  wasmprof serve --workers 2 --host 0.0.0.0        # 2 processes on one port (2 cores)
   wasmprof serve --demo                            # bundled samples, anonymous access, fresh data dir
   wasmprof serve --allow-anonymous read            # dashboards without a token, ingest needs one
   wasmprof serve --host 0.0.0.0 --public-url https://wasmprof.example.com   # links in alerts
@@ -33,6 +34,13 @@ Tokens: wasmprof token create NAME --scopes ingest,read (scopes: ingest, read, a
 def add_serve_arguments(p: argparse.ArgumentParser, *, demo_default: bool = False) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    from wasmprof.server.workers import worker_count
+    p.add_argument("--workers", type=worker_count, default=1, metavar="N",
+                   help="server processes sharing the port (default 1; e.g. one per core: "
+                        "ingest is CPU-bound Python). Works with SQLite and PostgreSQL. "
+                        "Every process indexes its uploads; the first also runs profile "
+                        "maintenance, webhook delivery and health scraping. Rate limits are "
+                        "per process. Responses carry X-Wasmprof-Worker: INDEX/PID")
     if not demo_default:
         p.add_argument("--demo", action="store_true",
                        help="load the bundled samples into the store (a fresh temporary data "
@@ -114,13 +122,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def setup_logging(fmt: str, quiet: bool) -> None:
+def setup_logging(fmt: str, quiet: bool, *, worker: str | None = None) -> None:
+    """Log lines on stderr; with ``worker`` (``<index>/<pid>`` of a ``--workers`` process)
+    every line carries it."""
     from wasmprof.server.app import JsonLogFormatter
     handler = logging.StreamHandler(sys.stderr)
+    if worker is not None:
+        from wasmprof.server.workers import WorkerField
+        handler.addFilter(WorkerField(worker))
     if fmt == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        prefix = f"[worker {worker}] " if worker else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(name)s: "
+                                               "%(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -173,42 +188,87 @@ def public_url(url: str | None) -> str | None:
 
 
 def serve(config: ServerConfig, *, banner: bool = False, log_format: str | None = None,
-          quiet: bool = False) -> int:
+          quiet: bool = False, workers: int = 1) -> int:
+    """Run the service until SIGTERM/SIGINT: one process, or ``workers`` processes on one
+    socket (:mod:`wasmprof.server.workers`)."""
+    if log_format is None:
+        log_format = "text" if sys.stderr.isatty() else "json"
+    setup_logging(log_format, quiet)
+    if workers > 1:
+        from wasmprof.server.workers import run_workers
+
+        def prepare(cfg: ServerConfig) -> None:      # once, in the parent, before forking
+            from wasmprof.store.state import open_store
+            if cfg.demo:
+                from wasmprof.server.service import Service
+                svc = Service(cfg)
+                _load_demo(svc)
+                svc.store.close()
+            else:
+                open_store(cfg.store).close()        # migrations run here, not N times at once
+            _log_serving(cfg, workers)
+            if banner:
+                print_banner(cfg)
+
+        def run_one(cfg: ServerConfig, sockets: list, worker: str) -> int:
+            setup_logging(log_format, quiet, worker=worker)
+            return _run_server(cfg, sockets=sockets, worker=worker)
+
+        return run_workers(config, workers, run_one, prepare)
+    from wasmprof.server.service import Service
+    svc = Service(config)
+    if config.demo:
+        _load_demo(svc)
+    _log_serving(config, 1)
+    if banner:
+        print_banner(config)
+    return _run_server(config, svc=svc)
+
+
+def _load_demo(svc) -> None:
+    from wasmprof.server.demo import load_samples
+    log = logging.getLogger("wasmprof.serve")
+    if svc.stats()["modules"] == 0:
+        loaded = load_samples(svc)
+        log.info("demo samples loaded", extra={k: v for k, v in loaded.items() if k != "errors"})
+        for e in loaded["errors"]:
+            log.warning("demo sample skipped: %s", e)
+
+
+def _log_serving(config: ServerConfig, workers: int) -> None:
+    from wasmprof.config import redact_url
+    logging.getLogger("wasmprof.serve").info(
+        "wasmprof serving", extra={"host": config.host, "port": config.port,
+                                   "db": redact_url(config.store.db_url),
+                                   "data": str(config.store.data_dir), "demo": config.demo,
+                                   "anonymous": sorted(config.anonymous_scopes),
+                                   "public_url": config.public_url, "workers": workers})
+
+
+def _run_server(config: ServerConfig, *, svc=None, sockets: list | None = None,
+                worker: str | None = None) -> int:
+    """uvicorn on ``config.host:port`` (or the inherited ``sockets``) until stopped; 3 when
+    the app did not start."""
     import uvicorn
 
-    from wasmprof.config import redact_url
     from wasmprof.server.app import create_app
     from wasmprof.server.guards import protocol_with
     from wasmprof.server.service import Service
 
-    if log_format is None:
-        log_format = "text" if sys.stderr.isatty() else "json"
-    setup_logging(log_format, quiet)
-    log = logging.getLogger("wasmprof.serve")
-    svc = Service(config)
-    if config.demo:
-        from wasmprof.server.demo import load_samples
-        empty = svc.stats()["modules"] == 0
-        if empty:
-            loaded = load_samples(svc)
-            log.info("demo samples loaded", extra={k: v for k, v in loaded.items() if k != "errors"})
-            for e in loaded["errors"]:
-                log.warning("demo sample skipped: %s", e)
+    svc = svc or Service(config)
     app = create_app(config, svc)
+    if worker is not None:
+        from wasmprof.server.workers import WorkerHeader
+        app = WorkerHeader(app, worker)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port,
                                            log_config=None, access_log=False, lifespan="on",
                                            http=protocol_with(config.header_timeout),
                                            timeout_graceful_shutdown=10))
-    log.info("wasmprof serving", extra={"host": config.host, "port": config.port,
-                                        "db": redact_url(config.store.db_url),
-                                        "data": str(config.store.data_dir), "demo": config.demo,
-                                        "anonymous": sorted(config.anonymous_scopes),
-                                        "public_url": config.public_url})
-    if banner:
-        print_banner(config)
-    server.run()
-    svc.store.close()
-    return 0
+    try:
+        server.run(sockets=sockets)
+    finally:
+        svc.store.close()
+    return 0 if server.started else 3
 
 
 def print_banner(config: ServerConfig) -> None:
@@ -231,4 +291,5 @@ Stop with Ctrl-C.
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args, demo=args.demo)
-    return serve(config, banner=args.demo, log_format=args.log_format, quiet=args.quiet)
+    return serve(config, banner=args.demo, log_format=args.log_format, quiet=args.quiet,
+                 workers=args.workers)

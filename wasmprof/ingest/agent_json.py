@@ -344,7 +344,11 @@ def parse_agent_columns(data: bytes, source: str = "<agent json>", *,
     if min(lens) < 1 or max(lens) > MAX_STACK_DEPTH:
         return None
     flat = list(chain.from_iterable(stacks))
-    if set(map(type, flat)) != _INT_ONLY or min(flat) < 0:
+    if set(map(type, flat)) != _INT_ONLY:
+        return None
+    try:                               # a negative PC or one past 2^64 - 1 overflows uint64
+        pcs = np.array(flat, dtype=np.uint64)
+    except OverflowError:
         return None
     counts = [s.get("count", 1) for s in samples_in]
     if set(map(type, counts)) != _INT_ONLY or min(counts) < 0 or max(counts) > MAX_COUNT:
@@ -374,7 +378,6 @@ def parse_agent_columns(data: bytes, source: str = "<agent json>", *,
             return None
     else:
         labels = [{}] * len(samples_in)
-    pcs = np.array(flat, dtype=np.uint64)
     module = np.full(len(pcs), -1, dtype=np.int32)
     offset = pcs.copy()
     bases.sort()

@@ -137,14 +137,15 @@ def create_app(config: ServerConfig, service: Service | None = None) -> FastAPI:
             svc.start()
         starter = _optional("wasmprof.alerts", "start_worker")
         worker = None
-        if starter is not None and config.background and config.deliver_webhooks:
+        if (starter is not None and config.background and config.deliver_webhooks
+                and config.maintenance):
             try:
                 worker = starter(svc.db, config)
             except Exception:  # noqa: BLE001 - alerts must not stop the service
                 log.exception("alerts worker did not start")
         health_starter = _optional("wasmprof.health", "start_monitor")
         health = None
-        if health_starter is not None and config.background:
+        if health_starter is not None and config.background and config.maintenance:
             try:
                 health = health_starter(svc, config)
             except Exception:  # noqa: BLE001 - health scraping must not stop the service

@@ -104,6 +104,7 @@ class ScopeResolver:
         self.symbolizer = make_symbolizer(self.modules, resolver)
         self.notes: list[str] = list(self.symbolizer.modules.notes)
         self._chains: dict[tuple, tuple[int, ...]] = {}
+        self._stack_ids: dict[tuple[int, ...], int] = {}
         self._module_by_hint: dict[str | None, tuple[Module | None, str | None]] = {}
         self._intervals: dict[int, tuple[Any, list]] = {}
 
@@ -154,6 +155,35 @@ class ScopeResolver:
         return (("r", id(module) if module is not None else None, raw.space, raw.aot_index,
                  raw.func_index, probe, raw.printed_name, raw.module, caller, raw.truncated),
                 module, caller)
+
+    def chain_at(self, fast_key: tuple | None, ident: str | None, pos: int, leaf: bool,
+                 cols: Any) -> Chain:
+        """:meth:`chain` of position ``pos`` of an AgentColumns batch (a host frame when
+        ``ident`` is None), cached under ``fast_key`` when given (the aggregate_columns
+        interval key: every PC with that key has the same chain)."""
+        if fast_key is not None:
+            hit = self._chains.get(fast_key)
+            if hit is not None:
+                return hit
+        off = int(cols.offset[pos])
+        if ident is None:
+            raw = RawFrame(index=0, space=AddressSpace.NATIVE, offset=off, native=True)
+        else:
+            raw = RawFrame(index=0 if leaf else 1, space=AddressSpace.NATIVE, offset=off,
+                           module=ident)
+        hit = self.chain(raw)
+        if fast_key is not None:
+            self._chains[fast_key] = hit
+        return hit
+
+    def stack_id(self, fids: tuple[int, ...]) -> int:
+        """:func:`stack_id`, memoized (the same stacks come back batch after batch)."""
+        sid = self._stack_ids.get(fids)
+        if sid is None:
+            if len(self._stack_ids) >= MAX_CACHED_KEYS:
+                self._stack_ids.clear()
+            sid = self._stack_ids[fids] = stack_id(fids)
+        return sid
 
     def chain(self, raw: RawFrame) -> Chain:
         """The resolution of one raw frame: frame ids (innermost first) and, per id, its
@@ -235,7 +265,7 @@ class AggregatedBatch:
 
     def add_stack(self, fids: tuple[int, ...], scope: ScopeResolver) -> int:
         """Record a stack (and its frames, and which of them are pending); its id."""
-        sid = stack_id(fids)
+        sid = scope.stack_id(fids)
         self.stacks[sid] = fids
         for fid in fids:
             content, pending = self.known[fid]
@@ -322,12 +352,12 @@ def aggregate_columns(cols: Any, scope: ScopeResolver, *, plugin: str | None,
     is_leaf[cols.starts[:-1]] = True
     # an integer code per position whose distinct values need one chain() each
     code = np.full(n_pos, -1, dtype=np.int64)
-    reps: list[tuple[RawFrame, bool]] = []           # representative raw frame per code
+    #: per code: (chain cache key or None, module ident (None: host frame), a position)
+    reps: list[tuple[tuple | None, str | None, int]] = []
     host = cols.module < 0
     if host.any():
         code[host] = 0
-        reps.append((RawFrame(index=0, space=AddressSpace.NATIVE, offset=int(cols.offset[host][0]),
-                              native=True), False))
+        reps.append((None, None, int(np.flatnonzero(host)[0])))
     for j, ident in enumerate(cols.modules):
         sel = np.flatnonzero(cols.module == j)
         if not len(sel):
@@ -346,11 +376,12 @@ def aggregate_columns(cols: Any, scope: ScopeResolver, *, plugin: str | None,
             combo = iv * 2 + caller
             fast = ~none_iv
             fast_pos = sel[fast]
-            _uniq, first, inv = np.unique(combo[fast], return_index=True, return_inverse=True)
+            uniq, first, inv = np.unique(combo[fast], return_index=True, return_inverse=True)
             base = len(reps)
-            for pos in fast_pos[first].tolist():
-                reps.append((RawFrame(index=0 if is_leaf[pos] else 1, space=AddressSpace.NATIVE,
-                                      offset=int(cols.offset[pos]), module=ident), False))
+            # (function interval, caller) resolves alike for every PC in it: its chain is
+            # cached under that key, so a warm scope skips RawFrame and key() per distinct PC
+            for c, pos in zip(uniq.tolist(), fast_pos[first].tolist()):
+                reps.append((("iv", id(module), c >> 1, c & 1), ident, pos))
             code[fast_pos] = base + inv
             slow = sel[none_iv]
         else:
@@ -363,11 +394,11 @@ def aggregate_columns(cols: Any, scope: ScopeResolver, *, plugin: str | None,
                 k = pairs.get((o, c))
                 if k is None:
                     k = pairs[(o, c)] = len(reps)
-                    reps.append((RawFrame(index=1 if c else 0, space=AddressSpace.NATIVE,
-                                          offset=o, module=ident), False))
+                    reps.append((None, ident, p))
                 code[p] = k
     out = AggregatedBatch(width=width, modules=scope.modules_hash)
-    chains = [out.use(scope.chain(raw)) for raw, _ in reps]
+    chains = [out.use(scope.chain_at(fk, ident, pos, bool(is_leaf[pos]), cols))
+              for fk, ident, pos in reps]
     # distinct stacks: samples as byte strings of their position codes
     code32 = code.astype(np.int32 if len(reps) < 1 << 31 else np.int64)
     buf = code32.tobytes()

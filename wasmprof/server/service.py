@@ -69,7 +69,8 @@ class Service:
         self._worker = threading.Thread(target=self._run, name="wasmprof-indexer", daemon=True)
         self._worker.start()
         self.enqueue_pending()
-        self.profiles.start()
+        if self.config.maintenance:   # periodic store maintenance: one process per host is enough
+            self.profiles.start()
         self.sources.start()
 
     def stop(self) -> None:

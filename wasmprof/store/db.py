@@ -21,7 +21,9 @@ per-thread; SQLite writes in one process are serialized by a lock and across pro
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -109,6 +111,8 @@ class Database:
                              expected="sqlite:///PATH or postgresql://…", found=redact_url(url))
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._lock_fd: int | None = None     # SQLite: <db>-writelock, opened per process
+        self._lock_pid = 0
         self._conns: list[Any] = []
         self._conns_lock = threading.Lock()
         self._sql_cache: dict[str, str] = {}
@@ -190,7 +194,7 @@ class Database:
             return
         conn = self._conn()
         if self.dialect == "sqlite":
-            with self._write_lock:
+            with self._write_lock, self._process_lock():
                 conn.execute("BEGIN IMMEDIATE")
                 tx = self._local.tx = Tx(self, conn)
                 try:
@@ -213,6 +217,28 @@ class Database:
         except psycopg.OperationalError:
             self._drop_conn()
             raise
+
+    @contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """SQLite: an exclusive ``flock`` on ``<db>-writelock`` around a write transaction.
+        Writers in other processes (``serve --workers``, replicas on one file) then queue in
+        the kernel and wake the moment the lock is free, instead of SQLite's busy handler
+        sleeping and retrying (which left cores idle with several workers). Advisory: a
+        writer without it still waits on SQLite's own lock (busy timeout)."""
+        fd = self._lock_fd if self._lock_pid == os.getpid() else None
+        if fd is None:
+            try:
+                fd = os.open(f"{self.path}-writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                             0o600)
+            except OSError:                  # read-only directory: SQLite's lock alone
+                yield
+                return
+            self._lock_fd, self._lock_pid = fd, os.getpid()   # per process: not inherited
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     @contextmanager
     def savepoint(self, tx: Tx, name: str = "sp") -> Iterator[Tx]:
@@ -250,6 +276,9 @@ class Database:
 
     def close(self) -> None:
         self.closed = True
+        if self._lock_fd is not None and self._lock_pid == os.getpid():
+            os.close(self._lock_fd)
+        self._lock_fd = None
         with self._conns_lock:
             conns, self._conns = self._conns, []
         for c in conns:
