@@ -285,7 +285,8 @@ def timed_get(c: httpx.Client, params: dict) -> tuple[float, int, int]:
 
 # -- bytes on disk ----------------------------------------------------------------------
 DERIVED = ("profile_counts", "profile_stacks", "profile_frames", "profile_series",
-           "profile_series_labels", "profile_pending", "profile_stack_pending", "profile_notes")
+           "profile_series_labels", "profile_pending", "profile_stack_pending", "profile_notes",
+           "profile_rollups", "profile_rollup_dirty")
 
 
 def sqlite_bytes(db: Path) -> tuple[int, int, int]:

@@ -31,6 +31,7 @@ import orjson
 from wasmprof.errors import NotFoundError, UsageError, WasmprofError
 from wasmprof.model import Frame, FrameStatus, Sample
 from wasmprof.profiles import SymbolizedProfile
+from wasmprof.server import profile_rollup as rollup
 from wasmprof.server.profile_codec import decode_many, sum_pairs
 from wasmprof.server.profile_store import ProfileStore, chunks, marks
 from wasmprof.store.db import Database, Tx
@@ -262,7 +263,11 @@ class ProfileQuery:
         self.store = store
 
     def sums(self, tx: Tx, sel: Selection, budget: QueryBudget,
-             group_by: str | None = "series") -> Sums:
+             group_by: str | None = "series", *, rollups: bool = True) -> Sums:
+        """Summed counts of ``sel``. Without label filters and per-series groups, the hours and
+        days entirely inside the range are read from the rollups
+        (:mod:`~wasmprof.server.profile_rollup`; exactly the same sums), the rest raw;
+        ``rollups=False`` reads everything raw."""
         series, event_notes = one_event(tx, matching_series(tx, sel), sel)
         out = Sums(series=series, groups={}, members={}, notes=event_notes)
         if not series:
@@ -272,7 +277,7 @@ class ProfileQuery:
         blobs: dict[Any, list[bytes]] = {}
         sizes: dict[Any, int] = {}
         gkey = {sid: _group_key(ser, group_by) for sid, ser in series.items()}
-        first, last = math.inf, -math.inf
+        bounds = [math.inf, -math.inf]
 
         def flush(g: Any) -> None:                 # decode a group's rows, keep memory bounded
             if blobs.get(g):
@@ -281,40 +286,85 @@ class ProfileQuery:
                 acc[g] = [sum_pairs(np.concatenate([a for a, _ in acc[g]]),
                                     np.concatenate([b for _, b in acc[g]]))]
 
+        def take(g: Any, member: Series, data: bytes, n: int, lo: int, hi: int) -> None:
+            blobs.setdefault(g, []).append(data)
+            out.members.setdefault(g, member)
+            sizes[g] = sizes.get(g, 0) + n
+            out.pairs += n
+            out.rows += 1
+            if lo < bounds[0]:
+                bounds[0] = lo
+            if hi > bounds[1]:
+                bounds[1] = hi
+            if sizes[g] > 1_000_000:
+                flush(g)
+                sizes[g] = 0
+
+        def raw(ids: list[int], extra: str, xparams: list[Any]) -> None:
+            for part in chunks(ids, 400):
+                cur = tx.execute(f"SELECT series_id, bucket, width, stacks, data FROM "
+                                 f"profile_counts WHERE series_id IN ({marks(len(part))})"
+                                 f"{rng}{extra}", [*part, *rparams, *xparams])
+                while True:
+                    rows = cur.fetchmany(2000)
+                    if not rows:
+                        break
+                    for r in rows:
+                        sid, bucket = r["series_id"], r["bucket"]
+                        out.used.add(sid)
+                        take(gkey[sid], series[sid], r["data"], int(r["stacks"]), bucket,
+                             bucket + r["width"])
+                    budget.check(out.pairs, f"{out.rows:,} count rows, {out.pairs:,} counts so far")
+
         ids = sorted(series)
-        for part in chunks(ids, 400):
-            cur = tx.execute(f"SELECT series_id, bucket, width, stacks, data FROM profile_counts "
-                             f"WHERE series_id IN ({marks(len(part))}){rng}", [*part, *rparams])
-            while True:
-                rows = cur.fetchmany(2000)
-                if not rows:
-                    break
-                for r in rows:
-                    sid, bucket, width = r["series_id"], r["bucket"], r["width"]
-                    g = gkey[sid]
-                    blobs.setdefault(g, []).append(r["data"])
-                    out.members.setdefault(g, series[sid])
-                    out.used.add(sid)
-                    n = int(r["stacks"])
-                    sizes[g] = sizes.get(g, 0) + n
-                    out.pairs += n
-                    out.rows += 1
-                    if bucket < first:
-                        first = bucket
-                    if bucket + width > last:
-                        last = bucket + width
-                    if sizes[g] > 1_000_000:
-                        flush(g)
-                        sizes[g] = 0
-                budget.check(out.pairs, f"{out.rows:,} count rows, {out.pairs:,} counts so far")
+        c = (rollup.cover(sel.start, sel.end, 0, 10 ** 11)
+             if rollups and group_by != "series" and not sel.labels else None)
+        if c is None or c.empty:
+            raw(ids, "", [])
+        else:
+            self._rolled_up(tx, sel, c, series, gkey, take, raw, out)
+            budget.check(out.pairs, f"{out.rows:,} count rows, {out.pairs:,} counts so far")
         for g in list(blobs):
             flush(g)
         for g, parts in acc.items():
             out.groups[g] = sum_pairs(np.concatenate([a for a, _ in parts]),
                                       np.concatenate([b for _, b in parts]))
         if out.rows:
-            out.first, out.last = float(first), float(last)
+            out.first, out.last = float(bounds[0]), float(bounds[1])
         return out
+
+    @staticmethod
+    def _rolled_up(tx: Tx, sel: Selection, c: "rollup.Cover", series: dict[int, Series],
+                   gkey: dict[int, Any], take: Any, raw: Any, out: Sums) -> None:
+        """The rollup rows of the cover ``c`` (skipping dirty days), the raw rows of the
+        edges and of the dirty days."""
+        dirty = rollup.dirty_days(tx, c.hour_lo, c.hour_hi)    # first: see profile_rollup
+        by_group: dict[tuple[str, str, str], int] = {}         # (scope, rollup group) -> series
+        by_scope: dict[tuple[str, str], list[int]] = {}
+        for sid, ser in sorted(series.items()):
+            sc = rollup.scope_of(ser.plugin, ser.version)
+            by_group.setdefault((*sc, rollup.group_key(ser.unit, ser.thread, ser.labels)), sid)
+            by_scope.setdefault(sc, []).append(sid)
+        cur = rollup.rollup_rows(tx, c, sel.plugin, sel.version)
+        while True:
+            rows = cur.fetchmany(2000)
+            if not rows:
+                break
+            for r in rows:
+                sc = (r["plugin"], r["version"])
+                sid = by_group.get((*sc, r["gkey"]))
+                if sid is None or (*sc, int(r["bucket"]) // rollup.DAY * rollup.DAY) in dirty:
+                    continue
+                out.used.update(int(x) for x in rollup.unpack_series(r["series"])
+                                if int(x) in series)
+                take(gkey[sid], series[sid], r["data"], int(r["stacks"]), int(r["lo"]),
+                     int(r["hi"]))
+        raw(sorted(series), " AND (bucket < ? OR bucket >= ?)", [c.hour_lo, c.hour_hi])
+        for p, v, day in sorted(dirty):
+            ids = by_scope.get((p, v))
+            lo, hi = max(day, c.hour_lo), min(day + rollup.DAY, c.hour_hi)
+            if ids and hi > lo:
+                raw(ids, " AND bucket >= ? AND bucket < ?", [lo, hi])
 
     def notes(self, tx: Tx, series_ids: Iterable[int]) -> list[str]:
         out: list[str] = []

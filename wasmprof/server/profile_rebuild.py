@@ -52,6 +52,7 @@ from wasmprof.errors import WasmprofError
 from wasmprof.server.profile_codec import encode_arrays, merge_rows
 from wasmprof.server.profile_ingest import BASE_WIDTH, AggregatedBatch
 from wasmprof.server.profile_query import MAX_WIDTH
+from wasmprof.server.profile_rollup import mark_range
 from wasmprof.store.db import Tx, now
 
 if TYPE_CHECKING:
@@ -344,6 +345,7 @@ class Rebuilder:
                 if int(live.get("s") or 0) == sum(int(r["samples"]) for r in shadow):
                     tx.execute(f"DELETE FROM profile_counts WHERE {_SERIES} AND bucket >= ? AND "
                                "bucket < ?", (*scope, w0, w1))
+                    mark_range(tx, *scope, w0, w1)
                     self._insert_shadow(tx, shadow, self._target_width(w0, t))
                     tx.execute("UPDATE profile_rebuilds SET windows_rebuilt = windows_rebuilt + 1 "
                                "WHERE id = ?", (rb["id"],))

@@ -35,6 +35,18 @@ Migration 2 (rebuilds, :mod:`wasmprof.server.profile_rebuild`):
   cursor, windows rebuilt and kept).
 - ``profile_rebuild_inputs``: which inputs a rebuild has re-derived (and from which bucket on);
   ``profile_rebuild_counts``: their counts (the shadow rows swapped in window by window).
+
+Migration 3 (rollups, :mod:`wasmprof.server.profile_rollup`): derived from ``profile_counts``
+and rebuilt from it at any time.
+
+- ``profile_rollups``: the sum of a scope's count rows per (group, hour or day): ``gkey`` is
+  the canonical JSON of what a query groups and filters on besides the scope (unit, thread,
+  ``event`` label), ``width`` 3600 or 86400, ``bucket`` the hour/day start; ``lo``/``hi``
+  the first bucket start and last bucket end of the rows summed, ``series`` their series ids
+  (packed int64), ``data`` the (stack, count) pairs (profile_codec).
+- ``profile_rollup_dirty``: (scope, day) whose count rows changed since its rollups were made
+  (written in the same transaction as the change); queries read those days raw and the
+  maintenance job recomputes them. The upgrade marks every day that has data.
 """
 
 from __future__ import annotations
@@ -100,4 +112,17 @@ MIGRATIONS = [
         rebuild_id {bigint} NOT NULL, series_id {bigint} NOT NULL, bucket {bigint} NOT NULL,
         samples {bigint} NOT NULL, data {blob} NOT NULL);
     CREATE INDEX profile_rebuild_counts_window ON profile_rebuild_counts (rebuild_id, bucket)""",
+    """CREATE TABLE profile_rollups (
+        plugin TEXT NOT NULL, version TEXT NOT NULL, gkey TEXT NOT NULL,
+        width INTEGER NOT NULL, bucket {bigint} NOT NULL, lo {bigint} NOT NULL,
+        hi {bigint} NOT NULL, samples {bigint} NOT NULL, stacks INTEGER NOT NULL,
+        series {blob} NOT NULL, data {blob} NOT NULL,
+        PRIMARY KEY (width, bucket, plugin, version, gkey));
+    CREATE INDEX profile_rollups_scope ON profile_rollups (plugin, version, bucket);
+    CREATE TABLE profile_rollup_dirty (
+        plugin TEXT NOT NULL, version TEXT NOT NULL, day {bigint} NOT NULL,
+        PRIMARY KEY (day, plugin, version));
+    INSERT INTO profile_rollup_dirty (plugin, version, day)
+        SELECT DISTINCT COALESCE(s.plugin, ''), COALESCE(s.version, ''), (c.bucket / 86400) * 86400
+        FROM profile_counts c JOIN profile_series s ON s.id = c.series_id""",
 ]

@@ -13,7 +13,8 @@
   a plugin's modules changed, rebuild the derived rows of a scope whose module set changed
   from its retained raw inputs (:mod:`wasmprof.server.profile_rebuild`), merge duplicate
   count rows and downsample old buckets (10 s → 1 min after a day → 1 h after a week),
-  expire raw inputs.
+  recompute the hourly/daily rollups of the days whose rows changed
+  (:mod:`wasmprof.server.profile_rollup`), expire raw inputs.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from wasmprof.errors import UsageError, WasmprofError
 from wasmprof.model import Module, Profile
 from wasmprof.profiles import (PROFILE_FORMATS, SymbolizedProfile, assign_perf_map_modules,
                                detect_profile_format, parse_profile_stream)
+from wasmprof.server import profile_rollup as rollup
 from wasmprof.server.profile_codec import (decode_many, encode_arrays, merge_rows, pack_ids,
                                            stack_id, sum_pairs)
 from wasmprof.server.profile_ingest import (AggregatedBatch, ScopeResolver, aggregate,
@@ -535,6 +537,7 @@ class ProfileService:
         if not remap:
             return zero
         with self.db.tx() as tx:
+            self.pstore.lock_scope(tx, plugin, version or None)   # first: see lock_scope
             stack_ids: set[int] = set()
             for part in chunks(sorted(remap)):
                 stack_ids |= {int(r["stack_id"]) for r in tx.all(
@@ -589,7 +592,7 @@ class ProfileService:
         old_ids, new_ids = old_ids[order], new_ids[order]
         n = 0
         for part in chunks(series, 400):
-            for r in tx.all(f"SELECT id, data FROM profile_counts WHERE series_id IN "
+            for r in tx.all(f"SELECT id, bucket, data FROM profile_counts WHERE series_id IN "
                             f"({marks(len(part))})", part):
                 keys, vals = decode_many([r["data"]])
                 pos = np.searchsorted(old_ids, keys)
@@ -601,6 +604,7 @@ class ProfileService:
                 keys, vals = sum_pairs(keys, vals)
                 tx.execute("UPDATE profile_counts SET data = ?, stacks = ? WHERE id = ?",
                            (encode_arrays(keys, vals), len(keys), r["id"]))
+                rollup.mark_dirty(tx, [(plugin, version, int(r["bucket"]))])
                 n += 1
         return n
 
@@ -621,6 +625,7 @@ class ProfileService:
         busy = self.rebuilds.work(2.0) or busy
         busy = self.compact(t) or busy
         busy = self.downsample(t) or busy
+        busy = rollup.refresh(self.db, self.pstore) >= 50 or busy
         self.expire(t)
         return busy
 
@@ -718,6 +723,8 @@ class ProfileService:
                           (series_id, lo, hi, width_max))
             if not rows:
                 return
+            if lt:                             # re-bucketed: the rollups' first/last change
+                rollup.mark_range(tx, *scope, min(lo, bucket), max(hi, bucket + 1))
             keys, vals = merge_rows(r["data"] for r in rows)
             tx.execute("INSERT INTO profile_counts (series_id, bucket, width, samples, stacks, "
                        "data) VALUES (?, ?, ?, ?, ?, ?)",

@@ -4,7 +4,8 @@
 into an open write transaction (the caller's, together with the raw input), with batched
 statements: unknown frames and stacks (``INSERT … ON CONFLICT DO NOTHING``: ids are content
 hashes, so replicas never conflict), series get-or-create, one count row per (series,
-bucket). What this process knows is in the database is cached only after the commit
+bucket) and the rollup marks of the days it touched
+(:mod:`wasmprof.server.profile_rollup`). What this process knows is in the database is cached only after the commit
 (:meth:`committed`), so a rolled-back transaction never leaves a cache claiming rows that
 do not exist.
 
@@ -24,6 +25,7 @@ import orjson
 from wasmprof.model import Frame
 from wasmprof.server.profile_codec import encode_counts, pack_ids, unpack_ids
 from wasmprof.server.profile_ingest import AggregatedBatch, SeriesKey, content_frame
+from wasmprof.server.profile_rollup import mark_dirty
 from wasmprof.store.db import Database, Tx, now
 
 _CHUNK = 500
@@ -86,6 +88,8 @@ class ProfileStore:
             tx.executemany("INSERT INTO profile_stack_pending (frame_id, stack_id) VALUES (?, ?) "
                            "ON CONFLICT (frame_id, stack_id) DO NOTHING", sorted(batch.stack_pending))
         if counts:
+            mark_dirty(tx, ((batch.series[si].plugin, batch.series[si].version, bucket)
+                            for (si, bucket), c in batch.cells.items() if c))
             self.insert_cells(tx, [(series_ids[si], bucket, batch.width, c)
                                    for (si, bucket), c in batch.cells.items()])
         if batch.notes:
