@@ -8,7 +8,8 @@
 - ``refusal_names_no_sent_parameter`` (a check): a 400 answered to a schema-valid request,
   on the operations allowed to answer one (:data:`CONTENT_PARSED`, :data:`CROSS_FIELD`),
   must not name a parameter or body field the request sent, except the cross-field ones
-  listed: a refusal naming what the schema allowed means the schema is wrong.
+  listed and, on content-parsed operations, file parts (their content is what is refused):
+  a refusal naming what the schema allowed means the schema is wrong.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import schemathesis
 # "text" or "object"): a 400 naming the content (body, line, offset) answers a valid request.
 CONTENT_PARSED = ["/api/v1/modules", "/api/v1/logs", "/api/v1/profiles", "/api/v1/samples",
                   "/ingest", "/api/v1/modules/{mid}/source-map"]
+
+# The multipart parts of those operations the OpenAPI declares `format: binary`.
+FILE_PARTS = {"file", "perf_map", "profile"}
 
 # Operations with a rule no schema can say because it ties values together, and the
 # parameter its 400 names: the time range of health series (`from` before `to`, at most 90
@@ -67,7 +71,10 @@ def _sent(case) -> set[str]:
     names = set(case.query or {}) | set(case.path_parameters or {})
     names |= {k.lower() for k in (case.headers or {})}
     if isinstance(case.body, dict):
-        names |= set(case.body)
+        # a file part of a content-parsed body is content: a 400 naming it refuses what the
+        # file holds, which its schema ("binary") cannot describe
+        content = case.operation.path in CONTENT_PARSED
+        names |= {k for k in case.body if not (content and k in FILE_PARTS)}
     return names
 
 

@@ -300,6 +300,9 @@ def test_bad_input_is_refused_with_the_field(app):
     for path in ("/api/v1/health/targets/0", f"/api/v1/health/targets/{2 ** 63}",
                  "/api/v1/health/series?step=0"):
         assert c.get(path).status_code == 422, path
+    # a subnormal step is valid (> 0) and is widened to the bucket cap, not an overflow
+    tiny = ok(c.get("/api/v1/health/series", params={"step": "5e-324", "from": 0, "to": 86400}))
+    assert 0 < tiny["step"] <= 86400 and len(tiny["times"]) <= 2000
     assert c.get("/api/v1/health/targets/99").status_code == 404
     assert c.delete("/api/v1/health/targets/99").status_code == 404
     assert c.post("/api/v1/health/targets/99/scrape").status_code == 404

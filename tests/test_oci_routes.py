@@ -49,10 +49,20 @@ def test_scopes(app_client):
         assert r.status_code == code
     r = c.put("/api/v1/plugins/p/source", headers=_h(c, "admin"), json={"url": "oci://r.example.com/a"})
     assert r.status_code == 200 and r.json()["status"]["state"] == "idle"
+    _matches_documented_schema(c, "/api/v1/plugins/{name}/source", "put", r.json())
+    got = c.get("/api/v1/plugins/p/source", headers=_h(c, "admin"))
+    _matches_documented_schema(c, "/api/v1/plugins/{name}/source", "get", got.json())
     assert c.post("/api/v1/modules/1/origins", headers=_h(c, "read"), json={}).status_code == 403
     r = c.post("/api/v1/modules/99/origins", headers=_h(c, "ingest"),
                json={"reference": "oci://r.example.com/a:1", "digest": "sha256:" + "a" * 64})
     assert r.status_code == 404
+
+
+def _matches_documented_schema(c, path, method, body):
+    """``body`` validates against the 200 schema the OpenAPI documents for the operation."""
+    import jsonschema
+    schema = c.get("/openapi.json").json()["paths"][path][method]["responses"]["200"]
+    jsonschema.validate(body, schema["content"]["application/json"]["schema"])
 
 
 json_values = st.recursive(

@@ -246,7 +246,8 @@ def auto_step(start: float, end: float, step: float | None) -> tuple[float, int]
     span = max(end - start, 1.0)
     if step is None:
         step = max(1.0, span / 240.0)
-    n = int(math.ceil(span / step))
+    ratio = span / step                  # inf for a subnormal step: clamped below
+    n = int(math.ceil(ratio)) if ratio <= MAX_BUCKETS else MAX_BUCKETS + 1
     if n > MAX_BUCKETS:
         step = span / MAX_BUCKETS
         n = MAX_BUCKETS

@@ -7,6 +7,11 @@ tags ``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``, digests ``sha256:<64 hex>`` or
 ``docker.io/envoyproxy/x``; a single component gets ``library/``); Docker Hub's API host is
 ``registry-1.docker.io``. The ``oci://`` prefix is optional. A reference without tag or
 digest means ``latest`` only where a caller says so (:meth:`Reference.or_latest`).
+
+No length bound on the repository beyond the reference's own (:data:`MAX_REFERENCE`): the
+255 characters many clients impose on host + name is a convention, not the spec's grammar,
+and no pattern can say it; a registry that refuses a longer name answers ``NAME_INVALID``,
+which the pull reports.
 """
 
 from __future__ import annotations
@@ -29,9 +34,8 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 MAX_REFERENCE = 1024
 
 # -- the grammar as one pattern (ECMA and Python regex alike), for the OpenAPI of the routes
-# that take a reference: every string it matches parses (up to the 255-character bound on the
-# repository, which no pattern can say), and every reference written without surrounding
-# spaces that parses matches it.
+# that take a reference: every string it matches parses, and every reference written without
+# surrounding spaces that parses matches it.
 _P_COMPONENT = r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*"
 _P_COMPONENT_NODOT = r"[a-z0-9]+((_|__|-+)[a-z0-9]+)*"     # a Docker Hub first component
 _P_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -149,7 +153,7 @@ def parse_reference(text: str, *, source: str = "reference") -> Reference:
         raise RegistryError("bad registry host", kind="bad-reference", source=source,
                             expected="HOST[:PORT]", found=repr(registry[:80]))
     repository = "/".join(repo_parts)
-    if len(repository) > 255 or not REPOSITORY_RE.fullmatch(repository):
+    if not REPOSITORY_RE.fullmatch(repository):
         raise RegistryError("bad repository name", kind="bad-reference", source=source,
                             expected="lowercase path components [a-z0-9] joined by . _ __ - "
                                      "and /", found=repr(repository[:80]))

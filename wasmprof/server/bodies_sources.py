@@ -18,6 +18,7 @@ from wasmprof.server import bodies
 from wasmprof.server.bodies import Bool, Text
 from wasmprof.server.contract import PRINTABLE, Body
 from wasmprof.sources.plugin_sources import MAX_URL, TEMPLATE_PREFIX, TEMPLATE_SUFFIX
+from wasmprof.sources import pulls as pull_states
 
 #: A tag with ``{version}`` in it (the version's tag replaces it; ``+`` becomes ``_``).
 P_TAG_TEMPLATE = (rf"([A-Za-z0-9_][A-Za-z0-9._-]{{0,{TEMPLATE_PREFIX - 1}}})?\{{version\}}"
@@ -77,7 +78,13 @@ def fields(body: Body) -> dict[str, Any]:
 _obj = bodies._obj
 SOURCE_SCHEMA = _obj(["plugin", "url", "plain_http", "has_credentials", "status", "pulls"],
                      plugin=bodies.STR, url=bodies.STR, plain_http={"type": "boolean"},
-                     has_credentials={"type": "boolean"}, status={"type": "string"},
+                     has_credentials={"type": "boolean"},
+                     status=_obj(["state", "summary"],
+                                 state={"type": "string",
+                                        "enum": ["idle", *pull_states.STATES]},
+                                 summary=bodies.STR,
+                                 error_kind={"type": ["string", "null"]},
+                                 version={"type": ["string", "null"]}),
                      pulls={"type": "array"})
 ORIGINS_SCHEMA = _obj(["module", "origins"], module=bodies.INT,
                       origins={"type": "array", "items": _obj(["ref_url", "digest"])})
