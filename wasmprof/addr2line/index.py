@@ -516,10 +516,16 @@ def load_index(path: Path, identity: str, dwarf_hash: str) -> IndexBlock | None:
 
 def save_index(path: Path, block: IndexBlock, identity: str, dwarf_hash: str) -> bool:
     """Write atomically; returns False (and leaves no partial file) when the disk refuses."""
+    return write_atomic(path, block.to_bytes(identity, dwarf_hash))
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` through a temporary file and a rename: False (and no
+    partial file) when the disk refuses. One writer per derived cache file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(block.to_bytes(identity, dwarf_hash))
+        tmp.write_bytes(data)
         os.replace(tmp, path)
         return True
     except OSError:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-import os
 import struct
 import zlib
 from array import array
@@ -42,6 +41,7 @@ from pathlib import Path
 
 from wasmprof.addr2line.chains import ChainLookup
 from wasmprof.addr2line.hygiene import CodeLayout
+from wasmprof.addr2line.index import write_atomic
 from wasmprof.addr2line.text import PAD, clean, frames_text, pad_for, status_text, text_frame, \
     where
 
@@ -359,17 +359,6 @@ def load_table(path: Path, key: dict) -> TextTable | None:
 
 def save_table(path: Path, table: TextTable, key: dict) -> bool:
     """Write atomically; False (and no partial file) when the disk refuses."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(table.to_bytes(key))
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        return False
+    return write_atomic(path, table.to_bytes(key))
 
 
